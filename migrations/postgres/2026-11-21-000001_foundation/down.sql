@@ -1,0 +1,3 @@
+DROP TABLE connections;
+DROP TABLE api_keys;
+DROP TABLE orgs;

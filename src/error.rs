@@ -1,0 +1,343 @@
+//! `ApiError`, the one error type that becomes an HTTP response, and the JSON
+//! envelope every error is answered with: `{"error": {"code", "message", "details"}}`.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+
+use crate::store::StoreError;
+
+/// The error codes of DESIGN.md §5, each with its HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+    UnsupportedByProvider,
+    RateLimited,
+    Internal,
+    UpstreamError,
+    ServiceUnavailable,
+    UpstreamUnavailable,
+    UpstreamTimeout,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Conflict => "conflict",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::ValidationFailed => "validation_failed",
+            Self::UnsupportedByProvider => "unsupported_by_provider",
+            Self::RateLimited => "rate_limited",
+            Self::Internal => "internal",
+            Self::UpstreamError => "upstream_error",
+            Self::ServiceUnavailable => "service_unavailable",
+            Self::UpstreamUnavailable => "upstream_unavailable",
+            Self::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::ValidationFailed | Self::UnsupportedByProvider => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::UpstreamError => StatusCode::BAD_GATEWAY,
+            Self::ServiceUnavailable | Self::UpstreamUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The code for a status that reached us without one (actix's own 404/405, say).
+    pub fn for_status(status: StatusCode) -> Self {
+        match status.as_u16() {
+            401 => Self::Unauthorized,
+            403 => Self::Forbidden,
+            404 => Self::NotFound,
+            405 => Self::MethodNotAllowed,
+            409 => Self::Conflict,
+            413 => Self::PayloadTooLarge,
+            415 => Self::UnsupportedMediaType,
+            422 => Self::ValidationFailed,
+            429 => Self::RateLimited,
+            502 => Self::UpstreamError,
+            503 => Self::ServiceUnavailable,
+            504 => Self::UpstreamTimeout,
+            s if (400..500).contains(&s) => Self::BadRequest,
+            _ => Self::Internal,
+        }
+    }
+}
+
+/// The error envelope, as documented in the OpenAPI spec.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable code, e.g. `not_found`, `validation_failed`.
+    #[schema(example = "not_found")]
+    pub code: String,
+    /// Human-readable explanation.
+    #[schema(example = "connection not found")]
+    pub message: String,
+    /// Structured details; for `validation_failed` a map of field path to messages.
+    #[schema(value_type = Object)]
+    pub details: Value,
+}
+
+/// An error answered to the client. The cause chain, when there is one, goes to
+/// the log only; the body carries the code and a message meant for clients.
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub details: Value,
+    pub retry_after: Option<u64>,
+    cause: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            details: json!({}),
+            retry_after: None,
+            cause: None,
+        }
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unauthorized, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, message)
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(ErrorCode::NotFound, format!("{what} not found"))
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Conflict, message)
+    }
+
+    /// 422 with a map of field path → messages.
+    pub fn validation(fields: FieldErrors) -> Self {
+        Self::new(ErrorCode::ValidationFailed, fields.summary()).with_details(fields.into_json())
+    }
+
+    /// 500: a bug on our side. The cause is logged, never sent.
+    pub fn internal(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            cause: Some(Box::new(cause)),
+            ..Self::new(ErrorCode::Internal, "internal error")
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code.as_str().to_string(),
+                message: self.message.clone(),
+                details: self.details.clone(),
+            },
+        }
+    }
+}
+
+impl std::fmt::Debug for ApiError {
+    // Debug prints the whole cause chain for the logs (zero2prod's `error_chain_fmt`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)?;
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = self
+            .cause
+            .as_deref()
+            .map(|c| c as &(dyn std::error::Error + 'static));
+        while let Some(c) = cause {
+            write!(f, "\n  caused by: {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if self.code == ErrorCode::Internal {
+            tracing::error!(error = ?self, "request failed with an internal error");
+        } else if self.cause.is_some() {
+            tracing::warn!(error = ?self, "request failed");
+        }
+        let mut res = HttpResponse::build(self.status_code());
+        if let Some(secs) = self.retry_after {
+            res.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        if self.code == ErrorCode::Unauthorized {
+            res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        res.json(self.body())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => Self {
+                cause: Some(Box::new(e)),
+                retry_after: Some(1),
+                ..Self::new(ErrorCode::ServiceUnavailable, "the database is unavailable")
+            },
+            StoreError::Conflict(msg) => Self::conflict(msg),
+            other => Self::internal(other),
+        }
+    }
+}
+
+/// Per-field validation messages, keyed by dotted field path (`settings.default_country`).
+#[derive(Debug, Default)]
+pub struct FieldErrors(std::collections::BTreeMap<String, Vec<String>>);
+
+impl FieldErrors {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.entry(field.into()).or_default().push(message.into());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(())` when nothing was added, else the 422 to answer.
+    pub fn into_result(self) -> Result<(), ApiError> {
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::validation(self))
+        }
+    }
+
+    /// Fold in what the `validator` crate found, flattening nested structs to dotted paths.
+    pub fn extend_from(&mut self, prefix: &str, errors: &validator::ValidationErrors) {
+        use validator::ValidationErrorsKind;
+        for (field, kind) in errors.errors() {
+            let path = if prefix.is_empty() {
+                field.to_string()
+            } else {
+                format!("{prefix}.{field}")
+            };
+            match kind {
+                ValidationErrorsKind::Field(list) => {
+                    for e in list {
+                        let msg = e
+                            .message
+                            .as_ref()
+                            .map(|m| m.to_string())
+                            .unwrap_or_else(|| format!("is invalid ({})", e.code));
+                        self.add(path.clone(), msg);
+                    }
+                }
+                ValidationErrorsKind::Struct(inner) => self.extend_from(&path, inner),
+                ValidationErrorsKind::List(items) => {
+                    for (i, inner) in items {
+                        self.extend_from(&format!("{path}[{i}]"), inner);
+                    }
+                }
+            }
+        }
+    }
+
+    fn summary(&self) -> String {
+        let fields: Vec<&str> = self.0.keys().map(String::as_str).collect();
+        format!("invalid value for {}", fields.join(", "))
+    }
+
+    fn into_json(self) -> Value {
+        json!({ "fields": self.0 })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_maps_back_from_its_status() {
+        for code in [
+            ErrorCode::BadRequest,
+            ErrorCode::Unauthorized,
+            ErrorCode::Forbidden,
+            ErrorCode::NotFound,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::Conflict,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::UnsupportedMediaType,
+            ErrorCode::ValidationFailed,
+            ErrorCode::RateLimited,
+            ErrorCode::Internal,
+            ErrorCode::UpstreamError,
+            ErrorCode::ServiceUnavailable,
+            ErrorCode::UpstreamTimeout,
+        ] {
+            assert_eq!(ErrorCode::for_status(code.status()), code, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn internal_errors_keep_their_cause_out_of_the_body() {
+        let err = ApiError::internal(std::io::Error::other("disk on fire at /var/secret"));
+        let body = serde_json::to_string(&err.body()).expect("json");
+        assert!(!body.contains("disk on fire"), "{body}");
+        assert!(format!("{err:?}").contains("disk on fire"));
+    }
+}

@@ -1,0 +1,103 @@
+//! HTTP routes, one file per resource, and the OpenAPI document built from them.
+
+pub mod api_keys;
+pub mod connections;
+pub mod health;
+
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::error::{ApiError, ErrorCode};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "unicontacts",
+        description = "One contacts API over the WhatsApp CRMs a business uses (Periskope, WA.cr, WhatsApp Gateway). Every error is answered as `{\"error\": {\"code\", \"message\", \"details\"}}`; every response carries `x-request-id`."
+    ),
+    paths(
+        health::healthz,
+        health::readyz,
+        connections::create_connection,
+        connections::list_connections,
+        connections::get_connection,
+        connections::update_connection,
+        connections::delete_connection,
+        api_keys::create_api_key,
+        api_keys::list_api_keys,
+        api_keys::delete_api_key,
+    ),
+    components(schemas(crate::error::ErrorBody, crate::auth::Scope)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "admin", description = "Connections and API keys (scope `admin`)"),
+        (name = "operations", description = "Health and readiness probes"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key: `Authorization: Bearer uck_…`"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Registers every route. Each path is a `resource`, so a wrong method on a known
+/// path is a 405 rather than a 404.
+pub fn configure(cfg: &mut web::ServiceConfig, openapi: utoipa::openapi::OpenApi) {
+    cfg.service(web::resource("/healthz").route(web::get().to(health::healthz)))
+        .service(web::resource("/readyz").route(web::get().to(health::readyz)))
+        .service(web::resource("/docs").route(web::get().to(docs_redirect)))
+        // Swagger UI with its assets vendored into the binary: the page works offline.
+        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi))
+        .service(
+            web::scope("/v1/admin")
+                .service(
+                    web::resource("/connections")
+                        .route(web::post().to(connections::create_connection))
+                        .route(web::get().to(connections::list_connections)),
+                )
+                .service(
+                    web::resource("/connections/{id}")
+                        .route(web::get().to(connections::get_connection))
+                        .route(web::patch().to(connections::update_connection))
+                        .route(web::delete().to(connections::delete_connection)),
+                )
+                .service(
+                    web::resource("/api-keys")
+                        .route(web::post().to(api_keys::create_api_key))
+                        .route(web::get().to(api_keys::list_api_keys)),
+                )
+                .service(
+                    web::resource("/api-keys/{id}")
+                        .route(web::delete().to(api_keys::delete_api_key)),
+                ),
+        );
+}
+
+async fn docs_redirect() -> HttpResponse {
+    HttpResponse::MovedPermanently()
+        .insert_header((header::LOCATION, "/docs/"))
+        .finish()
+}
+
+/// Unknown routes.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        ErrorCode::NotFound,
+        format!("no route for {} {}", req.method(), req.path()),
+    ))
+}

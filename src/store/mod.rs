@@ -1,0 +1,308 @@
+//! The store: one diesel codebase over SQLite (embedded default) and PostgreSQL,
+//! the backend chosen by the database URL. Owns the pool, the embedded migrations
+//! and running queries off the async workers.
+
+pub mod api_keys;
+pub mod connections;
+pub mod models;
+pub mod orgs;
+pub mod schema;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{self, ManageConnection, R2D2Connection};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::sql_types::{Integer, Text};
+use diesel::{PgConnection, SqliteConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::config::DatabaseUrl;
+
+/// One pooled connection of either backend.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+pub type Pool = r2d2::Pool<Manager>;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// An arbitrary constant that serialises migrations between processes sharing one PostgreSQL.
+const MIGRATION_LOCK_KEY: i64 = 0x756e_6963_6f6e;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached right now (pool timeout, connection refused).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A uniqueness rule was broken; the message is meant for clients.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("row not found")]
+    NotFound,
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database query failed")]
+    Query(#[source] DieselError),
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+impl From<DieselError> for StoreError {
+    fn from(e: DieselError) -> Self {
+        match e {
+            DieselError::NotFound => StoreError::NotFound,
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                StoreError::Conflict("a record with the same unique values already exists".into())
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
+                StoreError::Unavailable(info.message().to_string())
+            }
+            DieselError::BrokenTransactionManager => {
+                StoreError::Unavailable("broken transaction manager".into())
+            }
+            other => StoreError::Query(other),
+        }
+    }
+}
+
+/// Opens connections of the configured backend only. (The derived `establish`
+/// tries every backend in turn: on a PostgreSQL outage it would fall through to
+/// SQLite and create a file named after the URL.)
+#[derive(Debug)]
+pub struct Manager {
+    target: Target,
+}
+
+#[derive(Debug, Clone)]
+enum Target {
+    Postgres(String),
+    /// A SQLite URI opened with `mode=rw`: a missing file is an error, not a new empty database.
+    Sqlite(String),
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = diesel::ConnectionError;
+
+    fn connect(&self) -> Result<DbConnection, Self::Error> {
+        match &self.target {
+            Target::Postgres(url) => PgConnection::establish(url).map(DbConnection::Postgresql),
+            Target::Sqlite(uri) => {
+                let mut conn = SqliteConnection::establish(uri)?;
+                // WAL lets readers run beside the one writer; NORMAL sync is safe under WAL;
+                // SQLite leaves foreign keys off unless asked per connection; the busy
+                // timeout makes a writer wait for the lock instead of failing at once.
+                conn.batch_execute(
+                    "PRAGMA journal_mode = WAL;
+                     PRAGMA synchronous = NORMAL;
+                     PRAGMA foreign_keys = ON;
+                     PRAGMA busy_timeout = 5000;",
+                )
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), Self::Error> {
+        conn.ping()
+            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        conn.is_broken()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The shared handle to the database: cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+    backend: Backend,
+    sqlite_path: Option<PathBuf>,
+}
+
+impl Store {
+    /// A pool for the URL. A SQLite file is created if it does not exist yet;
+    /// nothing else touches the database until the first query.
+    pub fn connect(
+        url: &DatabaseUrl,
+        pool_size: u32,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let (target, backend, sqlite_path) = match url {
+            DatabaseUrl::Postgres(u) => (Target::Postgres(u.clone()), Backend::Postgres, None),
+            DatabaseUrl::Sqlite(path) => {
+                let uri = sqlite_uri(path);
+                // Create the file once, here; pooled connections open it `mode=rw`.
+                SqliteConnection::establish(&format!("{uri}?mode=rwc")).map_err(|e| {
+                    StoreError::Unavailable(format!(
+                        "cannot open SQLite file {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                (
+                    Target::Sqlite(format!("{uri}?mode=rw")),
+                    Backend::Sqlite,
+                    Some(path.clone()),
+                )
+            }
+        };
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size)
+            .min_idle(Some(1))
+            .connection_timeout(timeout)
+            .build_unchecked(Manager { target });
+        Ok(Self {
+            pool,
+            backend,
+            sqlite_path,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies pending migrations of this backend; returns the versions applied.
+    pub fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.get()?;
+        let applied = match &mut *conn {
+            DbConnection::Sqlite(c) => c
+                .run_pending_migrations(SQLITE_MIGRATIONS)
+                .map(|v| v.iter().map(|m| m.to_string()).collect::<Vec<_>>()),
+            DbConnection::Postgresql(c) => {
+                c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))?;
+                let result = c
+                    .run_pending_migrations(POSTGRES_MIGRATIONS)
+                    .map(|v| v.iter().map(|m| m.to_string()).collect::<Vec<_>>());
+                c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))?;
+                result
+            }
+        };
+        applied.map_err(|e| StoreError::Migration(e.to_string()))
+    }
+
+    /// A pooled connection, waiting at most the pool's timeout.
+    pub fn get(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
+        self.pool
+            .get()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    /// Runs `f` with an owned pooled connection on the blocking thread pool, so a
+    /// query never holds up an async worker.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = store.get()?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Whether the database answers a query within `timeout`.
+    pub async fn check_ready(&self, timeout: Duration) -> Result<(), StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            // An open SQLite connection keeps working on a deleted file, so look for the file.
+            if let Some(path) = &store.sqlite_path {
+                if !path.exists() {
+                    return Err(StoreError::Unavailable(format!(
+                        "SQLite file {} is gone",
+                        path.display()
+                    )));
+                }
+            }
+            let mut conn = store
+                .pool
+                .get_timeout(timeout)
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            conn.batch_execute("SELECT 1 FROM orgs WHERE 1 = 0")
+                .map_err(|e| StoreError::Unavailable(e.to_string()))
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+/// A `file:` URI for the path, escaping the characters URIs reserve.
+fn sqlite_uri(path: &std::path::Path) -> String {
+    let mut uri = String::from("file:");
+    for ch in path.to_string_lossy().chars() {
+        match ch {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    uri
+}
+
+#[derive(QueryableByName)]
+struct ColumnInfo {
+    #[diesel(sql_type = Text)]
+    table_name: String,
+    #[diesel(sql_type = Text)]
+    column_name: String,
+    #[diesel(sql_type = Integer)]
+    nullable: i32,
+}
+
+/// Table → sorted `column (nullable|not null)` list, for the schema-parity test.
+pub fn describe_schema(
+    conn: &mut DbConnection,
+) -> Result<BTreeMap<String, Vec<String>>, StoreError> {
+    let rows: Vec<ColumnInfo> = match conn {
+        DbConnection::Sqlite(c) => diesel::sql_query(
+            "SELECT m.name AS table_name, p.name AS column_name,
+                    CASE WHEN p.\"notnull\" = 1 OR p.pk > 0 THEN 0 ELSE 1 END AS nullable
+             FROM sqlite_master m JOIN pragma_table_info(m.name) p
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'
+               AND m.name <> '__diesel_schema_migrations'",
+        )
+        .load(c)?,
+        DbConnection::Postgresql(c) => diesel::sql_query(
+            "SELECT table_name::text AS table_name, column_name::text AS column_name,
+                    CASE WHEN is_nullable = 'YES' THEN 1 ELSE 0 END AS nullable
+             FROM information_schema.columns
+             WHERE table_schema = current_schema()
+               AND table_name <> '__diesel_schema_migrations'",
+        )
+        .load(c)?,
+    };
+    let mut schema: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in rows {
+        let null = if r.nullable == 1 { "null" } else { "not null" };
+        schema
+            .entry(r.table_name)
+            .or_default()
+            .push(format!("{} ({null})", r.column_name));
+    }
+    for cols in schema.values_mut() {
+        cols.sort();
+    }
+    Ok(schema)
+}

@@ -1,0 +1,60 @@
+//! Rows as stored. JSON columns are text; their typed shape lives with their queries.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::{api_keys, connections, orgs};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = orgs)]
+pub struct Org {
+    pub id: String,
+    pub name: String,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = api_keys)]
+pub struct ApiKeyRow {
+    pub id: String,
+    pub org_id: String,
+    pub name: String,
+    /// The first characters of the key, shown to tell keys apart.
+    pub prefix: String,
+    /// SHA-256 of the whole key, hex.
+    pub key_hash: String,
+    /// Comma-separated scope names.
+    pub scopes: String,
+    pub created_at: NaiveDateTime,
+    pub revoked_at: Option<NaiveDateTime>,
+}
+
+#[derive(Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = connections)]
+pub struct ConnectionRow {
+    pub id: String,
+    pub org_id: String,
+    pub provider: String,
+    pub name: String,
+    pub base_url: String,
+    /// JSON of `connections::Credentials`; never logged.
+    pub credentials: String,
+    /// JSON of `connections::ConnectionSettings`.
+    pub settings: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl std::fmt::Debug for ConnectionRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionRow")
+            .field("id", &self.id)
+            .field("org_id", &self.org_id)
+            .field("provider", &self.provider)
+            .field("name", &self.name)
+            .field("base_url", &self.base_url)
+            .field("credentials", &"<redacted>")
+            .field("settings", &self.settings)
+            .finish()
+    }
+}

@@ -1,0 +1,40 @@
+//! The diesel schema, one for both backends: only types SQLite and PostgreSQL share.
+
+diesel::table! {
+    orgs (id) {
+        id -> Text,
+        name -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> Text,
+        org_id -> Text,
+        name -> Text,
+        prefix -> Text,
+        key_hash -> Text,
+        scopes -> Text,
+        created_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    connections (id) {
+        id -> Text,
+        org_id -> Text,
+        provider -> Text,
+        name -> Text,
+        base_url -> Text,
+        credentials -> Text,
+        settings -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(api_keys -> orgs (org_id));
+diesel::joinable!(connections -> orgs (org_id));
+diesel::allow_tables_to_appear_in_same_query!(orgs, api_keys, connections);

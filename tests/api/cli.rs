@@ -1,0 +1,263 @@
+//! The `unicontacts` binary itself: help, settings, `keys create`, `migrate`, and
+//! `serve` as a child process (JSON logs, no secrets in them, clean SIGTERM).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{send, Backend, TestDb};
+
+const BIN: &str = env!("CARGO_BIN_EXE_unicontacts");
+
+/// The binary with a clean environment: only what the test gives it.
+fn unicontacts(db: Option<&TestDb>) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear();
+    let dir = std::env::temp_dir();
+    cmd.current_dir(dir);
+    if let Some(db) = db {
+        let url = match &db.url {
+            unicontacts::config::DatabaseUrl::Sqlite(p) => p.display().to_string(),
+            unicontacts::config::DatabaseUrl::Postgres(u) => u.clone(),
+        };
+        cmd.env("UNICONTACTS_DATABASE_URL", url);
+    }
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run unicontacts")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["migrate", "--help"],
+        vec!["keys", "--help"],
+        vec!["keys", "create", "--help"],
+    ] {
+        let out = run(unicontacts(None).args(&args));
+        assert!(out.status.success(), "{args:?}");
+        assert!(text(&out.stdout).contains("Usage:"), "{args:?}");
+    }
+    let out = run(unicontacts(None).args(["keys", "create", "--help"]));
+    let help = text(&out.stdout);
+    for flag in ["--org", "--scopes", "--name"] {
+        assert!(help.contains(flag), "{help}");
+    }
+}
+
+#[test]
+fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
+    for (name, value) in [
+        ("UNICONTACTS_BIND", "nowhere"),
+        ("UNICONTACTS_DATABASE_URL", "mysql://localhost/db"),
+        ("UNICONTACTS_LOG_FORMAT", "xml"),
+        ("UNICONTACTS_WORKERS", "0"),
+        ("UNICONTACTS_CONFIG", "/nonexistent/unicontacts.toml"),
+    ] {
+        let out = run(unicontacts(None).env(name, value).arg("serve"));
+        assert!(!out.status.success(), "{name}={value} must stop start-up");
+        let stderr = text(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{name}: {stderr}");
+        assert!(lines[0].contains(name), "{name}: {stderr}");
+    }
+    let out = run(unicontacts(None)
+        .env(
+            "UNICONTACTS_DATABASE_URL",
+            "postgres://u:hunter2@127.0.0.1:1/x",
+        )
+        .env("UNICONTACTS_DATABASE_POOL_SIZE", "x"));
+    assert!(!text(&out.stderr).contains("hunter2"));
+}
+
+fn key_from(out: &Output) -> String {
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let last = stdout.lines().last().expect("a last line").to_string();
+    assert!(
+        last.starts_with("uck_") && !last.contains(' '),
+        "the key alone: {last:?}"
+    );
+    last
+}
+
+async fn keys_create_prints_the_key_alone_on_the_last_line_and_it_works(backend: Backend) {
+    let db = TestDb::new(&backend);
+    let out = run(unicontacts(Some(&db)).args([
+        "keys",
+        "create",
+        "--org",
+        "acme",
+        "--scopes",
+        "admin,contacts:read",
+        "--name",
+        "ops",
+    ]));
+    let key = key_from(&out);
+    // The org is reused, not duplicated, by a second key.
+    let second = key_from(&run(
+        unicontacts(Some(&db)).args(["keys", "create", "--org", "acme", "--scopes", "admin"])
+    ));
+    assert_ne!(key, second);
+
+    let settings = crate::helpers::test_settings(&db);
+    let app = unicontacts::startup::Application::build(settings)
+        .await
+        .expect("app");
+    let url = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::new();
+    let res = send(
+        client
+            .get(format!("{url}/v1/admin/api-keys"))
+            .bearer_auth(&key),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let list: Value = res.json().await.expect("json");
+    let names: Vec<&str> = list["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|k| k["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        names,
+        vec!["ops", "cli"],
+        "both keys belong to the one org `acme`"
+    );
+
+    let out = run(unicontacts(Some(&db)).args([
+        "keys",
+        "create",
+        "--org",
+        "acme",
+        "--scopes",
+        "admin,root",
+    ]));
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("root"));
+    assert!(!text(&out.stdout).contains("uck_"));
+}
+
+async fn migrate_creates_the_schema(backend: Backend) {
+    let db = TestDb::new(&backend);
+    let out = run(unicontacts(Some(&db)).arg("migrate"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let store =
+        unicontacts::store::Store::connect(&db.url, 1, Duration::from_secs(5)).expect("connect");
+    let schema = store
+        .run(unicontacts::store::describe_schema)
+        .await
+        .expect("schema");
+    assert!(schema.contains_key("connections"), "{schema:?}");
+    // Running it again changes nothing and still succeeds.
+    assert!(run(unicontacts(Some(&db)).arg("migrate")).status.success());
+}
+
+async fn serve_logs_json_keeps_secrets_out_and_stops_cleanly_on_sigterm(backend: Backend) {
+    let db = TestDb::new(&backend);
+    let key = key_from(&run(
+        unicontacts(Some(&db)).args(["keys", "create", "--org", "acme", "--scopes", "admin"])
+    ));
+
+    let mut child = unicontacts(Some(&db))
+        .env("UNICONTACTS_BIND", "127.0.0.1:0")
+        .env("UNICONTACTS_LOG_FORMAT", "json")
+        .env("UNICONTACTS_WORKERS", "1")
+        .env("UNICONTACTS_LOG_LEVEL", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let (tx, rx) = mpsc::channel::<String>();
+    for stream in [
+        Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().expect("stderr")),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    drop(tx);
+    let mut logs = Vec::new();
+    let port = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server starts");
+        logs.push(line.clone());
+        if let Ok(v) = serde_json::from_str::<Value>(&line) {
+            if let Some(port) = v["fields"]["port"].as_u64() {
+                break port;
+            }
+        }
+    };
+    let url = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let secret = "pk_live_VERYSECRETVALUE_1234567890";
+    let res = send(client.post(format!("{url}/v1/admin/connections")).bearer_auth(&key).json(&json!({
+        "provider": "periskope", "name": "P", "credentials": {"api_key": secret, "phone": "919537851844"}
+    })))
+    .await;
+    assert_eq!(res.status(), 201);
+    let res = send(client.post(format!("{url}/v1/admin/connections")).bearer_auth(&key).json(&json!({
+        "provider": "periskope", "name": "P", "credentials": {"api_key": secret, "phone": "919537851844"}
+    })))
+    .await;
+    assert_eq!(res.status(), 409);
+    let res = send(
+        client
+            .get(format!("{url}/v1/admin/connections?limit=oops"))
+            .bearer_auth(&key),
+    )
+    .await;
+    assert_eq!(res.status(), 422);
+
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let status = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || child.wait()),
+    )
+    .await
+    .expect("the server stops after SIGTERM")
+    .expect("join")
+    .expect("wait");
+    assert!(status.success(), "clean exit after SIGTERM: {status:?}");
+    logs.extend(rx.iter());
+
+    let all = logs.join("\n");
+    assert!(!all.contains("VERYSECRETVALUE"), "secrets in logs:\n{all}");
+    assert!(!all.contains(&key[4..]), "API key in logs");
+    let json_lines = logs
+        .iter()
+        .filter(|l| serde_json::from_str::<Value>(l).is_ok())
+        .count();
+    assert_eq!(json_lines, logs.len(), "every log line is JSON:\n{all}");
+    assert!(all.contains("request done"), "access log:\n{all}");
+    assert!(all.contains("shut down cleanly"), "{all}");
+}
+
+crate::db_tests!(
+    keys_create_prints_the_key_alone_on_the_last_line_and_it_works,
+    migrate_creates_the_schema,
+    serve_logs_json_keeps_secrets_out_and_stops_cleanly_on_sigterm,
+);

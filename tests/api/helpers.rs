@@ -1,0 +1,253 @@
+//! `spawn_app()` and friends: every test gets its own database (a temp SQLite file,
+//! or a fresh PostgreSQL database dropped afterwards), its own app on a random
+//! port, and an admin key of its own org.
+
+use std::net::TcpListener;
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection};
+use reqwest::{Client, RequestBuilder, Response};
+use serde_json::Value;
+use unicontacts::auth::Scope;
+use unicontacts::config::{DatabaseUrl, Settings};
+use unicontacts::routes::api_keys::insert_new_key;
+use unicontacts::startup::{open_store, Application};
+use unicontacts::store::{orgs, Store};
+
+pub const POSTGRES_ENV: &str = "UNICONTACTS_TEST_POSTGRES_URL";
+
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Sqlite,
+    /// The admin URL of a PostgreSQL server; each test creates its own database there.
+    Postgres(String),
+}
+
+impl Backend {
+    /// PostgreSQL when `UNICONTACTS_TEST_POSTGRES_URL` is set. On CI its absence is a failure,
+    /// so the PostgreSQL half of the suite can never be skipped silently there.
+    pub fn postgres() -> Option<Backend> {
+        match std::env::var(POSTGRES_ENV) {
+            Ok(url) if !url.is_empty() => Some(Backend::Postgres(url)),
+            _ if std::env::var("CI").as_deref() == Ok("true") => {
+                panic!("{POSTGRES_ENV} must be set on CI")
+            }
+            _ => {
+                eprintln!("{POSTGRES_ENV} not set: PostgreSQL half skipped");
+                None
+            }
+        }
+    }
+}
+
+/// Runs each named `async fn(Backend)` as two tests: `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! db_tests {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(backend) = $crate::helpers::Backend::postgres() {
+                        super::$name(backend).await;
+                    }
+                }
+            )+
+        }
+    };
+}
+
+/// A database of one test.
+pub struct TestDb {
+    pub url: DatabaseUrl,
+    _dir: Option<tempfile::TempDir>,
+    postgres: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub fn new(backend: &Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let path = dir.path().join("test.db");
+                TestDb {
+                    url: DatabaseUrl::Sqlite(path),
+                    _dir: Some(dir),
+                    postgres: None,
+                }
+            }
+            Backend::Postgres(admin_url) => {
+                let name = format!("uc_test_{}", ulid::Ulid::new().to_string().to_lowercase());
+                let mut admin = PgConnection::establish(admin_url).expect("connect to PostgreSQL");
+                admin
+                    .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+                    .expect("create test database");
+                let mut url = url::Url::parse(admin_url).expect("PostgreSQL URL");
+                url.set_path(&name);
+                TestDb {
+                    url: DatabaseUrl::Postgres(url.to_string()),
+                    _dir: None,
+                    postgres: Some((admin_url.clone(), name)),
+                }
+            }
+        }
+    }
+
+    /// Takes the database away from under the app: the SQLite file is deleted, the
+    /// PostgreSQL database dropped with its connections.
+    pub fn cut(&self) {
+        match (&self.url, &self.postgres) {
+            (DatabaseUrl::Sqlite(path), _) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut p = path.clone().into_os_string();
+                    p.push(suffix);
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+            (_, Some((admin_url, name))) => drop_database(admin_url, name),
+            _ => {}
+        }
+    }
+}
+
+fn drop_database(admin_url: &str, name: &str) {
+    if let Ok(mut admin) = PgConnection::establish(admin_url) {
+        let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin_url, name)) = &self.postgres {
+            drop_database(admin_url, name);
+        }
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: Client,
+    pub store: Store,
+    /// An `admin` key of the test's own org.
+    pub admin_key: String,
+    pub org_id: String,
+    pub db: TestDb,
+}
+
+pub fn test_settings(db: &TestDb) -> Settings {
+    Settings {
+        database_url: db.url.clone(),
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        workers: 1,
+        database_pool_size: 4,
+        database_timeout_seconds: 1,
+        shutdown_timeout_seconds: 1,
+        ..Settings::default()
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    let db = TestDb::new(&backend);
+    let settings = test_settings(&db);
+    let store = open_store(&settings).await.expect("open store");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let app = Application::from_parts(settings, store.clone(), listener).expect("build app");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let mut test_app = TestApp {
+        address,
+        client: Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        store,
+        admin_key: String::new(),
+        org_id: String::new(),
+        db,
+    };
+    let (org_id, key) = test_app.create_key("test-org", &[Scope::Admin]).await;
+    test_app.admin_key = key;
+    test_app.org_id = org_id;
+    test_app
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// A key with `scopes` for the org named `org` (created if new): `(org_id, key)`.
+    pub async fn create_key(&self, org: &str, scopes: &[Scope]) -> (String, String) {
+        let org = org.to_string();
+        let scopes = scopes.to_vec();
+        self.store
+            .run(move |conn| {
+                let org = orgs::find_or_insert_org(conn, &org)?;
+                let (_, key) = insert_new_key(conn, &org.id, "test", &scopes)?;
+                Ok((org.id, key))
+            })
+            .await
+            .expect("create key")
+    }
+
+    pub fn get(&self, path: &str, key: &str) -> RequestBuilder {
+        self.client.get(self.url(path)).bearer_auth(key)
+    }
+
+    pub fn post(&self, path: &str, key: &str, body: &Value) -> RequestBuilder {
+        self.client.post(self.url(path)).bearer_auth(key).json(body)
+    }
+
+    pub fn patch(&self, path: &str, key: &str, body: &Value) -> RequestBuilder {
+        self.client
+            .patch(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+    }
+
+    pub fn delete(&self, path: &str, key: &str) -> RequestBuilder {
+        self.client.delete(self.url(path)).bearer_auth(key)
+    }
+
+    /// Creates a connection as the test's admin and returns its JSON.
+    pub async fn create_connection(&self, body: Value) -> Value {
+        let res = send(self.post("/v1/admin/connections", &self.admin_key, &body)).await;
+        assert_eq!(res.status(), 201, "create connection");
+        res.json().await.expect("json")
+    }
+}
+
+pub async fn send(req: RequestBuilder) -> Response {
+    req.send().await.expect("request sent")
+}
+
+/// Asserts the status and the error envelope's code; returns the envelope.
+pub async fn assert_error(res: Response, status: u16, code: &str) -> Value {
+    assert_eq!(res.status().as_u16(), status, "status");
+    assert!(
+        res.headers().contains_key("x-request-id"),
+        "error responses carry x-request-id"
+    );
+    let body: Value = res.json().await.expect("error body is JSON");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+    assert!(body["error"]["details"].is_object(), "{body}");
+    body
+}
+
+pub fn periskope_connection(name: &str, api_key: &str) -> Value {
+    serde_json::json!({
+        "provider": "periskope",
+        "name": name,
+        "credentials": {"api_key": api_key, "phone": "+91 98745 32456"},
+        "settings": {"default_country": "IN"}
+    })
+}

@@ -1,0 +1,14 @@
+//! Black-box tests: each spawns the app on a random port over a database of its own
+//! and talks HTTP to it. Database tests run on SQLite, and on PostgreSQL when
+//! `UNICONTACTS_TEST_POSTGRES_URL` is set.
+
+mod helpers;
+
+mod api_keys;
+mod auth;
+mod cli;
+mod connections;
+mod errors;
+mod health;
+mod openapi;
+mod schema;

@@ -1,0 +1,120 @@
+use serde_json::Value;
+
+use crate::helpers::{send, spawn_app, Backend};
+
+/// Every route the app serves (besides the docs themselves).
+const ROUTES: [(&str, &str); 10] = [
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("post", "/v1/admin/connections"),
+    ("get", "/v1/admin/connections"),
+    ("get", "/v1/admin/connections/{id}"),
+    ("patch", "/v1/admin/connections/{id}"),
+    ("delete", "/v1/admin/connections/{id}"),
+    ("post", "/v1/admin/api-keys"),
+    ("get", "/v1/admin/api-keys"),
+    ("delete", "/v1/admin/api-keys/{id}"),
+];
+
+async fn the_openapi_document_is_3_1_and_describes_every_route(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let res = send(app.client.get(app.url("/openapi.json"))).await;
+    assert_eq!(res.status(), 200);
+    let spec: Value = res.json().await.expect("json");
+    assert!(spec["openapi"]
+        .as_str()
+        .expect("version")
+        .starts_with("3.1"));
+
+    let paths = spec["paths"].as_object().expect("paths");
+    let mut documented = 0;
+    for (_, ops) in paths {
+        documented += ops.as_object().expect("ops").len();
+    }
+    assert_eq!(
+        documented,
+        ROUTES.len(),
+        "no undocumented or phantom operations"
+    );
+    for (method, path) in ROUTES {
+        let op = &spec["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} is not in the spec");
+        let responses = op["responses"].as_object().expect("responses");
+        for (status, response) in responses {
+            let schema = &response["content"]["application/json"]["schema"]["$ref"];
+            if status.starts_with('4') || status.starts_with('5') {
+                assert_eq!(
+                    schema, "#/components/schemas/ErrorBody",
+                    "{method} {path} {status}"
+                );
+            }
+        }
+        if path.starts_with("/v1/") {
+            for status in ["401", "403"] {
+                assert!(
+                    responses.contains_key(status),
+                    "{method} {path} documents {status}"
+                );
+            }
+            assert!(
+                op["security"].is_array(),
+                "{method} {path} declares bearer auth"
+            );
+        }
+        if method == "post" || method == "patch" {
+            assert!(op["requestBody"].is_object(), "{method} {path} has a body");
+            for status in ["400", "413", "415", "422"] {
+                assert!(
+                    responses.contains_key(status),
+                    "{method} {path} documents {status}"
+                );
+            }
+        }
+    }
+    let schemas = spec["components"]["schemas"].as_object().expect("schemas");
+    for name in [
+        "ErrorBody",
+        "CreateConnectionRequest",
+        "ConnectionView",
+        "CreatedApiKey",
+        "ConnectionPage",
+    ] {
+        assert!(schemas.contains_key(name), "schema {name}");
+    }
+    assert_eq!(
+        spec["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+}
+
+async fn the_docs_page_works_offline(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let res = send(app.client.get(app.url("/docs"))).await;
+    assert!(res.status().is_redirection());
+    let res = send(app.client.get(app.url("/docs/"))).await;
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.expect("html");
+    assert!(html.contains("swagger-ui"), "{html}");
+    assert!(
+        !html.contains("https://"),
+        "the page loads nothing from the network: {html}"
+    );
+    for asset in [
+        "swagger-ui.css",
+        "swagger-ui-bundle.js",
+        "swagger-initializer.js",
+    ] {
+        let res = send(app.client.get(app.url(&format!("/docs/{asset}")))).await;
+        assert_eq!(res.status(), 200, "{asset} is served from the binary");
+        let body = res.text().await.expect("asset");
+        assert!(body.len() > 100, "{asset}");
+        if asset == "swagger-initializer.js" {
+            assert!(body.contains("/openapi.json"), "{body}");
+        }
+    }
+}
+
+crate::db_tests!(
+    the_openapi_document_is_3_1_and_describes_every_route,
+    the_docs_page_works_offline,
+);
