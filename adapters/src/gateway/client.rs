@@ -1,0 +1,159 @@
+//! The Gateway over HTTP. Remote ids are LIDs (`205227043110953` or `205227043110953@lid`).
+
+use reqwest::header::AUTHORIZATION;
+
+use crate::error::{from_value, parse_json, AdapterError};
+use crate::gateway::map::{map_detail, map_list_item};
+use crate::gateway::wire::{ContactList, ErrorBody};
+use crate::phone::normalize_lid;
+use crate::upstream::{Upstream, UpstreamRequest, UpstreamResponse, UpstreamStats};
+use crate::{
+    Capabilities, ConnectionConfig, ContactPage, ContactRecord, PageToken, Provider, ProviderKind,
+};
+
+/// The most a page holds (the Gateway clamps larger limits).
+pub const MAX_PAGE: u32 = 200;
+
+pub struct GatewayClient {
+    upstream: Upstream,
+    api_key: String,
+    session: String,
+    limit: u32,
+}
+
+pub fn classify(res: &UpstreamResponse) -> AdapterError {
+    let body: Option<ErrorBody> = serde_json::from_slice(&res.body).ok();
+    let detail = body.map(|b| b.error).unwrap_or_default();
+    let message = detail.message.unwrap_or_else(|| {
+        String::from_utf8_lossy(&res.body[..res.body.len().min(200)]).into_owned()
+    });
+    match res.status {
+        401 | 403 => AdapterError::Unauthorized { status: res.status },
+        404 => AdapterError::NotFound,
+        // huma's 422 is coerced to 400 `validation_error`.
+        400 | 422 => AdapterError::Rejected {
+            status: res.status,
+            message,
+            fields: detail.details.unwrap_or(serde_json::Value::Null),
+        },
+        status => AdapterError::Upstream {
+            status,
+            code: detail.code,
+            message,
+        },
+    }
+}
+
+/// The session id as a path segment: plain characters only.
+fn session_segment(session: &str) -> Result<String, AdapterError> {
+    let ok = !session.is_empty()
+        && session.len() <= 200
+        && session
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    ok.then(|| session.to_string()).ok_or_else(|| {
+        AdapterError::InvalidInput(format!("`{session}` is not a Gateway session id"))
+    })
+}
+
+impl GatewayClient {
+    pub fn new(config: ConnectionConfig) -> Result<Self, AdapterError> {
+        let session =
+            session_segment(config.session.as_deref().ok_or_else(|| {
+                AdapterError::InvalidInput("the Gateway needs a session".into())
+            })?)?;
+        Ok(Self {
+            upstream: Upstream::new(&config.base_url, config.upstream.clone())?,
+            api_key: config.api_key,
+            session,
+            limit: MAX_PAGE,
+        })
+    }
+
+    pub fn with_page_size(mut self, size: u32) -> Self {
+        self.limit = size.clamp(1, MAX_PAGE);
+        self
+    }
+
+    async fn call(&self, mut req: UpstreamRequest) -> Result<UpstreamResponse, AdapterError> {
+        req.headers
+            .push((AUTHORIZATION, format!("Bearer {}", self.api_key)));
+        let res = self.upstream.send(&req).await?;
+        if (200..300).contains(&res.status) {
+            Ok(res)
+        } else {
+            Err(classify(&res))
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for GatewayClient {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Gateway
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            get: true,
+            list: true,
+            create: false,
+            update: false,
+            delete: false,
+            batch_create: false,
+            batch_delete: false,
+        }
+    }
+
+    fn stats(&self) -> UpstreamStats {
+        self.upstream.stats()
+    }
+
+    async fn get_contact(&self, remote_id: &str) -> Result<ContactRecord, AdapterError> {
+        let lid = normalize_lid(remote_id).ok_or_else(|| {
+            AdapterError::InvalidInput(format!(
+                "`{remote_id}` is not a WhatsApp LID (`<digits>` or `<digits>@lid`)"
+            ))
+        })?;
+        let res = self
+            .call(UpstreamRequest::get(format!(
+                "/api/v1/sessions/{}/contacts/{lid}",
+                self.session
+            )))
+            .await?;
+        map_detail(&lid, parse_json("Gateway contact detail", &res.body)?)
+    }
+
+    async fn list_contacts(&self, page: Option<&PageToken>) -> Result<ContactPage, AdapterError> {
+        let mut req = UpstreamRequest::get(format!("/api/v1/sessions/{}/contacts", self.session))
+            .query("limit", self.limit);
+        if let Some(cursor) = page {
+            req = req.query("cursor", &cursor.0);
+        }
+        let res = self.call(req).await?;
+        let list: ContactList = from_value(
+            "Gateway contact list",
+            parse_json("Gateway contact list", &res.body)?,
+        )?;
+        let contacts = list
+            .data
+            .into_iter()
+            .enumerate()
+            .map(|(i, raw)| {
+                map_list_item(raw).map_err(|e| match e {
+                    AdapterError::Decode { detail } => {
+                        AdapterError::decode(format!("data[{i}]: {detail}"))
+                    }
+                    other => other,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // An absent or empty cursor ends the list (the last page may be empty).
+        let next = list.next_cursor.filter(|c| !c.is_empty()).map(PageToken);
+        Ok(ContactPage {
+            contacts,
+            next,
+            items_are_partial: true,
+        })
+    }
+}

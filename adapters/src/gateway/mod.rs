@@ -1,0 +1,12 @@
+//! WhatsApp Gateway (`rama-adi/quick-whatsapp-gateway`), read-only. Endpoints
+//! covered: `GET /api/v1/sessions/{session}/contacts` (cursor, limit ≤ 200; thin
+//! items) and `GET /api/v1/sessions/{session}/contacts/{lid}` (the detail: identity,
+//! `dm`, groups with role and nickname). Rate limits: an edge limiter exists but is
+//! off by default and sends no `X-RateLimit-*` headers, so the connection's own
+//! `rate_limit_per_second` paces us; a 429 `rate_limited` is still honoured.
+
+pub mod client;
+pub mod map;
+#[cfg(feature = "sim")]
+pub mod sim;
+pub mod wire;

@@ -1,0 +1,291 @@
+//! Periskope over HTTP. Remote ids are taken as people write them
+//! (`919537851844`, `919537851844@c.us`, `+91 95378 51844`); paths get the digits.
+
+use reqwest::header::{HeaderName, AUTHORIZATION};
+use reqwest::Method;
+use serde_json::json;
+
+use crate::error::{from_value, parse_json, AdapterError};
+use crate::periskope::map::map_contact_value;
+use crate::periskope::wire::{ContactList, CreateContact, ErrorBody, UpdateContact};
+use crate::phone::{Jid, JidKind};
+use crate::upstream::{Upstream, UpstreamRequest, UpstreamResponse, UpstreamStats};
+use crate::{
+    Capabilities, ConnectionConfig, ContactInput, ContactPage, ContactRecord, PageToken, Provider,
+    ProviderKind,
+};
+
+/// The most `GET /contacts` returns per page.
+pub const MAX_PAGE: u32 = 2000;
+const X_PHONE: HeaderName = HeaderName::from_static("x-phone");
+
+pub struct PeriskopeClient {
+    upstream: Upstream,
+    api_key: String,
+    phone: String,
+    page_size: u32,
+}
+
+/// The digits Periskope's paths take, from any written form of a phone contact id.
+pub fn contact_digits(remote_id: &str) -> Result<String, AdapterError> {
+    let s = remote_id.trim();
+    let user = if s.contains('@') {
+        match Jid::parse(s) {
+            Some(j) if j.kind() == JidKind::Phone => j.user,
+            _ => {
+                return Err(AdapterError::InvalidInput(format!(
+                    "`{remote_id}` is not a Periskope contact id (a phone number or `…@c.us`)"
+                )))
+            }
+        }
+    } else {
+        let only_phone_chars = s
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')' | '.'));
+        if !only_phone_chars {
+            return Err(AdapterError::InvalidInput(format!(
+                "`{remote_id}` is not a Periskope contact id (a phone number or `…@c.us`)"
+            )));
+        }
+        s.chars().filter(char::is_ascii_digit).collect()
+    };
+    if (6..=15).contains(&user.len()) && user.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(user)
+    } else {
+        Err(AdapterError::InvalidInput(format!(
+            "`{remote_id}` is not a Periskope contact id (6 to 15 digits with country code)"
+        )))
+    }
+}
+
+/// Periskope's error answer as an `AdapterError`.
+pub fn classify(res: &UpstreamResponse) -> AdapterError {
+    let body: ErrorBody = serde_json::from_slice(&res.body).unwrap_or_default();
+    let message = body.message.clone().unwrap_or_else(|| {
+        String::from_utf8_lossy(&res.body[..res.body.len().min(200)]).into_owned()
+    });
+    match res.status {
+        401 | 403 => AdapterError::Unauthorized { status: res.status },
+        404 => AdapterError::NotFound,
+        400 | 422 => AdapterError::Rejected {
+            status: res.status,
+            message,
+            fields: body.fields.unwrap_or(serde_json::Value::Null),
+        },
+        status => AdapterError::Upstream {
+            status,
+            code: body.code,
+            message,
+        },
+    }
+}
+
+impl PeriskopeClient {
+    pub fn new(config: ConnectionConfig) -> Result<Self, AdapterError> {
+        let phone = config.phone.clone().ok_or_else(|| {
+            AdapterError::InvalidInput("Periskope needs the connected phone (x-phone)".into())
+        })?;
+        Ok(Self {
+            upstream: Upstream::new(&config.base_url, config.upstream.clone())?,
+            api_key: config.api_key,
+            phone,
+            page_size: MAX_PAGE,
+        })
+    }
+
+    /// Pages of `size` (1..=2000) instead of the maximum.
+    pub fn with_page_size(mut self, size: u32) -> Self {
+        self.page_size = size.clamp(1, MAX_PAGE);
+        self
+    }
+
+    fn request(&self, mut req: UpstreamRequest) -> UpstreamRequest {
+        req.headers
+            .push((AUTHORIZATION, format!("Bearer {}", self.api_key)));
+        req.headers.push((X_PHONE, self.phone.clone()));
+        req
+    }
+
+    async fn call(&self, req: UpstreamRequest) -> Result<UpstreamResponse, AdapterError> {
+        let res = self.upstream.send(&self.request(req)).await?;
+        if (200..300).contains(&res.status) {
+            Ok(res)
+        } else {
+            Err(classify(&res))
+        }
+    }
+
+    /// Replaces the labels of every listed contact (`PATCH /contacts/labels`).
+    pub async fn replace_labels(
+        &self,
+        remote_ids: &[String],
+        labels: &[String],
+    ) -> Result<(), AdapterError> {
+        let ids = remote_ids
+            .iter()
+            .map(|id| contact_digits(id).map(|d| format!("{d}@c.us")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let body = json!({"labels": labels.join(","), "contact_ids": ids});
+        self.call(
+            UpstreamRequest::with_body(Method::PATCH, "/contacts/labels", body).idempotent(true),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for PeriskopeClient {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Periskope
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            get: true,
+            list: true,
+            create: true,
+            update: true,
+            delete: false,
+            batch_create: false,
+            batch_delete: false,
+        }
+    }
+
+    fn stats(&self) -> UpstreamStats {
+        self.upstream.stats()
+    }
+
+    async fn get_contact(&self, remote_id: &str) -> Result<ContactRecord, AdapterError> {
+        let digits = contact_digits(remote_id)?;
+        let res = self
+            .call(UpstreamRequest::get(format!("/contacts/{digits}")))
+            .await?;
+        map_contact_value(parse_json("Periskope contact", &res.body)?)
+    }
+
+    async fn list_contacts(&self, page: Option<&PageToken>) -> Result<ContactPage, AdapterError> {
+        let offset: u64 = match page {
+            None => 0,
+            Some(t) => t.0.parse().map_err(|_| {
+                AdapterError::InvalidInput(format!("bad Periskope page token `{}`", t.0))
+            })?,
+        };
+        // Always both: the default offset is documented as 0 and typed as 1.
+        let req = UpstreamRequest::get("/contacts")
+            .query("offset", offset)
+            .query("limit", self.page_size);
+        let res = self.call(req).await?;
+        let list: ContactList = from_value(
+            "Periskope contact list",
+            parse_json("Periskope contact list", &res.body)?,
+        )?;
+        let n = list.contacts.len() as u64;
+        let contacts = list
+            .contacts
+            .into_iter()
+            .enumerate()
+            .map(|(i, raw)| {
+                map_contact_value(raw).map_err(|e| match e {
+                    AdapterError::Decode { detail } => {
+                        AdapterError::decode(format!("contacts[{i}]: {detail}"))
+                    }
+                    other => other,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let end_by_count = list.count.is_some_and(|count| offset + n >= count);
+        let next = (n >= u64::from(self.page_size) && !end_by_count)
+            .then(|| PageToken((offset + n).to_string()));
+        Ok(ContactPage {
+            contacts,
+            next,
+            items_are_partial: false,
+        })
+    }
+
+    async fn create_contact(&self, input: &ContactInput) -> Result<ContactRecord, AdapterError> {
+        let phone = input.phone.as_deref().ok_or_else(|| {
+            AdapterError::InvalidInput("Periskope needs `phone` to create a contact".into())
+        })?;
+        let name = input
+            .display_name
+            .clone()
+            .or_else(|| match (&input.first_name, &input.last_name) {
+                (Some(f), Some(l)) => Some(format!("{f} {l}")),
+                (Some(f), None) => Some(f.clone()),
+                (None, Some(l)) => Some(l.clone()),
+                (None, None) => None,
+            })
+            .ok_or_else(|| {
+                AdapterError::InvalidInput("Periskope needs a name to create a contact".into())
+            })?;
+        let body = CreateContact {
+            contact_id: contact_digits(phone)?,
+            contact_name: name,
+            is_internal: input.is_internal,
+            labels: input.labels.as_ref().map(|l| l.join(",")),
+        };
+        let body = serde_json::to_value(body).map_err(|e| AdapterError::decode(e.to_string()))?;
+        let res = self
+            .call(UpstreamRequest::with_body(
+                Method::POST,
+                "/contacts/create",
+                body,
+            ))
+            .await?;
+        map_contact_value(parse_json("Periskope contact", &res.body)?)
+    }
+
+    async fn update_contact(
+        &self,
+        remote_id: &str,
+        input: &ContactInput,
+    ) -> Result<ContactRecord, AdapterError> {
+        let digits = contact_digits(remote_id)?;
+        let body = UpdateContact {
+            contact_name: input.display_name.clone(),
+            is_internal: input.is_internal,
+            labels: input.labels.as_ref().map(|l| l.join(",")),
+        };
+        if body == UpdateContact::default() {
+            return Err(AdapterError::InvalidInput(
+                "Periskope updates only the name, is_internal and labels".into(),
+            ));
+        }
+        let body = serde_json::to_value(body).map_err(|e| AdapterError::decode(e.to_string()))?;
+        let res = self
+            .call(
+                UpstreamRequest::with_body(Method::PATCH, format!("/contacts/{digits}"), body)
+                    .idempotent(true),
+            )
+            .await?;
+        map_contact_value(parse_json("Periskope contact", &res.body)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contact_ids_are_accepted_in_the_forms_people_write() {
+        for id in [
+            "919537851844",
+            "919537851844@c.us",
+            "+91 95378 51844",
+            "919537851844:3@s.whatsapp.net",
+        ] {
+            assert_eq!(contact_digits(id).expect(id), "919537851844");
+        }
+        for id in [
+            "205227043110953@lid",
+            "120363231636311517@g.us",
+            "abc",
+            "12",
+            "../etc",
+        ] {
+            assert!(contact_digits(id).is_err(), "{id}");
+        }
+    }
+}

@@ -1,0 +1,513 @@
+//! The simulators' shared harness: a real HTTP server on loopback that records
+//! every request, enforces a fixed rate-limit window (answering with the
+//! provider's headers and its 429), and injects faults on demand (latency, error
+//! rate, timeouts, malformed bodies). Each provider's `sim.rs` supplies the API.
+//!
+//! Control over HTTP too, for `unicontacts sim`: `GET /__sim/requests`,
+//! `PUT /__sim/faults`, `PUT /__sim/rate-limit` (JSON bodies as the Rust types).
+
+pub mod world;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use world::{Person, World};
+
+/// A request as the simulator saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path: String,
+    /// The raw query string.
+    pub query: String,
+    /// Header names lowercase.
+    pub headers: Vec<(String, String)>,
+}
+
+impl RecordedRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn query_pairs(&self) -> Vec<(String, String)> {
+        url::form_urlencoded::parse(self.query.as_bytes())
+            .into_owned()
+            .collect()
+    }
+
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query_pairs()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+}
+
+/// Faults to inject; rates are probabilities per request, `*_next` the next N requests.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Faults {
+    pub latency_ms: u64,
+    pub error_rate: f64,
+    /// Status of injected errors (default 500).
+    pub error_status: Option<u16>,
+    pub timeout_rate: f64,
+    pub malformed_rate: f64,
+    pub fail_next: u32,
+    pub timeout_next: u32,
+    pub malformed_next: u32,
+}
+
+/// `limit` requests per fixed window of `window_secs`, windows aligned to epoch time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    pub limit: u32,
+    pub window_secs: u64,
+}
+
+/// Which rate-limit headers a provider sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateHeaders {
+    /// Periskope: `X-RateLimit-Limit/Remaining/Reset` on every reply, `Retry-After` on 429.
+    Full,
+    /// Laravel's throttle: `Limit/Remaining` on every reply, `Reset` and `Retry-After` on 429.
+    Laravel,
+    /// The Gateway: none.
+    None,
+}
+
+/// A request handed to a provider's API.
+#[derive(Debug, Clone)]
+pub struct SimRequest {
+    pub method: String,
+    pub path: String,
+    pub query: HashMap<String, String>,
+    pub headers: HashMap<String, String>,
+    pub body: Bytes,
+}
+
+impl SimRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    pub fn bearer(&self) -> Option<&str> {
+        let v = self.header("authorization")?;
+        let (scheme, token) = v.split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then_some(token.trim())
+    }
+
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SimResponse {
+    pub status: u16,
+    pub body: Option<Value>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl SimResponse {
+    pub fn json(status: u16, body: Value) -> Self {
+        Self {
+            status,
+            body: Some(body),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn empty(status: u16) -> Self {
+        Self {
+            status,
+            body: None,
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// A provider's API as the harness drives it.
+pub trait SimApi: Send + Sync + 'static {
+    /// The path prefix of the provider's base URL (`/v1` for Periskope).
+    fn prefix(&self) -> &'static str {
+        ""
+    }
+    fn rate_headers(&self) -> RateHeaders;
+    /// `Err` with the provider's 401 body when the credentials are wrong.
+    fn authorize(&self, req: &SimRequest) -> Result<(), SimResponse>;
+    fn handle(&self, req: &SimRequest) -> SimResponse;
+    /// An error in the provider's own shape.
+    fn error(&self, status: u16, code: &str, message: &str) -> SimResponse;
+}
+
+#[derive(Debug, Default)]
+struct Window {
+    start: u64,
+    count: u32,
+}
+
+struct Control {
+    faults: Mutex<Faults>,
+    rate: Mutex<Option<RateLimit>>,
+    window: Mutex<Window>,
+    log: Mutex<Vec<RecordedRequest>>,
+    rng: Mutex<StdRng>,
+    served_429: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A running simulator. Dropping it stops the server.
+pub struct SimServer<A: SimApi> {
+    addr: SocketAddr,
+    api: Arc<A>,
+    control: Arc<Control>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+impl<A: SimApi> Drop for SimServer<A> {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+impl<A: SimApi> SimServer<A> {
+    /// Serves `api` on `addr` (port 0 for any free port).
+    pub async fn start(
+        api: A,
+        addr: SocketAddr,
+        rate: Option<RateLimit>,
+        seed: u64,
+    ) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let api = Arc::new(api);
+        let control = Arc::new(Control {
+            faults: Mutex::new(Faults::default()),
+            rate: Mutex::new(rate),
+            window: Mutex::new(Window::default()),
+            log: Mutex::new(Vec::new()),
+            rng: Mutex::new(StdRng::seed_from_u64(seed ^ 0x5eed)),
+            served_429: AtomicU64::new(0),
+        });
+        let (shutdown, mut stop) = tokio::sync::watch::channel(false);
+        let (task_api, task_control) = (api.clone(), control.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let Ok((stream, _)) = accepted else { continue };
+                        let (api, control, stop) = (task_api.clone(), task_control.clone(), stop.clone());
+                        tokio::spawn(async move {
+                            let service = service_fn(move |req| {
+                                let (api, control, stop) = (api.clone(), control.clone(), stop.clone());
+                                async move { Ok::<_, Infallible>(serve(api.as_ref(), &control, stop, req).await) }
+                            });
+                            let _ = http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        });
+                    }
+                    _ = stop.changed() => break,
+                }
+            }
+        });
+        Ok(Self {
+            addr,
+            api,
+            control,
+            shutdown,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The base URL a connection to this simulator uses (with the provider's path prefix).
+    pub fn api_base(&self) -> String {
+        format!("http://{}{}", self.addr, self.api.prefix())
+    }
+
+    pub fn api(&self) -> &A {
+        &self.api
+    }
+
+    /// Every request so far (control calls excluded), oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.control.log).clone()
+    }
+
+    pub fn clear_requests(&self) {
+        lock(&self.control.log).clear();
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        *lock(&self.control.faults) = faults;
+    }
+
+    pub fn set_rate_limit(&self, rate: Option<RateLimit>) {
+        *lock(&self.control.rate) = rate;
+    }
+
+    /// How many 429s the simulator has answered.
+    pub fn served_429(&self) -> u64 {
+        self.control.served_429.load(Ordering::Relaxed)
+    }
+}
+
+fn epoch_secs_f64() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+enum Fault {
+    None,
+    Error(u16),
+    Timeout,
+    Malformed,
+}
+
+fn pick_fault(control: &Control) -> (Fault, u64) {
+    let mut f = lock(&control.faults);
+    let latency = f.latency_ms;
+    let status = f.error_status.unwrap_or(500);
+    if f.fail_next > 0 {
+        f.fail_next -= 1;
+        return (Fault::Error(status), latency);
+    }
+    if f.timeout_next > 0 {
+        f.timeout_next -= 1;
+        return (Fault::Timeout, latency);
+    }
+    if f.malformed_next > 0 {
+        f.malformed_next -= 1;
+        return (Fault::Malformed, latency);
+    }
+    let mut rng = lock(&control.rng);
+    let fault = if f.error_rate > 0.0 && rng.gen_bool(f.error_rate.min(1.0)) {
+        Fault::Error(status)
+    } else if f.timeout_rate > 0.0 && rng.gen_bool(f.timeout_rate.min(1.0)) {
+        Fault::Timeout
+    } else if f.malformed_rate > 0.0 && rng.gen_bool(f.malformed_rate.min(1.0)) {
+        Fault::Malformed
+    } else {
+        Fault::None
+    };
+    (fault, latency)
+}
+
+/// Admits the request against the window; returns the headers to send and whether it is over.
+fn admit(control: &Control, style: RateHeaders) -> (Vec<(String, String)>, Option<u64>) {
+    let Some(rate) = *lock(&control.rate) else {
+        return (Vec::new(), None);
+    };
+    let now = epoch_secs_f64();
+    let window = rate.window_secs.max(1);
+    let start = (now as u64 / window) * window;
+    let reset = start + window;
+    let mut w = lock(&control.window);
+    if w.start != start {
+        *w = Window { start, count: 0 };
+    }
+    let over = w.count >= rate.limit;
+    if !over {
+        w.count += 1;
+    }
+    let remaining = rate.limit.saturating_sub(w.count);
+    let retry_after = (reset as f64 - now).ceil().max(1.0) as u64;
+    let mut headers = Vec::new();
+    match style {
+        RateHeaders::Full => {
+            headers.push(("x-ratelimit-limit".into(), rate.limit.to_string()));
+            headers.push(("x-ratelimit-remaining".into(), remaining.to_string()));
+            headers.push(("x-ratelimit-reset".into(), reset.to_string()));
+        }
+        RateHeaders::Laravel => {
+            headers.push(("x-ratelimit-limit".into(), rate.limit.to_string()));
+            headers.push(("x-ratelimit-remaining".into(), remaining.to_string()));
+            if over {
+                headers.push(("x-ratelimit-reset".into(), reset.to_string()));
+            }
+        }
+        RateHeaders::None => {}
+    }
+    if over && style != RateHeaders::None {
+        headers.push(("retry-after".into(), retry_after.to_string()));
+    }
+    (headers, over.then_some(retry_after))
+}
+
+async fn serve<A: SimApi>(
+    api: &A,
+    control: &Control,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let path = parts.uri.path().to_string();
+    let raw_query = parts.uri.query().unwrap_or("").to_string();
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                v.to_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let method = parts.method.as_str().to_string();
+
+    if let Some(control_path) = path.strip_prefix("/__sim/") {
+        return control_call(control, &method, control_path, &body);
+    }
+    lock(&control.log).push(RecordedRequest {
+        method: method.clone(),
+        path: path.clone(),
+        query: raw_query.clone(),
+        headers: headers.clone(),
+    });
+    let request = SimRequest {
+        method,
+        path,
+        query: url::form_urlencoded::parse(raw_query.as_bytes())
+            .into_owned()
+            .collect(),
+        headers: headers.into_iter().collect(),
+        body,
+    };
+
+    let (fault, latency) = pick_fault(control);
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    let (rate_headers, over) = admit(control, api.rate_headers());
+    let mut response = if let Some(retry_after) = over {
+        control.served_429.fetch_add(1, Ordering::Relaxed);
+        api.error(
+            429,
+            "rate_limited",
+            &format!("Too many requests, retry in {retry_after}s"),
+        )
+    } else if let Err(unauthorized) = api.authorize(&request) {
+        unauthorized
+    } else {
+        match fault {
+            Fault::Timeout => {
+                // Hold the request far past any client deadline (until the sim stops).
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(300)) => {}
+                    _ = stop.changed() => {}
+                }
+                SimResponse::empty(504)
+            }
+            Fault::Error(status) => api.error(status, "internal", "injected fault"),
+            Fault::Malformed => {
+                let mut r = api.handle(&request);
+                r.body = None;
+                r.headers.push(("x-sim-malformed".into(), "1".into()));
+                r
+            }
+            Fault::None => api.handle(&request),
+        }
+    };
+    response.headers.extend(rate_headers);
+    render(response)
+}
+
+fn render(r: SimResponse) -> hyper::Response<Full<Bytes>> {
+    let malformed = r.headers.iter().any(|(k, _)| k == "x-sim-malformed");
+    let body = match (&r.body, malformed) {
+        (_, true) => Bytes::from_static(b"{\"data\": [{\"id\": 1, \"firstname\": \"Trunc"),
+        (Some(v), false) => Bytes::from(v.to_string()),
+        (None, false) => Bytes::new(),
+    };
+    let mut builder = hyper::Response::builder().status(r.status);
+    if r.body.is_some() || malformed {
+        builder = builder.header("content-type", "application/json; charset=utf-8");
+    }
+    for (k, v) in &r.headers {
+        if k != "x-sim-malformed" {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+    }
+    builder
+        .body(Full::new(body))
+        .unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new())))
+}
+
+fn control_call(
+    control: &Control,
+    method: &str,
+    path: &str,
+    body: &Bytes,
+) -> hyper::Response<Full<Bytes>> {
+    let ok = |v: Value| render(SimResponse::json(200, v));
+    match (method, path) {
+        ("GET", "requests") => {
+            ok(serde_json::to_value(&*lock(&control.log)).unwrap_or(Value::Null))
+        }
+        ("DELETE", "requests") => {
+            lock(&control.log).clear();
+            render(SimResponse::empty(204))
+        }
+        ("PUT", "faults") => match serde_json::from_slice::<Faults>(body) {
+            Ok(f) => {
+                *lock(&control.faults) = f.clone();
+                ok(serde_json::to_value(f).unwrap_or(Value::Null))
+            }
+            Err(e) => render(SimResponse::json(
+                400,
+                serde_json::json!({"error": e.to_string()}),
+            )),
+        },
+        ("PUT", "rate-limit") => match serde_json::from_slice::<Option<RateLimit>>(body) {
+            Ok(r) => {
+                *lock(&control.rate) = r;
+                ok(serde_json::to_value(r).unwrap_or(Value::Null))
+            }
+            Err(e) => render(SimResponse::json(
+                400,
+                serde_json::json!({"error": e.to_string()}),
+            )),
+        },
+        _ => render(SimResponse::json(
+            404,
+            serde_json::json!({"error": "unknown control call"}),
+        )),
+    }
+}

@@ -1,0 +1,13 @@
+//! WA.cr APP API v2 (white-labelled; the base URL is per tenant). Endpoints covered:
+//! `GET /contacts` (page/per_page ≤ 100), `GET/PATCH/DELETE /contacts/{id}`,
+//! `POST /contacts`, `POST /contacts/batch`, `DELETE /contacts/batch`; reads always
+//! ask `include=groups,source,status`. Rate limit: per API token, 60 requests a
+//! minute by default (`rate_limit_per_minute`); headers and the 429 body are not
+//! documented, so the Laravel defaults (`X-RateLimit-Limit/Remaining`, and on 429
+//! `Retry-After` + `X-RateLimit-Reset`) are followed when sent.
+
+pub mod client;
+pub mod map;
+#[cfg(feature = "sim")]
+pub mod sim;
+pub mod wire;
