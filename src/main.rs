@@ -36,6 +36,38 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Run the three provider simulators (Periskope, WA.cr, Gateway) on loopback until Ctrl-C.
+    #[cfg(feature = "sim")]
+    Sim(SimArgs),
+}
+
+#[cfg(feature = "sim")]
+#[derive(clap::Args)]
+struct SimArgs {
+    #[arg(long, default_value_t = 9101)]
+    periskope_port: u16,
+    #[arg(long, default_value_t = 9102)]
+    wacr_port: u16,
+    #[arg(long, default_value_t = 9103)]
+    gateway_port: u16,
+    /// Seed of the generated data set (same seed, same data).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Number of people in the data set (spread over the three providers).
+    #[arg(long, default_value_t = 200)]
+    size: usize,
+    /// The API key every simulator accepts.
+    #[arg(long, default_value = "sim-key-0123456789")]
+    api_key: String,
+    /// The Gateway session id.
+    #[arg(long, default_value = "sess_demo")]
+    session: String,
+    /// Requests allowed per window (default: no limit).
+    #[arg(long)]
+    rate_limit: Option<u32>,
+    /// Window length in seconds for --rate-limit.
+    #[arg(long, default_value_t = 1)]
+    rate_window: u64,
 }
 
 #[derive(Subcommand)]
@@ -93,6 +125,8 @@ fn main() -> ExitCode {
             Command::Keys {
                 command: KeysCommand::Create { org, scopes, name },
             } => create_key(settings, org, scopes.0, name).await,
+            #[cfg(feature = "sim")]
+            Command::Sim(args) => run_sims(args).await,
         }
     });
     match result {
@@ -156,5 +190,60 @@ async fn create_key(
     );
     println!("the key below is shown once; store it now");
     println!("{key}");
+    Ok(())
+}
+
+#[cfg(feature = "sim")]
+async fn run_sims(args: SimArgs) -> Result<(), String> {
+    use unicontacts_adapters::sim::{start_all, RateLimit, SimAddrs};
+    let at = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let rate = args.rate_limit.map(|limit| RateLimit {
+        limit,
+        window_secs: args.rate_window.max(1),
+    });
+    let sims = start_all(
+        args.seed,
+        args.size,
+        &args.api_key,
+        &args.session,
+        SimAddrs {
+            periskope: at(args.periskope_port),
+            wacr: at(args.wacr_port),
+            gateway: at(args.gateway_port),
+        },
+        rate,
+    )
+    .await
+    .map_err(|e| format!("cannot start the simulators: {e}"))?;
+    let key = &args.api_key;
+    println!(
+        "simulators up (seed {}, {} people); every one accepts `Authorization: Bearer {key}`",
+        args.seed, args.size
+    );
+    println!(
+        "  periskope  {}   (also send x-phone: 918527184400)",
+        sims.periskope.api_base()
+    );
+    println!("  wacr       {}", sims.wacr.api_base());
+    println!(
+        "  gateway    {}   (session {})",
+        sims.gateway.api_base(),
+        args.session
+    );
+    println!("try:");
+    println!("  curl -H 'Authorization: Bearer {key}' -H 'x-phone: 918527184400' '{}/contacts?offset=0&limit=5'", sims.periskope.api_base());
+    println!("  curl -H 'Authorization: Bearer {key}' '{}/contacts?page=1&per_page=5&include=groups,source,status'", sims.wacr.api_base());
+    println!(
+        "  curl -H 'Authorization: Bearer {key}' '{}/api/v1/sessions/{}/contacts?limit=5'",
+        sims.gateway.api_base(),
+        args.session
+    );
+    println!(
+        "faults at run time: curl -X PUT {}/__sim/faults -d '{{\"error_rate\": 0.2}}'",
+        sims.periskope.base_url()
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| format!("waiting for Ctrl-C: {e}"))?;
     Ok(())
 }

@@ -36,6 +36,8 @@ pub struct RecordedRequest {
     pub query: String,
     /// Header names lowercase.
     pub headers: Vec<(String, String)>,
+    /// When it arrived, epoch milliseconds.
+    pub at_ms: u64,
 }
 
 impl RecordedRequest {
@@ -400,6 +402,7 @@ async fn serve<A: SimApi>(
         path: path.clone(),
         query: raw_query.clone(),
         headers: headers.clone(),
+        at_ms: (epoch_secs_f64() * 1000.0) as u64,
     });
     let request = SimRequest {
         method,
@@ -510,4 +513,56 @@ fn control_call(
             serde_json::json!({"error": "unknown control call"}),
         )),
     }
+}
+
+/// The three simulators over one world, so people are shared between them.
+pub struct SimSet {
+    pub world: World,
+    pub api_key: String,
+    pub session: String,
+    pub periskope: crate::periskope::sim::PeriskopeSim,
+    pub wacr: crate::wacr::sim::WacrSim,
+    pub gateway: crate::gateway::sim::GatewaySim,
+}
+
+/// Where each simulator listens (port 0 for any free port).
+#[derive(Debug, Clone, Copy)]
+pub struct SimAddrs {
+    pub periskope: SocketAddr,
+    pub wacr: SocketAddr,
+    pub gateway: SocketAddr,
+}
+
+impl Default for SimAddrs {
+    fn default() -> Self {
+        let any: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self {
+            periskope: any,
+            wacr: any,
+            gateway: any,
+        }
+    }
+}
+
+/// Starts all three over `World::generate(seed, size)`.
+pub async fn start_all(
+    seed: u64,
+    size: usize,
+    api_key: &str,
+    session: &str,
+    addrs: SimAddrs,
+    rate: Option<RateLimit>,
+) -> std::io::Result<SimSet> {
+    let world = World::generate(seed, size);
+    let periskope = crate::periskope::sim::start(&world, api_key, addrs.periskope, rate).await?;
+    let wacr = crate::wacr::sim::start(&world, api_key, addrs.wacr, rate).await?;
+    let gateway = crate::gateway::sim::start(&world, api_key, session, addrs.gateway, rate).await?;
+    Ok(SimSet {
+        world,
+        api_key: api_key.to_string(),
+        session: session.to_string(),
+        periskope,
+        wacr,
+        gateway,
+    })
 }

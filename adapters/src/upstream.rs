@@ -127,19 +127,48 @@ pub struct UpstreamResponse {
     pub body: Bytes,
 }
 
-/// The quota the provider announced, as last seen.
+/// The quota as the provider announced it, and what we sent against it.
 #[derive(Debug, Default)]
 struct Gate {
     limit: Option<u32>,
-    /// Sends we may still make before `reset_at`; `None` when the provider sends no headers.
-    budget: Option<i64>,
-    /// Epoch seconds when the current window ends.
+    /// Epoch seconds when the current window ends, when known.
     reset_at: Option<u64>,
+    /// Requests we sent in the current window (in flight included).
+    sent: i64,
+    /// The most the provider said was used in this window (`limit - remaining`);
+    /// above `sent` when someone else spends the same quota.
+    server_used: i64,
     in_flight: i64,
-    /// Estimated window length.
+    /// Window length, learned from the first reply of a window.
     window: Option<Duration>,
     /// Set by a 429: nobody sends before this.
     paused_until: Option<Instant>,
+}
+
+impl Gate {
+    /// Requests still allowed in this window; `None` when the provider sends no quota.
+    fn budget(&self) -> Option<i64> {
+        self.limit
+            .map(|l| i64::from(l) - self.sent.max(self.server_used))
+    }
+
+    /// The window ended: a fresh one, less what is still on the wire (it may land in it).
+    fn roll_over(&mut self, epoch: f64) {
+        let next = match (self.reset_at, self.window) {
+            (Some(reset), Some(w)) => {
+                let w = w.as_secs().max(1);
+                let mut r = reset + w;
+                while (r as f64) <= epoch {
+                    r += w;
+                }
+                Some(r)
+            }
+            _ => None,
+        };
+        self.reset_at = next;
+        self.sent = self.in_flight;
+        self.server_used = 0;
+    }
 }
 
 struct Limiter {
@@ -149,9 +178,11 @@ struct Limiter {
     pacer_quota: Mutex<(u32, Duration)>,
 }
 
+/// The pacer's quota: `limit` per `window`, run 10% fast so that it smooths bursts
+/// without ever being what holds throughput under the quota (the gate is the hard stop).
 fn quota(limit: u32, window: Duration) -> Quota {
     let limit = limit.max(1);
-    let period = (window / limit).max(Duration::from_micros(1));
+    let period = (window.mul_f64(1.0 / 1.1) / limit).max(Duration::from_micros(1));
     let burst = std::num::NonZeroU32::new(limit).unwrap_or(std::num::NonZeroU32::MIN);
     Quota::with_period(period)
         .unwrap_or_else(|| Quota::per_second(burst))
@@ -214,33 +245,25 @@ impl Limiter {
                 let mut g = self.lock();
                 let now = Instant::now();
                 let epoch = epoch_now();
-                if let Some(until) = g.paused_until {
-                    if until <= now {
-                        g.paused_until = None;
-                    }
+                if g.paused_until.is_some_and(|until| until <= now) {
+                    g.paused_until = None;
                 }
-                if let Some(reset) = g.reset_at {
-                    if epoch >= reset as f64 {
-                        // A new window: the whole limit, less what is still on the wire.
-                        g.reset_at = None;
-                        g.budget = g.limit.map(|l| i64::from(l) - g.in_flight);
-                    }
+                if g.reset_at.is_some_and(|reset| epoch >= reset as f64) {
+                    g.roll_over(epoch);
                 }
                 if let Some(until) = g.paused_until {
                     Some(until - now)
                 } else {
-                    match (g.budget, g.reset_at) {
+                    match (g.budget(), g.reset_at) {
                         (Some(b), Some(reset)) if b <= 0 => {
                             Some(Duration::from_secs_f64((reset as f64 - epoch).max(0.0)))
                         }
-                        // Spent, but no reset known: wait a little for replies to tell us more.
+                        // Spent, and no reset known yet: replies in flight will tell.
                         (Some(b), None) if b <= 0 && g.in_flight > 0 => {
                             Some(Duration::from_millis(20))
                         }
                         _ => {
-                            if let Some(b) = g.budget.as_mut() {
-                                *b -= 1;
-                            }
+                            g.sent += 1;
                             g.in_flight += 1;
                             None
                         }
@@ -256,7 +279,7 @@ impl Limiter {
                         });
                     }
                     // A few ms past the reset, spread so waiters do not stampede.
-                    let jitter = Duration::from_millis(rand::thread_rng().gen_range(5..25));
+                    let jitter = Duration::from_millis(rand::thread_rng().gen_range(3..15));
                     tokio::time::sleep(d + jitter).await;
                 }
             }
@@ -284,25 +307,34 @@ impl Limiter {
             if let Some(l) = limit {
                 g.limit = Some(l);
             }
-            if let Some(r) = remaining {
-                // Requests still on the wire may not be counted in this reply yet.
-                let conservative = r as i64 - g.in_flight;
-                match (reset, g.reset_at) {
-                    (Some(t), Some(cur)) if t < cur => {} // a late reply from an older window
-                    (Some(t), Some(cur)) if t == cur => {
-                        g.budget = Some(g.budget.map_or(conservative, |b| b.min(conservative)));
-                    }
-                    (Some(t), _) => {
+            let used = match (g.limit, remaining) {
+                (Some(l), Some(r)) => Some(i64::from(l) - r as i64),
+                _ => None,
+            };
+            match (reset, g.reset_at) {
+                (Some(t), Some(cur)) if t < cur => {} // a late reply from an older window
+                (Some(t), Some(cur)) if t > cur => {
+                    // The provider is in a newer window than we thought.
+                    g.reset_at = Some(t);
+                    g.sent = g.in_flight;
+                    g.server_used = used.unwrap_or(0);
+                }
+                (Some(t), cur) => {
+                    if cur.is_none() {
                         g.reset_at = Some(t);
-                        g.budget = Some(conservative);
-                        if limit.is_some_and(|l| u64::from(l) == r + 1) {
+                    }
+                    if let Some(u) = used {
+                        g.server_used = g.server_used.max(u);
+                        if u == 1 {
                             // The first request of a window: its length is the time to reset.
                             let secs = (t as f64 - epoch).ceil().max(1.0);
                             g.window = Some(Duration::from_secs_f64(secs));
                         }
                     }
-                    (None, _) => {
-                        g.budget = Some(g.budget.map_or(conservative, |b| b.min(conservative)));
+                }
+                (None, _) => {
+                    if let Some(u) = used {
+                        g.server_used = g.server_used.max(u);
                     }
                 }
             }
@@ -326,12 +358,14 @@ impl Limiter {
         }
     }
 
-    /// A 429: everybody pauses for `wait`.
+    /// A 429: everybody pauses for `wait`, and the window counts as spent.
     fn pause(&self, wait: Duration) {
         let mut g = self.lock();
         let until = Instant::now() + wait;
         g.paused_until = Some(g.paused_until.map_or(until, |u| u.max(until)));
-        g.budget = Some(0);
+        if let Some(l) = g.limit {
+            g.server_used = i64::from(l);
+        }
     }
 
     /// The wait a 429 asks for: `Retry-After`, else until `Reset`.
@@ -539,15 +573,16 @@ mod tests {
     async fn a_spent_window_holds_every_caller_until_reset() {
         let limiter = Limiter::new(100);
         let reset = epoch_now().ceil() as u64 + 2;
-        // Two calls in flight; the first reply says one is left.
-        limiter.acquire(Duration::from_secs(5)).await.expect("slot");
-        limiter.acquire(Duration::from_secs(5)).await.expect("slot");
+        // Three calls sent; the first reply says two of three are used (one arrived late).
+        for _ in 0..3 {
+            limiter.acquire(Duration::from_secs(5)).await.expect("slot");
+        }
         limiter.observe(Some(&headers(&[
             ("x-ratelimit-limit", "3"),
             ("x-ratelimit-remaining", "1"),
             ("x-ratelimit-reset", &reset.to_string()),
         ])));
-        // One still in flight may not have been counted: the budget is 1 - 1 = 0.
+        // We sent three, so the window is spent whatever the reply counted so far.
         let err = limiter
             .acquire(Duration::from_millis(50))
             .await
@@ -563,6 +598,23 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn someone_else_spending_the_quota_counts_too() {
+        let limiter = Limiter::new(100);
+        let reset = epoch_now().ceil() as u64 + 2;
+        limiter.acquire(Duration::from_secs(5)).await.expect("slot");
+        // We sent one, but the provider says 5 of 5 are used: another client shares the key.
+        limiter.observe(Some(&headers(&[
+            ("x-ratelimit-limit", "5"),
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", &reset.to_string()),
+        ])));
+        assert!(matches!(
+            limiter.acquire(Duration::from_millis(50)).await,
+            Err(AdapterError::RateLimited { .. })
+        ));
     }
 
     #[test]

@@ -261,3 +261,71 @@ crate::db_tests!(
     migrate_creates_the_schema,
     serve_logs_json_keeps_secrets_out_and_stops_cleanly_on_sigterm,
 );
+
+#[tokio::test]
+async fn sim_runs_the_three_simulators_until_stopped() {
+    let mut child = unicontacts(None)
+        .args([
+            "sim",
+            "--periskope-port",
+            "0",
+            "--wacr-port",
+            "0",
+            "--gateway-port",
+            "0",
+            "--size",
+            "30",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sim");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut bases = std::collections::HashMap::new();
+    while bases.len() < 3 {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the simulators start");
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let [name @ ("periskope" | "wacr" | "gateway"), url, ..] = words.as_slice() {
+            bases.insert(name.to_string(), url.to_string());
+        }
+    }
+    let client = reqwest::Client::new();
+    let key = "sim-key-0123456789";
+    let res = send(
+        client
+            .get(format!("{}/contacts?offset=0&limit=5", bases["periskope"]))
+            .bearer_auth(key)
+            .header("x-phone", "918527184400"),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.expect("json");
+    assert!(!body["contacts"].as_array().expect("contacts").is_empty());
+    let res = send(
+        client
+            .get(format!("{}/contacts/1?include=groups", bases["wacr"]))
+            .bearer_auth("wrong"),
+    )
+    .await;
+    assert_eq!(res.status(), 401);
+    let res = send(
+        client
+            .get(format!(
+                "{}/api/v1/sessions/sess_demo/contacts",
+                bases["gateway"]
+            ))
+            .bearer_auth(key),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let _ = child.kill();
+    let _ = child.wait();
+}
