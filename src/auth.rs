@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
+use actix_web::{dev::Payload, http::header, web, FromRequest, HttpMessage, HttpRequest};
 use base64::Engine;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -148,6 +148,7 @@ impl FromRequest for Caller {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let request = req.clone();
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let header = req
             .headers()
@@ -186,6 +187,17 @@ impl FromRequest for Caller {
                 .await?
                 .ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
             let scopes = row.scopes.split(',').filter_map(Scope::parse).collect();
+            // The quota is per key; the middleware puts the figures on the response.
+            let rate = state.limiter.check(&row.id);
+            request.extensions_mut().insert(rate);
+            if let Some(wait) = rate.retry_after {
+                let mut err = ApiError::new(
+                    crate::error::ErrorCode::RateLimited,
+                    format!("this API key is over its quota; retry in {wait}s"),
+                );
+                err.retry_after = Some(wait);
+                return Err(err);
+            }
             Ok(Caller {
                 org_id: row.org_id,
                 key_id: row.id,

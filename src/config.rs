@@ -11,6 +11,10 @@
 //! | `database_timeout_seconds` | `UNICONTACTS_DATABASE_TIMEOUT_SECONDS`| `5` (wait for a pooled connection) |
 //! | `workers`                  | `UNICONTACTS_WORKERS`                 | number of CPU cores |
 //! | `shutdown_timeout_seconds` | `UNICONTACTS_SHUTDOWN_TIMEOUT_SECONDS`| `30`               |
+//! | `rate_limit_per_second`    | `UNICONTACTS_RATE_LIMIT_PER_SECOND`   | `50` (per API key) |
+//! | `rate_limit_burst`         | `UNICONTACTS_RATE_LIMIT_BURST`        | `100` (per API key) |
+//! | `cache_max_bytes`          | `UNICONTACTS_CACHE_MAX_BYTES`         | `67108864` (64 MiB of cached contacts) |
+//! | `upstream_timeout_ms`      | `UNICONTACTS_UPSTREAM_TIMEOUT_MS`     | `10000` (one provider call, live reads) |
 //!
 //! A bad value stops start-up with one line naming the setting. The database URL
 //! is never echoed back, since it may hold a password.
@@ -99,6 +103,11 @@ pub struct Settings {
     pub database_timeout_seconds: u64,
     pub workers: usize,
     pub shutdown_timeout_seconds: u64,
+    /// Inbound quota per API key.
+    pub rate_limit_per_second: u32,
+    pub rate_limit_burst: u32,
+    pub cache_max_bytes: u64,
+    pub upstream_timeout_ms: u64,
 }
 
 /// A setting that could not be used; its `Display` is the one line start-up prints.
@@ -118,7 +127,7 @@ impl ConfigError {
     }
 }
 
-const KEYS: [&str; 8] = [
+const KEYS: [&str; 12] = [
     "database_url",
     "bind",
     "log_format",
@@ -127,6 +136,10 @@ const KEYS: [&str; 8] = [
     "database_timeout_seconds",
     "workers",
     "shutdown_timeout_seconds",
+    "rate_limit_per_second",
+    "rate_limit_burst",
+    "cache_max_bytes",
+    "upstream_timeout_ms",
 ];
 
 impl Default for Settings {
@@ -142,6 +155,10 @@ impl Default for Settings {
                 .map(|n| n.get())
                 .unwrap_or(2),
             shutdown_timeout_seconds: 30,
+            rate_limit_per_second: 50,
+            rate_limit_burst: 100,
+            cache_max_bytes: 64 * 1024 * 1024,
+            upstream_timeout_ms: 10_000,
         }
     }
 }
@@ -241,6 +258,19 @@ impl Settings {
                 "workers" => s.workers = parse_in_range(&value, 1, 512).map_err(bad)? as usize,
                 "shutdown_timeout_seconds" => {
                     s.shutdown_timeout_seconds = parse_in_range(&value, 0, 3600).map_err(bad)?
+                }
+                "rate_limit_per_second" => {
+                    s.rate_limit_per_second =
+                        parse_in_range(&value, 1, 1_000_000).map_err(bad)? as u32
+                }
+                "rate_limit_burst" => {
+                    s.rate_limit_burst = parse_in_range(&value, 1, 1_000_000).map_err(bad)? as u32
+                }
+                "upstream_timeout_ms" => {
+                    s.upstream_timeout_ms = parse_in_range(&value, 50, 300_000).map_err(bad)?
+                }
+                "cache_max_bytes" => {
+                    s.cache_max_bytes = parse_in_range(&value, 0, 1 << 40).map_err(bad)?
                 }
                 _ => unreachable!("keys are checked against KEYS above"),
             }

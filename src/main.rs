@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP API (the default when no command is given).
-    Serve,
+    Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate,
     /// Manage API keys.
@@ -70,6 +70,14 @@ struct SimArgs {
     rate_window: u64,
 }
 
+#[derive(clap::Args, Default)]
+struct ServeArgs {
+    /// Start the three provider simulators, connect an org `demo` to them, load their contacts and print a key.
+    #[cfg(feature = "sim")]
+    #[arg(long)]
+    demo: bool,
+}
+
 #[derive(Subcommand)]
 enum KeysCommand {
     /// Create an API key, creating the org if needed. The key is printed once, alone on the last line.
@@ -102,9 +110,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let command = cli.command.unwrap_or(Command::Serve);
+    let command = cli.command.unwrap_or(Command::Serve(ServeArgs::default()));
     let target = match command {
-        Command::Serve => LogTarget::Stdout,
+        Command::Serve(_) => LogTarget::Stdout,
         _ => LogTarget::Stderr,
     };
     telemetry::init(&settings, target);
@@ -120,7 +128,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match command {
-            Command::Serve => serve(settings).await,
+            Command::Serve(args) => serve(settings, args).await,
             Command::Migrate => migrate(settings).await,
             Command::Keys {
                 command: KeysCommand::Create { org, scopes, name },
@@ -138,11 +146,35 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(settings: Settings) -> Result<(), String> {
+async fn serve(settings: Settings, args: ServeArgs) -> Result<(), String> {
     let backend = settings.database_url.backend_name();
+    #[cfg(feature = "sim")]
+    let sims = if args.demo {
+        Some(
+            unicontacts_adapters::sim::start_all(
+                42,
+                200,
+                unicontacts::demo::SIM_KEY,
+                unicontacts::demo::SIM_SESSION,
+                unicontacts_adapters::sim::SimAddrs::default(),
+                None,
+            )
+            .await
+            .map_err(|e| format!("cannot start the demo simulators: {e}"))?,
+        )
+    } else {
+        None
+    };
+    #[cfg(not(feature = "sim"))]
+    let _ = args;
     let app = Application::build(settings.clone())
         .await
         .map_err(|e| e.to_string())?;
+    #[cfg(feature = "sim")]
+    if let Some(sims) = &sims {
+        let info = unicontacts::demo::setup(&app.state(), sims).await?;
+        print_demo(&info, sims, app.port());
+    }
     tracing::info!(
         port = app.port(),
         bind = %settings.bind,
@@ -246,4 +278,52 @@ async fn run_sims(args: SimArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("waiting for Ctrl-C: {e}"))?;
     Ok(())
+}
+
+#[cfg(feature = "sim")]
+fn print_demo(
+    info: &unicontacts::demo::DemoInfo,
+    sims: &unicontacts_adapters::sim::SimSet,
+    port: u16,
+) {
+    let base = format!("http://127.0.0.1:{port}");
+    let key = &info.admin_key;
+    println!();
+    println!("unicontacts demo: three simulated providers on loopback, their contacts loaded");
+    for (c, counts) in &info.connections {
+        println!(
+            "  {:<10} {}  {} contacts ({} new)",
+            c.provider.as_str(),
+            c.id,
+            counts.created + counts.updated + counts.unchanged,
+            counts.created
+        );
+    }
+    println!("admin key of org `demo` (scopes admin, contacts:read, contacts:write), shown once:");
+    println!("{key}");
+    println!("try:");
+    println!("  curl -s -H 'Authorization: Bearer {key}' '{base}/v1/contacts?limit=3'");
+    if let Some(p) = sims
+        .world
+        .people
+        .iter()
+        .find(|p| p.provider_count() == 3 && p.phone.is_some())
+    {
+        let phone = p.e164().unwrap_or_default().replace('+', "%2B");
+        println!("  curl -s -H 'Authorization: Bearer {key}' '{base}/v1/contacts?phone={phone}'   # one person, three providers");
+    }
+    if let Some((gateway, _)) = info
+        .connections
+        .iter()
+        .find(|(c, _)| c.provider == unicontacts_adapters::ProviderKind::Gateway)
+    {
+        if let Some(p) = sims.world.gateway_people().next() {
+            println!(
+                "  curl -s -i -H 'Authorization: Bearer {key}' '{base}/v1/connections/{}/contacts/{}'   # live read, cached",
+                gateway.id,
+                p.lid.trim_end_matches("@lid")
+            );
+        }
+    }
+    println!("API docs: {base}/docs/");
 }

@@ -8,8 +8,11 @@ use actix_web::dev::Server;
 use actix_web::{middleware, web, App, HttpServer};
 use utoipa::OpenApi;
 
+use crate::cache::ContactCache;
 use crate::config::Settings;
 use crate::error::{ApiError, FieldErrors};
+use crate::limits::InboundLimiter;
+use crate::live::Live;
 use crate::routes::{self, ApiDoc};
 use crate::store::{Store, StoreError};
 use crate::telemetry;
@@ -18,6 +21,10 @@ use crate::telemetry;
 pub struct AppState {
     pub store: Store,
     pub settings: Settings,
+    /// Live reads: adapters per connection and the contact cache.
+    pub live: Live,
+    /// Inbound quota per API key (one for the whole process, not one per worker).
+    pub limiter: InboundLimiter,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +63,28 @@ impl Application {
         listener: TcpListener,
     ) -> Result<Self, StartupError> {
         let port = listener.local_addr().map_err(StartupError::Server)?.port();
-        let state = web::Data::new(AppState { store, settings });
+        let state = web::Data::new(AppState {
+            live: Live::new(
+                store.clone(),
+                ContactCache::new(settings.cache_max_bytes),
+                Duration::from_millis(settings.upstream_timeout_ms),
+            ),
+            limiter: InboundLimiter::new(settings.rate_limit_per_second, settings.rate_limit_burst),
+            store,
+            settings,
+        });
+        // Forget keys whose quota is whole again, so the limiter's map stays small.
+        let weak = std::sync::Arc::downgrade(&state.clone().into_inner());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                match weak.upgrade() {
+                    Some(state) => state.limiter.prune(),
+                    None => break,
+                }
+            }
+        });
         let server = run(listener, state.clone()).map_err(StartupError::Server)?;
         Ok(Self {
             port,

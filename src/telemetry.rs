@@ -8,12 +8,13 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::HttpResponse;
+use actix_web::{HttpMessage, HttpResponse};
 use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, Settings};
 use crate::error::{ApiError, ErrorCode};
+use crate::limits::RateInfo;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -78,6 +79,19 @@ pub async fn request_context(
     let mut res = into_envelope(res.map_into_boxed_body(), &method, &path);
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, v);
+    }
+    let rate = res.request().extensions().get::<RateInfo>().copied();
+    if let Some(rate) = rate {
+        let headers = res.headers_mut();
+        for (name, value) in [
+            ("x-ratelimit-limit", rate.limit.to_string()),
+            ("x-ratelimit-remaining", rate.remaining.to_string()),
+            ("x-ratelimit-reset", rate.reset.to_string()),
+        ] {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(HeaderName::from_static(name), v);
+            }
+        }
     }
     let status = res.status().as_u16();
     span.in_scope(|| {

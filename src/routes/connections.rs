@@ -502,6 +502,7 @@ pub async fn update_connection(
     if !found {
         return Err(ApiError::not_found("connection"));
     }
+    state.live.forget(&c.id);
     tracing::info!(connection_id = %c.id, "connection updated");
     Ok(HttpResponse::Ok().json(ConnectionView::from(&c)))
 }
@@ -531,6 +532,7 @@ pub async fn delete_connection(
     if !found {
         return Err(ApiError::not_found("connection"));
     }
+    state.live.forget(&log_id);
     tracing::info!(connection_id = %log_id, "connection deleted");
     Ok(HttpResponse::NoContent().finish())
 }

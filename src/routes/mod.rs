@@ -1,7 +1,9 @@
 //! HTTP routes, one file per resource, and the OpenAPI document built from them.
 
 pub mod api_keys;
+pub mod connection_contacts;
 pub mod connections;
+pub mod contacts;
 pub mod health;
 
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
@@ -28,10 +30,14 @@ use crate::error::{ApiError, ErrorCode};
         api_keys::create_api_key,
         api_keys::list_api_keys,
         api_keys::delete_api_key,
+        contacts::list_contacts,
+        contacts::get_contact,
+        connection_contacts::get_connection_contact,
     ),
     components(schemas(crate::error::ErrorBody, crate::auth::Scope)),
     modifiers(&BearerAuth),
     tags(
+        (name = "contacts", description = "Canonical contacts across providers (scope `contacts:read`)"),
         (name = "admin", description = "Connections and API keys (scope `admin`)"),
         (name = "operations", description = "Health and readiness probes"),
     )
@@ -63,6 +69,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, openapi: utoipa::openapi::OpenApi
         .service(web::resource("/docs").route(web::get().to(docs_redirect)))
         // Swagger UI with its assets vendored into the binary: the page works offline.
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi))
+        .service(web::resource("/v1/contacts").route(web::get().to(contacts::list_contacts)))
+        .service(web::resource("/v1/contacts/{id}").route(web::get().to(contacts::get_contact)))
+        .service(
+            web::resource("/v1/connections/{connection_id}/contacts/{remote_id}")
+                .route(web::get().to(connection_contacts::get_connection_contact)),
+        )
         .service(
             web::scope("/v1/admin")
                 .service(

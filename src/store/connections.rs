@@ -147,6 +147,22 @@ pub fn find_connection(
         .transpose()
 }
 
+/// The org's connection of that name.
+pub fn find_connection_by_name(
+    conn: &mut DbConnection,
+    org_id: &str,
+    name: &str,
+) -> Result<Option<Connection>, StoreError> {
+    connections::table
+        .filter(connections::org_id.eq(org_id))
+        .filter(connections::name.eq(name))
+        .select(ConnectionRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(Connection::try_from)
+        .transpose()
+}
+
 /// One page of the org's connections in creation order, after the cursor id.
 pub fn list_connections(
     conn: &mut DbConnection,

@@ -4,6 +4,7 @@
 
 pub mod api_keys;
 pub mod connections;
+pub mod contacts;
 pub mod models;
 pub mod orgs;
 pub mod schema;
@@ -99,14 +100,13 @@ impl ManageConnection for Manager {
             Target::Postgres(url) => PgConnection::establish(url).map(DbConnection::Postgresql),
             Target::Sqlite(uri) => {
                 let mut conn = SqliteConnection::establish(uri)?;
-                // WAL lets readers run beside the one writer; NORMAL sync is safe under WAL;
-                // SQLite leaves foreign keys off unless asked per connection; the busy
-                // timeout makes a writer wait for the lock instead of failing at once.
+                // The busy timeout first, so the other pragmas wait for a lock instead of
+                // failing; NORMAL sync is safe under WAL (set once, on the file, at connect);
+                // SQLite leaves foreign keys off unless asked per connection.
                 conn.batch_execute(
-                    "PRAGMA journal_mode = WAL;
+                    "PRAGMA busy_timeout = 5000;
                      PRAGMA synchronous = NORMAL;
-                     PRAGMA foreign_keys = ON;
-                     PRAGMA busy_timeout = 5000;",
+                     PRAGMA foreign_keys = ON;",
                 )
                 .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
                 Ok(DbConnection::Sqlite(conn))
@@ -150,13 +150,21 @@ impl Store {
             DatabaseUrl::Postgres(u) => (Target::Postgres(u.clone()), Backend::Postgres, None),
             DatabaseUrl::Sqlite(path) => {
                 let uri = sqlite_uri(path);
-                // Create the file once, here; pooled connections open it `mode=rw`.
-                SqliteConnection::establish(&format!("{uri}?mode=rwc")).map_err(|e| {
-                    StoreError::Unavailable(format!(
-                        "cannot open SQLite file {}: {e}",
-                        path.display()
-                    ))
-                })?;
+                // Create the file once, here, and switch it to WAL (which lets readers run
+                // beside the one writer, and persists in the file); pooled connections
+                // open it `mode=rw`.
+                let mut first =
+                    SqliteConnection::establish(&format!("{uri}?mode=rwc")).map_err(|e| {
+                        StoreError::Unavailable(format!(
+                            "cannot open SQLite file {}: {e}",
+                            path.display()
+                        ))
+                    })?;
+                first
+                    .batch_execute("PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL;")
+                    .map_err(|e| {
+                        StoreError::Unavailable(format!("SQLite file {}: {e}", path.display()))
+                    })?;
                 (
                     Target::Sqlite(format!("{uri}?mode=rw")),
                     Backend::Sqlite,

@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{api_keys, connections, orgs};
+use super::schema::{api_keys, connections, contacts, orgs};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = orgs)]
@@ -57,4 +57,27 @@ impl std::fmt::Debug for ConnectionRow {
             .field("settings", &self.settings)
             .finish()
     }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = contacts)]
+pub struct ContactRow {
+    pub id: String,
+    pub org_id: String,
+    pub connection_id: String,
+    pub provider: String,
+    pub remote_id: String,
+    pub person_id: Option<String>,
+    pub display_name: Option<String>,
+    pub search_text: String,
+    /// JSON of the `ContactRecord`, without `remote_data`.
+    pub record: String,
+    /// The provider's object, as JSON.
+    pub remote_data: Option<String>,
+    pub content_hash: String,
+    pub remote_updated_at: Option<NaiveDateTime>,
+    pub fetched_at: NaiveDateTime,
+    pub remote_was_deleted: bool,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
 }

@@ -37,4 +37,36 @@ diesel::table! {
 
 diesel::joinable!(api_keys -> orgs (org_id));
 diesel::joinable!(connections -> orgs (org_id));
-diesel::allow_tables_to_appear_in_same_query!(orgs, api_keys, connections);
+
+diesel::table! {
+    contacts (id) {
+        id -> Text,
+        org_id -> Text,
+        connection_id -> Text,
+        provider -> Text,
+        remote_id -> Text,
+        person_id -> Nullable<Text>,
+        display_name -> Nullable<Text>,
+        search_text -> Text,
+        record -> Text,
+        remote_data -> Nullable<Text>,
+        content_hash -> Text,
+        remote_updated_at -> Nullable<Timestamp>,
+        fetched_at -> Timestamp,
+        remote_was_deleted -> Bool,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    contact_keys (contact_id, kind, value) {
+        contact_id -> Text,
+        kind -> Text,
+        value -> Text,
+    }
+}
+
+diesel::joinable!(contacts -> connections (connection_id));
+diesel::joinable!(contact_keys -> contacts (contact_id));
+diesel::allow_tables_to_appear_in_same_query!(orgs, api_keys, connections, contacts, contact_keys);

@@ -133,6 +133,7 @@ impl Drop for TestDb {
 }
 
 pub struct TestApp {
+    pub state: actix_web::web::Data<unicontacts::startup::AppState>,
     pub address: String,
     pub client: Client,
     pub store: Store,
@@ -155,14 +156,22 @@ pub fn test_settings(db: &TestDb) -> Settings {
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// `spawn_app` with settings changed by `tweak` first.
+pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let db = TestDb::new(&backend);
-    let settings = test_settings(&db);
+    let mut settings = test_settings(&db);
+    tweak(&mut settings);
     let store = open_store(&settings).await.expect("open store");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let app = Application::from_parts(settings, store.clone(), listener).expect("build app");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state();
     tokio::spawn(app.run_until_stopped());
     let mut test_app = TestApp {
+        state,
         address,
         client: Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -250,4 +259,100 @@ pub fn periskope_connection(name: &str, api_key: &str) -> Value {
         "credentials": {"api_key": api_key, "phone": "+91 98745 32456"},
         "settings": {"default_country": "IN"}
     })
+}
+
+pub const SIM_KEY: &str = "sim-provider-key-0123456789";
+pub const SIM_SESSION: &str = "sess_test";
+
+/// The three simulators of one test and the connections pointing at them.
+pub struct Sims {
+    pub set: unicontacts_adapters::sim::SimSet,
+    pub periskope: Value,
+    pub wacr: Value,
+    pub gateway: Value,
+}
+
+impl Sims {
+    pub fn id(connection: &Value) -> String {
+        connection["id"]
+            .as_str()
+            .expect("connection id")
+            .to_string()
+    }
+}
+
+impl TestApp {
+    /// Starts the simulators over `World::generate(seed, size)` and connects them,
+    /// with `settings` merged into each connection's settings.
+    pub async fn connect_sims(&self, seed: u64, size: usize, settings: Value) -> Sims {
+        let set = unicontacts_adapters::sim::start_all(
+            seed,
+            size,
+            SIM_KEY,
+            SIM_SESSION,
+            unicontacts_adapters::sim::SimAddrs::default(),
+            None,
+        )
+        .await
+        .expect("simulators");
+        let mut base_settings = serde_json::json!({"rate_limit_per_second": 1000});
+        if let (Some(b), Some(extra)) = (base_settings.as_object_mut(), settings.as_object()) {
+            for (k, v) in extra {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        let periskope = self
+            .create_connection(serde_json::json!({
+                "provider": "periskope", "name": "P", "base_url": set.periskope.api_base(),
+                "credentials": {"api_key": SIM_KEY, "phone": "918527184400"}, "settings": base_settings
+            }))
+            .await;
+        let wacr = self
+            .create_connection(serde_json::json!({
+                "provider": "wacr", "name": "W", "base_url": set.wacr.api_base(),
+                "credentials": {"api_key": SIM_KEY}, "settings": base_settings
+            }))
+            .await;
+        let gateway = self
+            .create_connection(serde_json::json!({
+                "provider": "gateway", "name": "G", "base_url": set.gateway.api_base(),
+                "credentials": {"api_key": SIM_KEY, "session": SIM_SESSION}, "settings": base_settings
+            }))
+            .await;
+        Sims {
+            set,
+            periskope,
+            wacr,
+            gateway,
+        }
+    }
+
+    /// The stored connection.
+    pub async fn connection(&self, id: &str) -> unicontacts::store::connections::Connection {
+        let (org, id) = (self.org_id.clone(), id.to_string());
+        self.store
+            .run(move |conn| unicontacts::store::connections::find_connection(conn, &org, &id))
+            .await
+            .expect("query")
+            .expect("connection exists")
+    }
+
+    /// Loads every contact of the three simulators into the store.
+    pub async fn load_all(&self, sims: &Sims) -> u64 {
+        let mut total = 0;
+        for c in [&sims.periskope, &sims.wacr, &sims.gateway] {
+            let connection = self.connection(&Sims::id(c)).await;
+            let (provider, _) = self.state.live.adapter(&connection).expect("adapter");
+            let counts = unicontacts::sync::load_connection(&self.store, provider, &connection)
+                .await
+                .expect("load");
+            total += counts.created + counts.updated + counts.unchanged;
+        }
+        total
+    }
+
+    /// A key of the test's org with only `contacts:read`.
+    pub async fn reader_key(&self) -> String {
+        self.create_key("test-org", &[Scope::ContactsRead]).await.1
+    }
 }

@@ -8,6 +8,7 @@ mod api_keys;
 mod auth;
 mod cli;
 mod connections;
+mod contacts;
 mod errors;
 mod health;
 mod openapi;

@@ -1,0 +1,2 @@
+DROP TABLE contact_keys;
+DROP TABLE contacts;

@@ -1,0 +1,103 @@
+//! `/v1/connections/{connection_id}/contacts/{remote_id}`: a live read through the
+//! cache to the provider, written to the store on the way back.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use unicontacts_adapters::canonical::CanonicalContact;
+use utoipa::IntoParams;
+use validator::Validate;
+
+use crate::auth::{Authorized, ReadScope};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::parse_query;
+use crate::live::{canonical_remote_id, CacheStatus};
+use crate::startup::AppState;
+use crate::store::connections as connection_queries;
+
+#[derive(Deserialize, Validate, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LiveReadQuery {
+    /// Skip the cache and ask the provider now.
+    pub fresh: Option<bool>,
+}
+
+fn etag_matches(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag == etag)
+}
+
+/// Read one contact live from its provider (cached).
+#[utoipa::path(get, path = "/v1/connections/{connection_id}/contacts/{remote_id}", tag = "contacts",
+    params(
+        ("connection_id" = String, Path, description = "Connection id"),
+        ("remote_id" = String, Path, description = "The provider's id in any usual form: Periskope `919537851844`, `919537851844@c.us` or `+91 95378 51844`; WA.cr `42`; Gateway `205227043110953` or `205227043110953@lid`"),
+        LiveReadQuery,
+    ),
+    responses(
+        (status = 200, description = "The contact; `X-Cache` says HIT, MISS or STALE (with `Age`)", body = CanonicalContact),
+        (status = 304, description = "Not modified (If-None-Match)"),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 403, description = "The key lacks `contacts:read`", body = ErrorBody),
+        (status = 404, description = "No such connection in this org, or no such contact at the provider", body = ErrorBody),
+        (status = 422, description = "A remote id the provider cannot have", body = ErrorBody),
+        (status = 429, description = "Over this key's quota", body = ErrorBody),
+        (status = 502, description = "The provider failed or refused the credentials", body = ErrorBody),
+        (status = 503, description = "The provider's quota is spent or calls are paused", body = ErrorBody),
+        (status = 504, description = "The provider did not answer in time", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn get_connection_contact(
+    state: web::Data<AppState>,
+    caller: Authorized<ReadScope>,
+    path: web::Path<(String, String)>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q: LiveReadQuery = parse_query(req.query_string())?;
+    let (connection_id, raw_remote_id) = path.into_inner();
+    let org_id = caller.0.org_id;
+    let connection = state
+        .store
+        .run(move |conn| connection_queries::find_connection(conn, &org_id, &connection_id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("connection"))?;
+    let remote_id = canonical_remote_id(connection.provider, &raw_remote_id)?;
+    let (contact, status) = state
+        .live
+        .read(&connection, remote_id, q.fresh.unwrap_or(false))
+        .await?;
+
+    let mut res = if etag_matches(&req, &contact.etag) {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    res.insert_header(("X-Cache", status.as_str()));
+    res.insert_header((header::ETAG, contact.etag.as_str()));
+    if status == CacheStatus::Stale {
+        let age = (chrono::Utc::now() - contact.fetched_at)
+            .num_seconds()
+            .max(0);
+        res.insert_header((header::AGE, age.to_string()));
+        res.insert_header((header::CACHE_CONTROL, "private, max-age=0"));
+    } else {
+        res.insert_header((
+            header::CACHE_CONTROL,
+            format!("private, max-age={}", connection.settings.cache_ttl_seconds),
+        ));
+    }
+    if etag_matches(&req, &contact.etag) {
+        return Ok(res.finish());
+    }
+    Ok(res
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ))
+        .body(contact.body.clone()))
+}

@@ -1,0 +1,338 @@
+//! Queries on `contacts` and `contact_keys`. A contact is upserted by
+//! (connection, remote id) and only written when its content hash changes.
+//! Upserts are select-then-insert/update in a transaction (retried once on a
+//! unique race), the same SQL on both backends.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use sha2::{Digest, Sha256};
+use unicontacts_adapters::canonical::{CanonicalContact, ContactRecord};
+use unicontacts_adapters::ProviderKind;
+
+use super::models::ContactRow;
+use super::schema::{contact_keys, contacts};
+use super::{DbConnection, StoreError};
+use crate::ids;
+
+/// What an upsert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upserted {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+/// Where a record comes from.
+#[derive(Debug, Clone)]
+pub struct Origin<'a> {
+    pub org_id: &'a str,
+    pub connection_id: &'a str,
+    pub provider: ProviderKind,
+}
+
+struct Prepared {
+    record_json: String,
+    remote_data: Option<String>,
+    hash: String,
+    search_text: String,
+    keys: Vec<(&'static str, String)>,
+}
+
+fn prepare(record: &ContactRecord) -> Result<Prepared, StoreError> {
+    let mut bare = record.clone();
+    let remote_data = bare.remote_data.take();
+    let record_json =
+        serde_json::to_string(&bare).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let remote_data = remote_data
+        .map(|v| serde_json::to_string(&v))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut hasher = Sha256::new();
+    hasher.update(record_json.as_bytes());
+    hasher.update([0]);
+    hasher.update(remote_data.as_deref().unwrap_or("").as_bytes());
+    let hash = hex::encode(hasher.finalize());
+
+    let mut search = Vec::new();
+    for s in [
+        &record.display_name,
+        &record.first_name,
+        &record.last_name,
+        &record.company,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        search.push(s.to_lowercase());
+    }
+    let mut keys = Vec::new();
+    for p in &record.phones {
+        search.push(p.raw.to_lowercase());
+        if let Some(e) = &p.e164 {
+            search.push(e.clone());
+            keys.push(("phone", e.clone()));
+        }
+    }
+    for e in &record.emails {
+        search.push(e.address.to_lowercase());
+    }
+    if let Some(lid) = &record.wa_lid {
+        keys.push(("lid", lid.clone()));
+    }
+    for l in &record.labels {
+        keys.push(("label", l.to_lowercase()));
+    }
+    for m in &record.memberships {
+        keys.push(("membership", m.remote_id.clone()));
+    }
+    keys.sort();
+    keys.dedup();
+    Ok(Prepared {
+        record_json,
+        remote_data,
+        hash,
+        search_text: search.join("\n"),
+        keys,
+    })
+}
+
+fn write_keys(
+    conn: &mut DbConnection,
+    contact_id: &str,
+    keys: &[(&'static str, String)],
+) -> Result<(), StoreError> {
+    diesel::delete(contact_keys::table.filter(contact_keys::contact_id.eq(contact_id)))
+        .execute(conn)?;
+    for (kind, value) in keys {
+        diesel::insert_into(contact_keys::table)
+            .values((
+                contact_keys::contact_id.eq(contact_id),
+                contact_keys::kind.eq(*kind),
+                contact_keys::value.eq(value),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn find_contact_by_remote(
+    conn: &mut DbConnection,
+    connection_id: &str,
+    remote_id: &str,
+) -> Result<Option<ContactRow>, StoreError> {
+    Ok(contacts::table
+        .filter(contacts::connection_id.eq(connection_id))
+        .filter(contacts::remote_id.eq(remote_id))
+        .select(ContactRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// The org's contact with this id; another org's is `None`.
+pub fn find_contact(
+    conn: &mut DbConnection,
+    org_id: &str,
+    id: &str,
+) -> Result<Option<ContactRow>, StoreError> {
+    Ok(contacts::table
+        .filter(contacts::org_id.eq(org_id))
+        .filter(contacts::id.eq(id))
+        .select(ContactRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Writes the record if it is new or changed; a contact seen again is no longer deleted.
+pub fn upsert_contact(
+    conn: &mut DbConnection,
+    origin: &Origin<'_>,
+    record: &ContactRecord,
+    fetched_at: NaiveDateTime,
+) -> Result<(ContactRow, Upserted), StoreError> {
+    let prepared = prepare(record)?;
+    let attempt = |conn: &mut DbConnection| {
+        conn.transaction(|conn| upsert_prepared(conn, origin, record, &prepared, fetched_at))
+    };
+    match attempt(conn) {
+        // Someone inserted the same contact between our read and our insert: it exists now.
+        Err(StoreError::Conflict(_)) => attempt(conn),
+        other => other,
+    }
+}
+
+fn upsert_prepared(
+    conn: &mut DbConnection,
+    origin: &Origin<'_>,
+    record: &ContactRecord,
+    p: &Prepared,
+    fetched_at: NaiveDateTime,
+) -> Result<(ContactRow, Upserted), StoreError> {
+    let now = ids::now();
+    match find_contact_by_remote(conn, origin.connection_id, &record.remote_id)? {
+        None => {
+            let row = ContactRow {
+                id: ids::new_id(ids::CONTACT),
+                org_id: origin.org_id.to_string(),
+                connection_id: origin.connection_id.to_string(),
+                provider: origin.provider.as_str().to_string(),
+                remote_id: record.remote_id.clone(),
+                person_id: None,
+                display_name: record.display_name.clone(),
+                search_text: p.search_text.clone(),
+                record: p.record_json.clone(),
+                remote_data: p.remote_data.clone(),
+                content_hash: p.hash.clone(),
+                remote_updated_at: record.remote_updated_at.map(|t| t.naive_utc()),
+                fetched_at,
+                remote_was_deleted: false,
+                created_at: now,
+                updated_at: now,
+            };
+            diesel::insert_into(contacts::table)
+                .values(&row)
+                .execute(conn)?;
+            write_keys(conn, &row.id, &p.keys)?;
+            Ok((row, Upserted::Created))
+        }
+        Some(mut row) if row.content_hash == p.hash && !row.remote_was_deleted => {
+            diesel::update(contacts::table.filter(contacts::id.eq(&row.id)))
+                .set(contacts::fetched_at.eq(fetched_at))
+                .execute(conn)?;
+            row.fetched_at = fetched_at;
+            Ok((row, Upserted::Unchanged))
+        }
+        Some(mut row) => {
+            row.display_name = record.display_name.clone();
+            row.search_text = p.search_text.clone();
+            row.record = p.record_json.clone();
+            row.remote_data = p.remote_data.clone();
+            row.content_hash = p.hash.clone();
+            row.remote_updated_at = record.remote_updated_at.map(|t| t.naive_utc());
+            row.fetched_at = fetched_at;
+            row.remote_was_deleted = false;
+            row.updated_at = now;
+            diesel::update(contacts::table.filter(contacts::id.eq(&row.id)))
+                .set((
+                    contacts::display_name.eq(&row.display_name),
+                    contacts::search_text.eq(&row.search_text),
+                    contacts::record.eq(&row.record),
+                    contacts::remote_data.eq(&row.remote_data),
+                    contacts::content_hash.eq(&row.content_hash),
+                    contacts::remote_updated_at.eq(row.remote_updated_at),
+                    contacts::fetched_at.eq(row.fetched_at),
+                    contacts::remote_was_deleted.eq(false),
+                    contacts::updated_at.eq(row.updated_at),
+                ))
+                .execute(conn)?;
+            write_keys(conn, &row.id, &p.keys)?;
+            Ok((row, Upserted::Updated))
+        }
+    }
+}
+
+/// Filters of `GET /v1/contacts`, already validated.
+#[derive(Debug, Default, Clone)]
+pub struct ContactFilter {
+    pub org_id: String,
+    pub provider: Option<String>,
+    pub connection_id: Option<String>,
+    /// Lowercase substring of name, phone or email.
+    pub q: Option<String>,
+    /// E.164.
+    pub phone: Option<String>,
+    /// Lowercase label name.
+    pub label: Option<String>,
+    pub membership: Option<String>,
+    pub modified_after: Option<NaiveDateTime>,
+    pub include_deleted: bool,
+    pub after: Option<String>,
+    pub limit: i64,
+}
+
+fn like_pattern(s: &str) -> String {
+    let mut out = String::from("%");
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// One page in list order (creation order), after the cursor id.
+pub fn list_contacts(
+    conn: &mut DbConnection,
+    f: &ContactFilter,
+) -> Result<Vec<ContactRow>, StoreError> {
+    let mut query = contacts::table
+        .filter(contacts::org_id.eq(&f.org_id))
+        .select(ContactRow::as_select())
+        .order(contacts::id.asc())
+        .limit(f.limit)
+        .into_boxed();
+    if let Some(p) = &f.provider {
+        query = query.filter(contacts::provider.eq(p));
+    }
+    if let Some(c) = &f.connection_id {
+        query = query.filter(contacts::connection_id.eq(c));
+    }
+    if let Some(q) = &f.q {
+        query = query.filter(contacts::search_text.like(like_pattern(q)).escape('\\'));
+    }
+    for (kind, value) in [
+        ("phone", &f.phone),
+        ("label", &f.label),
+        ("membership", &f.membership),
+    ] {
+        if let Some(value) = value {
+            query = query.filter(
+                contacts::id.eq_any(
+                    contact_keys::table
+                        .filter(contact_keys::kind.eq(kind))
+                        .filter(contact_keys::value.eq(value.clone()))
+                        .select(contact_keys::contact_id),
+                ),
+            );
+        }
+    }
+    if let Some(t) = f.modified_after {
+        query = query.filter(contacts::updated_at.gt(t));
+    }
+    if !f.include_deleted {
+        query = query.filter(contacts::remote_was_deleted.eq(false));
+    }
+    if let Some(after) = &f.after {
+        query = query.filter(contacts::id.gt(after.clone()));
+    }
+    Ok(query.load(conn)?)
+}
+
+/// The API shape of a stored contact.
+pub fn to_canonical(
+    row: &ContactRow,
+    include_remote_data: bool,
+) -> Result<CanonicalContact, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("contact {}: {what}", row.id));
+    let mut record: ContactRecord =
+        serde_json::from_str(&row.record).map_err(|_| corrupt("unreadable record"))?;
+    record.remote_data = if include_remote_data {
+        row.remote_data
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|_| corrupt("unreadable remote_data"))?
+    } else {
+        None
+    };
+    Ok(CanonicalContact {
+        id: row.id.clone(),
+        connection_id: row.connection_id.clone(),
+        provider: ProviderKind::parse(&row.provider).ok_or_else(|| corrupt("unknown provider"))?,
+        person_id: row.person_id.clone(),
+        record,
+        remote_was_deleted: row.remote_was_deleted,
+        fetched_at: Some(row.fetched_at.and_utc()),
+    })
+}
