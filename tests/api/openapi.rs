@@ -3,7 +3,7 @@ use serde_json::Value;
 use crate::helpers::{send, spawn_app, Backend};
 
 /// Every route the app serves (besides the docs themselves).
-const ROUTES: [(&str, &str); 10] = [
+const ROUTES: [(&str, &str); 13] = [
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("post", "/v1/admin/connections"),
@@ -14,6 +14,12 @@ const ROUTES: [(&str, &str); 10] = [
     ("post", "/v1/admin/api-keys"),
     ("get", "/v1/admin/api-keys"),
     ("delete", "/v1/admin/api-keys/{id}"),
+    ("get", "/v1/contacts"),
+    ("get", "/v1/contacts/{id}"),
+    (
+        "get",
+        "/v1/connections/{connection_id}/contacts/{remote_id}",
+    ),
 ];
 
 async fn the_openapi_document_is_3_1_and_describes_every_route(backend: Backend) {
