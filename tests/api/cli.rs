@@ -256,7 +256,81 @@ async fn serve_logs_json_keeps_secrets_out_and_stops_cleanly_on_sigterm(backend:
     assert!(all.contains("shut down cleanly"), "{all}");
 }
 
+async fn serve_demo_loads_three_providers_and_prints_a_working_key(backend: Backend) {
+    let db = TestDb::new(&backend);
+    let mut child = unicontacts(Some(&db))
+        .args(["serve", "--demo"])
+        .env("UNICONTACTS_BIND", "127.0.0.1:0")
+        .env("UNICONTACTS_LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn demo");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let (mut key, mut port, mut curls) = (None, None, Vec::new());
+    while port.is_none() {
+        let line = rx
+            .recv_timeout(Duration::from_secs(90))
+            .expect("the demo starts");
+        if line.starts_with("uck_") {
+            key = Some(line.clone());
+        }
+        if line.trim_start().starts_with("curl ") {
+            curls.push(line.clone());
+        }
+        if let Ok(v) = serde_json::from_str::<Value>(&line) {
+            port = v["fields"]["port"].as_u64();
+        }
+    }
+    let key = key.expect("the key is printed");
+    assert_eq!(curls.len(), 3, "three ready-to-paste curl lines");
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{}", port.expect("port"));
+    let all: Value = send(
+        client
+            .get(format!("{url}/v1/contacts?limit=500"))
+            .bearer_auth(&key),
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    let providers: std::collections::HashSet<&str> = all["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|c| c["provider"].as_str())
+        .collect();
+    assert_eq!(
+        providers.len(),
+        3,
+        "contacts of all three simulators are loaded"
+    );
+    // The printed phone query finds one person at three providers.
+    let phone_line = curls
+        .iter()
+        .find(|l| l.contains("phone="))
+        .expect("phone curl");
+    let phone_url = phone_line.split('\'').nth(3).expect("url in quotes");
+    let found: Value = send(client.get(phone_url).bearer_auth(&key))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(found["data"].as_array().expect("data").len(), 3, "{found}");
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+}
+
 crate::db_tests!(
+    serve_demo_loads_three_providers_and_prints_a_working_key,
     keys_create_prints_the_key_alone_on_the_last_line_and_it_works,
     migrate_creates_the_schema,
     serve_logs_json_keeps_secrets_out_and_stops_cleanly_on_sigterm,

@@ -341,14 +341,19 @@ impl TestApp {
     pub async fn load_all(&self, sims: &Sims) -> u64 {
         let mut total = 0;
         for c in [&sims.periskope, &sims.wacr, &sims.gateway] {
-            let connection = self.connection(&Sims::id(c)).await;
-            let (provider, _) = self.state.live.adapter(&connection).expect("adapter");
-            let counts = unicontacts::sync::load_connection(&self.store, provider, &connection)
-                .await
-                .expect("load");
-            total += counts.created + counts.updated + counts.unchanged;
+            total += self.load(c).await;
         }
         total
+    }
+
+    /// Loads every contact of one connection into the store.
+    pub async fn load(&self, connection: &Value) -> u64 {
+        let connection = self.connection(&Sims::id(connection)).await;
+        let (provider, _) = self.state.live.adapter(&connection).expect("adapter");
+        let counts = unicontacts::sync::load_connection(&self.store, provider, &connection)
+            .await
+            .expect("load");
+        counts.created + counts.updated + counts.unchanged
     }
 
     /// A key of the test's org with only `contacts:read`.

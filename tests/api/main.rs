@@ -11,5 +11,6 @@ mod connections;
 mod contacts;
 mod errors;
 mod health;
+mod live;
 mod openapi;
 mod schema;
