@@ -107,6 +107,7 @@ pub fn insert_new_key(
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 403, description = "The key lacks the `admin` scope", body = ErrorBody),
+        (status = 429, description = "Over this key's quota", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Invalid fields", body = ErrorBody),
@@ -143,6 +144,7 @@ pub async fn create_api_key(
         (status = 200, description = "A page of keys", body = ApiKeyPage),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 403, description = "The key lacks the `admin` scope", body = ErrorBody),
+        (status = 429, description = "Over this key's quota", body = ErrorBody),
         (status = 422, description = "Invalid query parameter", body = ErrorBody),
     ),
     security(("bearer" = [])))]
@@ -182,6 +184,7 @@ pub async fn list_api_keys(
         (status = 204, description = "Revoked (also when it already was)"),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 403, description = "The key lacks the `admin` scope", body = ErrorBody),
+        (status = 429, description = "Over this key's quota", body = ErrorBody),
         (status = 404, description = "No such key in this org", body = ErrorBody),
     ),
     security(("bearer" = [])))]

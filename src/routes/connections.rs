@@ -330,6 +330,7 @@ fn resolve_base_url(
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 403, description = "The key lacks the `admin` scope", body = ErrorBody),
+        (status = 429, description = "Over this key's quota", body = ErrorBody),
         (status = 409, description = "A connection with this name exists", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
@@ -390,6 +391,7 @@ pub async fn create_connection(
         (status = 200, description = "A page of connections", body = ConnectionPage),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 403, description = "The key lacks the `admin` scope", body = ErrorBody),
+        (status = 429, description = "Over this key's quota", body = ErrorBody),
         (status = 422, description = "Invalid query parameter", body = ErrorBody),
     ),
     security(("bearer" = [])))]
@@ -436,6 +438,7 @@ async fn load(state: &AppState, org_id: String, id: String) -> Result<Connection
         (status = 200, description = "The connection", body = ConnectionView),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 403, description = "The key lacks the `admin` scope", body = ErrorBody),
+        (status = 429, description = "Over this key's quota", body = ErrorBody),
         (status = 404, description = "No such connection in this org", body = ErrorBody),
     ),
     security(("bearer" = [])))]
@@ -457,6 +460,7 @@ pub async fn get_connection(
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 403, description = "The key lacks the `admin` scope", body = ErrorBody),
+        (status = 429, description = "Over this key's quota", body = ErrorBody),
         (status = 404, description = "No such connection in this org", body = ErrorBody),
         (status = 409, description = "A connection with this name exists", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
@@ -514,6 +518,7 @@ pub async fn update_connection(
         (status = 204, description = "Deleted"),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 403, description = "The key lacks the `admin` scope", body = ErrorBody),
+        (status = 429, description = "Over this key's quota", body = ErrorBody),
         (status = 404, description = "No such connection in this org", body = ErrorBody),
     ),
     security(("bearer" = [])))]

@@ -56,7 +56,7 @@ async fn the_openapi_document_is_3_1_and_describes_every_route(backend: Backend)
             }
         }
         if path.starts_with("/v1/") {
-            for status in ["401", "403"] {
+            for status in ["401", "403", "429"] {
                 assert!(
                     responses.contains_key(status),
                     "{method} {path} documents {status}"
