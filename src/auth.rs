@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use actix_web::{dev::Payload, http::header, web, FromRequest, HttpMessage, HttpRequest};
 use base64::Engine;
@@ -121,6 +122,39 @@ fn looks_like_a_key(key: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Active keys by hash, so a request costs no database round trip for its key.
+/// Revoking a key drops it here at once (`forget_key`); entries also age out.
+#[derive(Clone)]
+pub struct KeyCache {
+    inner: moka::future::Cache<String, Arc<crate::store::models::ApiKeyRow>>,
+}
+
+impl Default for KeyCache {
+    fn default() -> Self {
+        Self {
+            inner: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(std::time::Duration::from_secs(300))
+                .support_invalidation_closures()
+                .build(),
+        }
+    }
+}
+
+impl KeyCache {
+    /// Drops the key with this id (after a revoke).
+    pub fn forget_key(&self, key_id: &str) {
+        let id = key_id.to_string();
+        if self
+            .inner
+            .invalidate_entries_if(move |_, row| row.id == id)
+            .is_err()
+        {
+            self.inner.invalidate_all();
+        }
+    }
+}
+
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -181,11 +215,21 @@ impl FromRequest for Caller {
                 return Err(ApiError::unauthorized("invalid API key"));
             }
             let hash = hash_key(key);
-            let row = state
-                .store
-                .run(move |conn| api_keys::find_active_api_key_by_hash(conn, &hash))
-                .await?
-                .ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
+            let row = match state.keys.inner.get(&hash).await {
+                Some(row) => row,
+                None => {
+                    let lookup = hash.clone();
+                    let row = state
+                        .store
+                        .run(move |conn| api_keys::find_active_api_key_by_hash(conn, &lookup))
+                        .await?
+                        .ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
+                    let row = Arc::new(row);
+                    // Unknown keys are not cached: a key created elsewhere works at once.
+                    state.keys.inner.insert(hash, row.clone()).await;
+                    row
+                }
+            };
             let scopes = row.scopes.split(',').filter_map(Scope::parse).collect();
             // The quota is per key; the middleware puts the figures on the response.
             let rate = state.limiter.check(&row.id);
@@ -199,8 +243,8 @@ impl FromRequest for Caller {
                 return Err(err);
             }
             Ok(Caller {
-                org_id: row.org_id,
-                key_id: row.id,
+                org_id: row.org_id.clone(),
+                key_id: row.id.clone(),
                 scopes,
             })
         })

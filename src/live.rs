@@ -114,6 +114,8 @@ pub struct Live {
     store: Store,
     upstream_timeout: Duration,
     pub cache: ContactCache,
+    /// Connections by (org, id), dropped when one changes.
+    connections: moka::future::Cache<(String, String), Arc<Connection>>,
     adapters: Mutex<HashMap<String, Entry>>,
 }
 
@@ -171,6 +173,11 @@ impl Live {
             store,
             upstream_timeout,
             cache,
+            connections: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(300))
+                .support_invalidation_closures()
+                .build(),
             adapters: Mutex::new(HashMap::new()),
         }
     }
@@ -207,6 +214,39 @@ impl Live {
     pub fn forget(&self, connection_id: &str) {
         self.lock().remove(connection_id);
         self.cache.invalidate_connection(connection_id);
+        let id = connection_id.to_string();
+        if self
+            .connections
+            .invalidate_entries_if(move |k, _| k.1 == id)
+            .is_err()
+        {
+            self.connections.invalidate_all();
+        }
+    }
+
+    /// The org's connection, from memory when possible; another org's is `None`.
+    pub async fn connection(
+        &self,
+        org_id: &str,
+        id: &str,
+    ) -> Result<Option<Arc<Connection>>, StoreError> {
+        let key = (org_id.to_string(), id.to_string());
+        if let Some(c) = self.connections.get(&key).await {
+            return Ok(Some(c));
+        }
+        let (org, cid) = key.clone();
+        let found = self
+            .store
+            .run(move |conn| crate::store::connections::find_connection(conn, &org, &cid))
+            .await?;
+        Ok(match found {
+            Some(c) => {
+                let c = Arc::new(c);
+                self.connections.insert(key, c.clone()).await;
+                Some(c)
+            }
+            None => None,
+        })
     }
 
     /// Reads one contact: cache, else (once per key) the provider, written to the store.

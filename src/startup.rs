@@ -25,6 +25,8 @@ pub struct AppState {
     pub live: Live,
     /// Inbound quota per API key (one for the whole process, not one per worker).
     pub limiter: InboundLimiter,
+    /// Active API keys by hash.
+    pub keys: crate::auth::KeyCache,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +72,7 @@ impl Application {
                 Duration::from_millis(settings.upstream_timeout_ms),
             ),
             limiter: InboundLimiter::new(settings.rate_limit_per_second, settings.rate_limit_burst),
+            keys: crate::auth::KeyCache::default(),
             store,
             settings,
         });

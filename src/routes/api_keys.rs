@@ -203,6 +203,7 @@ pub async fn delete_api_key(
     if !found {
         return Err(ApiError::not_found("API key"));
     }
+    state.keys.forget_key(&log_id);
     tracing::info!(api_key_id = %log_id, "API key revoked");
     Ok(HttpResponse::NoContent().finish())
 }

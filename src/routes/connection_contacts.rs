@@ -13,7 +13,6 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::parse_query;
 use crate::live::{canonical_remote_id, CacheStatus};
 use crate::startup::AppState;
-use crate::store::connections as connection_queries;
 
 #[derive(Deserialize, Validate, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -62,8 +61,8 @@ pub async fn get_connection_contact(
     let (connection_id, raw_remote_id) = path.into_inner();
     let org_id = caller.0.org_id;
     let connection = state
-        .store
-        .run(move |conn| connection_queries::find_connection(conn, &org_id, &connection_id))
+        .live
+        .connection(&org_id, &connection_id)
         .await?
         .ok_or_else(|| ApiError::not_found("connection"))?;
     let remote_id = canonical_remote_id(connection.provider, &raw_remote_id)?;

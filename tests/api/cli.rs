@@ -163,7 +163,8 @@ async fn migrate_creates_the_schema(backend: Backend) {
         .expect("schema");
     assert!(schema.contains_key("connections"), "{schema:?}");
     // Running it again changes nothing and still succeeds.
-    assert!(run(unicontacts(Some(&db)).arg("migrate")).status.success());
+    let again = run(unicontacts(Some(&db)).arg("migrate"));
+    assert!(again.status.success(), "{}", text(&again.stderr));
 }
 
 async fn serve_logs_json_keeps_secrets_out_and_stops_cleanly_on_sigterm(backend: Backend) {
