@@ -57,11 +57,7 @@ pub async fn read_json<T: DeserializeOwned + Validate>(
         .map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
     let value: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
-    let parsed: T = serde_path_to_error::deserialize(value).map_err(|e| {
-        let mut fields = FieldErrors::new();
-        add_serde_error(&mut fields, &e.path().to_string(), &e.inner().to_string());
-        ApiError::validation(fields)
-    })?;
+    let parsed: T = serde_path_to_error::deserialize(value).map_err(serde_failure)?;
     validate(&parsed)?;
     Ok(parsed)
 }
@@ -85,13 +81,16 @@ pub fn validate<T: Validate>(value: &T) -> Result<(), ApiError> {
 /// Query parameters, deserialized and validated; errors name the parameter.
 pub fn parse_query<T: DeserializeOwned + Validate>(query: &str) -> Result<T, ApiError> {
     let de = serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(query.as_bytes()));
-    let parsed: T = serde_path_to_error::deserialize(de).map_err(|e| {
-        let mut fields = FieldErrors::new();
-        add_serde_error(&mut fields, &e.path().to_string(), &e.inner().to_string());
-        ApiError::validation(fields)
-    })?;
+    let parsed: T = serde_path_to_error::deserialize(de).map_err(serde_failure)?;
     validate(&parsed)?;
     Ok(parsed)
+}
+
+/// A 422 naming the field serde could not take.
+fn serde_failure<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> ApiError {
+    let mut fields = FieldErrors::new();
+    add_serde_error(&mut fields, &e.path().to_string(), &e.inner().to_string());
+    ApiError::validation(fields)
 }
 
 /// Turns a serde message at a path into a per-field message: serde reports a missing

@@ -78,3 +78,23 @@ pub fn parse_json(what: &str, body: &[u8]) -> Result<serde_json::Value, AdapterE
         AdapterError::decode(format!("{what}: not JSON ({e}); body starts {preview:?}"))
     })
 }
+
+/// Maps every item of a list, naming the failing item's index in a decode error.
+pub fn map_items<T>(
+    list: &str,
+    items: Vec<serde_json::Value>,
+    mut map: impl FnMut(serde_json::Value) -> Result<T, AdapterError>,
+) -> Result<Vec<T>, AdapterError> {
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            map(raw).map_err(|e| match e {
+                AdapterError::Decode { detail } => {
+                    AdapterError::decode(format!("{list}[{i}]: {detail}"))
+                }
+                other => other,
+            })
+        })
+        .collect()
+}

@@ -2,7 +2,7 @@
 
 use reqwest::header::AUTHORIZATION;
 
-use crate::error::{from_value, parse_json, AdapterError};
+use crate::error::{from_value, map_items, parse_json, AdapterError};
 use crate::gateway::map::{map_detail, map_list_item};
 use crate::gateway::wire::{ContactList, ErrorBody};
 use crate::phone::normalize_lid;
@@ -135,19 +135,7 @@ impl Provider for GatewayClient {
             "Gateway contact list",
             parse_json("Gateway contact list", &res.body)?,
         )?;
-        let contacts = list
-            .data
-            .into_iter()
-            .enumerate()
-            .map(|(i, raw)| {
-                map_list_item(raw).map_err(|e| match e {
-                    AdapterError::Decode { detail } => {
-                        AdapterError::decode(format!("data[{i}]: {detail}"))
-                    }
-                    other => other,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let contacts = map_items("data", list.data, map_list_item)?;
         // An absent or empty cursor ends the list (the last page may be empty).
         let next = list.next_cursor.filter(|c| !c.is_empty()).map(PageToken);
         Ok(ContactPage {

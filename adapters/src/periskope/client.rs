@@ -5,7 +5,7 @@ use reqwest::header::{HeaderName, AUTHORIZATION};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::error::{from_value, parse_json, AdapterError};
+use crate::error::{from_value, map_items, parse_json, AdapterError};
 use crate::periskope::map::map_contact_value;
 use crate::periskope::wire::{ContactList, CreateContact, ErrorBody, UpdateContact};
 use crate::phone::{Jid, JidKind};
@@ -181,19 +181,7 @@ impl Provider for PeriskopeClient {
             parse_json("Periskope contact list", &res.body)?,
         )?;
         let n = list.contacts.len() as u64;
-        let contacts = list
-            .contacts
-            .into_iter()
-            .enumerate()
-            .map(|(i, raw)| {
-                map_contact_value(raw).map_err(|e| match e {
-                    AdapterError::Decode { detail } => {
-                        AdapterError::decode(format!("contacts[{i}]: {detail}"))
-                    }
-                    other => other,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let contacts = map_items("contacts", list.contacts, map_contact_value)?;
         let end_by_count = list.count.is_some_and(|count| offset + n >= count);
         let next = (n >= u64::from(self.page_size) && !end_by_count)
             .then(|| PageToken((offset + n).to_string()));

@@ -4,7 +4,7 @@ use reqwest::header::AUTHORIZATION;
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
-use crate::error::{parse_json, AdapterError};
+use crate::error::{map_items, parse_json, AdapterError};
 use crate::upstream::{Upstream, UpstreamRequest, UpstreamResponse, UpstreamStats};
 use crate::wacr::map::map_contact_value;
 use crate::wacr::wire::{read_error, unwrap_list, unwrap_resource};
@@ -168,19 +168,7 @@ impl Provider for WacrClient {
         let res = self.call(req).await?;
         let page = unwrap_list(parse_json("WA.cr contact list", &res.body)?)?;
         let n = page.items.len() as u64;
-        let contacts = page
-            .items
-            .into_iter()
-            .enumerate()
-            .map(|(i, raw)| {
-                self.map(raw).map_err(|e| match e {
-                    AdapterError::Decode { detail } => {
-                        AdapterError::decode(format!("data[{i}]: {detail}"))
-                    }
-                    other => other,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let contacts = map_items("data", page.items, |raw| self.map(raw))?;
         // The paginator's own word first; a short page ends the list otherwise.
         let more = match (
             page.meta.as_ref().and_then(|m| m.last_page),
