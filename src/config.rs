@@ -15,6 +15,8 @@
 //! | `rate_limit_burst`         | `UNICONTACTS_RATE_LIMIT_BURST`        | `100` (per API key) |
 //! | `cache_max_bytes`          | `UNICONTACTS_CACHE_MAX_BYTES`         | `67108864` (64 MiB of cached contacts) |
 //! | `upstream_timeout_ms`      | `UNICONTACTS_UPSTREAM_TIMEOUT_MS`     | `10000` (one provider call, live reads) |
+//! | `sync_lease_seconds`       | `UNICONTACTS_SYNC_LEASE_SECONDS`      | `300` (a run's lease; a crashed run's successor waits this long) |
+//! | `scheduler_tick_ms`        | `UNICONTACTS_SCHEDULER_TICK_MS`       | `5000` (how often due syncs are looked for; `0` turns the scheduler off) |
 //!
 //! A bad value stops start-up with one line naming the setting. The database URL
 //! is never echoed back, since it may hold a password.
@@ -108,6 +110,8 @@ pub struct Settings {
     pub rate_limit_burst: u32,
     pub cache_max_bytes: u64,
     pub upstream_timeout_ms: u64,
+    pub scheduler_tick_ms: u64,
+    pub sync_lease_seconds: u64,
 }
 
 /// A setting that could not be used; its `Display` is the one line start-up prints.
@@ -127,7 +131,7 @@ impl ConfigError {
     }
 }
 
-const KEYS: [&str; 12] = [
+const KEYS: [&str; 14] = [
     "database_url",
     "bind",
     "log_format",
@@ -140,6 +144,8 @@ const KEYS: [&str; 12] = [
     "rate_limit_burst",
     "cache_max_bytes",
     "upstream_timeout_ms",
+    "scheduler_tick_ms",
+    "sync_lease_seconds",
 ];
 
 impl Default for Settings {
@@ -159,6 +165,8 @@ impl Default for Settings {
             rate_limit_burst: 100,
             cache_max_bytes: 64 * 1024 * 1024,
             upstream_timeout_ms: 10_000,
+            scheduler_tick_ms: 5_000,
+            sync_lease_seconds: 300,
         }
     }
 }
@@ -265,6 +273,12 @@ impl Settings {
                 }
                 "rate_limit_burst" => {
                     s.rate_limit_burst = parse_in_range(&value, 1, 1_000_000).map_err(bad)? as u32
+                }
+                "sync_lease_seconds" => {
+                    s.sync_lease_seconds = parse_in_range(&value, 2, 86_400).map_err(bad)?
+                }
+                "scheduler_tick_ms" => {
+                    s.scheduler_tick_ms = parse_in_range(&value, 0, 3_600_000).map_err(bad)?
                 }
                 "upstream_timeout_ms" => {
                     s.upstream_timeout_ms = parse_in_range(&value, 50, 300_000).map_err(bad)?

@@ -414,7 +414,7 @@ async fn load(
     let record = result.map_err(LoadError::Adapter)?;
     let fetched_at = ids::now();
     let row = store
-        .run(move |conn| {
+        .write(move |conn| {
             let origin = Origin {
                 org_id: &c.org_id,
                 connection_id: &c.id,

@@ -31,6 +31,12 @@ enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Sync one connection (any org) or every connection now, with progress; exits non-zero if a run fails.
+    Sync {
+        /// Only this connection.
+        #[arg(long)]
+        connection: Option<String>,
+    },
     /// Manage API keys.
     Keys {
         #[command(subcommand)]
@@ -130,6 +136,7 @@ fn main() -> ExitCode {
         match command {
             Command::Serve(args) => serve(settings, args).await,
             Command::Migrate => migrate(settings).await,
+            Command::Sync { connection } => sync(settings, connection).await,
             Command::Keys {
                 command: KeysCommand::Create { org, scopes, name },
             } => create_key(settings, org, scopes.0, name).await,
@@ -326,4 +333,93 @@ fn print_demo(
         }
     }
     println!("API docs: {base}/docs/");
+}
+
+async fn sync(settings: Settings, only: Option<String>) -> Result<(), String> {
+    use std::io::IsTerminal;
+    use unicontacts::store::connections::Connection;
+    use unicontacts::sync::run;
+
+    let store = open_store(&settings).await.map_err(|e| e.to_string())?;
+    let connections: Vec<Connection> = store
+        .run(move |conn| {
+            use diesel::prelude::*;
+            use unicontacts::store::models::ConnectionRow;
+            use unicontacts::store::schema::connections;
+            let mut q = connections::table
+                .select(ConnectionRow::as_select())
+                .order(connections::id)
+                .into_boxed();
+            if let Some(id) = only {
+                q = q.filter(connections::id.eq(id));
+            }
+            q.load(conn)?
+                .into_iter()
+                .map(unicontacts::store::connections::Connection::try_from)
+                .collect()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    if connections.is_empty() {
+        return Err("no such connection".into());
+    }
+    let ttl = run::lease_ttl(&settings);
+    let holder = run::holder_id();
+    let terminal = std::io::stdout().is_terminal();
+    let mut failed = 0;
+    for c in connections {
+        let started = match run::start(&store, &c, "cli", &holder, ttl, None).await {
+            Ok(r) => r,
+            Err(
+                unicontacts::store::sync_runs::LeaseError::Held(_)
+                | unicontacts::store::sync_runs::LeaseError::NotDue,
+            ) => {
+                println!("{} ({}): a sync is already running; skipped", c.name, c.id);
+                failed += 1;
+                continue;
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let provider = unicontacts_adapters::connect(run::sync_adapter_config(&c))
+            .map_err(|e| e.to_string())?;
+        println!("{} ({}, {}): run {}", c.name, c.provider, c.id, started.id);
+        let bar = terminal.then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        });
+        let progress = |r: &unicontacts::store::models::SyncRunRow| {
+            let line = format!(
+                "page {}: {} created, {} updated, {} unchanged",
+                r.pages, r.created, r.updated, r.unchanged
+            );
+            match &bar {
+                Some(b) => b.set_message(line),
+                None => println!("  {line}"),
+            }
+        };
+        let done = run::execute(store.clone(), provider, c, started, ttl, progress).await;
+        if let Some(b) = &bar {
+            b.finish_and_clear();
+        }
+        println!(
+            "  {}: {} created, {} updated, {} unchanged, {} deleted, {} pages, {} upstream requests, {} x 429{}",
+            done.status,
+            done.created,
+            done.updated,
+            done.unchanged,
+            done.deleted,
+            done.pages,
+            done.upstream_requests,
+            done.throttled_429,
+            done.error.as_deref().map(|e| format!("; {e}")).unwrap_or_default()
+        );
+        if done.status == "failed" {
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        return Err(format!("{failed} run(s) did not succeed"));
+    }
+    Ok(())
 }

@@ -76,6 +76,12 @@ impl Application {
             store,
             settings,
         });
+        if state.settings.scheduler_tick_ms > 0 {
+            tokio::spawn(crate::sync::scheduler::run_scheduler(
+                std::sync::Arc::downgrade(&state.clone().into_inner()),
+                Duration::from_millis(state.settings.scheduler_tick_ms),
+            ));
+        }
         // Forget keys whose quota is whole again, so the limiter's map stays small.
         let weak = std::sync::Arc::downgrade(&state.clone().into_inner());
         tokio::spawn(async move {

@@ -75,6 +75,8 @@ pub struct Faults {
     pub fail_next: u32,
     pub timeout_next: u32,
     pub malformed_next: u32,
+    /// Let this many requests through, then fail every one (a run dying on page N).
+    pub fail_after: Option<u32>,
 }
 
 /// `limit` requests per fixed window of `window_secs`, windows aligned to epoch time.
@@ -302,6 +304,12 @@ fn pick_fault(control: &Control) -> (Fault, u64) {
     let mut f = lock(&control.faults);
     let latency = f.latency_ms;
     let status = f.error_status.unwrap_or(500);
+    if let Some(left) = f.fail_after.as_mut() {
+        if *left == 0 {
+            return (Fault::Error(status), latency);
+        }
+        *left -= 1;
+    }
     if f.fail_next > 0 {
         f.fail_next -= 1;
         return (Fault::Error(status), latency);

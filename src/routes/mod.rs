@@ -5,6 +5,7 @@ pub mod connection_contacts;
 pub mod connections;
 pub mod contacts;
 pub mod health;
+pub mod sync_runs;
 
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -33,6 +34,9 @@ use crate::error::{ApiError, ErrorCode};
         contacts::list_contacts,
         contacts::get_contact,
         connection_contacts::get_connection_contact,
+        sync_runs::trigger_sync,
+        sync_runs::list_sync_runs,
+        sync_runs::get_sync_run,
     ),
     components(schemas(crate::error::ErrorBody, crate::auth::Scope)),
     modifiers(&BearerAuth),
@@ -87,6 +91,16 @@ pub fn configure(cfg: &mut web::ServiceConfig, openapi: utoipa::openapi::OpenApi
                         .route(web::get().to(connections::get_connection))
                         .route(web::patch().to(connections::update_connection))
                         .route(web::delete().to(connections::delete_connection)),
+                )
+                .service(
+                    web::resource("/connections/{id}/sync")
+                        .route(web::post().to(sync_runs::trigger_sync)),
+                )
+                .service(
+                    web::resource("/sync-runs").route(web::get().to(sync_runs::list_sync_runs)),
+                )
+                .service(
+                    web::resource("/sync-runs/{id}").route(web::get().to(sync_runs::get_sync_run)),
                 )
                 .service(
                     web::resource("/api-keys")

@@ -96,6 +96,62 @@ fn prepare(record: &ContactRecord) -> Result<Prepared, StoreError> {
     })
 }
 
+/// The content hash a record is stored under (what a sync compares).
+pub fn content_hash(record: &ContactRecord) -> Result<String, StoreError> {
+    prepare(record).map(|p| p.hash)
+}
+
+/// What the store holds of a connection's contacts, by remote id, for one page.
+#[derive(Debug, Clone)]
+pub struct Existing {
+    pub content_hash: String,
+    pub list_hash: Option<String>,
+    pub deleted: bool,
+}
+
+pub fn find_existing(
+    conn: &mut DbConnection,
+    connection_id: &str,
+    remote_ids: &[String],
+) -> Result<std::collections::HashMap<String, Existing>, StoreError> {
+    let mut out = std::collections::HashMap::new();
+    for chunk in remote_ids.chunks(500) {
+        let rows: Vec<(String, String, Option<String>, bool)> = contacts::table
+            .filter(contacts::connection_id.eq(connection_id))
+            .filter(contacts::remote_id.eq_any(chunk))
+            .select((
+                contacts::remote_id,
+                contacts::content_hash,
+                contacts::list_hash,
+                contacts::remote_was_deleted,
+            ))
+            .load(conn)?;
+        for (remote_id, content_hash, list_hash, deleted) in rows {
+            out.insert(
+                remote_id,
+                Existing {
+                    content_hash,
+                    list_hash,
+                    deleted,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Records the hash of the list item a contact was read from.
+pub fn set_list_hash(
+    conn: &mut DbConnection,
+    contact_id: &str,
+    list_hash: &str,
+) -> Result<(), StoreError> {
+    diesel::update(contacts::table.filter(contacts::id.eq(contact_id)))
+        .set(contacts::list_hash.eq(Some(list_hash)))
+        .execute(conn)?;
+    Ok(())
+}
+
 fn write_keys(
     conn: &mut DbConnection,
     contact_id: &str,
@@ -177,7 +233,6 @@ fn upsert_prepared(
                 provider: origin.provider.as_str().to_string(),
                 remote_id: record.remote_id.clone(),
                 person_id: None,
-                display_name: record.display_name.clone(),
                 search_text: p.search_text.clone(),
                 record: p.record_json.clone(),
                 remote_data: p.remote_data.clone(),
@@ -187,6 +242,7 @@ fn upsert_prepared(
                 remote_was_deleted: false,
                 created_at: now,
                 updated_at: now,
+                list_hash: None,
             };
             diesel::insert_into(contacts::table)
                 .values(&row)
@@ -202,7 +258,6 @@ fn upsert_prepared(
             Ok((row, Upserted::Unchanged))
         }
         Some(mut row) => {
-            row.display_name = record.display_name.clone();
             row.search_text = p.search_text.clone();
             row.record = p.record_json.clone();
             row.remote_data = p.remote_data.clone();
@@ -213,7 +268,6 @@ fn upsert_prepared(
             row.updated_at = now;
             diesel::update(contacts::table.filter(contacts::id.eq(&row.id)))
                 .set((
-                    contacts::display_name.eq(&row.display_name),
                     contacts::search_text.eq(&row.search_text),
                     contacts::record.eq(&row.record),
                     contacts::remote_data.eq(&row.remote_data),

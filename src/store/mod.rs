@@ -8,6 +8,7 @@ pub mod contacts;
 pub mod models;
 pub mod orgs;
 pub mod schema;
+pub mod sync_runs;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -56,6 +57,19 @@ pub enum StoreError {
     Query(#[source] DieselError),
     #[error("database task failed: {0}")]
     Task(String),
+}
+
+impl StoreError {
+    /// SQLite's "database is locked": another writer holds the lock.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            StoreError::Query(DieselError::DatabaseError(_, info)) => {
+                let m = info.message();
+                m.contains("locked") || m.contains("busy")
+            }
+            _ => false,
+        }
+    }
 }
 
 impl From<DieselError> for StoreError {
@@ -136,6 +150,9 @@ pub struct Store {
     pool: Pool,
     backend: Backend,
     sqlite_path: Option<PathBuf>,
+    /// SQLite has one writer: transactions that read then write are serialised here,
+    /// since one upgrading its read lock while another commits fails at once (busy).
+    sqlite_writer: Option<std::sync::Arc<std::sync::Mutex<()>>>,
 }
 
 impl Store {
@@ -178,6 +195,9 @@ impl Store {
             .connection_timeout(timeout)
             .build_unchecked(Manager { target });
         Ok(Self {
+            sqlite_writer: sqlite_path
+                .as_ref()
+                .map(|_| std::sync::Arc::new(std::sync::Mutex::new(()))),
             pool,
             backend,
             sqlite_path,
@@ -225,6 +245,35 @@ impl Store {
         tokio::task::spawn_blocking(move || {
             let mut conn = store.get()?;
             f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Like `run`, for transactions that write: one at a time on SQLite, and retried
+    /// a few times when another process holds the write lock.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: Fn(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _guard = store
+                .sqlite_writer
+                .as_ref()
+                .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()));
+            let mut conn = store.get()?;
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match f(&mut conn) {
+                    Err(e) if attempt < 6 && store.backend == Backend::Sqlite && e.is_busy() => {
+                        std::thread::sleep(std::time::Duration::from_millis(25 * attempt));
+                    }
+                    other => return other,
+                }
+            }
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?

@@ -68,7 +68,6 @@ pub struct ContactRow {
     pub provider: String,
     pub remote_id: String,
     pub person_id: Option<String>,
-    pub display_name: Option<String>,
     pub search_text: String,
     /// JSON of the `ContactRecord`, without `remote_data`.
     pub record: String,
@@ -80,4 +79,29 @@ pub struct ContactRow {
     pub remote_was_deleted: bool,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// Hash of the thin list item the record was last read from (the Gateway's).
+    pub list_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = super::schema::sync_runs)]
+pub struct SyncRunRow {
+    pub id: String,
+    pub org_id: String,
+    pub connection_id: String,
+    /// `schedule`, `api` or `cli`.
+    pub trigger_kind: String,
+    /// `running`, `succeeded`, `failed` or `partial`.
+    pub status: String,
+    pub created: i64,
+    pub updated: i64,
+    pub unchanged: i64,
+    pub deleted: i64,
+    pub pages: i64,
+    pub upstream_requests: i64,
+    pub throttled_429: i64,
+    pub limiter_wait_ms: i64,
+    pub error: Option<String>,
+    pub started_at: NaiveDateTime,
+    pub finished_at: Option<NaiveDateTime>,
 }

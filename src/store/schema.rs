@@ -46,7 +46,6 @@ diesel::table! {
         provider -> Text,
         remote_id -> Text,
         person_id -> Nullable<Text>,
-        display_name -> Nullable<Text>,
         search_text -> Text,
         record -> Text,
         remote_data -> Nullable<Text>,
@@ -56,6 +55,7 @@ diesel::table! {
         remote_was_deleted -> Bool,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        list_hash -> Nullable<Text>,
     }
 }
 
@@ -67,6 +67,53 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    sync_runs (id) {
+        id -> Text,
+        org_id -> Text,
+        connection_id -> Text,
+        trigger_kind -> Text,
+        status -> Text,
+        created -> BigInt,
+        updated -> BigInt,
+        unchanged -> BigInt,
+        deleted -> BigInt,
+        pages -> BigInt,
+        upstream_requests -> BigInt,
+        throttled_429 -> BigInt,
+        limiter_wait_ms -> BigInt,
+        error -> Nullable<Text>,
+        started_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    sync_leases (connection_id) {
+        connection_id -> Text,
+        run_id -> Text,
+        holder -> Text,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sync_seen (run_id, remote_id) {
+        run_id -> Text,
+        remote_id -> Text,
+    }
+}
+
 diesel::joinable!(contacts -> connections (connection_id));
+diesel::joinable!(sync_runs -> connections (connection_id));
 diesel::joinable!(contact_keys -> contacts (contact_id));
-diesel::allow_tables_to_appear_in_same_query!(orgs, api_keys, connections, contacts, contact_keys);
+diesel::allow_tables_to_appear_in_same_query!(
+    orgs,
+    api_keys,
+    connections,
+    contacts,
+    contact_keys,
+    sync_runs,
+    sync_leases,
+    sync_seen
+);

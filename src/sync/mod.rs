@@ -1,6 +1,8 @@
-//! Reconciliation. This release holds the full load of one connection (every page
-//! mapped and upserted, changed contacts only), which `serve --demo` uses; the
-//! scheduler, deletion detection and identity linking build on it.
+//! Reconciliation: sync runs of a connection (`run`), the scheduler that starts
+//! them (`scheduler`), and the plain full load `serve --demo` uses.
+
+pub mod run;
+pub mod scheduler;
 
 use std::sync::Arc;
 
@@ -76,7 +78,7 @@ pub async fn load_connection(
         };
         let connection = c.clone();
         let outcomes = store
-            .run(move |conn| write_page(conn, &connection, &records))
+            .write(move |conn| write_page(conn, &connection, &records))
             .await?;
         for o in outcomes {
             match o {

@@ -151,6 +151,8 @@ pub fn test_settings(db: &TestDb) -> Settings {
         database_pool_size: 4,
         database_timeout_seconds: 1,
         shutdown_timeout_seconds: 1,
+        // Syncs start only when a test asks, unless it turns the scheduler on.
+        scheduler_tick_ms: 0,
         ..Settings::default()
     }
 }

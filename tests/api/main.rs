@@ -14,3 +14,4 @@ mod health;
 mod live;
 mod openapi;
 mod schema;
+mod sync;

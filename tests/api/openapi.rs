@@ -3,7 +3,7 @@ use serde_json::Value;
 use crate::helpers::{send, spawn_app, Backend};
 
 /// Every route the app serves (besides the docs themselves).
-const ROUTES: [(&str, &str); 13] = [
+const ROUTES: [(&str, &str); 16] = [
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("post", "/v1/admin/connections"),
@@ -14,6 +14,9 @@ const ROUTES: [(&str, &str); 13] = [
     ("post", "/v1/admin/api-keys"),
     ("get", "/v1/admin/api-keys"),
     ("delete", "/v1/admin/api-keys/{id}"),
+    ("post", "/v1/admin/connections/{id}/sync"),
+    ("get", "/v1/admin/sync-runs"),
+    ("get", "/v1/admin/sync-runs/{id}"),
     ("get", "/v1/contacts"),
     ("get", "/v1/contacts/{id}"),
     (
@@ -67,7 +70,7 @@ async fn the_openapi_document_is_3_1_and_describes_every_route(backend: Backend)
                 "{method} {path} declares bearer auth"
             );
         }
-        if method == "post" || method == "patch" {
+        if (method == "post" || method == "patch") && !path.ends_with("/sync") {
             assert!(op["requestBody"].is_object(), "{method} {path} has a body");
             for status in ["400", "413", "415", "422"] {
                 assert!(

@@ -7,7 +7,6 @@ CREATE TABLE contacts (
     provider            TEXT NOT NULL,
     remote_id           TEXT NOT NULL,
     person_id           TEXT,
-    display_name        TEXT,
     -- lowercased names, phones and emails, for `q`
     search_text         TEXT NOT NULL,
     record              TEXT NOT NULL,

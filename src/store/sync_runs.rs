@@ -1,0 +1,277 @@
+//! Queries on `sync_runs`, `sync_leases` and `sync_seen`: run history, the
+//! one-run-per-connection lease, and the seen set of a run.
+
+use chrono::NaiveDateTime;
+use diesel::dsl::{exists, not};
+use diesel::prelude::*;
+
+use super::models::SyncRunRow;
+use super::schema::{contacts, sync_leases, sync_runs, sync_seen};
+use super::{DbConnection, StoreError};
+use crate::ids;
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error("a sync of this connection is already running ({0})")]
+    Held(String),
+    /// The last run finished less than the asked gap ago.
+    #[error("the connection was synced recently")]
+    NotDue,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Takes the connection's lease for a new run and records the run as running, in
+/// one transaction. An expired lease (its holder died) is taken over, and the run
+/// it belonged to is marked failed.
+pub fn start_run(
+    conn: &mut DbConnection,
+    org_id: &str,
+    connection_id: &str,
+    trigger: &str,
+    holder: &str,
+    ttl: chrono::Duration,
+    min_gap: Option<chrono::Duration>,
+) -> Result<SyncRunRow, LeaseError> {
+    let now = ids::now();
+    let run = SyncRunRow {
+        id: ids::new_id(ids::SYNC_RUN),
+        org_id: org_id.to_string(),
+        connection_id: connection_id.to_string(),
+        trigger_kind: trigger.to_string(),
+        status: "running".to_string(),
+        created: 0,
+        updated: 0,
+        unchanged: 0,
+        deleted: 0,
+        pages: 0,
+        upstream_requests: 0,
+        throttled_429: 0,
+        limiter_wait_ms: 0,
+        error: None,
+        started_at: now,
+        finished_at: None,
+    };
+    let result = conn.transaction(|conn| {
+        if let Some(gap) = min_gap {
+            // Checked with the lease, so a run finishing meanwhile is not repeated.
+            let last: Option<NaiveDateTime> = sync_runs::table
+                .filter(sync_runs::connection_id.eq(connection_id))
+                .select(diesel::dsl::max(sync_runs::finished_at))
+                .first(conn)?;
+            if last.is_some_and(|f| now < f + gap) {
+                return Err(LeaseError::NotDue);
+            }
+        }
+        let current: Option<(String, NaiveDateTime)> = sync_leases::table
+            .filter(sync_leases::connection_id.eq(connection_id))
+            .select((sync_leases::run_id, sync_leases::expires_at))
+            .first(conn)
+            .optional()?;
+        match current {
+            Some((run_id, expires_at)) if expires_at > now => return Err(LeaseError::Held(run_id)),
+            Some((old_run, _)) => {
+                // Take over only if nobody renewed it meanwhile.
+                let taken = diesel::update(
+                    sync_leases::table
+                        .filter(sync_leases::connection_id.eq(connection_id))
+                        .filter(sync_leases::expires_at.le(now)),
+                )
+                .set((
+                    sync_leases::run_id.eq(&run.id),
+                    sync_leases::holder.eq(holder),
+                    sync_leases::expires_at.eq(now + ttl),
+                ))
+                .execute(conn)?;
+                if taken != 1 {
+                    return Err(LeaseError::Held(old_run));
+                }
+                diesel::update(
+                    sync_runs::table
+                        .filter(sync_runs::id.eq(&old_run))
+                        .filter(sync_runs::status.eq("running")),
+                )
+                .set((
+                    sync_runs::status.eq("failed"),
+                    sync_runs::error.eq("abandoned: its process stopped before finishing"),
+                    sync_runs::finished_at.eq(Some(now)),
+                ))
+                .execute(conn)?;
+                diesel::delete(sync_seen::table.filter(sync_seen::run_id.eq(&old_run)))
+                    .execute(conn)?;
+            }
+            None => {
+                diesel::insert_into(sync_leases::table)
+                    .values((
+                        sync_leases::connection_id.eq(connection_id),
+                        sync_leases::run_id.eq(&run.id),
+                        sync_leases::holder.eq(holder),
+                        sync_leases::expires_at.eq(now + ttl),
+                    ))
+                    .execute(conn)
+                    .map_err(|e| match StoreError::from(e) {
+                        StoreError::Conflict(_) => LeaseError::Held("another process".into()),
+                        other => LeaseError::Store(other),
+                    })?;
+            }
+        }
+        diesel::insert_into(sync_runs::table)
+            .values(&run)
+            .execute(conn)?;
+        Ok::<_, LeaseError>(())
+    });
+    result.map(|()| run)
+}
+
+impl From<diesel::result::Error> for LeaseError {
+    fn from(e: diesel::result::Error) -> Self {
+        LeaseError::Store(e.into())
+    }
+}
+
+/// Extends the lease of a running run; `false` when the run lost it.
+pub fn renew_lease(
+    conn: &mut DbConnection,
+    run_id: &str,
+    ttl: chrono::Duration,
+) -> Result<bool, StoreError> {
+    let n = diesel::update(sync_leases::table.filter(sync_leases::run_id.eq(run_id)))
+        .set(sync_leases::expires_at.eq(ids::now() + ttl))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Records the run's counts so far.
+pub fn save_progress(conn: &mut DbConnection, run: &SyncRunRow) -> Result<(), StoreError> {
+    diesel::update(sync_runs::table.filter(sync_runs::id.eq(&run.id)))
+        .set((
+            sync_runs::created.eq(run.created),
+            sync_runs::updated.eq(run.updated),
+            sync_runs::unchanged.eq(run.unchanged),
+            sync_runs::deleted.eq(run.deleted),
+            sync_runs::pages.eq(run.pages),
+            sync_runs::upstream_requests.eq(run.upstream_requests),
+            sync_runs::throttled_429.eq(run.throttled_429),
+            sync_runs::limiter_wait_ms.eq(run.limiter_wait_ms),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Ends the run: final status and counts, its seen set dropped, its lease released.
+pub fn finish_run(conn: &mut DbConnection, run: &SyncRunRow) -> Result<(), StoreError> {
+    conn.transaction(|conn| {
+        save_progress(conn, run)?;
+        diesel::update(sync_runs::table.filter(sync_runs::id.eq(&run.id)))
+            .set((
+                sync_runs::status.eq(&run.status),
+                sync_runs::error.eq(&run.error),
+                sync_runs::finished_at.eq(run.finished_at),
+            ))
+            .execute(conn)?;
+        diesel::delete(sync_seen::table.filter(sync_seen::run_id.eq(&run.id))).execute(conn)?;
+        diesel::delete(sync_leases::table.filter(sync_leases::run_id.eq(&run.id))).execute(conn)?;
+        Ok(())
+    })
+}
+
+/// Adds remote ids to the run's seen set.
+pub fn mark_seen(
+    conn: &mut DbConnection,
+    run_id: &str,
+    remote_ids: &[String],
+) -> Result<(), StoreError> {
+    for chunk in remote_ids.chunks(500) {
+        let rows: Vec<_> = chunk
+            .iter()
+            .map(|r| (sync_seen::run_id.eq(run_id), sync_seen::remote_id.eq(r)))
+            .collect();
+        // Multi-row inserts exist per backend, not on the MultiBackend.
+        match conn {
+            DbConnection::Sqlite(c) => diesel::insert_into(sync_seen::table)
+                .values(&rows)
+                .execute(c)?,
+            DbConnection::Postgresql(c) => diesel::insert_into(sync_seen::table)
+                .values(&rows)
+                .execute(c)?,
+        };
+    }
+    Ok(())
+}
+
+/// After a complete listing: every live contact of the connection the run did not
+/// see is marked deleted upstream. Returns how many.
+pub fn mark_unseen_deleted(
+    conn: &mut DbConnection,
+    connection_id: &str,
+    run_id: &str,
+) -> Result<i64, StoreError> {
+    let n = diesel::update(
+        contacts::table
+            .filter(contacts::connection_id.eq(connection_id))
+            .filter(contacts::remote_was_deleted.eq(false))
+            .filter(not(exists(
+                sync_seen::table
+                    .filter(sync_seen::run_id.eq(run_id))
+                    .filter(sync_seen::remote_id.eq(contacts::remote_id)),
+            ))),
+    )
+    .set((
+        contacts::remote_was_deleted.eq(true),
+        contacts::updated_at.eq(ids::now()),
+    ))
+    .execute(conn)?;
+    Ok(n as i64)
+}
+
+pub fn find_run(
+    conn: &mut DbConnection,
+    org_id: &str,
+    id: &str,
+) -> Result<Option<SyncRunRow>, StoreError> {
+    Ok(sync_runs::table
+        .filter(sync_runs::org_id.eq(org_id))
+        .filter(sync_runs::id.eq(id))
+        .select(SyncRunRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// The org's runs, newest first, before the cursor id.
+pub fn list_runs(
+    conn: &mut DbConnection,
+    org_id: &str,
+    connection_id: Option<&str>,
+    status: Option<&str>,
+    before: Option<&str>,
+    limit: i64,
+) -> Result<Vec<SyncRunRow>, StoreError> {
+    let mut query = sync_runs::table
+        .filter(sync_runs::org_id.eq(org_id))
+        .select(SyncRunRow::as_select())
+        .order(sync_runs::id.desc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(c) = connection_id {
+        query = query.filter(sync_runs::connection_id.eq(c.to_string()));
+    }
+    if let Some(s) = status {
+        query = query.filter(sync_runs::status.eq(s.to_string()));
+    }
+    if let Some(b) = before {
+        query = query.filter(sync_runs::id.lt(b.to_string()));
+    }
+    Ok(query.load(conn)?)
+}
+
+/// When each connection last finished a run (for the scheduler).
+pub fn last_finished(
+    conn: &mut DbConnection,
+) -> Result<Vec<(String, Option<NaiveDateTime>)>, StoreError> {
+    use diesel::dsl::max;
+    Ok(sync_runs::table
+        .group_by(sync_runs::connection_id)
+        .select((sync_runs::connection_id, max(sync_runs::finished_at)))
+        .load(conn)?)
+}

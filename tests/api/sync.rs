@@ -1,0 +1,390 @@
+//! Reconciliation runs against the simulators: first and repeated syncs, upstream
+//! edits, deletions and revivals, a failing run, concurrent triggers, leases,
+//! the CLI, the scheduler, and a process killed mid-run.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use unicontacts::auth::Scope;
+use unicontacts_adapters::sim::Faults;
+
+use crate::helpers::{assert_error, send, spawn_app, spawn_app_with, Backend, Sims, TestApp};
+
+/// Triggers a sync of the connection and waits for the run to end.
+async fn sync_now(app: &TestApp, connection: &Value) -> Value {
+    let res = send(app.post(
+        &format!("/v1/admin/connections/{}/sync", Sims::id(connection)),
+        &app.admin_key,
+        &json!({}),
+    ))
+    .await;
+    assert_eq!(res.status(), 202);
+    let run: Value = res.json().await.expect("json");
+    assert_eq!(run["status"], "running");
+    wait_for(app, run["id"].as_str().expect("run id")).await
+}
+
+/// Polls the run until it is no longer running (bounded).
+async fn wait_for(app: &TestApp, run_id: &str) -> Value {
+    for _ in 0..1500 {
+        let run: Value = send(app.get(&format!("/v1/admin/sync-runs/{run_id}"), &app.admin_key))
+            .await
+            .json()
+            .await
+            .expect("json");
+        if run["status"] != "running" {
+            return run;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("run {run_id} did not finish");
+}
+
+fn counts(run: &Value) -> (i64, i64, i64, i64) {
+    let c = &run["counts"];
+    let n = |k: &str| c[k].as_i64().expect("count");
+    (n("created"), n("updated"), n("unchanged"), n("deleted"))
+}
+
+/// Remote ids of the connection's live (not deleted) contacts in the store.
+async fn stored_remote_ids(app: &TestApp, connection: &Value) -> Vec<String> {
+    let reader = app.reader_key().await;
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!(
+            "/v1/contacts?connection_id={}&limit=500",
+            Sims::id(connection)
+        );
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page: Value = send(app.get(&path, &reader))
+            .await
+            .json()
+            .await
+            .expect("json");
+        ids.extend(
+            page["data"]
+                .as_array()
+                .expect("data")
+                .iter()
+                .map(|c| c["remote_id"].as_str().expect("id").to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return ids,
+        }
+    }
+}
+
+async fn a_first_sync_creates_everything_and_a_second_writes_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app.connect_sims(41, 150, json!({})).await;
+    for (connection, n) in [
+        (
+            &sims.periskope,
+            sims.set.periskope.api().with_store(|s| s.len()),
+        ),
+        (&sims.wacr, sims.set.wacr.api().with_store(|s| s.len())),
+        (
+            &sims.gateway,
+            sims.set.gateway.api().with_store(|s| s.len()),
+        ),
+    ] {
+        let first = sync_now(&app, connection).await;
+        assert_eq!(first["status"], "succeeded", "{first}");
+        assert_eq!(counts(&first), (n as i64, 0, 0, 0), "{first}");
+        assert!(first["upstream_requests"].as_i64().expect("n") >= 1);
+        assert_eq!(first["trigger"], "api");
+        assert!(first["finished_at"].is_string());
+        let second = sync_now(&app, connection).await;
+        assert_eq!(
+            counts(&second),
+            (0, 0, n as i64, 0),
+            "nothing written: {second}"
+        );
+        assert_eq!(stored_remote_ids(&app, connection).await.len(), n);
+    }
+    // The Gateway's detail calls are made only for new or changed list items.
+    let gw_details = sims
+        .set
+        .gateway
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("/contacts/"))
+        .count();
+    assert_eq!(
+        gw_details,
+        sims.set.gateway.api().with_store(|s| s.len()),
+        "one detail per contact, first run only"
+    );
+
+    let runs: Value = send(app.get("/v1/admin/sync-runs?status=succeeded", &app.admin_key))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(runs["data"].as_array().expect("data").len(), 6);
+    let by_conn: Value = send(app.get(
+        &format!("/v1/admin/sync-runs?connection_id={}", Sims::id(&sims.wacr)),
+        &app.admin_key,
+    ))
+    .await
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(by_conn["data"].as_array().expect("data").len(), 2);
+    assert_error(
+        send(app.get("/v1/admin/sync-runs?status=done", &app.admin_key)).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+}
+
+async fn upstream_edits_deletions_and_revivals_are_reflected(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app.connect_sims(42, 120, json!({})).await;
+    sync_now(&app, &sims.periskope).await;
+    let (edited, removed_digits) = sims.set.periskope.api().with_store(|s| {
+        let all = s.all();
+        let edited = all[0]["contact_id"].as_str().expect("id").to_string();
+        let removed = all[1]["contact_id"]
+            .as_str()
+            .expect("id")
+            .trim_end_matches("@c.us")
+            .to_string();
+        (edited, removed)
+    });
+    let removed_contact = sims.set.periskope.api().with_store(|s| {
+        let mut c = s
+            .get(edited.trim_end_matches("@c.us"))
+            .expect("contact")
+            .clone();
+        c["contact_name"] = json!("Renamed Upstream");
+        s.upsert(c);
+        s.remove(&removed_digits).expect("removed")
+    });
+    let run = sync_now(&app, &sims.periskope).await;
+    let n = sims.set.periskope.api().with_store(|s| s.len()) as i64;
+    assert_eq!(counts(&run), (0, 1, n - 1, 1), "{run}");
+    let reader = app.reader_key().await;
+    let found: Value = send(app.get("/v1/contacts?q=renamed%20upstream", &reader))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(found["data"][0]["remote_id"], edited.as_str());
+    let gone = format!("{removed_digits}@c.us");
+    assert!(!stored_remote_ids(&app, &sims.periskope)
+        .await
+        .contains(&gone));
+    let with_deleted: Value = send(app.get(
+        &format!("/v1/contacts?phone=%2B{removed_digits}&include_deleted=true"),
+        &reader,
+    ))
+    .await
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(with_deleted["data"][0]["remote_was_deleted"], true);
+
+    // It comes back: revived.
+    sims.set
+        .periskope
+        .api()
+        .with_store(|s| s.upsert(removed_contact));
+    let run = sync_now(&app, &sims.periskope).await;
+    assert_eq!(
+        counts(&run),
+        (0, 1, n, 0),
+        "revived counts as updated: {run}"
+    );
+    assert!(stored_remote_ids(&app, &sims.periskope)
+        .await
+        .contains(&gone));
+}
+
+async fn a_run_failing_on_page_three_marks_nothing_deleted(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app.connect_sims(43, 900, json!({})).await;
+    let total = sims.set.wacr.api().with_store(|s| s.len());
+    assert!(total > 250, "more than two pages of 100: {total}");
+    let first = sync_now(&app, &sims.wacr).await;
+    assert_eq!(first["status"], "succeeded");
+    // Upstream loses contacts, and then the provider fails after two pages.
+    sims.set.wacr.api().with_store(|s| {
+        let ids: Vec<i64> = s.all().take(5).filter_map(|c| c["id"].as_i64()).collect();
+        for id in ids {
+            s.remove(id);
+        }
+    });
+    sims.set.wacr.set_faults(Faults {
+        fail_after: Some(2),
+        ..Faults::default()
+    });
+    let run = sync_now(&app, &sims.wacr).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(
+        run["error"].as_str().expect("error").contains("page 3"),
+        "{run}"
+    );
+    assert_eq!(run["pages"], 2);
+    assert_eq!(
+        counts(&run).3,
+        0,
+        "nothing marked deleted after a partial listing"
+    );
+    assert_eq!(
+        stored_remote_ids(&app, &sims.wacr).await.len(),
+        total,
+        "stored contacts intact"
+    );
+    // The provider recovers: the next run completes and sees the deletions.
+    sims.set.wacr.set_faults(Faults::default());
+    let run = sync_now(&app, &sims.wacr).await;
+    assert_eq!(run["status"], "succeeded");
+    assert_eq!(counts(&run).3, 5);
+}
+
+async fn two_concurrent_triggers_make_one_run_and_one_409(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app.connect_sims(44, 60, json!({})).await;
+    sims.set.periskope.set_faults(Faults {
+        latency_ms: 300,
+        ..Faults::default()
+    });
+    let path = format!("/v1/admin/connections/{}/sync", Sims::id(&sims.periskope));
+    let (a, b) = tokio::join!(
+        send(app.post(&path, &app.admin_key, &json!({}))),
+        send(app.post(&path, &app.admin_key, &json!({})))
+    );
+    let mut statuses = vec![a.status().as_u16(), b.status().as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, vec![202, 409]);
+    let accepted = if a.status() == 202 { a } else { b };
+    let run: Value = accepted.json().await.expect("json");
+    assert_eq!(
+        wait_for(&app, run["id"].as_str().expect("id")).await["status"],
+        "succeeded"
+    );
+    // Once it is over, a new one may start.
+    sims.set.periskope.set_faults(Faults::default());
+    assert_eq!(sync_now(&app, &sims.periskope).await["status"], "succeeded");
+    // Another org's connection and runs are not found.
+    let (_, stranger) = app.create_key("other-org", &[Scope::Admin]).await;
+    assert_error(
+        send(app.post(&path, &stranger, &json!({}))).await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_error(
+        send(app.get(
+            &format!("/v1/admin/sync-runs/{}", run["id"].as_str().expect("id")),
+            &stranger,
+        ))
+        .await,
+        404,
+        "not_found",
+    )
+    .await;
+}
+
+async fn a_lease_left_by_a_killed_process_is_taken_over_after_expiry(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app.connect_sims(45, 40, json!({})).await;
+    let connection = app.connection(&Sims::id(&sims.periskope)).await;
+    // A process took the lease and died: its run says running, its lease has not expired.
+    let dead = unicontacts::sync::run::start(
+        &app.store,
+        &connection,
+        "cli",
+        "pid-dead",
+        chrono::Duration::seconds(60),
+        None,
+    )
+    .await
+    .expect("lease");
+    let path = format!("/v1/admin/connections/{}/sync", connection.id);
+    assert_error(
+        send(app.post(&path, &app.admin_key, &json!({}))).await,
+        409,
+        "conflict",
+    )
+    .await;
+    // Time passes: the lease expires.
+    app.store
+        .run(move |conn| {
+            use diesel::prelude::*;
+            use unicontacts::store::schema::sync_leases;
+            diesel::update(sync_leases::table)
+                .set(
+                    sync_leases::expires_at
+                        .eq(unicontacts::ids::now() - chrono::Duration::seconds(1)),
+                )
+                .execute(conn)?;
+            Ok(())
+        })
+        .await
+        .expect("expire");
+    let run = sync_now(&app, &sims.periskope).await;
+    assert_eq!(run["status"], "succeeded");
+    let old: Value = send(app.get(&format!("/v1/admin/sync-runs/{}", dead.id), &app.admin_key))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(old["status"], "failed");
+    assert!(old["error"].as_str().expect("error").contains("abandoned"));
+}
+
+async fn the_scheduler_syncs_connections_that_are_due(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.scheduler_tick_ms = 100).await;
+    let sims = app.connect_sims(46, 40, json!({})).await;
+    // Never synced, so due at once; the next one is `sync_interval_seconds` away.
+    let mut seen = HashSet::new();
+    for _ in 0..1500 {
+        let runs: Value = send(app.get("/v1/admin/sync-runs?status=succeeded", &app.admin_key))
+            .await
+            .json()
+            .await
+            .expect("json");
+        for r in runs["data"].as_array().expect("data") {
+            assert_eq!(r["trigger"], "schedule");
+            seen.insert(r["connection_id"].as_str().expect("id").to_string());
+        }
+        if seen.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if seen.len() < 3 {
+        let runs: Value = send(app.get("/v1/admin/sync-runs", &app.admin_key))
+            .await
+            .json()
+            .await
+            .expect("json");
+        panic!("every connection synced by the scheduler: {runs}");
+    }
+    let total = stored_remote_ids(&app, &sims.periskope).await.len();
+    assert_eq!(total, sims.set.periskope.api().with_store(|s| s.len()));
+    // Not again before its interval.
+    let runs: Value = send(app.get("/v1/admin/sync-runs", &app.admin_key))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(runs["data"].as_array().expect("data").len(), 3, "{runs}");
+}
+
+crate::db_tests!(
+    a_first_sync_creates_everything_and_a_second_writes_nothing,
+    upstream_edits_deletions_and_revivals_are_reflected,
+    a_run_failing_on_page_three_marks_nothing_deleted,
+    two_concurrent_triggers_make_one_run_and_one_409,
+    a_lease_left_by_a_killed_process_is_taken_over_after_expiry,
+    the_scheduler_syncs_connections_that_are_due,
+);
