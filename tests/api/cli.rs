@@ -330,7 +330,192 @@ async fn serve_demo_loads_three_providers_and_prints_a_working_key(backend: Back
     let _ = tokio::task::spawn_blocking(move || child.wait()).await;
 }
 
+/// A `unicontacts sync` killed with SIGKILL mid-run loses nothing: after its lease
+/// expires, the next run completes and the store equals the provider.
+async fn a_sync_killed_mid_run_loses_nothing(backend: Backend) {
+    use unicontacts::store::connections::{self, Connection, ConnectionSettings, Credentials};
+    use unicontacts_adapters::sim::{Faults, World};
+
+    let db = TestDb::new(&backend);
+    let world = World::generate(51, 900);
+    let sim = unicontacts_adapters::wacr::sim::start(
+        &world,
+        "sim-key-0123456789",
+        "127.0.0.1:0".parse().expect("addr"),
+        None,
+    )
+    .await
+    .expect("sim");
+    let store = unicontacts::startup::open_store(&crate::helpers::test_settings(&db))
+        .await
+        .expect("store");
+    let base_url = sim.api_base();
+    let connection = store
+        .run(move |conn| {
+            let org = unicontacts::store::orgs::find_or_insert_org(conn, "acme")?;
+            let now = unicontacts::ids::now();
+            let c = Connection {
+                id: unicontacts::ids::new_id(unicontacts::ids::CONNECTION),
+                org_id: org.id,
+                provider: unicontacts_adapters::ProviderKind::Wacr,
+                name: "crm".into(),
+                base_url,
+                credentials: Credentials {
+                    api_key: "sim-key-0123456789".into(),
+                    phone: None,
+                    session: None,
+                },
+                settings: ConnectionSettings {
+                    rate_limit_per_second: 1000,
+                    ..ConnectionSettings::default()
+                },
+                created_at: now,
+                updated_at: now,
+            };
+            connections::insert_connection(conn, &c)?;
+            Ok(c)
+        })
+        .await
+        .expect("connection");
+    let ttl = chrono::Duration::seconds(2);
+    let sync_once = |store: unicontacts::store::Store, c: Connection| async move {
+        let run = loop {
+            match unicontacts::sync::run::start(&store, &c, "cli", "test", ttl, None).await {
+                Ok(r) => break r,
+                // The dead run's lease: wait for it to expire.
+                Err(unicontacts::store::sync_runs::LeaseError::Held(_)) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let provider =
+            unicontacts_adapters::connect(unicontacts::sync::run::sync_adapter_config(&c))
+                .expect("adapter");
+        unicontacts::sync::run::execute(store, provider, c, run, ttl, |_| {}).await
+    };
+    // A complete first sync, then upstream deletions that a crash must not confuse.
+    assert_eq!(
+        sync_once(store.clone(), connection.clone()).await.status,
+        "succeeded"
+    );
+    sim.api().with_store(|s| {
+        let ids: Vec<i64> = s
+            .all()
+            .skip(10)
+            .take(7)
+            .filter_map(|c| c["id"].as_i64())
+            .collect();
+        for id in ids {
+            s.remove(id);
+        }
+        if let Some(c) = s.get_mut(3) {
+            c["firstname"] = json!("Changed");
+        }
+    });
+    sim.set_faults(Faults {
+        latency_ms: 300,
+        ..Faults::default()
+    });
+
+    let mut child = unicontacts(Some(&db))
+        .args(["sync", "--connection", &connection.id])
+        .env("UNICONTACTS_SYNC_LEASE_SECONDS", "2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sync");
+    // Kill it once it has written at least one page.
+    let conn_id = connection.id.clone();
+    let mut progressed = false;
+    for _ in 0..600 {
+        let id = conn_id.clone();
+        let pages: i64 = store
+            .run(move |conn| {
+                use diesel::prelude::*;
+                use unicontacts::store::schema::sync_runs;
+                Ok(sync_runs::table
+                    .filter(sync_runs::connection_id.eq(id))
+                    .filter(sync_runs::status.eq("running"))
+                    .select(sync_runs::pages)
+                    .first::<i64>(conn)
+                    .optional()?
+                    .unwrap_or(0))
+            })
+            .await
+            .expect("poll");
+        if pages >= 1 {
+            progressed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(progressed, "the child sync made progress");
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+
+    sim.set_faults(Faults::default());
+    let run = sync_once(store.clone(), connection.clone()).await;
+    assert_eq!(run.status, "succeeded", "{:?}", run.error);
+
+    // The store equals the provider: every upstream contact live, the removed ones deleted.
+    let upstream: std::collections::HashSet<String> = sim
+        .api()
+        .with_store(|s| s.all().map(|c| c["id"].to_string()).collect());
+    let id = connection.id.clone();
+    let stored: Vec<(String, bool)> = store
+        .run(move |conn| {
+            use diesel::prelude::*;
+            use unicontacts::store::schema::contacts;
+            Ok(contacts::table
+                .filter(contacts::connection_id.eq(id))
+                .select((contacts::remote_id, contacts::remote_was_deleted))
+                .load(conn)?)
+        })
+        .await
+        .expect("stored");
+    let live: std::collections::HashSet<String> = stored
+        .iter()
+        .filter(|(_, d)| !d)
+        .map(|(r, _)| r.clone())
+        .collect();
+    assert_eq!(live, upstream, "no missing and no wrongly deleted contact");
+    assert_eq!(
+        stored.iter().filter(|(_, d)| *d).count(),
+        7,
+        "the removed ones are marked deleted"
+    );
+    assert_eq!(stored.len(), upstream.len() + 7, "no duplicates");
+    let dead: Value = {
+        let id = connection.id.clone();
+        let rows = store
+            .run(move |conn| {
+                use diesel::prelude::*;
+                use unicontacts::store::schema::sync_runs;
+                Ok(sync_runs::table
+                    .filter(sync_runs::connection_id.eq(id))
+                    .filter(sync_runs::trigger_kind.eq("cli"))
+                    .filter(sync_runs::error.is_not_null())
+                    .select(sync_runs::error)
+                    .load::<Option<String>>(conn)?)
+            })
+            .await
+            .expect("runs");
+        json!(rows)
+    };
+    assert!(
+        dead.to_string().contains("abandoned"),
+        "the killed run is recorded as abandoned: {dead}"
+    );
+}
+
 crate::db_tests!(
+    a_sync_killed_mid_run_loses_nothing,
     serve_demo_loads_three_providers_and_prints_a_working_key,
     keys_create_prints_the_key_alone_on_the_last_line_and_it_works,
     migrate_creates_the_schema,
