@@ -16,6 +16,7 @@
 //! | `cache_max_bytes`          | `UNICONTACTS_CACHE_MAX_BYTES`         | `67108864` (64 MiB of cached contacts) |
 //! | `upstream_timeout_ms`      | `UNICONTACTS_UPSTREAM_TIMEOUT_MS`     | `10000` (one provider call, live reads) |
 //! | `sync_lease_seconds`       | `UNICONTACTS_SYNC_LEASE_SECONDS`      | `300` (a run's lease; a crashed run's successor waits this long) |
+//! | `person_name_precedence`   | `UNICONTACTS_PERSON_NAME_PRECEDENCE`  | `wacr,periskope,gateway` (whose name a person shows first) |
 //! | `scheduler_tick_ms`        | `UNICONTACTS_SCHEDULER_TICK_MS`       | `5000` (how often due syncs are looked for; `0` turns the scheduler off) |
 //!
 //! A bad value stops start-up with one line naming the setting. The database URL
@@ -112,6 +113,7 @@ pub struct Settings {
     pub upstream_timeout_ms: u64,
     pub scheduler_tick_ms: u64,
     pub sync_lease_seconds: u64,
+    pub person_name_precedence: Vec<unicontacts_adapters::ProviderKind>,
 }
 
 /// A setting that could not be used; its `Display` is the one line start-up prints.
@@ -131,7 +133,7 @@ impl ConfigError {
     }
 }
 
-const KEYS: [&str; 14] = [
+const KEYS: [&str; 15] = [
     "database_url",
     "bind",
     "log_format",
@@ -146,6 +148,7 @@ const KEYS: [&str; 14] = [
     "upstream_timeout_ms",
     "scheduler_tick_ms",
     "sync_lease_seconds",
+    "person_name_precedence",
 ];
 
 impl Default for Settings {
@@ -167,6 +170,11 @@ impl Default for Settings {
             upstream_timeout_ms: 10_000,
             scheduler_tick_ms: 5_000,
             sync_lease_seconds: 300,
+            person_name_precedence: vec![
+                unicontacts_adapters::ProviderKind::Wacr,
+                unicontacts_adapters::ProviderKind::Periskope,
+                unicontacts_adapters::ProviderKind::Gateway,
+            ],
         }
     }
 }
@@ -273,6 +281,26 @@ impl Settings {
                 }
                 "rate_limit_burst" => {
                     s.rate_limit_burst = parse_in_range(&value, 1, 1_000_000).map_err(bad)? as u32
+                }
+                "person_name_precedence" => {
+                    let mut order = Vec::new();
+                    for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                        let p =
+                            unicontacts_adapters::ProviderKind::parse(name).ok_or_else(|| {
+                                bad(format!(
+                                    "`{name}` is not a provider (periskope, wacr, gateway)"
+                                ))
+                            })?;
+                        if !order.contains(&p) {
+                            order.push(p);
+                        }
+                    }
+                    for p in unicontacts_adapters::ProviderKind::ALL {
+                        if !order.contains(&p) {
+                            order.push(p);
+                        }
+                    }
+                    s.person_name_precedence = order;
                 }
                 "sync_lease_seconds" => {
                     s.sync_lease_seconds = parse_in_range(&value, 2, 86_400).map_err(bad)?

@@ -102,6 +102,12 @@ pub async fn setup(state: &AppState, sims: &SimSet) -> Result<DemoInfo, String> 
             .map_err(|e| format!("loading {}: {e}", c.name))?;
         loaded.push((c, counts));
     }
+    let org_id = org.id.clone();
+    state
+        .store
+        .write(move |conn| crate::sync::link::link_org(conn, &org_id))
+        .await
+        .map_err(|e| format!("linking people: {e}"))?;
     tracing::info!(org_id = %org.id, "demo ready");
     Ok(DemoInfo {
         admin_key: key,

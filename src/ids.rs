@@ -6,6 +6,7 @@ pub const API_KEY: &str = "key";
 pub const CONNECTION: &str = "con";
 pub const CONTACT: &str = "ctc";
 pub const SYNC_RUN: &str = "run";
+pub const PERSON: &str = "per";
 
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", ulid::Ulid::new().to_string().to_lowercase())

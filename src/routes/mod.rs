@@ -5,6 +5,7 @@ pub mod connection_contacts;
 pub mod connections;
 pub mod contacts;
 pub mod health;
+pub mod people;
 pub mod sync_runs;
 
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
@@ -34,6 +35,8 @@ use crate::error::{ApiError, ErrorCode};
         contacts::list_contacts,
         contacts::get_contact,
         connection_contacts::get_connection_contact,
+        people::get_person,
+        people::list_people,
         sync_runs::trigger_sync,
         sync_runs::list_sync_runs,
         sync_runs::get_sync_run,
@@ -75,6 +78,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, openapi: utoipa::openapi::OpenApi
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi))
         .service(web::resource("/v1/contacts").route(web::get().to(contacts::list_contacts)))
         .service(web::resource("/v1/contacts/{id}").route(web::get().to(contacts::get_contact)))
+        .service(web::resource("/v1/people").route(web::get().to(people::list_people)))
+        .service(web::resource("/v1/people/{id}").route(web::get().to(people::get_person)))
         .service(
             web::resource("/v1/connections/{connection_id}/contacts/{remote_id}")
                 .route(web::get().to(connection_contacts::get_connection_contact)),

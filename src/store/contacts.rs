@@ -303,7 +303,7 @@ pub struct ContactFilter {
     pub limit: i64,
 }
 
-fn like_pattern(s: &str) -> String {
+pub fn like_pattern(s: &str) -> String {
     let mut out = String::from("%");
     for c in s.chars() {
         if matches!(c, '%' | '_' | '\\') {

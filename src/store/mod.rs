@@ -7,6 +7,7 @@ pub mod connections;
 pub mod contacts;
 pub mod models;
 pub mod orgs;
+pub mod people;
 pub mod schema;
 pub mod sync_runs;
 

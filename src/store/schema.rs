@@ -104,6 +104,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    people (id) {
+        id -> Text,
+        org_id -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(contacts -> connections (connection_id));
 diesel::joinable!(sync_runs -> connections (connection_id));
 diesel::joinable!(contact_keys -> contacts (contact_id));
@@ -115,5 +124,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     contact_keys,
     sync_runs,
     sync_leases,
-    sync_seen
+    sync_seen,
+    people
 );

@@ -1,6 +1,7 @@
 //! Reconciliation: sync runs of a connection (`run`), the scheduler that starts
 //! them (`scheduler`), and the plain full load `serve --demo` uses.
 
+pub mod link;
 pub mod run;
 pub mod scheduler;
 

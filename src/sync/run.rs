@@ -164,6 +164,16 @@ pub async fn execute(
             run.error = Some(e);
         }
     }
+    // Whatever was written, partial or not, is linked into people before the run
+    // reads as finished.
+    let org_id = c.org_id.clone();
+    match store
+        .write(move |conn| super::link::link_org(conn, &org_id))
+        .await
+    {
+        Ok(l) => tracing::debug!(people = l.people, moved = l.contacts_moved, "people linked"),
+        Err(e) => tracing::error!(org_id = %c.org_id, error = %e, "identity linking failed"),
+    }
     let finished = run.clone();
     if let Err(e) = store
         .write(move |conn| sync_runs::finish_run(conn, &finished))

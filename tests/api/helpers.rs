@@ -363,3 +363,38 @@ impl TestApp {
         self.create_key("test-org", &[Scope::ContactsRead]).await.1
     }
 }
+
+impl TestApp {
+    /// Triggers a sync of the connection and waits for the run to end.
+    pub async fn sync_now(&self, connection: &Value) -> Value {
+        let app = self;
+        let res = send(app.post(
+            &format!("/v1/admin/connections/{}/sync", Sims::id(connection)),
+            &app.admin_key,
+            &serde_json::json!({}),
+        ))
+        .await;
+        assert_eq!(res.status(), 202);
+        let run: Value = res.json().await.expect("json");
+        assert_eq!(run["status"], "running");
+        app.wait_for(run["id"].as_str().expect("run id")).await
+    }
+
+    /// Polls the run until it is no longer running (bounded).
+    pub async fn wait_for(&self, run_id: &str) -> Value {
+        let app = self;
+        for _ in 0..1500 {
+            let run: Value =
+                send(app.get(&format!("/v1/admin/sync-runs/{run_id}"), &app.admin_key))
+                    .await
+                    .json()
+                    .await
+                    .expect("json");
+            if run["status"] != "running" {
+                return run;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("run {run_id} did not finish");
+    }
+}

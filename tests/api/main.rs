@@ -13,5 +13,6 @@ mod errors;
 mod health;
 mod live;
 mod openapi;
+mod people;
 mod schema;
 mod sync;

@@ -11,36 +11,6 @@ use unicontacts_adapters::sim::Faults;
 
 use crate::helpers::{assert_error, send, spawn_app, spawn_app_with, Backend, Sims, TestApp};
 
-/// Triggers a sync of the connection and waits for the run to end.
-async fn sync_now(app: &TestApp, connection: &Value) -> Value {
-    let res = send(app.post(
-        &format!("/v1/admin/connections/{}/sync", Sims::id(connection)),
-        &app.admin_key,
-        &json!({}),
-    ))
-    .await;
-    assert_eq!(res.status(), 202);
-    let run: Value = res.json().await.expect("json");
-    assert_eq!(run["status"], "running");
-    wait_for(app, run["id"].as_str().expect("run id")).await
-}
-
-/// Polls the run until it is no longer running (bounded).
-async fn wait_for(app: &TestApp, run_id: &str) -> Value {
-    for _ in 0..1500 {
-        let run: Value = send(app.get(&format!("/v1/admin/sync-runs/{run_id}"), &app.admin_key))
-            .await
-            .json()
-            .await
-            .expect("json");
-        if run["status"] != "running" {
-            return run;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("run {run_id} did not finish");
-}
-
 fn counts(run: &Value) -> (i64, i64, i64, i64) {
     let c = &run["counts"];
     let n = |k: &str| c[k].as_i64().expect("count");
@@ -93,13 +63,13 @@ async fn a_first_sync_creates_everything_and_a_second_writes_nothing(backend: Ba
             sims.set.gateway.api().with_store(|s| s.len()),
         ),
     ] {
-        let first = sync_now(&app, connection).await;
+        let first = app.sync_now(connection).await;
         assert_eq!(first["status"], "succeeded", "{first}");
         assert_eq!(counts(&first), (n as i64, 0, 0, 0), "{first}");
         assert!(first["upstream_requests"].as_i64().expect("n") >= 1);
         assert_eq!(first["trigger"], "api");
         assert!(first["finished_at"].is_string());
-        let second = sync_now(&app, connection).await;
+        let second = app.sync_now(connection).await;
         assert_eq!(
             counts(&second),
             (0, 0, n as i64, 0),
@@ -147,7 +117,7 @@ async fn a_first_sync_creates_everything_and_a_second_writes_nothing(backend: Ba
 async fn upstream_edits_deletions_and_revivals_are_reflected(backend: Backend) {
     let app = spawn_app(backend).await;
     let sims = app.connect_sims(42, 120, json!({})).await;
-    sync_now(&app, &sims.periskope).await;
+    app.sync_now(&sims.periskope).await;
     let (edited, removed_digits) = sims.set.periskope.api().with_store(|s| {
         let all = s.all();
         let edited = all[0]["contact_id"].as_str().expect("id").to_string();
@@ -167,7 +137,7 @@ async fn upstream_edits_deletions_and_revivals_are_reflected(backend: Backend) {
         s.upsert(c);
         s.remove(&removed_digits).expect("removed")
     });
-    let run = sync_now(&app, &sims.periskope).await;
+    let run = app.sync_now(&sims.periskope).await;
     let n = sims.set.periskope.api().with_store(|s| s.len()) as i64;
     assert_eq!(counts(&run), (0, 1, n - 1, 1), "{run}");
     let reader = app.reader_key().await;
@@ -196,7 +166,7 @@ async fn upstream_edits_deletions_and_revivals_are_reflected(backend: Backend) {
         .periskope
         .api()
         .with_store(|s| s.upsert(removed_contact));
-    let run = sync_now(&app, &sims.periskope).await;
+    let run = app.sync_now(&sims.periskope).await;
     assert_eq!(
         counts(&run),
         (0, 1, n, 0),
@@ -212,7 +182,7 @@ async fn a_run_failing_on_page_three_marks_nothing_deleted(backend: Backend) {
     let sims = app.connect_sims(43, 900, json!({})).await;
     let total = sims.set.wacr.api().with_store(|s| s.len());
     assert!(total > 250, "more than two pages of 100: {total}");
-    let first = sync_now(&app, &sims.wacr).await;
+    let first = app.sync_now(&sims.wacr).await;
     assert_eq!(first["status"], "succeeded");
     // Upstream loses contacts, and then the provider fails after two pages.
     sims.set.wacr.api().with_store(|s| {
@@ -225,7 +195,7 @@ async fn a_run_failing_on_page_three_marks_nothing_deleted(backend: Backend) {
         fail_after: Some(2),
         ..Faults::default()
     });
-    let run = sync_now(&app, &sims.wacr).await;
+    let run = app.sync_now(&sims.wacr).await;
     assert_eq!(run["status"], "failed", "{run}");
     assert!(
         run["error"].as_str().expect("error").contains("page 3"),
@@ -244,7 +214,7 @@ async fn a_run_failing_on_page_three_marks_nothing_deleted(backend: Backend) {
     );
     // The provider recovers: the next run completes and sees the deletions.
     sims.set.wacr.set_faults(Faults::default());
-    let run = sync_now(&app, &sims.wacr).await;
+    let run = app.sync_now(&sims.wacr).await;
     assert_eq!(run["status"], "succeeded");
     assert_eq!(counts(&run).3, 5);
 }
@@ -267,12 +237,12 @@ async fn two_concurrent_triggers_make_one_run_and_one_409(backend: Backend) {
     let accepted = if a.status() == 202 { a } else { b };
     let run: Value = accepted.json().await.expect("json");
     assert_eq!(
-        wait_for(&app, run["id"].as_str().expect("id")).await["status"],
+        app.wait_for(run["id"].as_str().expect("id")).await["status"],
         "succeeded"
     );
     // Once it is over, a new one may start.
     sims.set.periskope.set_faults(Faults::default());
-    assert_eq!(sync_now(&app, &sims.periskope).await["status"], "succeeded");
+    assert_eq!(app.sync_now(&sims.periskope).await["status"], "succeeded");
     // Another org's connection and runs are not found.
     let (_, stranger) = app.create_key("other-org", &[Scope::Admin]).await;
     assert_error(
@@ -330,7 +300,7 @@ async fn a_lease_left_by_a_killed_process_is_taken_over_after_expiry(backend: Ba
         })
         .await
         .expect("expire");
-    let run = sync_now(&app, &sims.periskope).await;
+    let run = app.sync_now(&sims.periskope).await;
     assert_eq!(run["status"], "succeeded");
     let old: Value = send(app.get(&format!("/v1/admin/sync-runs/{}", dead.id), &app.admin_key))
         .await

@@ -1,0 +1,2 @@
+DROP INDEX contacts_person;
+DROP TABLE people;

@@ -1,0 +1,266 @@
+//! People: contacts linked across the three simulators by phone and LID.
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value};
+use unicontacts::auth::Scope;
+
+use crate::helpers::{assert_error, send, spawn_app, spawn_app_with, Backend, Sims, TestApp};
+
+async fn sync_all(app: &TestApp, sims: &Sims) {
+    for c in [&sims.periskope, &sims.wacr, &sims.gateway] {
+        let run = app.sync_now(c).await;
+        assert_eq!(run["status"], "succeeded", "{run}");
+    }
+}
+
+async fn people_by_phone(app: &TestApp, key: &str, e164: &str) -> Vec<Value> {
+    let phone: String = url::form_urlencoded::byte_serialize(e164.as_bytes()).collect();
+    let page: Value = send(app.get(&format!("/v1/people?phone={phone}"), key))
+        .await
+        .json()
+        .await
+        .expect("json");
+    page["data"].as_array().expect("data").clone()
+}
+
+fn providers_of(person: &Value) -> BTreeSet<String> {
+    person["contacts"]
+        .as_array()
+        .expect("contacts")
+        .iter()
+        .map(|c| c["provider"].as_str().expect("provider").to_string())
+        .collect()
+}
+
+async fn people_merge_across_providers_exactly_as_the_world_says(backend: Backend) {
+    // Many lookups in a row: more than the default per-key burst.
+    let app = spawn_app_with(backend, |s| {
+        s.rate_limit_per_second = 10_000;
+        s.rate_limit_burst = 10_000;
+    })
+    .await;
+    let sims = app.connect_sims(61, 160, json!({})).await;
+    sync_all(&app, &sims).await;
+    let reader = app.reader_key().await;
+    let world = &sims.set.world;
+    let mut checked = 0;
+    for p in world.people.iter().filter(|p| p.phone.is_some()) {
+        let expected: BTreeSet<String> = [
+            (p.in_periskope, "periskope"),
+            (p.in_wacr, "wacr"),
+            (p.in_gateway, "gateway"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| name.to_string())
+        .collect();
+        let found = people_by_phone(&app, &reader, &p.e164().expect("e164")).await;
+        assert_eq!(
+            found.len(),
+            1,
+            "one person for {}: {found:?}",
+            p.display_name()
+        );
+        assert_eq!(providers_of(&found[0]), expected, "{}", p.display_name());
+        let person = &found[0];
+        for c in person["contacts"].as_array().expect("contacts") {
+            assert_eq!(
+                c["person_id"], person["id"],
+                "every contact carries its person_id"
+            );
+        }
+        if p.in_wacr {
+            // WA.cr first in the default name precedence.
+            assert_eq!(person["display_name"]["value"], p.display_name());
+            assert_eq!(
+                person["display_name"]["connection_ids"],
+                json!([Sims::id(&sims.wacr)])
+            );
+        }
+        let phone_sources = person["phones"][0]["connection_ids"]
+            .as_array()
+            .expect("sources")
+            .len();
+        assert_eq!(
+            phone_sources,
+            expected.len(),
+            "the phone came from every connection"
+        );
+        checked += 1;
+    }
+    assert!(checked > 100, "{checked}");
+    // Every contact has a person; there are as many people as the world has.
+    let mut total = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = "/v1/people?limit=200".to_string();
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page: Value = send(app.get(&path, &reader))
+            .await
+            .json()
+            .await
+            .expect("json");
+        total += page["data"].as_array().expect("data").len();
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(total, world.people.len());
+}
+
+async fn a_lid_links_a_periskope_contact_to_a_gateway_only_person(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app.connect_sims(62, 200, json!({})).await;
+    let hidden = sims
+        .set
+        .world
+        .people
+        .iter()
+        .find(|p| p.phone.is_none())
+        .expect("a LID-only person")
+        .clone();
+    // Periskope knows them under another number, with their LID.
+    sims.set.periskope.api().with_store(|s| {
+        s.upsert(json!({"contact_id": "447700900555@c.us", "contact_name": "Unknown number", "contact_lid": hidden.lid}))
+    });
+    sync_all(&app, &sims).await;
+    let reader = app.reader_key().await;
+    let found = people_by_phone(&app, &reader, "+447700900555").await;
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        providers_of(&found[0]),
+        ["gateway", "periskope"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    );
+    assert_eq!(found[0]["wa_lids"][0]["value"], hidden.lid.as_str());
+}
+
+async fn a_person_splits_when_a_phone_changes_and_keeps_its_id(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app.connect_sims(63, 200, json!({})).await;
+    sync_all(&app, &sims).await;
+    let reader = app.reader_key().await;
+    let p = sims
+        .set
+        .world
+        .people
+        .iter()
+        .find(|p| p.in_periskope && p.in_wacr && !p.in_gateway)
+        .expect("a person in Periskope and WA.cr")
+        .clone();
+    let e164 = p.e164().expect("phone");
+    let before = people_by_phone(&app, &reader, &e164).await;
+    let person_id = before[0]["id"].as_str().expect("id").to_string();
+    assert_eq!(providers_of(&before[0]).len(), 2);
+
+    // WA.cr now has another number for them.
+    let old_phone = sims.set.wacr.api().with_store(|s| {
+        let id = s
+            .all()
+            .find(|c| {
+                c["phone"].as_str().is_some_and(|ph| {
+                    ph.chars().filter(char::is_ascii_digit).collect::<String>() == e164[1..]
+                })
+            })
+            .and_then(|c| c["id"].as_i64())
+            .expect("wacr contact");
+        let c = s.get_mut(id).expect("contact");
+        let old = c["phone"].clone();
+        c["phone"] = json!("+447700900777");
+        (id, old)
+    });
+    app.sync_now(&sims.wacr).await;
+    let after: Value = send(app.get(&format!("/v1/people/{person_id}"), &reader))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        providers_of(&after),
+        ["periskope".to_string()].into(),
+        "the older contact keeps the person"
+    );
+    let moved = people_by_phone(&app, &reader, "+447700900777").await;
+    assert_eq!(providers_of(&moved[0]), ["wacr".to_string()].into());
+    assert_ne!(moved[0]["id"], person_id.as_str());
+
+    // And back: one person again, under the same id.
+    sims.set.wacr.api().with_store(|s| {
+        s.get_mut(old_phone.0).expect("contact")["phone"] = old_phone.1.clone();
+    });
+    app.sync_now(&sims.wacr).await;
+    let rejoined: Value = send(app.get(&format!("/v1/people/{person_id}"), &reader))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(providers_of(&rejoined).len(), 2);
+    assert!(
+        people_by_phone(&app, &reader, "+447700900777")
+            .await
+            .is_empty(),
+        "the split-off person is gone"
+    );
+}
+
+async fn people_are_per_org_and_bad_filters_are_422(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app.connect_sims(64, 40, json!({})).await;
+    app.sync_now(&sims.periskope).await;
+    let reader = app.reader_key().await;
+    let page: Value = send(app.get("/v1/people?limit=1", &reader))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let id = page["data"][0]["id"].as_str().expect("id").to_string();
+    let (_, stranger) = app.create_key("other-org", &[Scope::ContactsRead]).await;
+    assert_error(
+        send(app.get(&format!("/v1/people/{id}"), &stranger)).await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_error(
+        send(app.get("/v1/people/per_nope", &reader)).await,
+        404,
+        "not_found",
+    )
+    .await;
+    let err = assert_error(
+        send(app.get("/v1/people?phone=nope", &reader)).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert!(err["error"]["details"]["fields"]["phone"].is_array());
+    let name = page["data"][0]["display_name"]["value"]
+        .as_str()
+        .map(str::to_lowercase);
+    if let Some(name) = name {
+        let q: String = url::form_urlencoded::byte_serialize(name.as_bytes()).collect();
+        let found: Value = send(app.get(&format!("/v1/people?q={q}"), &reader))
+            .await
+            .json()
+            .await
+            .expect("json");
+        assert!(found["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .any(|p| p["id"] == id.as_str()));
+    }
+}
+
+crate::db_tests!(
+    people_merge_across_providers_exactly_as_the_world_says,
+    a_lid_links_a_periskope_contact_to_a_gateway_only_person,
+    a_person_splits_when_a_phone_changes_and_keeps_its_id,
+    people_are_per_org_and_bad_filters_are_422,
+);
