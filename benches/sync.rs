@@ -1,0 +1,148 @@
+//! A full sync of N contacts from the Periskope simulator rate-limited to L
+//! requests per 1 s window, run as a `unicontacts sync` child process so that its
+//! peak RSS is its own (the simulator lives in this process). Prints wall time
+//! against the floor the quota allows, 429s received, contacts written per second
+//! and the child's peak RSS, on SQLite and (when `UNICONTACTS_TEST_POSTGRES_URL`
+//! is set) PostgreSQL.
+//!
+//! Run: `cargo bench --bench sync` (sizes: `UC_BENCH_SIZES=100000,1000000`).
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use diesel::Connection as _;
+use unicontacts::config::{DatabaseUrl, Settings};
+use unicontacts::store::connections::{self, Connection, ConnectionSettings, Credentials};
+use unicontacts_adapters::periskope;
+use unicontacts_adapters::sim::{RateLimit, World};
+
+const KEY: &str = "bench-key-0123456789";
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+async fn run(backend: &str, url: DatabaseUrl, size: usize) {
+    // About 65% of the world's people are in Periskope.
+    let world = World::generate(7, size * 100 / 65 + 50);
+    let store_len = periskope::sim::PeriskopeStore::from_world(&world).len();
+    let pages = store_len.div_ceil(2000) as u64;
+    let limit = (pages / 10).max(1) as u32;
+    let sim = periskope::sim::start(
+        &world,
+        KEY,
+        "127.0.0.1:0".parse().expect("addr"),
+        Some(RateLimit { limit, window_secs: 1 }),
+    )
+    .await
+    .expect("simulator");
+    drop(world);
+    let settings = Settings {
+        database_url: url.clone(),
+        ..Settings::default()
+    };
+    let store = unicontacts::startup::open_store(&settings).await.expect("store");
+    let base_url = sim.api_base();
+    let c = store
+        .run(move |conn| {
+            let org = unicontacts::store::orgs::find_or_insert_org(conn, "bench")?;
+            let now = unicontacts::ids::now();
+            let c = Connection {
+                id: unicontacts::ids::new_id(unicontacts::ids::CONNECTION),
+                org_id: org.id,
+                provider: unicontacts_adapters::ProviderKind::Periskope,
+                name: format!("bench {}", now),
+                base_url,
+                credentials: Credentials {
+                    api_key: KEY.into(),
+                    phone: Some("918527184400".into()),
+                    session: None,
+                },
+                settings: ConnectionSettings {
+                    rate_limit_per_second: limit,
+                    ..ConnectionSettings::default()
+                },
+                created_at: now,
+                updated_at: now,
+            };
+            connections::insert_connection(conn, &c)?;
+            Ok(c)
+        })
+        .await
+        .expect("connection");
+    let db_arg = match &url {
+        DatabaseUrl::Sqlite(p) => p.display().to_string(),
+        DatabaseUrl::Postgres(u) => u.clone(),
+    };
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_unicontacts"))
+        .args(["sync", "--connection", &c.id])
+        .env("UNICONTACTS_DATABASE_URL", db_arg)
+        .env("UNICONTACTS_LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sync");
+    let pid = child.id();
+    let mut peak = 0;
+    let status = loop {
+        if let Some(kib) = peak_rss_kib(pid) {
+            peak = peak.max(kib);
+        }
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let wall = started.elapsed().as_secs_f64();
+    assert!(status.success(), "sync failed");
+    let id = c.id.clone();
+    let (created, throttled): (i64, i64) = store
+        .run(move |conn| {
+            use diesel::prelude::*;
+            use unicontacts::store::schema::sync_runs;
+            Ok(sync_runs::table
+                .filter(sync_runs::connection_id.eq(id))
+                .select((sync_runs::created, sync_runs::throttled_429))
+                .first(conn)?)
+        })
+        .await
+        .expect("run");
+    let floor = (pages / u64::from(limit)).saturating_sub(1) as f64;
+    println!(
+        "| {backend} | {created} | {limit} / 1 s | {pages} | {wall:.1} s | {floor:.0} s | {:.2} | {throttled} | {:.0} | {:.0} MiB |",
+        if floor > 0.0 { wall / floor } else { f64::NAN },
+        created as f64 / wall,
+        peak as f64 / 1024.0
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let sizes: Vec<usize> = std::env::var("UC_BENCH_SIZES")
+        .unwrap_or_else(|_| "100000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    println!("| backend | contacts | limit / window | pages | wall | floor | wall/floor | 429s | contacts/s | peak RSS of the sync |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for &size in &sizes {
+        let dir = tempfile::tempdir().expect("tempdir");
+        run("SQLite", DatabaseUrl::Sqlite(dir.path().join("bench.db")), size).await;
+        if let Ok(admin) = std::env::var("UNICONTACTS_TEST_POSTGRES_URL") {
+            let name = format!("uc_bench_{}", ulid::Ulid::new().to_string().to_lowercase());
+            let mut pg = diesel::PgConnection::establish(&admin).expect("postgres");
+            pg.batch_execute(&format!("CREATE DATABASE \"{name}\"")).expect("create db");
+            let mut url = url::Url::parse(&admin).expect("url");
+            url.set_path(&name);
+            run("PostgreSQL", DatabaseUrl::Postgres(url.to_string()), size).await;
+            let _ = pg.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+        }
+    }
+}
