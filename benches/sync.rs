@@ -38,7 +38,10 @@ async fn run(backend: &str, url: DatabaseUrl, size: usize) {
         &world,
         KEY,
         "127.0.0.1:0".parse().expect("addr"),
-        Some(RateLimit { limit, window_secs: 1 }),
+        Some(RateLimit {
+            limit,
+            window_secs: 1,
+        }),
     )
     .await
     .expect("simulator");
@@ -47,7 +50,9 @@ async fn run(backend: &str, url: DatabaseUrl, size: usize) {
         database_url: url.clone(),
         ..Settings::default()
     };
-    let store = unicontacts::startup::open_store(&settings).await.expect("store");
+    let store = unicontacts::startup::open_store(&settings)
+        .await
+        .expect("store");
     let base_url = sim.api_base();
     let c = store
         .run(move |conn| {
@@ -134,11 +139,17 @@ async fn main() {
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for &size in &sizes {
         let dir = tempfile::tempdir().expect("tempdir");
-        run("SQLite", DatabaseUrl::Sqlite(dir.path().join("bench.db")), size).await;
+        run(
+            "SQLite",
+            DatabaseUrl::Sqlite(dir.path().join("bench.db")),
+            size,
+        )
+        .await;
         if let Ok(admin) = std::env::var("UNICONTACTS_TEST_POSTGRES_URL") {
             let name = format!("uc_bench_{}", ulid::Ulid::new().to_string().to_lowercase());
             let mut pg = diesel::PgConnection::establish(&admin).expect("postgres");
-            pg.batch_execute(&format!("CREATE DATABASE \"{name}\"")).expect("create db");
+            pg.batch_execute(&format!("CREATE DATABASE \"{name}\""))
+                .expect("create db");
             let mut url = url::Url::parse(&admin).expect("url");
             url.set_path(&name);
             run("PostgreSQL", DatabaseUrl::Postgres(url.to_string()), size).await;

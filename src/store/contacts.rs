@@ -96,6 +96,76 @@ fn prepare(record: &ContactRecord) -> Result<Prepared, StoreError> {
     })
 }
 
+/// Inserts contacts known to be new, many rows per statement (a sync's first pass).
+/// A unique violation means one was inserted meanwhile: the caller falls back to upserts.
+pub fn insert_new_contacts(
+    conn: &mut DbConnection,
+    origin: &Origin<'_>,
+    records: &[(ContactRecord, Option<String>)],
+    fetched_at: NaiveDateTime,
+) -> Result<usize, StoreError> {
+    let now = ids::now();
+    let mut rows = Vec::with_capacity(records.len());
+    let mut keys: Vec<(String, &'static str, String)> = Vec::new();
+    for (record, list_hash) in records {
+        let p = prepare(record)?;
+        let id = ids::new_id(ids::CONTACT);
+        for (kind, value) in p.keys {
+            keys.push((id.clone(), kind, value));
+        }
+        rows.push(ContactRow {
+            id,
+            org_id: origin.org_id.to_string(),
+            connection_id: origin.connection_id.to_string(),
+            provider: origin.provider.as_str().to_string(),
+            remote_id: record.remote_id.clone(),
+            person_id: None,
+            search_text: p.search_text,
+            record: p.record_json,
+            remote_data: p.remote_data,
+            content_hash: p.hash,
+            remote_updated_at: record.remote_updated_at.map(|t| t.naive_utc()),
+            fetched_at,
+            remote_was_deleted: false,
+            created_at: now,
+            updated_at: now,
+            list_hash: list_hash.clone(),
+        });
+    }
+    // Multi-row inserts exist per backend, not on the MultiBackend.
+    for chunk in rows.chunks(200) {
+        match conn {
+            DbConnection::Sqlite(c) => diesel::insert_into(contacts::table)
+                .values(chunk)
+                .execute(c)?,
+            DbConnection::Postgresql(c) => diesel::insert_into(contacts::table)
+                .values(chunk)
+                .execute(c)?,
+        };
+    }
+    for chunk in keys.chunks(1000) {
+        let values: Vec<_> = chunk
+            .iter()
+            .map(|(id, kind, value)| {
+                (
+                    contact_keys::contact_id.eq(id),
+                    contact_keys::kind.eq(*kind),
+                    contact_keys::value.eq(value),
+                )
+            })
+            .collect();
+        match conn {
+            DbConnection::Sqlite(c) => diesel::insert_into(contact_keys::table)
+                .values(&values)
+                .execute(c)?,
+            DbConnection::Postgresql(c) => diesel::insert_into(contact_keys::table)
+                .values(&values)
+                .execute(c)?,
+        };
+    }
+    Ok(rows.len())
+}
+
 /// The content hash a record is stored under (what a sync compares).
 pub fn content_hash(record: &ContactRecord) -> Result<String, StoreError> {
     prepare(record).map(|p| p.hash)

@@ -40,6 +40,36 @@ impl UnionFind {
     }
 }
 
+/// Our own ids only ever hold these characters, so they can be written into SQL.
+fn is_plain_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Sets each contact's person in one statement: `CASE id WHEN … THEN … END`.
+fn set_people(conn: &mut DbConnection, moves: &[(&str, String)]) -> Result<(), StoreError> {
+    use diesel::connection::SimpleConnection;
+    if moves
+        .iter()
+        .any(|(c, p)| !is_plain_id(c) || !is_plain_id(p))
+    {
+        return Err(StoreError::Corrupt(
+            "an id with unexpected characters".into(),
+        ));
+    }
+    let cases: String = moves
+        .iter()
+        .map(|(c, p)| format!(" WHEN '{c}' THEN '{p}'"))
+        .collect();
+    let list: Vec<String> = moves.iter().map(|(c, _)| format!("'{c}'")).collect();
+    conn.batch_execute(&format!(
+        "UPDATE contacts SET person_id = CASE id{cases} END WHERE id IN ({})",
+        list.join(",")
+    ))?;
+    Ok(())
+}
+
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct LinkCounts {
     pub people: usize,
@@ -101,6 +131,9 @@ pub fn link_org(conn: &mut DbConnection, org_id: &str) -> Result<LinkCounts, Sto
             ..LinkCounts::default()
         };
         let now = ids::now();
+        let mut new_people: Vec<String> = Vec::new();
+        // (contact id, person id) for every contact whose person changes.
+        let mut moves: Vec<(&str, String)> = Vec::new();
         for group in &groups {
             let mut votes: HashMap<&str, usize> = HashMap::new();
             for &i in group {
@@ -117,35 +150,51 @@ pub fn link_org(conn: &mut DbConnection, org_id: &str) -> Result<LinkCounts, Sto
                 Some((p, _)) => p.to_string(),
                 None => {
                     let id = ids::new_id(ids::PERSON);
-                    diesel::insert_into(people::table)
-                        .values((
-                            people::id.eq(&id),
-                            people::org_id.eq(org_id),
-                            people::created_at.eq(now),
-                            people::updated_at.eq(now),
-                        ))
-                        .execute(conn)?;
-                    counts.people_created += 1;
+                    new_people.push(id.clone());
                     id
                 }
             };
             claimed.insert(person.clone());
-            let moving: Vec<&str> = group
-                .iter()
-                .filter(|&&i| members[i].1.as_deref() != Some(person.as_str()))
-                .map(|&i| members[i].0.as_str())
-                .collect();
-            if !moving.is_empty() {
-                counts.contacts_moved += moving.len();
-                for chunk in moving.chunks(500) {
-                    diesel::update(contacts::table.filter(contacts::id.eq_any(chunk)))
-                        .set(contacts::person_id.eq(Some(person.as_str())))
-                        .execute(conn)?;
+            for &i in group {
+                if members[i].1.as_deref() != Some(person.as_str()) {
+                    moves.push((members[i].0.as_str(), person.clone()));
                 }
-                diesel::update(people::table.filter(people::id.eq(&person)))
-                    .set(people::updated_at.eq(now))
-                    .execute(conn)?;
             }
+        }
+        counts.people_created = new_people.len();
+        counts.contacts_moved = moves.len();
+        for chunk in new_people.chunks(500) {
+            let rows: Vec<_> = chunk
+                .iter()
+                .map(|id| {
+                    (
+                        people::id.eq(id),
+                        people::org_id.eq(org_id),
+                        people::created_at.eq(now),
+                        people::updated_at.eq(now),
+                    )
+                })
+                .collect();
+            // Multi-row inserts exist per backend, not on the MultiBackend.
+            match conn {
+                DbConnection::Sqlite(c) => diesel::insert_into(people::table)
+                    .values(&rows)
+                    .execute(c)?,
+                DbConnection::Postgresql(c) => diesel::insert_into(people::table)
+                    .values(&rows)
+                    .execute(c)?,
+            };
+        }
+        for chunk in moves.chunks(500) {
+            set_people(conn, chunk)?;
+        }
+        let touched: std::collections::BTreeSet<&str> =
+            moves.iter().map(|(_, p)| p.as_str()).collect();
+        let touched: Vec<&str> = touched.into_iter().collect();
+        for chunk in touched.chunks(500) {
+            diesel::update(people::table.filter(people::id.eq_any(chunk)))
+                .set(people::updated_at.eq(now))
+                .execute(conn)?;
         }
         // Deleted contacts belong to nobody; people without contacts go.
         diesel::update(

@@ -102,11 +102,13 @@ struct PageOutcome {
     unchanged: i64,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn write_page(
     conn: &mut DbConnection,
     c: &Connection,
     run_id: &str,
     seen: &[String],
+    fresh: &[(ContactRecord, Option<String>)],
     changed: &[(ContactRecord, Option<String>)],
     unchanged: i64,
     ttl: chrono::Duration,
@@ -118,26 +120,40 @@ fn write_page(
         provider: c.provider,
     };
     let fetched_at = ids::now();
-    conn.transaction(|conn| {
-        let mut out = PageOutcome {
-            unchanged,
-            ..PageOutcome::default()
-        };
-        for (record, list_hash) in changed {
-            let (row, what) = contacts::upsert_contact(conn, &origin, record, fetched_at)?;
-            if let Some(h) = list_hash {
-                contacts::set_list_hash(conn, &row.id, h)?;
+    let attempt = |conn: &mut DbConnection, batch_new: bool| {
+        conn.transaction(|conn| {
+            let mut out = PageOutcome {
+                unchanged,
+                ..PageOutcome::default()
+            };
+            let mut one_by_one: Vec<&(ContactRecord, Option<String>)> = changed.iter().collect();
+            if batch_new {
+                out.created +=
+                    contacts::insert_new_contacts(conn, &origin, fresh, fetched_at)? as i64;
+            } else {
+                one_by_one.extend(fresh.iter());
             }
-            match what {
-                Upserted::Created => out.created += 1,
-                Upserted::Updated => out.updated += 1,
-                Upserted::Unchanged => out.unchanged += 1,
+            for (record, list_hash) in one_by_one {
+                let (row, what) = contacts::upsert_contact(conn, &origin, record, fetched_at)?;
+                if let Some(h) = list_hash {
+                    contacts::set_list_hash(conn, &row.id, h)?;
+                }
+                match what {
+                    Upserted::Created => out.created += 1,
+                    Upserted::Updated => out.updated += 1,
+                    Upserted::Unchanged => out.unchanged += 1,
+                }
             }
-        }
-        sync_runs::mark_seen(conn, run_id, seen)?;
-        sync_runs::renew_lease(conn, run_id, ttl)?;
-        Ok(out)
-    })
+            sync_runs::mark_seen(conn, run_id, seen)?;
+            sync_runs::renew_lease(conn, run_id, ttl)?;
+            Ok(out)
+        })
+    };
+    match attempt(conn, true) {
+        // A live read stored one of the new contacts meanwhile: upsert them one by one.
+        Err(StoreError::Conflict(_)) => attempt(conn, false),
+        other => other,
+    }
 }
 
 /// Runs the sync to its end and records the outcome; `on_page` sees the run after each page.
@@ -211,6 +227,7 @@ async fn page_through(
             .await
             .map_err(|e| e.to_string())?;
         let mut changed = Vec::new();
+        let mut fresh = Vec::new();
         let mut unchanged = 0;
         for item in page.contacts {
             let known = existing.get(&item.remote_id);
@@ -222,6 +239,7 @@ async fn page_through(
                     continue;
                 }
                 match provider.get_contact(&item.remote_id).await {
+                    Ok(full) if known.is_none() => fresh.push((full, Some(h))),
                     Ok(full) => changed.push((full, Some(h))),
                     // Gone between the list and the detail: the next run will see it missing.
                     Err(AdapterError::NotFound) => {}
@@ -229,17 +247,26 @@ async fn page_through(
                 }
             } else {
                 let hash = contacts::content_hash(&item).map_err(|e| e.to_string())?;
-                if known.is_some_and(|k| !k.deleted && k.content_hash == hash) {
-                    unchanged += 1;
-                } else {
-                    changed.push((item, None));
+                match known {
+                    Some(k) if !k.deleted && k.content_hash == hash => unchanged += 1,
+                    Some(_) => changed.push((item, None)),
+                    None => fresh.push((item, None)),
                 }
             }
         }
         let (connection, run_id) = (c.clone(), run.id.clone());
         let outcome = store
             .write(move |conn| {
-                write_page(conn, &connection, &run_id, &seen, &changed, unchanged, ttl)
+                write_page(
+                    conn,
+                    &connection,
+                    &run_id,
+                    &seen,
+                    &fresh,
+                    &changed,
+                    unchanged,
+                    ttl,
+                )
             })
             .await
             .map_err(|e| e.to_string())?;
