@@ -213,13 +213,12 @@ async fn page_through(
     ttl: chrono::Duration,
     on_page: &(impl Fn(&SyncRunRow) + Send),
 ) -> Result<(), String> {
-    let mut token: Option<PageToken> = None;
+    // The next page is fetched while the current one is written.
+    let mut fetched = provider.list_contacts(None).await;
     loop {
-        let page = provider
-            .list_contacts(token.as_ref())
-            .await
-            .map_err(|e| format!("listing page {}: {e}", run.pages + 1))?;
+        let page = fetched.map_err(|e| format!("listing page {}: {e}", run.pages + 1))?;
         run.pages += 1;
+        let next: Option<PageToken> = page.next.clone();
         let seen: Vec<String> = page.contacts.iter().map(|r| r.remote_id.clone()).collect();
         let (connection_id, ids) = (c.id.clone(), seen.clone());
         let existing = store
@@ -255,21 +254,26 @@ async fn page_through(
             }
         }
         let (connection, run_id) = (c.clone(), run.id.clone());
-        let outcome = store
-            .write(move |conn| {
-                write_page(
-                    conn,
-                    &connection,
-                    &run_id,
-                    &seen,
-                    &fresh,
-                    &changed,
-                    unchanged,
-                    ttl,
-                )
-            })
-            .await
-            .map_err(|e| e.to_string())?;
+        let write = store.write(move |conn| {
+            write_page(
+                conn,
+                &connection,
+                &run_id,
+                &seen,
+                &fresh,
+                &changed,
+                unchanged,
+                ttl,
+            )
+        });
+        let (outcome, prefetched) = match &next {
+            Some(token) => {
+                let (o, p) = tokio::join!(write, provider.list_contacts(Some(token)));
+                (o, Some(p))
+            }
+            None => (write.await, None),
+        };
+        let outcome = outcome.map_err(|e| e.to_string())?;
         run.created += outcome.created;
         run.updated += outcome.updated;
         run.unchanged += outcome.unchanged;
@@ -279,8 +283,8 @@ async fn page_through(
             .await
             .map_err(|e| e.to_string())?;
         on_page(run);
-        match page.next {
-            Some(next) => token = Some(next),
+        match prefetched {
+            Some(p) => fetched = p,
             None => break,
         }
     }
