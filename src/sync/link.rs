@@ -78,93 +78,156 @@ pub struct LinkCounts {
     pub people_removed: usize,
 }
 
-/// Relinks every live contact of the org. Runs in one transaction.
+/// `ctc_…`/`per_…` ids are a prefix and a ULID: 16 bytes instead of a string.
+fn ulid_of(id: &str) -> Result<u128, StoreError> {
+    let (_, body) = id
+        .split_once('_')
+        .ok_or_else(|| StoreError::Corrupt(format!("id `{id}` has no prefix")))?;
+    ulid::Ulid::from_string(&body.to_ascii_uppercase())
+        .map(|u| u.0)
+        .map_err(|_| StoreError::Corrupt(format!("id `{id}` is not a ULID")))
+}
+
+fn id_of(prefix: &str, ulid: u128) -> String {
+    format!("{prefix}_{}", ulid::Ulid(ulid).to_string().to_lowercase())
+}
+
+/// A key (kind and value) as 128 bits: collisions are out of reach at any realistic size.
+fn key_hash(kind: &str, value: &str) -> u128 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::new()
+        .chain_update(kind.as_bytes())
+        .chain_update([0])
+        .chain_update(value.as_bytes())
+        .finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    u128::from_be_bytes(b)
+}
+
+/// Relinks every live contact of the org, in one transaction. Memory is kept small
+/// per contact (ids as 128-bit ULIDs, keys as 128-bit hashes, indexes as u32), and
+/// rows are read and written in chunks.
 pub fn link_org(conn: &mut DbConnection, org_id: &str) -> Result<LinkCounts, StoreError> {
     conn.transaction(|conn| {
-        let members: Vec<(String, Option<String>)> = contacts::table
-            .filter(contacts::org_id.eq(org_id))
-            .filter(contacts::remote_was_deleted.eq(false))
-            .order(contacts::id.asc())
-            .select((contacts::id, contacts::person_id))
-            .load(conn)?;
-        let index: HashMap<&str, usize> = members
-            .iter()
-            .enumerate()
-            .map(|(i, (id, _))| (id.as_str(), i))
-            .collect();
-        let keys: Vec<(String, String, String)> = contact_keys::table
-            .inner_join(contacts::table)
-            .filter(contacts::org_id.eq(org_id))
-            .filter(contacts::remote_was_deleted.eq(false))
-            .filter(contact_keys::kind.eq_any(["phone", "lid"]))
-            .select((
-                contact_keys::contact_id,
-                contact_keys::kind,
-                contact_keys::value,
-            ))
-            .load(conn)?;
-        let mut uf = UnionFind::new(members.len());
-        let mut first_of: HashMap<(String, String), usize> = HashMap::new();
-        for (contact_id, kind, value) in keys {
-            let Some(&i) = index.get(contact_id.as_str()) else {
-                continue;
+        // Live contacts in id order: an index is a position, found by binary search.
+        let mut ids_of: Vec<u128> = Vec::new();
+        let mut person_of: Vec<u128> = Vec::new(); // 0 = none
+        let mut after: Option<String> = None;
+        loop {
+            let mut q = contacts::table
+                .filter(contacts::org_id.eq(org_id))
+                .filter(contacts::remote_was_deleted.eq(false))
+                .order(contacts::id.asc())
+                .select((contacts::id, contacts::person_id))
+                .limit(20_000)
+                .into_boxed();
+            if let Some(a) = &after {
+                q = q.filter(contacts::id.gt(a.clone()));
+            }
+            let rows: Vec<(String, Option<String>)> = q.load(conn)?;
+            let Some(last) = rows.last().map(|r| r.0.clone()) else {
+                break;
             };
-            match first_of.get(&(kind.clone(), value.clone())) {
-                Some(&j) => uf.union(i, j),
-                None => {
-                    first_of.insert((kind, value), i);
+            for (id, person) in rows {
+                ids_of.push(ulid_of(&id)?);
+                person_of.push(person.as_deref().map(ulid_of).transpose()?.unwrap_or(0));
+            }
+            after = Some(last);
+        }
+        let n = ids_of.len();
+        let mut uf = UnionFind::new(n);
+        {
+            let mut first_of: HashMap<u128, u32> = HashMap::new();
+            for chunk in ids_of.chunks(2_000) {
+                let names: Vec<String> = chunk.iter().map(|u| id_of(ids::CONTACT, *u)).collect();
+                let keys: Vec<(String, String, String)> = contact_keys::table
+                    .filter(contact_keys::contact_id.eq_any(&names))
+                    .filter(contact_keys::kind.eq_any(["phone", "lid"]))
+                    .select((
+                        contact_keys::contact_id,
+                        contact_keys::kind,
+                        contact_keys::value,
+                    ))
+                    .load(conn)?;
+                for (contact_id, kind, value) in keys {
+                    let Ok(i) = ids_of.binary_search(&ulid_of(&contact_id)?) else {
+                        continue;
+                    };
+                    match first_of.entry(key_hash(&kind, &value)) {
+                        std::collections::hash_map::Entry::Occupied(e) => {
+                            uf.union(i, *e.get() as usize)
+                        }
+                        std::collections::hash_map::Entry::Vacant(e) => {
+                            e.insert(i as u32);
+                        }
+                    }
                 }
             }
         }
-        let mut groups: HashMap<usize, Vec<usize>> = HashMap::new();
-        for i in 0..members.len() {
-            let root = uf.find(i);
-            groups.entry(root).or_default().push(i);
+        // Groups as runs of an index order: bigger groups first, ties by their oldest contact.
+        let roots: Vec<u32> = (0..n).map(|i| uf.find(i) as u32).collect();
+        drop(uf);
+        let mut size: HashMap<u32, u32> = HashMap::new();
+        for r in &roots {
+            *size.entry(*r).or_default() += 1;
         }
-        let mut groups: Vec<Vec<usize>> = groups.into_values().collect();
-        // Bigger groups choose their id first; ties by their oldest contact.
-        groups.sort_by(|a, b| b.len().cmp(&a.len()).then(a[0].cmp(&b[0])));
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        // A root is its group's smallest index (union keeps the smaller), i.e. its oldest contact.
+        order.sort_unstable_by_key(|&i| {
+            (
+                std::cmp::Reverse(size[&roots[i as usize]]),
+                roots[i as usize],
+                i,
+            )
+        });
+        drop(size);
 
-        let mut claimed: std::collections::HashSet<String> = std::collections::HashSet::new();
-        let mut counts = LinkCounts {
-            people: groups.len(),
-            ..LinkCounts::default()
-        };
+        let mut claimed: std::collections::HashSet<u128> = std::collections::HashSet::new();
+        let mut counts = LinkCounts::default();
         let now = ids::now();
-        let mut new_people: Vec<String> = Vec::new();
-        // (contact id, person id) for every contact whose person changes.
-        let mut moves: Vec<(&str, String)> = Vec::new();
-        for group in &groups {
-            let mut votes: HashMap<&str, usize> = HashMap::new();
+        let mut new_people: Vec<u128> = Vec::new();
+        // (contact index, person) for every contact whose person changes.
+        let mut moves: Vec<(u32, u128)> = Vec::new();
+        let mut start = 0;
+        while start < order.len() {
+            let root = roots[order[start] as usize];
+            let mut end = start;
+            while end < order.len() && roots[order[end] as usize] == root {
+                end += 1;
+            }
+            let group = &order[start..end];
+            counts.people += 1;
+            let mut votes: HashMap<u128, usize> = HashMap::new();
             for &i in group {
-                if let Some(p) = members[i].1.as_deref() {
+                let p = person_of[i as usize];
+                if p != 0 && !claimed.contains(&p) {
                     *votes.entry(p).or_default() += 1;
                 }
             }
-            let mut candidates: Vec<(&str, usize)> = votes
+            let person = votes
                 .into_iter()
-                .filter(|(p, _)| !claimed.contains(*p))
-                .collect();
-            candidates.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-            let person = match candidates.first() {
-                Some((p, _)) => p.to_string(),
-                None => {
-                    let id = ids::new_id(ids::PERSON);
-                    new_people.push(id.clone());
-                    id
-                }
-            };
-            claimed.insert(person.clone());
+                .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+                .map(|(p, _)| p)
+                .unwrap_or_else(|| {
+                    let p = ulid::Ulid::new().0;
+                    new_people.push(p);
+                    p
+                });
+            claimed.insert(person);
             for &i in group {
-                if members[i].1.as_deref() != Some(person.as_str()) {
-                    moves.push((members[i].0.as_str(), person.clone()));
+                if person_of[i as usize] != person {
+                    moves.push((i, person));
                 }
             }
+            start = end;
         }
+        drop(claimed);
         counts.people_created = new_people.len();
         counts.contacts_moved = moves.len();
         for chunk in new_people.chunks(500) {
-            let rows: Vec<_> = chunk
+            let names: Vec<String> = chunk.iter().map(|p| id_of(ids::PERSON, *p)).collect();
+            let rows: Vec<_> = names
                 .iter()
                 .map(|id| {
                     (
@@ -186,11 +249,21 @@ pub fn link_org(conn: &mut DbConnection, org_id: &str) -> Result<LinkCounts, Sto
             };
         }
         for chunk in moves.chunks(500) {
-            set_people(conn, chunk)?;
+            let named: Vec<(String, String)> = chunk
+                .iter()
+                .map(|(i, p)| {
+                    (
+                        id_of(ids::CONTACT, ids_of[*i as usize]),
+                        id_of(ids::PERSON, *p),
+                    )
+                })
+                .collect();
+            let pairs: Vec<(&str, String)> =
+                named.iter().map(|(c, p)| (c.as_str(), p.clone())).collect();
+            set_people(conn, &pairs)?;
         }
-        let touched: std::collections::BTreeSet<&str> =
-            moves.iter().map(|(_, p)| p.as_str()).collect();
-        let touched: Vec<&str> = touched.into_iter().collect();
+        let touched: std::collections::BTreeSet<u128> = moves.iter().map(|(_, p)| *p).collect();
+        let touched: Vec<String> = touched.into_iter().map(|p| id_of(ids::PERSON, p)).collect();
         for chunk in touched.chunks(500) {
             diesel::update(people::table.filter(people::id.eq_any(chunk)))
                 .set(people::updated_at.eq(now))
