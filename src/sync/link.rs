@@ -47,6 +47,62 @@ fn is_plain_id(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
+/// Inserts new people, many rows per statement.
+fn insert_people(
+    conn: &mut DbConnection,
+    org_id: &str,
+    new_people: &[u128],
+    now: chrono::NaiveDateTime,
+) -> Result<(), StoreError> {
+    for chunk in new_people.chunks(500) {
+        let names: Vec<String> = chunk.iter().map(|p| id_of(ids::PERSON, *p)).collect();
+        let rows: Vec<_> = names
+            .iter()
+            .map(|id| {
+                (
+                    people::id.eq(id),
+                    people::org_id.eq(org_id),
+                    people::created_at.eq(now),
+                    people::updated_at.eq(now),
+                )
+            })
+            .collect();
+        // Multi-row inserts exist per backend, not on the MultiBackend.
+        match conn {
+            DbConnection::Sqlite(c) => diesel::insert_into(people::table)
+                .values(&rows)
+                .execute(c)?,
+            DbConnection::Postgresql(c) => diesel::insert_into(people::table)
+                .values(&rows)
+                .execute(c)?,
+        };
+    }
+    Ok(())
+}
+
+/// Points contacts (by index into `ids_of`) at their people.
+fn write_moves(
+    conn: &mut DbConnection,
+    ids_of: &[u128],
+    moves: &[(u32, u128)],
+) -> Result<(), StoreError> {
+    for chunk in moves.chunks(500) {
+        let named: Vec<(String, String)> = chunk
+            .iter()
+            .map(|(i, p)| {
+                (
+                    id_of(ids::CONTACT, ids_of[*i as usize]),
+                    id_of(ids::PERSON, *p),
+                )
+            })
+            .collect();
+        let pairs: Vec<(&str, String)> =
+            named.iter().map(|(c, p)| (c.as_str(), p.clone())).collect();
+        set_people(conn, &pairs)?;
+    }
+    Ok(())
+}
+
 /// Sets each contact's person in one statement: `CASE id WHEN … THEN … END`.
 fn set_people(conn: &mut DbConnection, moves: &[(&str, String)]) -> Result<(), StoreError> {
     use diesel::connection::SimpleConnection;
@@ -183,12 +239,14 @@ pub fn link_org(conn: &mut DbConnection, org_id: &str) -> Result<LinkCounts, Sto
         });
         drop(size);
 
+        // Only existing person ids can be claimed twice; new ones are unique already.
         let mut claimed: std::collections::HashSet<u128> = std::collections::HashSet::new();
         let mut counts = LinkCounts::default();
         let now = ids::now();
+        // Written whenever a chunk fills, so neither list grows with the org.
         let mut new_people: Vec<u128> = Vec::new();
-        // (contact index, person) for every contact whose person changes.
         let mut moves: Vec<(u32, u128)> = Vec::new();
+        let mut touched: std::collections::BTreeSet<u128> = std::collections::BTreeSet::new();
         let mut start = 0;
         while start < order.len() {
             let root = roots[order[start] as usize];
@@ -205,64 +263,46 @@ pub fn link_org(conn: &mut DbConnection, org_id: &str) -> Result<LinkCounts, Sto
                     *votes.entry(p).or_default() += 1;
                 }
             }
-            let person = votes
+            let person = match votes
                 .into_iter()
                 .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
-                .map(|(p, _)| p)
-                .unwrap_or_else(|| {
+            {
+                Some((p, _)) => {
+                    claimed.insert(p);
+                    p
+                }
+                None => {
                     let p = ulid::Ulid::new().0;
                     new_people.push(p);
+                    counts.people_created += 1;
+                    if new_people.len() >= 500 {
+                        insert_people(conn, org_id, &new_people, now)?;
+                        new_people.clear();
+                    }
                     p
-                });
-            claimed.insert(person);
+                }
+            };
             for &i in group {
                 if person_of[i as usize] != person {
                     moves.push((i, person));
+                    counts.contacts_moved += 1;
+                    if person_of[i as usize] != 0 {
+                        touched.insert(person);
+                    }
                 }
+            }
+            if moves.len() >= 500 {
+                // People before the contacts that point at them.
+                insert_people(conn, org_id, &new_people, now)?;
+                new_people.clear();
+                write_moves(conn, &ids_of, &moves)?;
+                moves.clear();
             }
             start = end;
         }
         drop(claimed);
-        counts.people_created = new_people.len();
-        counts.contacts_moved = moves.len();
-        for chunk in new_people.chunks(500) {
-            let names: Vec<String> = chunk.iter().map(|p| id_of(ids::PERSON, *p)).collect();
-            let rows: Vec<_> = names
-                .iter()
-                .map(|id| {
-                    (
-                        people::id.eq(id),
-                        people::org_id.eq(org_id),
-                        people::created_at.eq(now),
-                        people::updated_at.eq(now),
-                    )
-                })
-                .collect();
-            // Multi-row inserts exist per backend, not on the MultiBackend.
-            match conn {
-                DbConnection::Sqlite(c) => diesel::insert_into(people::table)
-                    .values(&rows)
-                    .execute(c)?,
-                DbConnection::Postgresql(c) => diesel::insert_into(people::table)
-                    .values(&rows)
-                    .execute(c)?,
-            };
-        }
-        for chunk in moves.chunks(500) {
-            let named: Vec<(String, String)> = chunk
-                .iter()
-                .map(|(i, p)| {
-                    (
-                        id_of(ids::CONTACT, ids_of[*i as usize]),
-                        id_of(ids::PERSON, *p),
-                    )
-                })
-                .collect();
-            let pairs: Vec<(&str, String)> =
-                named.iter().map(|(c, p)| (c.as_str(), p.clone())).collect();
-            set_people(conn, &pairs)?;
-        }
-        let touched: std::collections::BTreeSet<u128> = moves.iter().map(|(_, p)| *p).collect();
+        insert_people(conn, org_id, &new_people, now)?;
+        write_moves(conn, &ids_of, &moves)?;
         let touched: Vec<String> = touched.into_iter().map(|p| id_of(ids::PERSON, p)).collect();
         for chunk in touched.chunks(500) {
             diesel::update(people::table.filter(people::id.eq_any(chunk)))
