@@ -148,19 +148,6 @@ fn id_of(prefix: &str, ulid: u128) -> String {
     format!("{prefix}_{}", ulid::Ulid(ulid).to_string().to_lowercase())
 }
 
-/// A key (kind and value) as 128 bits: collisions are out of reach at any realistic size.
-fn key_hash(kind: &str, value: &str) -> u128 {
-    use sha2::{Digest, Sha256};
-    let d = Sha256::new()
-        .chain_update(kind.as_bytes())
-        .chain_update([0])
-        .chain_update(value.as_bytes())
-        .finalize();
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&d[..16]);
-    u128::from_be_bytes(b)
-}
-
 /// Relinks every live contact of the org, in one transaction. Memory is kept small
 /// per contact (ids as 128-bit ULIDs, keys as 128-bit hashes, indexes as u32), and
 /// rows are read and written in chunks.
@@ -193,51 +180,82 @@ pub fn link_org(conn: &mut DbConnection, org_id: &str) -> Result<LinkCounts, Sto
         }
         let n = ids_of.len();
         let mut uf = UnionFind::new(n);
-        {
-            let mut first_of: HashMap<u128, u32> = HashMap::new();
-            for chunk in ids_of.chunks(2_000) {
-                let names: Vec<String> = chunk.iter().map(|u| id_of(ids::CONTACT, *u)).collect();
-                let keys: Vec<(String, String, String)> = contact_keys::table
-                    .filter(contact_keys::contact_id.eq_any(&names))
-                    .filter(contact_keys::kind.eq_any(["phone", "lid"]))
-                    .select((
-                        contact_keys::contact_id,
-                        contact_keys::kind,
-                        contact_keys::value,
-                    ))
-                    .load(conn)?;
-                for (contact_id, kind, value) in keys {
-                    let Ok(i) = ids_of.binary_search(&ulid_of(&contact_id)?) else {
+        // Keys in (kind, value) order: equal keys are adjacent, so no map of keys is
+        // held; read in pages by keyset.
+        let mut last: Option<(String, String, String)> = None;
+        let mut previous: Option<(String, String, usize)> = None;
+        loop {
+            let mut q = contact_keys::table
+                .inner_join(contacts::table)
+                .filter(contacts::org_id.eq(org_id))
+                .filter(contacts::remote_was_deleted.eq(false))
+                .filter(contact_keys::kind.eq_any(["phone", "lid"]))
+                .order((
+                    contact_keys::kind.asc(),
+                    contact_keys::value.asc(),
+                    contact_keys::contact_id.asc(),
+                ))
+                .select((
+                    contact_keys::kind,
+                    contact_keys::value,
+                    contact_keys::contact_id,
+                ))
+                .limit(20_000)
+                .into_boxed();
+            if let Some((k, v, c)) = &last {
+                q = q.filter(
+                    contact_keys::kind
+                        .gt(k.clone())
+                        .or(contact_keys::kind
+                            .eq(k.clone())
+                            .and(contact_keys::value.gt(v.clone())))
+                        .or(contact_keys::kind
+                            .eq(k.clone())
+                            .and(contact_keys::value.eq(v.clone()))
+                            .and(contact_keys::contact_id.gt(c.clone()))),
+                );
+            }
+            let rows: Vec<(String, String, String)> = q.load(conn)?;
+            let Some(end) = rows.last().cloned() else {
+                break;
+            };
+            for (kind, value, contact_id) in rows {
+                let Ok(i) = ids_of.binary_search(&ulid_of(&contact_id)?) else {
+                    continue;
+                };
+                if let Some((pk, pv, pi)) = &previous {
+                    if *pk == kind && *pv == value {
+                        uf.union(i, *pi);
                         continue;
-                    };
-                    match first_of.entry(key_hash(&kind, &value)) {
-                        std::collections::hash_map::Entry::Occupied(e) => {
-                            uf.union(i, *e.get() as usize)
-                        }
-                        std::collections::hash_map::Entry::Vacant(e) => {
-                            e.insert(i as u32);
-                        }
                     }
                 }
+                previous = Some((kind, value, i));
             }
+            last = Some(end);
         }
-        // Groups as runs of an index order: bigger groups first, ties by their oldest contact.
+        // Groups: indexes sorted by root give runs; runs sorted by size (desc), then by
+        // root, which is the group's oldest contact (union keeps the smaller index).
         let roots: Vec<u32> = (0..n).map(|i| uf.find(i) as u32).collect();
         drop(uf);
-        let mut size: HashMap<u32, u32> = HashMap::new();
-        for r in &roots {
-            *size.entry(*r).or_default() += 1;
+        let mut by_root: Vec<u32> = (0..n as u32).collect();
+        by_root.sort_unstable_by_key(|&i| (roots[i as usize], i));
+        let mut runs: Vec<(u32, u32)> = Vec::new(); // (start in by_root, length)
+        let mut s = 0;
+        while s < n {
+            let r = roots[by_root[s] as usize];
+            let mut e = s;
+            while e < n && roots[by_root[e] as usize] == r {
+                e += 1;
+            }
+            runs.push((s as u32, (e - s) as u32));
+            s = e;
         }
-        let mut order: Vec<u32> = (0..n as u32).collect();
-        // A root is its group's smallest index (union keeps the smaller), i.e. its oldest contact.
-        order.sort_unstable_by_key(|&i| {
+        runs.sort_unstable_by_key(|&(start, len)| {
             (
-                std::cmp::Reverse(size[&roots[i as usize]]),
-                roots[i as usize],
-                i,
+                std::cmp::Reverse(len),
+                roots[by_root[start as usize] as usize],
             )
         });
-        drop(size);
 
         // Only existing person ids can be claimed twice; new ones are unique already.
         let mut claimed: std::collections::HashSet<u128> = std::collections::HashSet::new();
@@ -247,14 +265,9 @@ pub fn link_org(conn: &mut DbConnection, org_id: &str) -> Result<LinkCounts, Sto
         let mut new_people: Vec<u128> = Vec::new();
         let mut moves: Vec<(u32, u128)> = Vec::new();
         let mut touched: std::collections::BTreeSet<u128> = std::collections::BTreeSet::new();
-        let mut start = 0;
-        while start < order.len() {
-            let root = roots[order[start] as usize];
-            let mut end = start;
-            while end < order.len() && roots[order[end] as usize] == root {
-                end += 1;
-            }
-            let group = &order[start..end];
+        for &(run_start, run_len) in &runs {
+            let (start, end) = (run_start as usize, (run_start + run_len) as usize);
+            let group = &by_root[start..end];
             counts.people += 1;
             let mut votes: HashMap<u128, usize> = HashMap::new();
             for &i in group {
@@ -298,7 +311,6 @@ pub fn link_org(conn: &mut DbConnection, org_id: &str) -> Result<LinkCounts, Sto
                 write_moves(conn, &ids_of, &moves)?;
                 moves.clear();
             }
-            start = end;
         }
         drop(claimed);
         insert_people(conn, org_id, &new_people, now)?;
