@@ -444,6 +444,20 @@ impl Upstream {
         half + Duration::from_micros(rand::thread_rng().gen_range(0..=half.as_micros() as u64))
     }
 
+    /// `send`, with any answer outside 2xx turned into the provider's error by `classify`.
+    pub async fn send_ok(
+        &self,
+        req: &UpstreamRequest,
+        classify: fn(&UpstreamResponse) -> AdapterError,
+    ) -> Result<UpstreamResponse, AdapterError> {
+        let res = self.send(req).await?;
+        if (200..300).contains(&res.status) {
+            Ok(res)
+        } else {
+            Err(classify(&res))
+        }
+    }
+
     /// Sends the request, waiting for the quota and retrying as the rules allow.
     /// Any status but 429 comes back as a response; a 429 after the last attempt,
     /// a timeout or an unreachable host come back as errors.

@@ -107,12 +107,7 @@ impl PeriskopeClient {
     }
 
     async fn call(&self, req: UpstreamRequest) -> Result<UpstreamResponse, AdapterError> {
-        let res = self.upstream.send(&self.request(req)).await?;
-        if (200..300).contains(&res.status) {
-            Ok(res)
-        } else {
-            Err(classify(&res))
-        }
+        self.upstream.send_ok(&self.request(req), classify).await
     }
 
     /// Replaces the labels of every listed contact (`PATCH /contacts/labels`).

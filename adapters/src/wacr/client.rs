@@ -108,12 +108,7 @@ impl WacrClient {
     async fn call(&self, mut req: UpstreamRequest) -> Result<UpstreamResponse, AdapterError> {
         req.headers
             .push((AUTHORIZATION, format!("Bearer {}", self.api_key)));
-        let res = self.upstream.send(&req).await?;
-        if (200..300).contains(&res.status) {
-            Ok(res)
-        } else {
-            Err(classify(&res))
-        }
+        self.upstream.send_ok(&req, classify).await
     }
 
     fn map(&self, raw: Value) -> Result<ContactRecord, AdapterError> {
