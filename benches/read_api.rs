@@ -134,7 +134,6 @@ async fn main() {
     )
     .expect("app");
     let base = format!("http://127.0.0.1:{}", app.port());
-    let state = app.state();
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CONNECTIONS)
@@ -189,10 +188,11 @@ async fn main() {
             .await
             .expect("query")
             .expect("connection");
-        let (provider, _) = state.live.adapter(&c).expect("adapter");
-        unicontacts::sync::load_connection(&store, provider, &c)
-            .await
-            .expect("load");
+        let run =
+            unicontacts::sync::run::sync_now(&store, &c, "bench", chrono::Duration::minutes(5))
+                .await
+                .expect("sync");
+        assert_eq!(run.status, "succeeded");
         connection_ids.push(id);
     }
 

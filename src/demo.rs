@@ -9,8 +9,9 @@ use crate::ids;
 use crate::routes::api_keys::insert_new_key;
 use crate::startup::AppState;
 use crate::store::connections::{self, Connection, ConnectionSettings, Credentials};
+use crate::store::models::SyncRunRow;
 use crate::store::orgs;
-use crate::sync::{self, LoadCounts};
+use crate::sync::run;
 
 /// The simulators' own API key: they are fakes, this is no secret.
 pub const SIM_KEY: &str = "demo-provider-key-0123456789";
@@ -19,7 +20,7 @@ const SIM_PHONE: &str = "918527184400";
 
 pub struct DemoInfo {
     pub admin_key: String,
-    pub connections: Vec<(Connection, LoadCounts)>,
+    pub connections: Vec<(Connection, SyncRunRow)>,
 }
 
 /// Creates (or points at the new simulator ports) the demo connections and loads them.
@@ -91,23 +92,21 @@ pub async fn setup(state: &AppState, sims: &SimSet) -> Result<DemoInfo, String> 
         .await
         .map_err(|e| format!("demo setup: {e}"))?;
     let mut loaded = Vec::new();
+    let ttl = run::lease_ttl(&state.settings);
     for c in saved {
         state.live.forget(&c.id);
-        let (provider, _) = state
-            .live
-            .adapter(&c)
-            .map_err(|e| format!("demo connection {}: {e}", c.name))?;
-        let counts = sync::load_connection(&state.store, provider, &c)
+        let done = run::sync_now(&state.store, &c, "demo", ttl)
             .await
-            .map_err(|e| format!("loading {}: {e}", c.name))?;
-        loaded.push((c, counts));
+            .map_err(|e| format!("syncing {}: {e}", c.name))?;
+        if done.status != "succeeded" {
+            return Err(format!(
+                "syncing {}: {}",
+                c.name,
+                done.error.unwrap_or_default()
+            ));
+        }
+        loaded.push((c, done));
     }
-    let org_id = org.id.clone();
-    state
-        .store
-        .write(move |conn| crate::sync::link::link_org(conn, &org_id))
-        .await
-        .map_err(|e| format!("linking people: {e}"))?;
     tracing::info!(org_id = %org.id, "demo ready");
     Ok(DemoInfo {
         admin_key: key,

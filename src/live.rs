@@ -119,9 +119,8 @@ pub struct Live {
     adapters: Mutex<HashMap<String, Entry>>,
 }
 
-/// The adapter settings of a connection, for interactive reads: short deadlines,
-/// and no long waits for the quota (a caller would rather get a stale copy).
-pub fn adapter_config(c: &Connection, timeout: Duration) -> ConnectionConfig {
+/// The adapter settings of a connection, with the upstream behaviour of the caller.
+pub fn connection_config(c: &Connection, upstream: UpstreamConfig) -> ConnectionConfig {
     ConnectionConfig {
         kind: c.provider,
         base_url: c.base_url.clone(),
@@ -129,15 +128,21 @@ pub fn adapter_config(c: &Connection, timeout: Duration) -> ConnectionConfig {
         phone: c.credentials.phone.clone(),
         session: c.credentials.session.clone(),
         default_country: c.settings.default_country.clone(),
-        upstream: UpstreamConfig {
-            connect_timeout: Duration::from_secs(3).min(timeout),
-            timeout,
-            max_attempts: 3,
-            backoff_base: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(1),
-            max_throttle_wait: Duration::from_secs(2),
-            rate_limit_per_second: c.settings.rate_limit_per_second,
-        },
+        upstream,
+    }
+}
+
+/// Upstream behaviour for interactive reads: short deadlines, and no long waits for
+/// the quota (a caller would rather get a stale copy).
+fn live_upstream(c: &Connection, timeout: Duration) -> UpstreamConfig {
+    UpstreamConfig {
+        connect_timeout: Duration::from_secs(3).min(timeout),
+        timeout,
+        max_attempts: 3,
+        backoff_base: Duration::from_millis(100),
+        backoff_max: Duration::from_secs(1),
+        max_throttle_wait: Duration::from_secs(2),
+        rate_limit_per_second: c.settings.rate_limit_per_second,
     }
 }
 
@@ -197,7 +202,10 @@ impl Live {
                 return Ok((e.provider.clone(), e.breaker.clone()));
             }
         }
-        let provider = unicontacts_adapters::connect(adapter_config(c, self.upstream_timeout))?;
+        let provider = unicontacts_adapters::connect(connection_config(
+            c,
+            live_upstream(c, self.upstream_timeout),
+        ))?;
         let breaker = Arc::new(Breaker::default());
         map.insert(
             c.id.clone(),

@@ -380,8 +380,25 @@ async fn sync(settings: Settings, only: Option<String>) -> Result<(), String> {
             }
             Err(e) => return Err(e.to_string()),
         };
-        let provider = unicontacts_adapters::connect(run::sync_adapter_config(&c))
-            .map_err(|e| e.to_string())?;
+        let provider = match unicontacts_adapters::connect(run::sync_adapter_config(&c)) {
+            Ok(p) => p,
+            Err(e) => {
+                let done = run::fail_before_start(
+                    &store,
+                    started,
+                    format!("the connection cannot be used: {e}"),
+                )
+                .await;
+                println!(
+                    "{} ({}): failed: {}",
+                    c.name,
+                    c.id,
+                    done.error.unwrap_or_default()
+                );
+                failed += 1;
+                continue;
+            }
+        };
         println!("{} ({}, {}): run {}", c.name, c.provider, c.id, started.id);
         let bar = terminal.then(|| {
             let bar = indicatif::ProgressBar::new_spinner();

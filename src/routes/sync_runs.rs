@@ -130,18 +130,12 @@ pub async fn trigger_sync(
     let provider = match unicontacts_adapters::connect(run::sync_adapter_config(&c)) {
         Ok(p) => p,
         Err(e) => {
-            // Record the failure so the lease is released and the history says why.
-            let store = state.store.clone();
-            let mut failed = started.clone();
-            failed.status = "failed".into();
-            failed.error = Some(format!("the connection cannot be used: {e}"));
-            failed.finished_at = Some(ids::now());
-            store
-                .run(move |conn| queries::finish_run(conn, &failed))
-                .await?;
+            // Recorded, so the lease is released and the history says why.
+            let message = format!("the connection cannot be used: {e}");
+            run::fail_before_start(&state.store, started, message.clone()).await;
             return Err(ApiError::new(
                 crate::error::ErrorCode::UpstreamError,
-                format!("the connection cannot be used: {e}"),
+                message,
             ));
         }
     };

@@ -37,14 +37,9 @@ pub fn holder_id() -> String {
 /// Adapter settings for a sync: patient with the quota (waiting beats failing a
 /// run), more attempts, longer deadlines than interactive reads.
 pub fn sync_adapter_config(c: &Connection) -> ConnectionConfig {
-    ConnectionConfig {
-        kind: c.provider,
-        base_url: c.base_url.clone(),
-        api_key: c.credentials.api_key.clone(),
-        phone: c.credentials.phone.clone(),
-        session: c.credentials.session.clone(),
-        default_country: c.settings.default_country.clone(),
-        upstream: UpstreamConfig {
+    crate::live::connection_config(
+        c,
+        UpstreamConfig {
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(60),
             max_attempts: 5,
@@ -53,7 +48,44 @@ pub fn sync_adapter_config(c: &Connection) -> ConnectionConfig {
             max_throttle_wait: Duration::from_secs(180),
             rate_limit_per_second: c.settings.rate_limit_per_second,
         },
+    )
+}
+
+/// Starts a run and waits for it: the lease, the adapter, the run. For callers that
+/// want the outcome (the CLI, the demo); the API starts runs and returns at once.
+pub async fn sync_now(
+    store: &Store,
+    c: &Connection,
+    trigger: &str,
+    ttl: chrono::Duration,
+) -> Result<SyncRunRow, String> {
+    let run = start(store, c, trigger, &holder_id(), ttl, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let provider = match unicontacts_adapters::connect(sync_adapter_config(c)) {
+        Ok(p) => p,
+        Err(e) => {
+            return Ok(
+                fail_before_start(store, run, format!("the connection cannot be used: {e}")).await,
+            )
+        }
+    };
+    Ok(execute(store.clone(), provider, c.clone(), run, ttl, |_| {}).await)
+}
+
+/// Records a run that could not begin (no usable adapter), releasing its lease.
+pub async fn fail_before_start(store: &Store, mut run: SyncRunRow, error: String) -> SyncRunRow {
+    run.status = "failed".into();
+    run.error = Some(error);
+    run.finished_at = Some(ids::now());
+    let finished = run.clone();
+    if let Err(e) = store
+        .write(move |conn| sync_runs::finish_run(conn, &finished))
+        .await
+    {
+        tracing::error!(run_id = %run.id, error = %e, "could not record the end of a sync run");
     }
+    run
 }
 
 /// Takes the lease and records a running run.

@@ -348,14 +348,15 @@ impl TestApp {
         total
     }
 
-    /// Loads every contact of one connection into the store.
+    /// Loads every contact of one connection into the store (a sync run, waited for).
     pub async fn load(&self, connection: &Value) -> u64 {
         let connection = self.connection(&Sims::id(connection)).await;
-        let (provider, _) = self.state.live.adapter(&connection).expect("adapter");
-        let counts = unicontacts::sync::load_connection(&self.store, provider, &connection)
+        let ttl = unicontacts::sync::run::lease_ttl(&self.state.settings);
+        let run = unicontacts::sync::run::sync_now(&self.store, &connection, "test", ttl)
             .await
-            .expect("load");
-        counts.created + counts.updated + counts.unchanged
+            .expect("sync");
+        assert_eq!(run.status, "succeeded", "{:?}", run.error);
+        (run.created + run.updated + run.unchanged) as u64
     }
 
     /// A key of the test's org with only `contacts:read`.
