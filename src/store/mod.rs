@@ -112,7 +112,17 @@ impl ManageConnection for Manager {
 
     fn connect(&self) -> Result<DbConnection, Self::Error> {
         match &self.target {
-            Target::Postgres(url) => PgConnection::establish(url).map(DbConnection::Postgresql),
+            Target::Postgres(url) => {
+                // libpq's TLS is OpenSSL, which by default registers an exit handler
+                // that frees its tables. A pool thread still in a TLS handshake when
+                // the process exits (a CLI command done while the pool fills, a
+                // server stopping) then reads freed memory and the process dies with
+                // SIGSEGV (seen: 1 `migrate` in 15). Initialising OpenSSL ourselves
+                // first, as openssl-sys does, with OPENSSL_INIT_NO_ATEXIT, leaves the
+                // cleanup to the OS. Idempotent, so each connect may call it.
+                openssl_sys::init();
+                PgConnection::establish(url).map(DbConnection::Postgresql)
+            }
             Target::Sqlite(uri) => {
                 let mut conn = SqliteConnection::establish(uri)?;
                 // The busy timeout first, so the other pragmas wait for a lock instead of
