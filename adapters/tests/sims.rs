@@ -723,8 +723,11 @@ async fn a_limit_lowered_mid_run_is_followed_within_one_window() {
     for (window, n) in per_window.range(changed_at + 1..) {
         assert!(*n <= 4, "window {window}: {n} requests: {per_window:?}");
     }
+    // Each of the 4 callers can have one call out before the client hears of the
+    // new limit (the window may already hold more calls than the new limit allows):
+    // at most one 429 per caller, none after.
     assert!(
-        client.stats().throttled_429 <= 2,
+        client.stats().throttled_429 <= 4,
         "at most the calls already in flight at the change: {:?}",
         client.stats()
     );
