@@ -428,7 +428,17 @@ async fn load(
                 connection_id: &c.id,
                 provider: c.provider,
             };
-            contacts::upsert_contact(conn, &origin, &record, fetched_at).map(|(row, _)| row)
+            diesel::Connection::transaction(conn, |conn| {
+                crate::sync::link::lock_org(conn, &c.org_id)?;
+                let (row, what) = contacts::upsert_contact(conn, &origin, &record, fetched_at)?;
+                if what == contacts::Upserted::Unchanged {
+                    return Ok(row);
+                }
+                // A new or changed contact joins its person at once.
+                crate::sync::link::link_contacts(conn, &c.org_id, std::slice::from_ref(&row.id))?;
+                contacts::find_contact(conn, &c.org_id, &row.id)?
+                    .ok_or_else(|| StoreError::Corrupt(format!("contact {} vanished", row.id)))
+            })
         })
         .await
         .map_err(LoadError::Store)?;

@@ -431,7 +431,8 @@ async fn sync(settings: Settings, only: Option<String>) -> Result<(), String> {
             done.throttled_429,
             done.error.as_deref().map(|e| format!("; {e}")).unwrap_or_default()
         );
-        if done.status == "failed" {
+        // A partial run left records behind: worth a non-zero exit for a scheduler.
+        if done.status != "succeeded" {
             failed += 1;
         }
     }

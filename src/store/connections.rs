@@ -209,11 +209,19 @@ pub fn delete_connection(
     org_id: &str,
     id: &str,
 ) -> Result<bool, StoreError> {
-    let n = diesel::delete(
-        connections::table
+    diesel::Connection::transaction(conn, |conn| {
+        let mine = connections::table
             .filter(connections::org_id.eq(org_id))
-            .filter(connections::id.eq(id)),
-    )
-    .execute(conn)?;
-    Ok(n == 1)
+            .filter(connections::id.eq(id))
+            .count()
+            .get_result::<i64>(conn)?
+            == 1;
+        if !mine {
+            return Ok(false);
+        }
+        // Seen sets are keyed by run, and the runs go with the connection (cascade).
+        super::sync_runs::drop_seen_sets(conn, id)?;
+        diesel::delete(connections::table.filter(connections::id.eq(id))).execute(conn)?;
+        Ok(true)
+    })
 }

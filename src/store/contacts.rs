@@ -30,7 +30,12 @@ pub struct Origin<'a> {
     pub provider: ProviderKind,
 }
 
-struct Prepared {
+/// A record made ready to store: serialised, hashed and keyed once, whether it is
+/// then compared, inserted or updated.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub remote_id: String,
+    remote_updated_at: Option<NaiveDateTime>,
     record_json: String,
     remote_data: Option<String>,
     hash: String,
@@ -38,11 +43,46 @@ struct Prepared {
     keys: Vec<(&'static str, String)>,
 }
 
-fn prepare(record: &ContactRecord) -> Result<Prepared, StoreError> {
-    let mut bare = record.clone();
-    let remote_data = bare.remote_data.take();
+impl Prepared {
+    /// The content hash the record is stored under (what a sync compares).
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// The row of a new contact (a new id, no person yet).
+    fn new_row(
+        &self,
+        origin: &Origin<'_>,
+        fetched_at: NaiveDateTime,
+        now: NaiveDateTime,
+        list_hash: Option<String>,
+    ) -> ContactRow {
+        ContactRow {
+            id: ids::new_id(ids::CONTACT),
+            org_id: origin.org_id.to_string(),
+            connection_id: origin.connection_id.to_string(),
+            provider: origin.provider.as_str().to_string(),
+            remote_id: self.remote_id.clone(),
+            person_id: None,
+            search_text: self.search_text.clone(),
+            record: self.record_json.clone(),
+            remote_data: self.remote_data.clone(),
+            content_hash: self.hash.clone(),
+            remote_updated_at: self.remote_updated_at,
+            fetched_at,
+            remote_was_deleted: false,
+            created_at: now,
+            updated_at: now,
+            list_hash,
+        }
+    }
+}
+
+/// Takes the record apart into what a row holds (no copy of `remote_data`).
+pub fn prepare(mut record: ContactRecord) -> Result<Prepared, StoreError> {
+    let remote_data = record.remote_data.take();
     let record_json =
-        serde_json::to_string(&bare).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        serde_json::to_string(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let remote_data = remote_data
         .map(|v| serde_json::to_string(&v))
         .transpose()
@@ -88,6 +128,8 @@ fn prepare(record: &ContactRecord) -> Result<Prepared, StoreError> {
     keys.sort();
     keys.dedup();
     Ok(Prepared {
+        remote_id: record.remote_id,
+        remote_updated_at: record.remote_updated_at.map(|t| t.naive_utc()),
         record_json,
         remote_data,
         hash,
@@ -96,79 +138,68 @@ fn prepare(record: &ContactRecord) -> Result<Prepared, StoreError> {
     })
 }
 
-/// Inserts contacts known to be new, many rows per statement (a sync's first pass).
-/// A unique violation means one was inserted meanwhile: the caller falls back to upserts.
-pub fn insert_new_contacts(
-    conn: &mut DbConnection,
-    origin: &Origin<'_>,
-    records: &[(ContactRecord, Option<String>)],
-    fetched_at: NaiveDateTime,
-) -> Result<usize, StoreError> {
-    let now = ids::now();
-    let mut rows = Vec::with_capacity(records.len());
-    let mut keys: Vec<(String, &'static str, String)> = Vec::new();
-    for (record, list_hash) in records {
-        let p = prepare(record)?;
-        let id = ids::new_id(ids::CONTACT);
-        for (kind, value) in p.keys {
-            keys.push((id.clone(), kind, value));
-        }
-        rows.push(ContactRow {
-            id,
-            org_id: origin.org_id.to_string(),
-            connection_id: origin.connection_id.to_string(),
-            provider: origin.provider.as_str().to_string(),
-            remote_id: record.remote_id.clone(),
-            person_id: None,
-            search_text: p.search_text,
-            record: p.record_json,
-            remote_data: p.remote_data,
-            content_hash: p.hash,
-            remote_updated_at: record.remote_updated_at.map(|t| t.naive_utc()),
-            fetched_at,
-            remote_was_deleted: false,
-            created_at: now,
-            updated_at: now,
-            list_hash: list_hash.clone(),
-        });
-    }
-    // Multi-row inserts exist per backend, not on the MultiBackend.
-    for chunk in rows.chunks(200) {
-        match conn {
-            DbConnection::Sqlite(c) => diesel::insert_into(contacts::table)
-                .values(chunk)
-                .execute(c)?,
-            DbConnection::Postgresql(c) => diesel::insert_into(contacts::table)
-                .values(chunk)
-                .execute(c)?,
-        };
-    }
-    for chunk in keys.chunks(1000) {
-        let values: Vec<_> = chunk
-            .iter()
-            .map(|(id, kind, value)| {
-                (
-                    contact_keys::contact_id.eq(id),
-                    contact_keys::kind.eq(*kind),
-                    contact_keys::value.eq(value),
-                )
-            })
-            .collect();
-        match conn {
-            DbConnection::Sqlite(c) => diesel::insert_into(contact_keys::table)
-                .values(&values)
-                .execute(c)?,
-            DbConnection::Postgresql(c) => diesel::insert_into(contact_keys::table)
-                .values(&values)
-                .execute(c)?,
-        };
-    }
-    Ok(rows.len())
+/// Contacts known to be new, as rows (ids given) with their keys: a sync's first
+/// pass links them before they are inserted, so each row is written once.
+pub struct NewContacts {
+    pub rows: Vec<ContactRow>,
+    /// `(row index, kind, value)`.
+    pub keys: Vec<(usize, &'static str, String)>,
 }
 
-/// The content hash a record is stored under (what a sync compares).
-pub fn content_hash(record: &ContactRecord) -> Result<String, StoreError> {
-    prepare(record).map(|p| p.hash)
+impl NewContacts {
+    pub fn new(
+        origin: &Origin<'_>,
+        records: &[(Prepared, Option<String>)],
+        fetched_at: NaiveDateTime,
+    ) -> Self {
+        let now = ids::now();
+        let mut rows = Vec::with_capacity(records.len());
+        let mut keys = Vec::new();
+        for (p, list_hash) in records {
+            for (kind, value) in &p.keys {
+                keys.push((rows.len(), *kind, value.clone()));
+            }
+            rows.push(p.new_row(origin, fetched_at, now, list_hash.clone()));
+        }
+        NewContacts { rows, keys }
+    }
+
+    /// Inserts them, many rows per statement. A unique violation means one was
+    /// inserted meanwhile: the caller falls back to upserts.
+    pub fn insert(&self, conn: &mut DbConnection) -> Result<(), StoreError> {
+        // Multi-row inserts exist per backend, not on the MultiBackend.
+        for chunk in self.rows.chunks(200) {
+            match conn {
+                DbConnection::Sqlite(c) => diesel::insert_into(contacts::table)
+                    .values(chunk)
+                    .execute(c)?,
+                DbConnection::Postgresql(c) => diesel::insert_into(contacts::table)
+                    .values(chunk)
+                    .execute(c)?,
+            };
+        }
+        for chunk in self.keys.chunks(1000) {
+            let values: Vec<_> = chunk
+                .iter()
+                .map(|(row, kind, value)| {
+                    (
+                        contact_keys::contact_id.eq(&self.rows[*row].id),
+                        contact_keys::kind.eq(*kind),
+                        contact_keys::value.eq(value),
+                    )
+                })
+                .collect();
+            match conn {
+                DbConnection::Sqlite(c) => diesel::insert_into(contact_keys::table)
+                    .values(&values)
+                    .execute(c)?,
+                DbConnection::Postgresql(c) => diesel::insert_into(contact_keys::table)
+                    .values(&values)
+                    .execute(c)?,
+            };
+        }
+        Ok(())
+    }
 }
 
 /// What the store holds of a connection's contacts, by remote id, for one page.
@@ -275,9 +306,18 @@ pub fn upsert_contact(
     record: &ContactRecord,
     fetched_at: NaiveDateTime,
 ) -> Result<(ContactRow, Upserted), StoreError> {
-    let prepared = prepare(record)?;
+    upsert_prepared(conn, origin, &prepare(record.clone())?, fetched_at)
+}
+
+/// `upsert_contact` for a record already prepared.
+pub fn upsert_prepared(
+    conn: &mut DbConnection,
+    origin: &Origin<'_>,
+    prepared: &Prepared,
+    fetched_at: NaiveDateTime,
+) -> Result<(ContactRow, Upserted), StoreError> {
     let attempt = |conn: &mut DbConnection| {
-        conn.transaction(|conn| upsert_prepared(conn, origin, record, &prepared, fetched_at))
+        conn.transaction(|conn| upsert_once(conn, origin, prepared, fetched_at))
     };
     match attempt(conn) {
         // Someone inserted the same contact between our read and our insert: it exists now.
@@ -286,34 +326,16 @@ pub fn upsert_contact(
     }
 }
 
-fn upsert_prepared(
+fn upsert_once(
     conn: &mut DbConnection,
     origin: &Origin<'_>,
-    record: &ContactRecord,
     p: &Prepared,
     fetched_at: NaiveDateTime,
 ) -> Result<(ContactRow, Upserted), StoreError> {
     let now = ids::now();
-    match find_contact_by_remote(conn, origin.connection_id, &record.remote_id)? {
+    match find_contact_by_remote(conn, origin.connection_id, &p.remote_id)? {
         None => {
-            let row = ContactRow {
-                id: ids::new_id(ids::CONTACT),
-                org_id: origin.org_id.to_string(),
-                connection_id: origin.connection_id.to_string(),
-                provider: origin.provider.as_str().to_string(),
-                remote_id: record.remote_id.clone(),
-                person_id: None,
-                search_text: p.search_text.clone(),
-                record: p.record_json.clone(),
-                remote_data: p.remote_data.clone(),
-                content_hash: p.hash.clone(),
-                remote_updated_at: record.remote_updated_at.map(|t| t.naive_utc()),
-                fetched_at,
-                remote_was_deleted: false,
-                created_at: now,
-                updated_at: now,
-                list_hash: None,
-            };
+            let row = p.new_row(origin, fetched_at, now, None);
             diesel::insert_into(contacts::table)
                 .values(&row)
                 .execute(conn)?;
@@ -332,7 +354,7 @@ fn upsert_prepared(
             row.record = p.record_json.clone();
             row.remote_data = p.remote_data.clone();
             row.content_hash = p.hash.clone();
-            row.remote_updated_at = record.remote_updated_at.map(|t| t.naive_utc());
+            row.remote_updated_at = p.remote_updated_at;
             row.fetched_at = fetched_at;
             row.remote_was_deleted = false;
             row.updated_at = now;

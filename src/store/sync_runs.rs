@@ -98,8 +98,6 @@ pub fn start_run(
                     sync_runs::finished_at.eq(Some(now)),
                 ))
                 .execute(conn)?;
-                diesel::delete(sync_seen::table.filter(sync_seen::run_id.eq(&old_run)))
-                    .execute(conn)?;
             }
             None => {
                 diesel::insert_into(sync_leases::table)
@@ -116,6 +114,10 @@ pub fn start_run(
                     })?;
             }
         }
+        // The seen sets of the connection's earlier runs (finished, or abandoned
+        // just above): dropped here rather than at the end of each run, where
+        // deleting 100 000 rows kept a finished run waiting.
+        drop_seen_sets(conn, connection_id)?;
         diesel::insert_into(sync_runs::table)
             .values(&run)
             .execute(conn)?;
@@ -159,7 +161,23 @@ pub fn save_progress(conn: &mut DbConnection, run: &SyncRunRow) -> Result<(), St
     Ok(())
 }
 
-/// Ends the run: final status and counts, its seen set dropped, its lease released.
+/// Drops the seen sets of every run of the connection.
+pub fn drop_seen_sets(conn: &mut DbConnection, connection_id: &str) -> Result<(), StoreError> {
+    diesel::delete(
+        sync_seen::table.filter(
+            sync_seen::run_id.eq_any(
+                sync_runs::table
+                    .filter(sync_runs::connection_id.eq(connection_id))
+                    .select(sync_runs::id),
+            ),
+        ),
+    )
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Ends the run: final status and counts, its lease released. (Its seen set goes
+/// when the connection's next run starts.)
 pub fn finish_run(conn: &mut DbConnection, run: &SyncRunRow) -> Result<(), StoreError> {
     conn.transaction(|conn| {
         save_progress(conn, run)?;
@@ -170,7 +188,6 @@ pub fn finish_run(conn: &mut DbConnection, run: &SyncRunRow) -> Result<(), Store
                 sync_runs::finished_at.eq(run.finished_at),
             ))
             .execute(conn)?;
-        diesel::delete(sync_seen::table.filter(sync_seen::run_id.eq(&run.id))).execute(conn)?;
         diesel::delete(sync_leases::table.filter(sync_leases::run_id.eq(&run.id))).execute(conn)?;
         Ok(())
     })
@@ -200,29 +217,41 @@ pub fn mark_seen(
     Ok(())
 }
 
-/// After a complete listing: every live contact of the connection the run did not
-/// see is marked deleted upstream. Returns how many.
+/// After a complete listing: the next `limit` live contacts of the connection the
+/// run did not see (in remote id order, after the remote id `after`: the order of
+/// the connection's unique index, so no sort) are marked deleted upstream. Returns
+/// their `(remote id, id)`s (none left: empty).
 pub fn mark_unseen_deleted(
     conn: &mut DbConnection,
     connection_id: &str,
     run_id: &str,
-) -> Result<i64, StoreError> {
-    let n = diesel::update(
-        contacts::table
-            .filter(contacts::connection_id.eq(connection_id))
-            .filter(contacts::remote_was_deleted.eq(false))
-            .filter(not(exists(
-                sync_seen::table
-                    .filter(sync_seen::run_id.eq(run_id))
-                    .filter(sync_seen::remote_id.eq(contacts::remote_id)),
-            ))),
-    )
-    .set((
-        contacts::remote_was_deleted.eq(true),
-        contacts::updated_at.eq(ids::now()),
-    ))
-    .execute(conn)?;
-    Ok(n as i64)
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut query = contacts::table
+        .filter(contacts::connection_id.eq(connection_id))
+        .filter(contacts::remote_was_deleted.eq(false))
+        .filter(not(exists(
+            sync_seen::table
+                .filter(sync_seen::run_id.eq(run_id))
+                .filter(sync_seen::remote_id.eq(contacts::remote_id)),
+        )))
+        .select((contacts::remote_id, contacts::id))
+        .order(contacts::remote_id.asc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(contacts::remote_id.gt(after.to_string()));
+    }
+    let gone: Vec<(String, String)> = query.load(conn)?;
+    let ids: Vec<&str> = gone.iter().map(|(_, id)| id.as_str()).collect();
+    diesel::update(contacts::table.filter(contacts::id.eq_any(&ids)))
+        .set((
+            contacts::remote_was_deleted.eq(true),
+            contacts::updated_at.eq(ids::now()),
+        ))
+        .execute(conn)?;
+    Ok(gone)
 }
 
 pub fn find_run(

@@ -5,7 +5,8 @@
 //! gets a new one, and people left without contacts are removed. Deleted contacts
 //! belong to no person.
 
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use diesel::prelude::*;
 
@@ -148,11 +149,146 @@ fn id_of(prefix: &str, ulid: u128) -> String {
     format!("{prefix}_{}", ulid::Ulid(ulid).to_string().to_lowercase())
 }
 
-/// Relinks every live contact of the org, in one transaction. Memory is kept small
-/// per contact (ids as 128-bit ULIDs, keys as 128-bit hashes, indexes as u32), and
-/// rows are read and written in chunks.
+/// Linking of one org is serialised across processes: on PostgreSQL by a
+/// transaction-scoped advisory lock, taken before a transaction's first write so
+/// that two writers never wait on each other's rows; on SQLite writers are one at a
+/// time already. Without it two concurrent pages could each miss the other's
+/// contact with the same phone and leave one person split in two.
+pub fn lock_org(conn: &mut DbConnection, org_id: &str) -> Result<(), StoreError> {
+    if let DbConnection::Postgresql(c) = conn {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(format!("unicontacts.link:{org_id}").as_bytes());
+        let key = i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+            .bind::<diesel::sql_types::BigInt, _>(key)
+            .execute(c)?;
+    }
+    Ok(())
+}
+
+/// What linking decided for a set of live contacts: each group of linked contacts
+/// keeps the person most of it already had (bigger groups choose first, ties to the
+/// group with the oldest contact, votes tied to the smaller person id), or gets a
+/// new one. Writes the new people and the moved contacts in chunks.
+///
+/// `ids_of` are the contacts in id order, `person_of` their people (0 = none) and
+/// `roots` each one's group (the smallest index in it).
+fn settle(
+    conn: &mut DbConnection,
+    org_id: &str,
+    ids_of: &[u128],
+    person_of: &[u128],
+    roots: &[u32],
+    incoming: &[bool],
+) -> Result<(LinkCounts, Vec<(u32, u128)>), StoreError> {
+    // Contacts not stored yet get their person when inserted, not by an update.
+    let mut assigned: Vec<(u32, u128)> = Vec::new();
+    let n = ids_of.len();
+    // Indexes sorted by root give runs; runs sorted by size (desc), then by root.
+    let mut by_root: Vec<u32> = (0..n as u32).collect();
+    by_root.sort_unstable_by_key(|&i| (roots[i as usize], i));
+    let mut runs: Vec<(u32, u32)> = Vec::new(); // (start in by_root, length)
+    let mut s = 0;
+    while s < n {
+        let r = roots[by_root[s] as usize];
+        let mut e = s;
+        while e < n && roots[by_root[e] as usize] == r {
+            e += 1;
+        }
+        runs.push((s as u32, (e - s) as u32));
+        s = e;
+    }
+    runs.sort_unstable_by_key(|&(start, len)| {
+        (
+            std::cmp::Reverse(len),
+            roots[by_root[start as usize] as usize],
+        )
+    });
+
+    // Only existing person ids can be claimed twice; new ones are unique already.
+    let mut claimed: HashSet<u128> = HashSet::new();
+    let mut counts = LinkCounts::default();
+    let now = ids::now();
+    // Written whenever a chunk fills, so neither list grows with the org.
+    let mut new_people: Vec<u128> = Vec::new();
+    let mut moves: Vec<(u32, u128)> = Vec::new();
+    // Existing people that gain or lose a contact.
+    let mut touched: BTreeSet<u128> = BTreeSet::new();
+    for &(run_start, run_len) in &runs {
+        let (start, end) = (run_start as usize, (run_start + run_len) as usize);
+        let group = &by_root[start..end];
+        counts.people += 1;
+        let mut votes: HashMap<u128, usize> = HashMap::new();
+        for &i in group {
+            let p = person_of[i as usize];
+            if p != 0 && !claimed.contains(&p) {
+                *votes.entry(p).or_default() += 1;
+            }
+        }
+        let (person, existing) = match votes
+            .into_iter()
+            .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+        {
+            Some((p, _)) => {
+                claimed.insert(p);
+                (p, true)
+            }
+            None => {
+                let p = ulid::Ulid::new().0;
+                new_people.push(p);
+                counts.people_created += 1;
+                if new_people.len() >= 500 {
+                    insert_people(conn, org_id, &new_people, now)?;
+                    new_people.clear();
+                }
+                (p, false)
+            }
+        };
+        for &i in group {
+            let old = person_of[i as usize];
+            if incoming.get(i as usize).copied().unwrap_or(false) {
+                assigned.push((i, person));
+                if existing {
+                    touched.insert(person);
+                }
+            } else if old != person {
+                moves.push((i, person));
+                counts.contacts_moved += 1;
+                if old != 0 {
+                    touched.insert(old);
+                }
+                if existing {
+                    touched.insert(person);
+                }
+            }
+        }
+        if moves.len() >= 500 {
+            // People before the contacts that point at them.
+            insert_people(conn, org_id, &new_people, now)?;
+            new_people.clear();
+            write_moves(conn, ids_of, &moves)?;
+            moves.clear();
+        }
+    }
+    drop(claimed);
+    insert_people(conn, org_id, &new_people, now)?;
+    write_moves(conn, ids_of, &moves)?;
+    let touched: Vec<String> = touched.into_iter().map(|p| id_of(ids::PERSON, p)).collect();
+    for chunk in touched.chunks(500) {
+        diesel::update(people::table.filter(people::id.eq_any(chunk)))
+            .set(people::updated_at.eq(now))
+            .execute(conn)?;
+    }
+    Ok((counts, assigned))
+}
+
+/// Relinks every live contact of the org, in one transaction: the whole-org
+/// recomputation (repairs, and the reference the incremental linking is tested
+/// against). Memory is kept small per contact (ids as 128-bit ULIDs, indexes as
+/// u32), and rows are read and written in chunks.
 pub fn link_org(conn: &mut DbConnection, org_id: &str) -> Result<LinkCounts, StoreError> {
     conn.transaction(|conn| {
+        lock_org(conn, org_id)?;
         // Live contacts in id order: an index is a position, found by binary search.
         let mut ids_of: Vec<u128> = Vec::new();
         let mut person_of: Vec<u128> = Vec::new(); // 0 = none
@@ -178,149 +314,51 @@ pub fn link_org(conn: &mut DbConnection, org_id: &str) -> Result<LinkCounts, Sto
             }
             after = Some(last);
         }
-        let n = ids_of.len();
-        let mut uf = UnionFind::new(n);
-        // Keys in (kind, value) order: equal keys are adjacent, so no map of keys is
-        // held; read in pages by keyset.
-        let mut last: Option<(String, String, String)> = None;
-        let mut previous: Option<(String, String, usize)> = None;
-        loop {
-            let mut q = contact_keys::table
-                .inner_join(contacts::table)
-                .filter(contacts::org_id.eq(org_id))
-                .filter(contacts::remote_was_deleted.eq(false))
-                .filter(contact_keys::kind.eq_any(["phone", "lid"]))
-                .order((
-                    contact_keys::kind.asc(),
-                    contact_keys::value.asc(),
-                    contact_keys::contact_id.asc(),
-                ))
-                .select((
-                    contact_keys::kind,
-                    contact_keys::value,
-                    contact_keys::contact_id,
-                ))
-                .limit(20_000)
-                .into_boxed();
-            if let Some((k, v, c)) = &last {
-                q = q.filter(
-                    contact_keys::kind
-                        .gt(k.clone())
-                        .or(contact_keys::kind
-                            .eq(k.clone())
-                            .and(contact_keys::value.gt(v.clone())))
-                        .or(contact_keys::kind
-                            .eq(k.clone())
-                            .and(contact_keys::value.eq(v.clone()))
+        let mut uf = UnionFind::new(ids_of.len());
+        // Keys read per kind in value order: equal keys are adjacent, so no map of
+        // keys is held; pages by keyset on (value, contact).
+        for kind in LINK_KINDS {
+            let mut last: Option<(String, String)> = None;
+            let mut previous: Option<(String, usize)> = None;
+            loop {
+                let mut q = contact_keys::table
+                    .inner_join(contacts::table)
+                    .filter(contacts::org_id.eq(org_id))
+                    .filter(contacts::remote_was_deleted.eq(false))
+                    .filter(contact_keys::kind.eq(kind))
+                    .order((contact_keys::value.asc(), contact_keys::contact_id.asc()))
+                    .select((contact_keys::value, contact_keys::contact_id))
+                    .limit(20_000)
+                    .into_boxed();
+                if let Some((v, c)) = &last {
+                    q = q.filter(
+                        contact_keys::value.gt(v.clone()).or(contact_keys::value
+                            .eq(v.clone())
                             .and(contact_keys::contact_id.gt(c.clone()))),
-                );
-            }
-            let rows: Vec<(String, String, String)> = q.load(conn)?;
-            let Some(end) = rows.last().cloned() else {
-                break;
-            };
-            for (kind, value, contact_id) in rows {
-                let Ok(i) = ids_of.binary_search(&ulid_of(&contact_id)?) else {
-                    continue;
+                    );
+                }
+                let rows: Vec<(String, String)> = q.load(conn)?;
+                let Some(end) = rows.last().cloned() else {
+                    break;
                 };
-                if let Some((pk, pv, pi)) = &previous {
-                    if *pk == kind && *pv == value {
-                        uf.union(i, *pi);
+                for (value, contact_id) in rows {
+                    let Ok(i) = ids_of.binary_search(&ulid_of(&contact_id)?) else {
                         continue;
+                    };
+                    if let Some((pv, pi)) = &previous {
+                        if *pv == value {
+                            uf.union(i, *pi);
+                            continue;
+                        }
                     }
+                    previous = Some((value, i));
                 }
-                previous = Some((kind, value, i));
+                last = Some(end);
             }
-            last = Some(end);
         }
-        // Groups: indexes sorted by root give runs; runs sorted by size (desc), then by
-        // root, which is the group's oldest contact (union keeps the smaller index).
-        let roots: Vec<u32> = (0..n).map(|i| uf.find(i) as u32).collect();
+        let roots: Vec<u32> = (0..ids_of.len()).map(|i| uf.find(i) as u32).collect();
         drop(uf);
-        let mut by_root: Vec<u32> = (0..n as u32).collect();
-        by_root.sort_unstable_by_key(|&i| (roots[i as usize], i));
-        let mut runs: Vec<(u32, u32)> = Vec::new(); // (start in by_root, length)
-        let mut s = 0;
-        while s < n {
-            let r = roots[by_root[s] as usize];
-            let mut e = s;
-            while e < n && roots[by_root[e] as usize] == r {
-                e += 1;
-            }
-            runs.push((s as u32, (e - s) as u32));
-            s = e;
-        }
-        runs.sort_unstable_by_key(|&(start, len)| {
-            (
-                std::cmp::Reverse(len),
-                roots[by_root[start as usize] as usize],
-            )
-        });
-
-        // Only existing person ids can be claimed twice; new ones are unique already.
-        let mut claimed: std::collections::HashSet<u128> = std::collections::HashSet::new();
-        let mut counts = LinkCounts::default();
-        let now = ids::now();
-        // Written whenever a chunk fills, so neither list grows with the org.
-        let mut new_people: Vec<u128> = Vec::new();
-        let mut moves: Vec<(u32, u128)> = Vec::new();
-        let mut touched: std::collections::BTreeSet<u128> = std::collections::BTreeSet::new();
-        for &(run_start, run_len) in &runs {
-            let (start, end) = (run_start as usize, (run_start + run_len) as usize);
-            let group = &by_root[start..end];
-            counts.people += 1;
-            let mut votes: HashMap<u128, usize> = HashMap::new();
-            for &i in group {
-                let p = person_of[i as usize];
-                if p != 0 && !claimed.contains(&p) {
-                    *votes.entry(p).or_default() += 1;
-                }
-            }
-            let person = match votes
-                .into_iter()
-                .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
-            {
-                Some((p, _)) => {
-                    claimed.insert(p);
-                    p
-                }
-                None => {
-                    let p = ulid::Ulid::new().0;
-                    new_people.push(p);
-                    counts.people_created += 1;
-                    if new_people.len() >= 500 {
-                        insert_people(conn, org_id, &new_people, now)?;
-                        new_people.clear();
-                    }
-                    p
-                }
-            };
-            for &i in group {
-                if person_of[i as usize] != person {
-                    moves.push((i, person));
-                    counts.contacts_moved += 1;
-                    if person_of[i as usize] != 0 {
-                        touched.insert(person);
-                    }
-                }
-            }
-            if moves.len() >= 500 {
-                // People before the contacts that point at them.
-                insert_people(conn, org_id, &new_people, now)?;
-                new_people.clear();
-                write_moves(conn, &ids_of, &moves)?;
-                moves.clear();
-            }
-        }
-        drop(claimed);
-        insert_people(conn, org_id, &new_people, now)?;
-        write_moves(conn, &ids_of, &moves)?;
-        let touched: Vec<String> = touched.into_iter().map(|p| id_of(ids::PERSON, p)).collect();
-        for chunk in touched.chunks(500) {
-            diesel::update(people::table.filter(people::id.eq_any(chunk)))
-                .set(people::updated_at.eq(now))
-                .execute(conn)?;
-        }
+        let (mut counts, _) = settle(conn, org_id, &ids_of, &person_of, &roots, &[])?;
         // Deleted contacts belong to nobody; people without contacts go.
         diesel::update(
             contacts::table
@@ -339,4 +377,240 @@ pub fn link_org(conn: &mut DbConnection, org_id: &str) -> Result<LinkCounts, Sto
             .execute(conn)?;
         Ok(counts)
     })
+}
+
+/// The phone and LID keys of a region's live contacts, as they are read.
+#[derive(Default)]
+struct RegionKeys {
+    /// The first contact (node index) seen with each key.
+    first: HashMap<(String, String), usize>,
+    /// Contacts sharing a key: to be unioned.
+    edges: Vec<(usize, usize)>,
+    /// Keys seen for the first time since the last lookup of other contacts holding them.
+    new: Vec<(String, String)>,
+}
+
+impl RegionKeys {
+    fn note(&mut self, node: usize, kind: String, value: String) {
+        match self.first.entry((kind, value)) {
+            Entry::Occupied(e) => self.edges.push((node, *e.get())),
+            Entry::Vacant(e) => {
+                self.new.push(e.key().clone());
+                e.insert(node);
+            }
+        }
+    }
+}
+
+/// The key kinds that link contacts into one person.
+const LINK_KINDS: [&str; 2] = ["lid", "phone"];
+
+/// Relinks after a change to `changed` contacts (created, edited, deleted or
+/// revived), inside the caller's transaction. Only the part of the org the change
+/// can reach is read: the changed contacts, every live contact sharing a phone or
+/// LID with one of them, every contact of a person one of them belonged to, and so
+/// on until nothing new is reached. People outside that region cannot gain or lose
+/// a contact, so the outcome is the one `link_org` would give, at the cost of the
+/// change instead of the org.
+pub fn link_contacts(
+    conn: &mut DbConnection,
+    org_id: &str,
+    changed: &[String],
+) -> Result<LinkCounts, StoreError> {
+    link_incoming(conn, org_id, changed, &[]).map(|(counts, _)| counts)
+}
+
+/// A contact about to be inserted: its id and its phone and LID keys.
+pub struct Incoming<'a> {
+    pub id: &'a str,
+    pub keys: Vec<(&'static str, &'a str)>,
+}
+
+/// `link_contacts`, also for contacts not stored yet (`incoming`): their people
+/// are returned by contact id, so that they are inserted with them instead of
+/// updated right after (a page of new contacts is then written once).
+pub fn link_incoming(
+    conn: &mut DbConnection,
+    org_id: &str,
+    changed: &[String],
+    incoming: &[Incoming<'_>],
+) -> Result<(LinkCounts, HashMap<String, String>), StoreError> {
+    if changed.is_empty() && incoming.is_empty() {
+        return Ok((LinkCounts::default(), HashMap::new()));
+    }
+    lock_org(conn, org_id)?;
+    struct Node {
+        id: String,
+        person: Option<String>,
+        live: bool,
+    }
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut persons_seen: HashSet<String> = HashSet::new();
+    let mut keys = RegionKeys::default();
+    // Contacts to read next: any (`frontier`: the changed ones and their people's),
+    // or live ones only (`sharing`: found by a key). Each query is a lookup by an
+    // index on its own column, whatever statistics the planner has.
+    let mut frontier: Vec<String> = changed.to_vec();
+    let mut sharing: Vec<String> = Vec::new();
+    for contact in incoming {
+        let i = nodes.len();
+        index.insert(contact.id.to_string(), i);
+        nodes.push(Node {
+            id: contact.id.to_string(),
+            person: None,
+            live: true,
+        });
+        for (kind, value) in &contact.keys {
+            if LINK_KINDS.contains(kind) {
+                keys.note(i, kind.to_string(), value.to_string());
+            }
+        }
+    }
+    let first_stored = nodes.len();
+    while !frontier.is_empty() || !sharing.is_empty() || !keys.new.is_empty() {
+        let mut reached: Vec<usize> = Vec::new();
+        for (list, live_only) in [(&frontier, false), (&sharing, true)] {
+            let mut list: Vec<&String> =
+                list.iter().filter(|id| !index.contains_key(*id)).collect();
+            list.sort_unstable();
+            list.dedup();
+            for chunk in list.chunks(500) {
+                let rows: Vec<(String, Option<String>, bool)> = contacts::table
+                    .filter(contacts::org_id.eq(org_id))
+                    .filter(contacts::id.eq_any(chunk))
+                    .select((
+                        contacts::id,
+                        contacts::person_id,
+                        contacts::remote_was_deleted,
+                    ))
+                    .load(conn)?;
+                for (id, person, deleted) in rows {
+                    if (live_only && deleted) || index.contains_key(&id) {
+                        continue;
+                    }
+                    index.insert(id.clone(), nodes.len());
+                    reached.push(nodes.len());
+                    nodes.push(Node {
+                        id,
+                        person,
+                        live: !deleted,
+                    });
+                }
+            }
+        }
+        frontier.clear();
+        sharing.clear();
+        // Every contact of a person reached: the person may split. (Person ids are
+        // one org's, so the index on `person_id` alone answers.)
+        let persons: Vec<String> = reached
+            .iter()
+            .filter_map(|&i| nodes[i].person.clone())
+            .filter(|p| persons_seen.insert(p.clone()))
+            .collect();
+        for chunk in persons.chunks(500) {
+            let ids: Vec<String> = contacts::table
+                .filter(contacts::person_id.eq_any(chunk))
+                .select(contacts::id)
+                .load(conn)?;
+            frontier.extend(ids.into_iter().filter(|id| !index.contains_key(id)));
+        }
+        // The keys of the live contacts reached, and every contact sharing one (other
+        // orgs' and deleted ones are left out when read).
+        let live: Vec<&str> = reached
+            .iter()
+            .filter(|&&i| nodes[i].live)
+            .map(|&i| nodes[i].id.as_str())
+            .collect();
+        for chunk in live.chunks(500) {
+            let rows: Vec<(String, String, String)> = contact_keys::table
+                .filter(contact_keys::contact_id.eq_any(chunk))
+                .filter(contact_keys::kind.eq_any(LINK_KINDS))
+                .select((
+                    contact_keys::contact_id,
+                    contact_keys::kind,
+                    contact_keys::value,
+                ))
+                .load(conn)?;
+            for (contact_id, kind, value) in rows {
+                keys.note(index[&contact_id], kind, value);
+            }
+        }
+        for kind in LINK_KINDS {
+            let values: Vec<&str> = keys
+                .new
+                .iter()
+                .filter(|(k, _)| k == kind)
+                .map(|(_, v)| v.as_str())
+                .collect();
+            for chunk in values.chunks(500) {
+                let ids: Vec<String> = contact_keys::table
+                    .filter(contact_keys::kind.eq(kind))
+                    .filter(contact_keys::value.eq_any(chunk))
+                    .select(contact_keys::contact_id)
+                    .load(conn)?;
+                sharing.extend(ids.into_iter().filter(|id| !index.contains_key(id)));
+            }
+        }
+        keys.new.clear();
+    }
+
+    // The region's live contacts in id order, as `link_org` sees them.
+    let mut live: Vec<(u128, usize)> = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        if node.live {
+            live.push((ulid_of(&node.id)?, i));
+        }
+    }
+    live.sort_unstable();
+    let mut position = vec![usize::MAX; nodes.len()];
+    for (pos, &(_, i)) in live.iter().enumerate() {
+        position[i] = pos;
+    }
+    let ids_of: Vec<u128> = live.iter().map(|&(u, _)| u).collect();
+    let person_of: Vec<u128> = live
+        .iter()
+        .map(|&(_, i)| nodes[i].person.as_deref().map(ulid_of).transpose())
+        .map(|p| p.map(|p| p.unwrap_or(0)))
+        .collect::<Result<_, _>>()?;
+    let mut uf = UnionFind::new(live.len());
+    for (a, b) in keys.edges {
+        uf.union(position[a], position[b]);
+    }
+    let roots: Vec<u32> = (0..live.len()).map(|i| uf.find(i) as u32).collect();
+    let is_incoming: Vec<bool> = live.iter().map(|&(_, i)| i < first_stored).collect();
+    let (mut counts, assigned) = settle(conn, org_id, &ids_of, &person_of, &roots, &is_incoming)?;
+    let assigned: HashMap<String, String> = assigned
+        .into_iter()
+        .map(|(pos, person)| {
+            (
+                nodes[live[pos as usize].1].id.clone(),
+                id_of(ids::PERSON, person),
+            )
+        })
+        .collect();
+    // Deleted contacts belong to nobody; the region's people left without contacts go.
+    let orphaned: Vec<&str> = nodes
+        .iter()
+        .filter(|n| !n.live && n.person.is_some())
+        .map(|n| n.id.as_str())
+        .collect();
+    for chunk in orphaned.chunks(500) {
+        diesel::update(contacts::table.filter(contacts::id.eq_any(chunk)))
+            .set(contacts::person_id.eq(None::<String>))
+            .execute(conn)?;
+    }
+    let persons: Vec<String> = persons_seen.into_iter().collect();
+    for chunk in persons.chunks(500) {
+        counts.people_removed += diesel::delete(
+            people::table
+                .filter(people::org_id.eq(org_id))
+                .filter(people::id.eq_any(chunk))
+                .filter(diesel::dsl::not(diesel::dsl::exists(
+                    contacts::table.filter(contacts::person_id.eq(people::id.nullable())),
+                ))),
+        )
+        .execute(conn)?;
+    }
+    Ok((counts, assigned))
 }

@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use unicontacts_adapters::{
-    AdapterError, ConnectionConfig, ContactRecord, PageToken, Provider, UpstreamConfig,
+    AdapterError, ConnectionConfig, ContactPage, ContactRecord, PageToken, Provider, UpstreamConfig,
 };
 
+use super::link;
 use crate::ids;
 use crate::store::connections::Connection;
-use crate::store::contacts::{self, Origin, Upserted};
+use crate::store::contacts::{self, NewContacts, Origin, Prepared, Upserted};
 use crate::store::models::SyncRunRow;
 use crate::store::sync_runs::{self, LeaseError};
 use crate::store::{DbConnection, Store, StoreError};
@@ -52,16 +53,25 @@ pub fn sync_adapter_config(c: &Connection) -> ConnectionConfig {
 }
 
 /// Starts a run and waits for it: the lease, the adapter, the run. For callers that
-/// want the outcome (the CLI, the demo); the API starts runs and returns at once.
+/// want the outcome (the demo, tests, benchmarks); the API starts runs and returns
+/// at once. If another run holds the lease (the scheduler got there first), waits
+/// until it is released or expires, then runs.
 pub async fn sync_now(
     store: &Store,
     c: &Connection,
     trigger: &str,
     ttl: chrono::Duration,
 ) -> Result<SyncRunRow, String> {
-    let run = start(store, c, trigger, &holder_id(), ttl, None)
-        .await
-        .map_err(|e| e.to_string())?;
+    let holder = holder_id();
+    let run = loop {
+        match start(store, c, trigger, &holder, ttl, None).await {
+            Ok(run) => break run,
+            Err(LeaseError::Held(_)) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    };
     let provider = match unicontacts_adapters::connect(sync_adapter_config(c)) {
         Ok(p) => p,
         Err(e) => {
@@ -135,13 +145,15 @@ struct PageOutcome {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// Writes one page in one transaction: its contacts, their people, the seen set,
+/// the lease and the run's counts (`progress`: the run before this page's).
 fn write_page(
     conn: &mut DbConnection,
     c: &Connection,
-    run_id: &str,
+    progress: &SyncRunRow,
     seen: &[String],
-    fresh: &[(ContactRecord, Option<String>)],
-    changed: &[(ContactRecord, Option<String>)],
+    fresh: &[(Prepared, Option<String>)],
+    changed: &[(Prepared, Option<String>)],
     unchanged: i64,
     ttl: chrono::Duration,
 ) -> Result<PageOutcome, StoreError> {
@@ -154,19 +166,27 @@ fn write_page(
     let fetched_at = ids::now();
     let attempt = |conn: &mut DbConnection, batch_new: bool| {
         conn.transaction(|conn| {
+            // A page need not wait for the WAL flush on PostgreSQL: a page lost to a
+            // database crash is a run that did not finish, and the next one writes it
+            // again. (SQLite in WAL mode with synchronous=NORMAL does the same.)
+            if let DbConnection::Postgresql(pg) = conn {
+                use diesel::connection::SimpleConnection;
+                pg.batch_execute("SET LOCAL synchronous_commit = off")?;
+            }
+            // Before the first write, so writers of one org never wait on each other's rows.
+            link::lock_org(conn, &c.org_id)?;
             let mut out = PageOutcome {
                 unchanged,
                 ..PageOutcome::default()
             };
-            let mut one_by_one: Vec<&(ContactRecord, Option<String>)> = changed.iter().collect();
-            if batch_new {
-                out.created +=
-                    contacts::insert_new_contacts(conn, &origin, fresh, fetched_at)? as i64;
-            } else {
+            // Contacts whose keys may have changed: linked before the page commits.
+            let mut relink: Vec<String> = Vec::new();
+            let mut one_by_one: Vec<&(Prepared, Option<String>)> = changed.iter().collect();
+            if !batch_new {
                 one_by_one.extend(fresh.iter());
             }
-            for (record, list_hash) in one_by_one {
-                let (row, what) = contacts::upsert_contact(conn, &origin, record, fetched_at)?;
+            for (prepared, list_hash) in one_by_one {
+                let (row, what) = contacts::upsert_prepared(conn, &origin, prepared, fetched_at)?;
                 if let Some(h) = list_hash {
                     contacts::set_list_hash(conn, &row.id, h)?;
                 }
@@ -175,9 +195,46 @@ fn write_page(
                     Upserted::Updated => out.updated += 1,
                     Upserted::Unchanged => out.unchanged += 1,
                 }
+                if what != Upserted::Unchanged {
+                    relink.push(row.id);
+                }
             }
-            sync_runs::mark_seen(conn, run_id, seen)?;
-            sync_runs::renew_lease(conn, run_id, ttl)?;
+            if batch_new {
+                // New contacts are linked first and inserted with their people.
+                let mut new = NewContacts::new(&origin, fresh, fetched_at);
+                let mut incoming: Vec<link::Incoming<'_>> = new
+                    .rows
+                    .iter()
+                    .map(|r| link::Incoming {
+                        id: &r.id,
+                        keys: Vec::new(),
+                    })
+                    .collect();
+                for (row, kind, value) in &new.keys {
+                    incoming[*row].keys.push((kind, value));
+                }
+                let (_, people) = link::link_incoming(conn, &c.org_id, &relink, &incoming)?;
+                drop(incoming);
+                for row in &mut new.rows {
+                    row.person_id = people.get(&row.id).cloned();
+                }
+                new.insert(conn)?;
+                out.created += new.rows.len() as i64;
+            } else {
+                link::link_contacts(conn, &c.org_id, &relink)?;
+            }
+            // A run that stalled past its lease's expiry has been taken over: it
+            // must not write beside its successor (nor, later, take the contacts its
+            // dropped seen set lacks for deleted).
+            if !sync_runs::renew_lease(conn, &progress.id, ttl)? {
+                return Err(StoreError::LeaseLost);
+            }
+            sync_runs::mark_seen(conn, &progress.id, seen)?;
+            let mut saved = progress.clone();
+            saved.created += out.created;
+            saved.updated += out.updated;
+            saved.unchanged += out.unchanged;
+            sync_runs::save_progress(conn, &saved)?;
             Ok(out)
         })
     };
@@ -198,29 +255,35 @@ pub async fn execute(
     on_page: impl Fn(&SyncRunRow) + Send,
 ) -> SyncRunRow {
     let before = provider.stats();
-    let result = page_through(&store, provider.as_ref(), &c, &mut run, ttl, &on_page).await;
+    let started = std::time::Instant::now();
+    let mut store_time = Duration::ZERO;
+    let result = page_through(
+        &store,
+        provider.as_ref(),
+        &c,
+        &mut run,
+        ttl,
+        &on_page,
+        &mut store_time,
+    )
+    .await;
     let after = provider.stats();
     run.upstream_requests = (after.requests - before.requests) as i64;
     run.throttled_429 = (after.throttled_429 - before.throttled_429) as i64;
     run.limiter_wait_ms = (after.limiter_wait_ms - before.limiter_wait_ms) as i64;
     run.finished_at = Some(ids::now());
     match result {
-        Ok(()) => run.status = "succeeded".into(),
+        Ok(None) => run.status = "succeeded".into(),
+        Ok(Some(skipped)) => {
+            tracing::warn!(run_id = %run.id, connection_id = %c.id, error = %skipped, "sync run partial");
+            run.status = "partial".into();
+            run.error = Some(skipped);
+        }
         Err(e) => {
             tracing::warn!(run_id = %run.id, connection_id = %c.id, error = %e, "sync run failed");
             run.status = "failed".into();
             run.error = Some(e);
         }
-    }
-    // Whatever was written, partial or not, is linked into people before the run
-    // reads as finished.
-    let org_id = c.org_id.clone();
-    match store
-        .write(move |conn| super::link::link_org(conn, &org_id))
-        .await
-    {
-        Ok(l) => tracing::debug!(people = l.people, moved = l.contacts_moved, "people linked"),
-        Err(e) => tracing::error!(org_id = %c.org_id, error = %e, "identity linking failed"),
     }
     let finished = run.clone();
     if let Err(e) = store
@@ -232,9 +295,102 @@ pub async fn execute(
     tracing::info!(
         run_id = %run.id, connection_id = %c.id, status = %run.status,
         created = run.created, updated = run.updated, unchanged = run.unchanged, deleted = run.deleted,
-        pages = run.pages, "sync run finished"
+        pages = run.pages, elapsed_ms = started.elapsed().as_millis() as u64,
+        store_ms = store_time.as_millis() as u64, "sync run finished"
     );
     run
+}
+
+/// An error about one record rather than the provider or the connection as a
+/// whole (those stop the run, after the client's own retries).
+fn is_per_record(e: &AdapterError) -> bool {
+    match e {
+        AdapterError::Decode { .. }
+        | AdapterError::Rejected { .. }
+        | AdapterError::InvalidInput(_) => true,
+        AdapterError::Upstream { status, .. } => *status < 500,
+        _ => false,
+    }
+}
+
+/// A page sorted against the store: what to insert, what to update, how many are unchanged.
+struct Classified {
+    seen: Vec<String>,
+    fresh: Vec<(Prepared, Option<String>)>,
+    changed: Vec<(Prepared, Option<String>)>,
+    unchanged: i64,
+    next: Option<PageToken>,
+    /// Records the provider would not give us, and the first such error.
+    skipped: i64,
+    first_skip: Option<String>,
+}
+
+/// Sorts a listed page against the store (fetching details for thin list items
+/// that are new or changed). Returns the time spent waiting for the store.
+async fn classify(
+    store: &Store,
+    provider: &dyn Provider,
+    c: &Connection,
+    page: ContactPage,
+) -> Result<(Classified, Duration), String> {
+    let seen: Vec<String> = page.contacts.iter().map(|r| r.remote_id.clone()).collect();
+    let (connection_id, ids) = (c.id.clone(), seen.clone());
+    let t = std::time::Instant::now();
+    let existing = store
+        .run(move |conn| contacts::find_existing(conn, &connection_id, &ids))
+        .await
+        .map_err(|e| e.to_string())?;
+    let waited = t.elapsed();
+    let mut out = Classified {
+        seen,
+        fresh: Vec::new(),
+        changed: Vec::new(),
+        unchanged: 0,
+        next: page.next,
+        skipped: 0,
+        first_skip: None,
+    };
+    for item in page.contacts {
+        let known = existing.get(&item.remote_id);
+        if page.items_are_partial {
+            // Thin list items: the detail call only for new or changed ones.
+            let h = list_hash(&item);
+            if known.is_some_and(|k| !k.deleted && k.list_hash.as_deref() == Some(h.as_str())) {
+                out.unchanged += 1;
+                continue;
+            }
+            match provider.get_contact(&item.remote_id).await {
+                Ok(full) => {
+                    let full = contacts::prepare(full).map_err(|e| e.to_string())?;
+                    match known {
+                        None => out.fresh.push((full, Some(h))),
+                        Some(_) => out.changed.push((full, Some(h))),
+                    }
+                }
+                // Gone between the list and the detail: the next run will see it missing.
+                Err(AdapterError::NotFound) => {}
+                // One record the provider will not give us (an unreadable body, a
+                // refusal for this id): the run goes on without it and ends partial.
+                // Its list hash is not recorded, so the next run asks again; it was
+                // listed, so it is not taken for deleted.
+                Err(e) if is_per_record(&e) => {
+                    tracing::warn!(remote_id = %item.remote_id, error = %e, "skipped a contact that cannot be read");
+                    out.skipped += 1;
+                    out.first_skip
+                        .get_or_insert_with(|| format!("reading {}: {e}", item.remote_id));
+                }
+                Err(e) => return Err(format!("reading {}: {e}", item.remote_id)),
+            }
+        } else {
+            let prepared = contacts::prepare(item).map_err(|e| e.to_string())?;
+            match known {
+                Some(k) if !k.deleted && k.content_hash == prepared.hash() => out.unchanged += 1,
+                Some(_) => out.changed.push((prepared, None)),
+                None => out.fresh.push((prepared, None)),
+            }
+        }
+    }
+    Ok((out, waited))
 }
 
 async fn page_through(
@@ -244,87 +400,131 @@ async fn page_through(
     run: &mut SyncRunRow,
     ttl: chrono::Duration,
     on_page: &(impl Fn(&SyncRunRow) + Send),
-) -> Result<(), String> {
-    // The next page is fetched while the current one is written.
-    let mut fetched = provider.list_contacts(None).await;
+    store_time: &mut Duration,
+) -> Result<Option<String>, String> {
+    use std::time::Instant;
+    // Records skipped so far, and the first error: a run with any ends partial.
+    let (mut skipped, mut first_skip) = (0_i64, None::<String>);
+    let first = provider
+        .list_contacts(None)
+        .await
+        .map_err(|e| format!("listing page 1: {e}"))?;
+    run.pages += 1;
+    let (mut current, waited) = classify(store, provider, c, first).await?;
+    *store_time += waited;
+    // Contacts this run had created when the planner's statistics were last
+    // refreshed: again each time the tables have grown by as much (a first sync is a
+    // bulk load), so a handful of times per run, each a sample of fixed size.
+    let mut analyzed_at: i64 = 0;
     loop {
-        let page = fetched.map_err(|e| format!("listing page {}: {e}", run.pages + 1))?;
-        run.pages += 1;
-        let next: Option<PageToken> = page.next.clone();
-        let seen: Vec<String> = page.contacts.iter().map(|r| r.remote_id.clone()).collect();
-        let (connection_id, ids) = (c.id.clone(), seen.clone());
-        let existing = store
-            .run(move |conn| contacts::find_existing(conn, &connection_id, &ids))
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut changed = Vec::new();
-        let mut fresh = Vec::new();
-        let mut unchanged = 0;
-        for item in page.contacts {
-            let known = existing.get(&item.remote_id);
-            if page.items_are_partial {
-                // Thin list items: the detail call only for new or changed ones.
-                let h = list_hash(&item);
-                if known.is_some_and(|k| !k.deleted && k.list_hash.as_deref() == Some(h.as_str())) {
-                    unchanged += 1;
-                    continue;
-                }
-                match provider.get_contact(&item.remote_id).await {
-                    Ok(full) if known.is_none() => fresh.push((full, Some(h))),
-                    Ok(full) => changed.push((full, Some(h))),
-                    // Gone between the list and the detail: the next run will see it missing.
-                    Err(AdapterError::NotFound) => {}
-                    Err(e) => return Err(format!("reading {}: {e}", item.remote_id)),
-                }
-            } else {
-                let hash = contacts::content_hash(&item).map_err(|e| e.to_string())?;
-                match known {
-                    Some(k) if !k.deleted && k.content_hash == hash => unchanged += 1,
-                    Some(_) => changed.push((item, None)),
-                    None => fresh.push((item, None)),
-                }
-            }
+        let Classified {
+            seen,
+            fresh,
+            changed,
+            unchanged,
+            next,
+            skipped: skipped_here,
+            first_skip: first_skip_here,
+        } = current;
+        skipped += skipped_here;
+        if first_skip.is_none() {
+            first_skip = first_skip_here;
         }
-        let (connection, run_id) = (c.clone(), run.id.clone());
+        let (connection, progress) = (c.clone(), run.clone());
         let write = store.write(move |conn| {
+            let t = Instant::now();
             write_page(
                 conn,
                 &connection,
-                &run_id,
+                &progress,
                 &seen,
                 &fresh,
                 &changed,
                 unchanged,
                 ttl,
             )
+            .map(|o| (o, t.elapsed()))
         });
-        let (outcome, prefetched) = match &next {
-            Some(token) => {
-                let (o, p) = tokio::join!(write, provider.list_contacts(Some(token)));
-                (o, Some(p))
-            }
-            None => (write.await, None),
+        // The next page is listed and sorted while this one is written. A contact on
+        // both pages is then sorted before this write lands: if it looks new twice,
+        // the second insert meets the unique key and that page is upserted instead.
+        let number = run.pages + 1;
+        let following = async {
+            let token = next.as_ref()?;
+            Some(
+                async {
+                    let page = provider
+                        .list_contacts(Some(token))
+                        .await
+                        .map_err(|e| format!("listing page {number}: {e}"))?;
+                    classify(store, provider, c, page).await
+                }
+                .await,
+            )
         };
-        let outcome = outcome.map_err(|e| e.to_string())?;
+        let (outcome, following) = tokio::join!(write, following);
+        let (outcome, took) = outcome.map_err(|e| e.to_string())?;
+        *store_time += took;
         run.created += outcome.created;
         run.updated += outcome.updated;
         run.unchanged += outcome.unchanged;
-        let progress = run.clone();
-        store
-            .write(move |conn| sync_runs::save_progress(conn, &progress))
-            .await
-            .map_err(|e| e.to_string())?;
+        if run.created - analyzed_at >= analyzed_at.max(5_000) {
+            // In the background: nothing waits for it, and it blocks no write.
+            analyzed_at = run.created;
+            let store = store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.refresh_statistics().await {
+                    tracing::warn!(error = %e, "could not refresh the planner's statistics");
+                }
+            });
+        }
         on_page(run);
-        match prefetched {
-            Some(p) => fetched = p,
+        match following {
             None => break,
+            Some(Err(e)) => return Err(e),
+            Some(Ok((classified, waited))) => {
+                run.pages += 1;
+                *store_time += waited;
+                current = classified;
+            }
         }
     }
     // The listing is complete: what was not seen is gone upstream.
-    let (connection_id, run_id) = (c.id.clone(), run.id.clone());
-    run.deleted = store
-        .write(move |conn| sync_runs::mark_unseen_deleted(conn, &connection_id, &run_id))
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(())
+    // In chunks by id, each marked and relinked in its own transaction.
+    let mut after: Option<String> = None;
+    let t = Instant::now();
+    loop {
+        let (connection, run_id, from) = (c.clone(), run.id.clone(), after.clone());
+        let gone = store
+            .write(move |conn| {
+                use diesel::Connection as _;
+                conn.transaction(|conn| {
+                    link::lock_org(conn, &connection.org_id)?;
+                    if !sync_runs::renew_lease(conn, &run_id, ttl)? {
+                        return Err(StoreError::LeaseLost);
+                    }
+                    let gone = sync_runs::mark_unseen_deleted(
+                        conn,
+                        &connection.id,
+                        &run_id,
+                        from.as_deref(),
+                        1000,
+                    )?;
+                    let ids: Vec<String> = gone.iter().map(|(_, id)| id.clone()).collect();
+                    link::link_contacts(conn, &connection.org_id, &ids)?;
+                    Ok(gone)
+                })
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some((last, _)) = gone.last() else {
+            break;
+        };
+        run.deleted += gone.len() as i64;
+        after = Some(last.clone());
+    }
+    *store_time += t.elapsed();
+    Ok(first_skip.map(|e| {
+        format!("{skipped} contact(s) could not be read and were left as they were; first: {e}")
+    }))
 }

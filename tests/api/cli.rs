@@ -536,7 +536,36 @@ async fn a_sync_killed_mid_run_loses_nothing(backend: Backend) {
     );
 }
 
+async fn sync_exits_non_zero_when_a_run_ends_partial(backend: Backend) {
+    let app = crate::helpers::spawn_app(backend).await;
+    let sims = app.connect_sims(68, 30, serde_json::json!({})).await;
+    let id = crate::helpers::Sims::id(&sims.gateway);
+    // Off the runtime: the simulator answering the child runs on it.
+    let sync = |app: &crate::helpers::TestApp| {
+        let mut cmd = unicontacts(Some(&app.db));
+        cmd.args(["sync", "--connection", &id]);
+        tokio::task::spawn_blocking(move || run(&mut cmd))
+    };
+    let out = sync(&app).await.expect("sync");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // A new Gateway contact whose detail answer cannot be read.
+    sims.set.gateway.api().with_store(|s| {
+        let mut d = s.all().next().expect("a contact").clone();
+        d["identity"]["lid"] = serde_json::json!("990000000000077@lid");
+        d["groups"] = serde_json::json!("not a list");
+        s.insert(d);
+    });
+    let out = sync(&app).await.expect("sync");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("partial") && stdout.contains("990000000000077@lid"),
+        "{stdout}"
+    );
+}
+
 crate::db_tests!(
+    sync_exits_non_zero_when_a_run_ends_partial,
     a_sync_killed_mid_run_loses_nothing,
     serve_demo_loads_three_providers_and_prints_a_working_key,
     keys_create_prints_the_key_alone_on_the_last_line_and_it_works,

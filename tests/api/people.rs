@@ -258,9 +258,105 @@ async fn people_are_per_org_and_bad_filters_are_422(backend: Backend) {
     }
 }
 
+/// Whole-org relinking finds nothing to change: the incremental linking done by
+/// every page, deletion and live read left exactly the people it would compute.
+async fn assert_relink_changes_nothing(app: &TestApp, when: &str) {
+    let org = app.org_id.clone();
+    let counts = app
+        .store
+        .write(move |conn| unicontacts::sync::link::link_org(conn, &org))
+        .await
+        .expect("relink");
+    assert_eq!(
+        (
+            counts.contacts_moved,
+            counts.people_created,
+            counts.people_removed
+        ),
+        (0, 0, 0),
+        "{when}: a whole-org relink changed something: {counts:?}"
+    );
+}
+
+async fn incremental_linking_matches_a_whole_org_relink(backend: Backend) {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    let app = spawn_app(backend).await;
+    let sims = app.connect_sims(65, 160, json!({})).await;
+    sync_all(&app, &sims).await;
+    assert_relink_changes_nothing(&app, "first sync").await;
+    let (periskope, wacr, gateway) = (
+        sims.set.periskope.api(),
+        sims.set.wacr.api(),
+        sims.set.gateway.api(),
+    );
+    let mut rng = StdRng::seed_from_u64(65);
+    let mut removed: Vec<Value> = Vec::new();
+    for round in 0..6 {
+        let phones: Vec<String> = periskope.with_store(|s| {
+            s.all()
+                .iter()
+                .filter_map(|c| c["contact_id"].as_str()?.strip_suffix("@c.us"))
+                .map(str::to_string)
+                .collect()
+        });
+        let lids: Vec<String> = gateway.with_store(|s| {
+            s.all()
+                .filter_map(|d| d["identity"]["lid"].as_str().map(str::to_string))
+                .collect()
+        });
+        for _ in 0..4 {
+            let phone = phones[rng.gen_range(0..phones.len())].clone();
+            let other = phones[rng.gen_range(0..phones.len())].clone();
+            let lid = lids[rng.gen_range(0..lids.len())].clone();
+            match rng.gen_range(0..6) {
+                // Periskope learns a LID: may join two people.
+                0 => periskope.with_store(|s| {
+                    if let Some(mut c) = s.get(&phone).cloned() {
+                        c["contact_lid"] = json!(lid);
+                        s.upsert(c);
+                    }
+                }),
+                // A Periskope contact goes, or one that went comes back.
+                1 => match removed.pop() {
+                    Some(c) if rng.gen_bool(0.5) => periskope.with_store(|s| s.upsert(c)),
+                    back => {
+                        removed.extend(back);
+                        removed.extend(periskope.with_store(|s| s.remove(&phone)));
+                    }
+                },
+                // WA.cr moves a contact to another person's number, or to a new one.
+                2 | 3 => wacr.with_store(|s| {
+                    let ids: Vec<i64> = s.all().filter_map(|c| c["id"].as_i64()).collect();
+                    let id = ids[rng.gen_range(0..ids.len())];
+                    let to = if rng.gen_bool(0.5) {
+                        format!("+{other}")
+                    } else {
+                        format!("+4477009{:05}", rng.gen_range(0..100_000))
+                    };
+                    s.get_mut(id).expect("contact")["phone"] = json!(to);
+                }),
+                // The Gateway sees a LID with another phone, or loses it.
+                4 => gateway.with_store(|s| {
+                    if let Some(d) = s.get_mut(&lid) {
+                        d["identity"]["phoneNumber"] = json!(other);
+                        d["identity"]["updatedAt"] = json!(1_800_000_000_000_i64 + round);
+                    }
+                }),
+                _ => gateway.with_store(|s| {
+                    s.remove(&lid);
+                }),
+            }
+        }
+        sync_all(&app, &sims).await;
+        assert_relink_changes_nothing(&app, &format!("round {round}")).await;
+    }
+}
+
 crate::db_tests!(
     people_merge_across_providers_exactly_as_the_world_says,
     a_lid_links_a_periskope_contact_to_a_gateway_only_person,
     a_person_splits_when_a_phone_changes_and_keeps_its_id,
     people_are_per_org_and_bad_filters_are_422,
+    incremental_linking_matches_a_whole_org_relink,
 );

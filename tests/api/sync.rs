@@ -17,6 +17,24 @@ fn counts(run: &Value) -> (i64, i64, i64, i64) {
     (n("created"), n("updated"), n("unchanged"), n("deleted"))
 }
 
+/// Time passes: every lease expires.
+async fn expire_leases(app: &TestApp) {
+    app.store
+        .run(move |conn| {
+            use diesel::prelude::*;
+            use unicontacts::store::schema::sync_leases;
+            diesel::update(sync_leases::table)
+                .set(
+                    sync_leases::expires_at
+                        .eq(unicontacts::ids::now() - chrono::Duration::seconds(1)),
+                )
+                .execute(conn)?;
+            Ok(())
+        })
+        .await
+        .expect("expire");
+}
+
 /// Remote ids of the connection's live (not deleted) contacts in the store.
 async fn stored_remote_ids(app: &TestApp, connection: &Value) -> Vec<String> {
     let reader = app.reader_key().await;
@@ -286,20 +304,7 @@ async fn a_lease_left_by_a_killed_process_is_taken_over_after_expiry(backend: Ba
     )
     .await;
     // Time passes: the lease expires.
-    app.store
-        .run(move |conn| {
-            use diesel::prelude::*;
-            use unicontacts::store::schema::sync_leases;
-            diesel::update(sync_leases::table)
-                .set(
-                    sync_leases::expires_at
-                        .eq(unicontacts::ids::now() - chrono::Duration::seconds(1)),
-                )
-                .execute(conn)?;
-            Ok(())
-        })
-        .await
-        .expect("expire");
+    expire_leases(&app).await;
     let run = app.sync_now(&sims.periskope).await;
     assert_eq!(run["status"], "succeeded");
     let old: Value = send(app.get(&format!("/v1/admin/sync-runs/{}", dead.id), &app.admin_key))
@@ -350,6 +355,176 @@ async fn the_scheduler_syncs_connections_that_are_due(backend: Backend) {
     assert_eq!(runs["data"].as_array().expect("data").len(), 3, "{runs}");
 }
 
+async fn a_record_the_provider_cannot_give_makes_the_run_partial(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app.connect_sims(66, 60, json!({})).await;
+    let first = app.sync_now(&sims.gateway).await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    let stored = stored_remote_ids(&app, &sims.gateway).await.len() as i64;
+    // Two new Gateway contacts; one detail answer cannot be read (groups not a list).
+    let gateway = sims.set.gateway.api();
+    let (broken, good) = gateway.with_store(|s| {
+        let template = s.all().next().expect("a contact").clone();
+        let mut add = |n: u64, groups: Value| {
+            let mut d = template.clone();
+            let lid = format!("{}@lid", 990_000_000_000_000 + n);
+            d["identity"]["lid"] = json!(lid);
+            d["identity"]["phoneNumber"] = json!(format!("4477009{n:05}"));
+            d["groups"] = groups;
+            s.insert(d);
+            lid
+        };
+        (add(1, json!("not a list")), add(2, json!([])))
+    });
+    let run = app.sync_now(&sims.gateway).await;
+    assert_eq!(run["status"], "partial", "{run}");
+    assert_eq!(counts(&run), (1, 0, stored, 0), "{run}");
+    let error = run["error"].as_str().expect("error");
+    assert!(
+        error.starts_with("1 contact(s) could not be read") && error.contains(&broken),
+        "{error}"
+    );
+    let ids: HashSet<String> = stored_remote_ids(&app, &sims.gateway)
+        .await
+        .into_iter()
+        .collect();
+    assert!(ids.contains(&good) && !ids.contains(&broken));
+    assert_eq!(
+        ids.len() as i64,
+        stored + 1,
+        "nothing else written or deleted"
+    );
+
+    // Once the provider answers properly, the next run picks it up.
+    gateway.with_store(|s| s.get_mut(&broken).expect("broken")["groups"] = json!([]));
+    let run = app.sync_now(&sims.gateway).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(counts(&run), (1, 0, stored + 1, 0), "{run}");
+    assert!(run["error"].is_null());
+}
+
+/// `(run id, rows)` of every seen set in the store.
+async fn seen_sets(app: &TestApp) -> Vec<(String, i64)> {
+    app.store
+        .run(|conn| {
+            use diesel::prelude::*;
+            use unicontacts::store::schema::sync_seen;
+            Ok(sync_seen::table
+                .group_by(sync_seen::run_id)
+                .select((sync_seen::run_id, diesel::dsl::count_star()))
+                .load::<(String, i64)>(conn)?)
+        })
+        .await
+        .expect("seen sets")
+}
+
+async fn a_seen_set_lasts_until_the_next_run_and_goes_with_the_connection(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app.connect_sims(67, 40, json!({})).await;
+    let listed = sims.set.wacr.api().with_store(|s| s.len()) as i64;
+    let first = app.sync_now(&sims.wacr).await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    assert_eq!(
+        seen_sets(&app).await,
+        vec![(first["id"].as_str().expect("id").to_string(), listed)]
+    );
+    let second = app.sync_now(&sims.wacr).await;
+    assert_eq!(
+        seen_sets(&app).await,
+        vec![(second["id"].as_str().expect("id").to_string(), listed)],
+        "the first run's set is gone once the second starts"
+    );
+    let res = send(app.delete(
+        &format!("/v1/admin/connections/{}", Sims::id(&sims.wacr)),
+        &app.admin_key,
+    ))
+    .await;
+    assert_eq!(res.status(), 204);
+    assert_eq!(seen_sets(&app).await, vec![]);
+}
+
+async fn a_run_that_lost_its_lease_stops_without_writing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app.connect_sims(47, 40, json!({})).await;
+    let first = app.sync_now(&sims.periskope).await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    let stored = stored_remote_ids(&app, &sims.periskope).await;
+    let connection = app.connection(&Sims::id(&sims.periskope)).await;
+    let ttl = chrono::Duration::seconds(60);
+    // A run starts, then stalls past its lease; a second run takes over and ends.
+    let stalled =
+        unicontacts::sync::run::start(&app.store, &connection, "cli", "pid-slow", ttl, None)
+            .await
+            .expect("lease");
+    expire_leases(&app).await;
+    let second = app.sync_now(&sims.periskope).await;
+    assert_eq!(second["status"], "succeeded", "{second}");
+    // Upstream changes; then the stalled run wakes up and carries on.
+    sims.set.periskope.api().with_store(|s| {
+        let digits = s.all()[0]["contact_id"]
+            .as_str()
+            .and_then(|c| c.strip_suffix("@c.us"))
+            .expect("id")
+            .to_string();
+        s.remove(&digits);
+    });
+    let provider =
+        unicontacts_adapters::connect(unicontacts::sync::run::sync_adapter_config(&connection))
+            .expect("provider");
+    let done = unicontacts::sync::run::execute(
+        app.store.clone(),
+        provider,
+        connection,
+        stalled,
+        ttl,
+        |_| {},
+    )
+    .await;
+    assert_eq!(done.status, "failed");
+    assert!(
+        done.error
+            .as_deref()
+            .is_some_and(|e| e.contains("lost its lease")),
+        "{:?}",
+        done.error
+    );
+    assert_eq!((done.created, done.updated, done.deleted), (0, 0, 0));
+    assert_eq!(
+        stored_remote_ids(&app, &sims.periskope).await,
+        stored,
+        "the store is as the second run left it"
+    );
+}
+
+async fn sync_now_waits_for_a_run_holding_the_lease(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app.connect_sims(48, 20, json!({})).await;
+    let connection = app.connection(&Sims::id(&sims.wacr)).await;
+    // Another process (the scheduler, say) holds the lease for two more seconds.
+    let held = unicontacts::sync::run::start(
+        &app.store,
+        &connection,
+        "schedule",
+        "pid-other",
+        chrono::Duration::seconds(2),
+        None,
+    )
+    .await
+    .expect("lease");
+    let done = unicontacts::sync::run::sync_now(
+        &app.store,
+        &connection,
+        "demo",
+        chrono::Duration::seconds(60),
+    )
+    .await
+    .expect("waits, then runs");
+    assert_eq!(done.status, "succeeded", "{:?}", done.error);
+    assert_ne!(done.id, held.id);
+    let listed = sims.set.wacr.api().with_store(|s| s.len()) as i64;
+    assert_eq!(done.created, listed);
+}
+
 crate::db_tests!(
     a_first_sync_creates_everything_and_a_second_writes_nothing,
     upstream_edits_deletions_and_revivals_are_reflected,
@@ -357,4 +532,8 @@ crate::db_tests!(
     two_concurrent_triggers_make_one_run_and_one_409,
     a_lease_left_by_a_killed_process_is_taken_over_after_expiry,
     the_scheduler_syncs_connections_that_are_due,
+    a_record_the_provider_cannot_give_makes_the_run_partial,
+    a_seen_set_lasts_until_the_next_run_and_goes_with_the_connection,
+    a_run_that_lost_its_lease_stops_without_writing,
+    sync_now_waits_for_a_run_holding_the_lease,
 );
