@@ -193,28 +193,61 @@ pub fn finish_run(conn: &mut DbConnection, run: &SyncRunRow) -> Result<(), Store
     })
 }
 
-/// Adds remote ids to the run's seen set.
+/// Adds remote ids to the run's seen set; returns how many it did not hold yet.
 pub fn mark_seen(
     conn: &mut DbConnection,
     run_id: &str,
     remote_ids: &[String],
-) -> Result<(), StoreError> {
-    for chunk in remote_ids.chunks(500) {
-        let rows: Vec<_> = chunk
-            .iter()
-            .map(|r| (sync_seen::run_id.eq(run_id), sync_seen::remote_id.eq(r)))
-            .collect();
-        // Multi-row inserts exist per backend, not on the MultiBackend.
-        match conn {
-            DbConnection::Sqlite(c) => diesel::insert_into(sync_seen::table)
-                .values(&rows)
-                .execute(c)?,
-            DbConnection::Postgresql(c) => diesel::insert_into(sync_seen::table)
-                .values(&rows)
-                .execute(c)?,
-        };
+) -> Result<usize, StoreError> {
+    if remote_ids.is_empty() {
+        return Ok(0);
     }
-    Ok(())
+    // Offset paging can list a record twice (when records before it come or go
+    // between two pages): seen once is enough.
+    match conn {
+        // Multi-row inserts exist per backend, not on the MultiBackend.
+        DbConnection::Sqlite(c) => {
+            let mut added = 0;
+            for chunk in remote_ids.chunks(500) {
+                let rows: Vec<_> = chunk
+                    .iter()
+                    .map(|r| (sync_seen::run_id.eq(run_id), sync_seen::remote_id.eq(r)))
+                    .collect();
+                added += diesel::insert_into(sync_seen::table)
+                    .values(&rows)
+                    .on_conflict_do_nothing()
+                    .execute(c)?;
+            }
+            Ok(added)
+        }
+        // One statement of two parameters (the ids as an array), planned once per
+        // connection, instead of statements of a thousand parameters planned each time.
+        DbConnection::Postgresql(c) => Ok(diesel::sql_query(
+            "INSERT INTO sync_seen (run_id, remote_id) SELECT $1, unnest($2::text[])
+             ON CONFLICT DO NOTHING",
+        )
+        .bind::<diesel::sql_types::Text, _>(run_id)
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(remote_ids)
+        .execute(c)?),
+    }
+}
+
+/// How many of the connection's contacts are live (not deleted upstream): all of
+/// them, counted in the unique index, less the deleted ones, counted in their
+/// partial index. Neither count reads a row.
+pub fn count_live(conn: &mut DbConnection, connection_id: &str) -> Result<i64, StoreError> {
+    let all: i64 = contacts::table
+        .filter(contacts::connection_id.eq(connection_id))
+        .count()
+        .get_result(conn)?;
+    // The bare column (no bound `= true`) is what lets the planner use the
+    // partial index `WHERE remote_was_deleted`.
+    let deleted: i64 = contacts::table
+        .filter(contacts::connection_id.eq(connection_id))
+        .filter(contacts::remote_was_deleted)
+        .count()
+        .get_result(conn)?;
+    Ok(all - deleted)
 }
 
 /// After a complete listing: the next `limit` live contacts of the connection the
@@ -228,22 +261,50 @@ pub fn mark_unseen_deleted(
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<(String, String)>, StoreError> {
-    let mut query = contacts::table
-        .filter(contacts::connection_id.eq(connection_id))
-        .filter(contacts::remote_was_deleted.eq(false))
-        .filter(not(exists(
-            sync_seen::table
-                .filter(sync_seen::run_id.eq(run_id))
-                .filter(sync_seen::remote_id.eq(contacts::remote_id)),
-        )))
-        .select((contacts::remote_id, contacts::id))
-        .order(contacts::remote_id.asc())
-        .limit(limit)
-        .into_boxed();
-    if let Some(after) = after {
-        query = query.filter(contacts::remote_id.gt(after.to_string()));
-    }
-    let gone: Vec<(String, String)> = query.load(conn)?;
+    let gone: Vec<(String, String)> = match conn {
+        // SQLite keeps `remote_was_deleted` after the documents in a row, so reading
+        // it walks the row's overflow pages: 185 ms for 100 000 contacts if read
+        // for each, which SQLite does when the flag is a term beside the anti-join.
+        // The unseen are found in the unique index alone (remote id and rowid), and
+        // only their rows are read (37 ms).
+        DbConnection::Sqlite(c) => diesel::sql_query(
+            "SELECT c.remote_id, c.id FROM contacts c
+             WHERE c.rowid IN (
+                 SELECT u.rowid FROM contacts u
+                 WHERE u.connection_id = ? AND u.remote_id > ?
+                   AND NOT EXISTS (SELECT 1 FROM sync_seen s
+                                   WHERE s.run_id = ? AND s.remote_id = u.remote_id))
+               AND NOT c.remote_was_deleted
+             ORDER BY c.remote_id
+             LIMIT ?",
+        )
+        .bind::<diesel::sql_types::Text, _>(connection_id)
+        .bind::<diesel::sql_types::Text, _>(after.unwrap_or(""))
+        .bind::<diesel::sql_types::Text, _>(run_id)
+        .bind::<diesel::sql_types::BigInt, _>(limit)
+        .load::<Unseen>(c)?
+        .into_iter()
+        .map(|u| (u.remote_id, u.id))
+        .collect(),
+        DbConnection::Postgresql(c) => {
+            let mut query = contacts::table
+                .filter(contacts::connection_id.eq(connection_id))
+                .filter(contacts::remote_was_deleted.eq(false))
+                .filter(not(exists(
+                    sync_seen::table
+                        .filter(sync_seen::run_id.eq(run_id))
+                        .filter(sync_seen::remote_id.eq(contacts::remote_id)),
+                )))
+                .select((contacts::remote_id, contacts::id))
+                .order(contacts::remote_id.asc())
+                .limit(limit)
+                .into_boxed();
+            if let Some(after) = after {
+                query = query.filter(contacts::remote_id.gt(after.to_string()));
+            }
+            query.load(c)?
+        }
+    };
     let ids: Vec<&str> = gone.iter().map(|(_, id)| id.as_str()).collect();
     diesel::update(contacts::table.filter(contacts::id.eq_any(&ids)))
         .set((
@@ -252,6 +313,14 @@ pub fn mark_unseen_deleted(
         ))
         .execute(conn)?;
     Ok(gone)
+}
+
+#[derive(QueryableByName)]
+struct Unseen {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    remote_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
 }
 
 pub fn find_run(

@@ -142,6 +142,8 @@ struct PageOutcome {
     created: i64,
     updated: i64,
     unchanged: i64,
+    /// Remote ids the run's seen set did not hold yet.
+    seen_added: i64,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -229,7 +231,7 @@ fn write_page(
             if !sync_runs::renew_lease(conn, &progress.id, ttl)? {
                 return Err(StoreError::LeaseLost);
             }
-            sync_runs::mark_seen(conn, &progress.id, seen)?;
+            out.seen_added = sync_runs::mark_seen(conn, &progress.id, seen)? as i64;
             let mut saved = progress.clone();
             saved.created += out.created;
             saved.updated += out.updated;
@@ -323,6 +325,8 @@ struct Classified {
     /// Records the provider would not give us, and the first such error.
     skipped: i64,
     first_skip: Option<String>,
+    /// Listed (so seen) but not stored: gone before their detail call, or skipped.
+    not_stored: i64,
 }
 
 /// Sorts a listed page against the store (fetching details for thin list items
@@ -349,6 +353,7 @@ async fn classify(
         next: page.next,
         skipped: 0,
         first_skip: None,
+        not_stored: 0,
     };
     for item in page.contacts {
         let known = existing.get(&item.remote_id);
@@ -368,7 +373,7 @@ async fn classify(
                     }
                 }
                 // Gone between the list and the detail: the next run will see it missing.
-                Err(AdapterError::NotFound) => {}
+                Err(AdapterError::NotFound) => out.not_stored += 1,
                 // One record the provider will not give us (an unreadable body, a
                 // refusal for this id): the run goes on without it and ends partial.
                 // Its list hash is not recorded, so the next run asks again; it was
@@ -376,6 +381,7 @@ async fn classify(
                 Err(e) if is_per_record(&e) => {
                     tracing::warn!(remote_id = %item.remote_id, error = %e, "skipped a contact that cannot be read");
                     out.skipped += 1;
+                    out.not_stored += 1;
                     out.first_skip
                         .get_or_insert_with(|| format!("reading {}: {e}", item.remote_id));
                 }
@@ -403,8 +409,20 @@ async fn page_through(
     store_time: &mut Duration,
 ) -> Result<Option<String>, String> {
     use std::time::Instant;
+    let started = Instant::now();
     // Records skipped so far, and the first error: a run with any ends partial.
     let (mut skipped, mut first_skip) = (0_i64, None::<String>);
+    // Distinct remote ids listed, and how many of them were not stored.
+    let (mut seen_total, mut not_stored) = (0_i64, 0_i64);
+    // The seen set exists to find the contacts stored before the run that are gone
+    // upstream. A connection without any (its first sync) needs none: every
+    // contact the run stores was listed. That spares the run a write per contact.
+    let connection_id = c.id.clone();
+    let track_seen = store
+        .run(move |conn| sync_runs::count_live(conn, &connection_id))
+        .await
+        .map_err(|e| e.to_string())?
+        > 0;
     let first = provider
         .list_contacts(None)
         .await
@@ -425,7 +443,9 @@ async fn page_through(
             next,
             skipped: skipped_here,
             first_skip: first_skip_here,
+            not_stored: not_stored_here,
         } = current;
+        not_stored += not_stored_here;
         skipped += skipped_here;
         if first_skip.is_none() {
             first_skip = first_skip_here;
@@ -437,7 +457,7 @@ async fn page_through(
                 conn,
                 &connection,
                 &progress,
-                &seen,
+                if track_seen { &seen } else { &[] },
                 &fresh,
                 &changed,
                 unchanged,
@@ -462,12 +482,21 @@ async fn page_through(
                 .await,
             )
         };
+        let queued = Instant::now();
         let (outcome, following) = tokio::join!(write, following);
         let (outcome, took) = outcome.map_err(|e| e.to_string())?;
+        tracing::debug!(
+            page = run.pages,
+            at_ms = started.elapsed().as_millis() as u64,
+            write_ms = took.as_millis() as u64,
+            joined_ms = queued.elapsed().as_millis() as u64,
+            "page written"
+        );
         *store_time += took;
         run.created += outcome.created;
         run.updated += outcome.updated;
         run.unchanged += outcome.unchanged;
+        seen_total += outcome.seen_added;
         if run.created - analyzed_at >= analyzed_at.max(5_000) {
             // In the background: nothing waits for it, and it blocks no write.
             analyzed_at = run.created;
@@ -489,12 +518,45 @@ async fn page_through(
             }
         }
     }
-    // The listing is complete: what was not seen is gone upstream.
-    // In chunks by id, each marked and relinked in its own transaction.
-    let mut after: Option<String> = None;
+    // The listing is complete: what was not seen is gone upstream. Every seen
+    // record that was stored is live now. So when none was left out and the
+    // connection has exactly as many live contacts as the run saw, no live contact
+    // went unseen: nothing to mark, and no need to read them all.
     let t = Instant::now();
+    if track_seen {
+        let connection_id = c.id.clone();
+        let live = store
+            .run(move |conn| sync_runs::count_live(conn, &connection_id))
+            .await
+            .map_err(|e| e.to_string())?;
+        if not_stored > 0 || live != seen_total {
+            run.deleted += mark_unseen_deleted(store, c, &run.id, ttl).await?;
+        }
+    }
+    *store_time += t.elapsed();
+    tracing::debug!(
+        at_ms = started.elapsed().as_millis() as u64,
+        check_ms = t.elapsed().as_millis() as u64,
+        "deletion check done"
+    );
+    Ok(first_skip.map(|e| {
+        format!("{skipped} contact(s) could not be read and were left as they were; first: {e}")
+    }))
+}
+
+/// Marks the connection's live contacts the run did not see as deleted upstream,
+/// in chunks by remote id, each marked and relinked in its own transaction.
+/// Returns how many.
+async fn mark_unseen_deleted(
+    store: &Store,
+    c: &Connection,
+    run_id: &str,
+    ttl: chrono::Duration,
+) -> Result<i64, String> {
+    let mut deleted = 0;
+    let mut after: Option<String> = None;
     loop {
-        let (connection, run_id, from) = (c.clone(), run.id.clone(), after.clone());
+        let (connection, run_id, from) = (c.clone(), run_id.to_string(), after.clone());
         let gone = store
             .write(move |conn| {
                 use diesel::Connection as _;
@@ -518,13 +580,9 @@ async fn page_through(
             .await
             .map_err(|e| e.to_string())?;
         let Some((last, _)) = gone.last() else {
-            break;
+            return Ok(deleted);
         };
-        run.deleted += gone.len() as i64;
+        deleted += gone.len() as i64;
         after = Some(last.clone());
     }
-    *store_time += t.elapsed();
-    Ok(first_skip.map(|e| {
-        format!("{skipped} contact(s) could not be read and were left as they were; first: {e}")
-    }))
 }

@@ -426,13 +426,19 @@ async fn a_seen_set_lasts_until_the_next_run_and_goes_with_the_connection(backen
     assert_eq!(first["status"], "succeeded", "{first}");
     assert_eq!(
         seen_sets(&app).await,
-        vec![(first["id"].as_str().expect("id").to_string(), listed)]
+        vec![],
+        "a first sync has nothing stored before it to find gone: no seen set"
     );
     let second = app.sync_now(&sims.wacr).await;
     assert_eq!(
         seen_sets(&app).await,
-        vec![(second["id"].as_str().expect("id").to_string(), listed)],
-        "the first run's set is gone once the second starts"
+        vec![(second["id"].as_str().expect("id").to_string(), listed)]
+    );
+    let third = app.sync_now(&sims.wacr).await;
+    assert_eq!(
+        seen_sets(&app).await,
+        vec![(third["id"].as_str().expect("id").to_string(), listed)],
+        "the second run's set is gone once the third starts"
     );
     let res = send(app.delete(
         &format!("/v1/admin/connections/{}", Sims::id(&sims.wacr)),
@@ -525,6 +531,83 @@ async fn sync_now_waits_for_a_run_holding_the_lease(backend: Backend) {
     assert_eq!(done.created, listed);
 }
 
+/// Offset paging can list a record on two pages (when records before it come or
+/// go in between): the seen set holds it once, and says how many ids were new to
+/// it, which the deletion check compares with the connection's live contacts.
+async fn a_seen_set_holds_a_remote_id_listed_twice_once(backend: Backend) {
+    use unicontacts::store::sync_runs::mark_seen;
+    let app = spawn_app(backend).await;
+    let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let (first, second) = (ids(&["a@c.us", "b@c.us"]), ids(&["b@c.us", "c@c.us"]));
+    let added = app
+        .store
+        .write(move |conn| mark_seen(conn, "run_x", &first))
+        .await
+        .expect("first page");
+    assert_eq!(added, 2);
+    let added = app
+        .store
+        .write(move |conn| mark_seen(conn, "run_x", &second))
+        .await
+        .expect("a page repeating a record");
+    assert_eq!(added, 1, "only c@c.us is new to the seen set");
+}
+
+/// A batch of new contacts meeting one stored meanwhile (a live read) fails as a
+/// conflict, whole, so that the page falls back to upserts: on PostgreSQL the batch
+/// is a COPY, which must report the unique violation as INSERT does.
+async fn a_batch_of_new_contacts_meeting_a_stored_one_is_a_conflict(backend: Backend) {
+    use unicontacts::store::contacts::{prepare, NewContacts, Origin};
+    use unicontacts::store::StoreError;
+    let app = spawn_app(backend).await;
+    let connection = app
+        .create_connection(crate::helpers::periskope_connection("p", "key-1234567890"))
+        .await;
+    let connection_id = connection["id"].as_str().expect("id").to_string();
+    let org_id = app.org_id.clone();
+    let insert = move |remote_ids: Vec<&'static str>| {
+        let (org_id, connection_id) = (org_id.clone(), connection_id.clone());
+        move |conn: &mut unicontacts::store::DbConnection| {
+            use diesel::Connection as _;
+            let origin = Origin {
+                org_id: &org_id,
+                connection_id: &connection_id,
+                provider: unicontacts_adapters::ProviderKind::Periskope,
+            };
+            let records = remote_ids
+                .iter()
+                .map(|id| {
+                    let record = unicontacts_adapters::ContactRecord {
+                        remote_id: id.to_string(),
+                        labels: vec!["vip".into()],
+                        ..Default::default()
+                    };
+                    Ok((prepare(record)?, None))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let new = NewContacts::new(&origin, &records, unicontacts::ids::now());
+            conn.transaction(|conn| new.insert(conn))
+        }
+    };
+    app.store
+        .write(insert(vec!["1@c.us"]))
+        .await
+        .expect("first insert");
+    let again = app.store.write(insert(vec!["2@c.us", "1@c.us"])).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    let count = app
+        .get("/v1/contacts?limit=10", &app.reader_key().await)
+        .send()
+        .await
+        .expect("list");
+    let body: Value = count.json().await.expect("json");
+    assert_eq!(
+        body["data"].as_array().map(Vec::len),
+        Some(1),
+        "the failed batch wrote nothing: {body}"
+    );
+}
+
 crate::db_tests!(
     a_first_sync_creates_everything_and_a_second_writes_nothing,
     upstream_edits_deletions_and_revivals_are_reflected,
@@ -536,4 +619,6 @@ crate::db_tests!(
     a_seen_set_lasts_until_the_next_run_and_goes_with_the_connection,
     a_run_that_lost_its_lease_stops_without_writing,
     sync_now_waits_for_a_run_holding_the_lease,
+    a_seen_set_holds_a_remote_id_listed_twice_once,
+    a_batch_of_new_contacts_meeting_a_stored_one_is_a_conflict,
 );
