@@ -61,6 +61,8 @@ impl std::fmt::Debug for ConnectionRow {
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = contacts)]
+// `None` is NULL (no column of it has another default), as COPY requires.
+#[diesel(treat_none_as_default_value = false)]
 pub struct ContactRow {
     pub id: String,
     pub org_id: String,

@@ -55,33 +55,40 @@ fn insert_people(
     new_people: &[u128],
     now: chrono::NaiveDateTime,
 ) -> Result<(), StoreError> {
-    for chunk in new_people.chunks(500) {
-        let names: Vec<String> = chunk.iter().map(|p| id_of(ids::PERSON, *p)).collect();
-        let rows: Vec<_> = names
-            .iter()
-            .map(|id| {
-                (
-                    people::id.eq(id),
-                    people::org_id.eq(org_id),
-                    people::created_at.eq(now),
-                    people::updated_at.eq(now),
-                )
-            })
-            .collect();
+    if new_people.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = new_people.iter().map(|p| id_of(ids::PERSON, *p)).collect();
+    let rows: Vec<_> = names
+        .iter()
+        .map(|id| {
+            (
+                people::id.eq(id),
+                people::org_id.eq(org_id),
+                people::created_at.eq(now),
+                people::updated_at.eq(now),
+            )
+        })
+        .collect();
+    match conn {
         // Multi-row inserts exist per backend, not on the MultiBackend.
-        match conn {
-            DbConnection::Sqlite(c) => diesel::insert_into(people::table)
-                .values(&rows)
-                .execute(c)?,
-            DbConnection::Postgresql(c) => diesel::insert_into(people::table)
-                .values(&rows)
-                .execute(c)?,
-        };
+        DbConnection::Sqlite(c) => {
+            for chunk in rows.chunks(500) {
+                diesel::insert_into(people::table)
+                    .values(chunk)
+                    .execute(c)?;
+            }
+        }
+        // A first sync makes a person per new contact: COPY, as for the contacts.
+        DbConnection::Postgresql(c) => {
+            diesel::copy_from(people::table)
+                .from_insertable(&rows)
+                .execute(c)?;
+        }
     }
     Ok(())
 }
 
-/// Points contacts (by index into `ids_of`) at their people.
 fn write_moves(
     conn: &mut DbConnection,
     ids_of: &[u128],
