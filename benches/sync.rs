@@ -6,8 +6,10 @@
 //! of the calls), 429s received, contacts written per second and the child's peak
 //! RSS, on SQLite and (when `UNICONTACTS_TEST_POSTGRES_URL` is set) PostgreSQL.
 //!
-//! Run: `cargo bench --bench sync` (sizes: `UC_BENCH_SIZES=100000,1000000`; the
-//! sync's own log with `UC_BENCH_LOG=1`).
+//! Run: `cargo bench --bench sync` (sizes: `UC_BENCH_SIZES=100000,1000000`; one
+//! backend: `UC_BENCH_BACKENDS=sqlite` or `postgres`; the
+//! sync's own log with `UC_BENCH_LOG=1`, each page's timing with
+//! `UC_BENCH_LOG=info,unicontacts::sync=debug`).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -94,8 +96,15 @@ async fn run(backend: &str, url: DatabaseUrl, size: usize) {
         DatabaseUrl::Sqlite(p) => p.display().to_string(),
         DatabaseUrl::Postgres(u) => u.clone(),
     };
-    // `UC_BENCH_LOG=1` shows the sync's own log (its last line splits the time).
-    let log = std::env::var_os("UC_BENCH_LOG").is_some();
+    // `UC_BENCH_LOG=1` shows the sync's own log (its last line splits the time);
+    // any other value is the log filter (`info,unicontacts::sync=debug`: each page).
+    let log_filter = std::env::var("UC_BENCH_LOG")
+        .ok()
+        .map(|v| match v.as_str() {
+            "1" => "info".to_string(),
+            _ => v,
+        });
+    let log = log_filter.is_some();
     // Start just after a window opens (the simulator's are aligned to epoch
     // seconds): a run starting late in a window cannot use that window's quota, and
     // its time over the floor would measure the alignment rather than the sync.
@@ -106,7 +115,10 @@ async fn run(backend: &str, url: DatabaseUrl, size: usize) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_unicontacts"))
         .args(["sync", "--connection", &c.id])
         .env("UNICONTACTS_DATABASE_URL", db_arg)
-        .env("UNICONTACTS_LOG_LEVEL", if log { "info" } else { "warn" })
+        .env(
+            "UNICONTACTS_LOG_LEVEL",
+            log_filter.as_deref().unwrap_or("warn"),
+        )
         .stdout(Stdio::null())
         .stderr(if log { Stdio::inherit() } else { Stdio::null() })
         .spawn()
@@ -167,15 +179,23 @@ async fn main() {
         .collect();
     println!("| backend | contacts | limit / window | pages (list calls) | wall | floor | wall/floor | 429s | contacts/s | peak RSS of the sync |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
+    // `UC_BENCH_BACKENDS=sqlite` or `=postgres` runs one of the two.
+    let only = std::env::var("UC_BENCH_BACKENDS").unwrap_or_default();
+    let wanted = |name: &str| only.is_empty() || only.contains(name);
     for &size in &sizes {
         let dir = tempfile::tempdir().expect("tempdir");
-        run(
-            "SQLite",
-            DatabaseUrl::Sqlite(dir.path().join("bench.db")),
-            size,
-        )
-        .await;
-        if let Ok(admin) = std::env::var("UNICONTACTS_TEST_POSTGRES_URL") {
+        if wanted("sqlite") {
+            run(
+                "SQLite",
+                DatabaseUrl::Sqlite(dir.path().join("bench.db")),
+                size,
+            )
+            .await;
+        }
+        let admin = std::env::var("UNICONTACTS_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|_| wanted("postgres"));
+        if let Some(admin) = admin {
             let name = format!("uc_bench_{}", ulid::Ulid::new().to_string().to_lowercase());
             let mut pg = diesel::PgConnection::establish(&admin).expect("postgres");
             pg.batch_execute(&format!("CREATE DATABASE \"{name}\""))
@@ -183,7 +203,10 @@ async fn main() {
             let mut url = url::Url::parse(&admin).expect("url");
             url.set_path(&name);
             run("PostgreSQL", DatabaseUrl::Postgres(url.to_string()), size).await;
-            let _ = pg.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+            if std::env::var_os("TMP_KEEP").is_none() {
+                let _ =
+                    pg.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+            }
         }
     }
 }
