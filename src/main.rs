@@ -107,7 +107,25 @@ fn parse_scopes(s: &str) -> Result<ScopeList, String> {
     Scope::parse_list(s).map(ScopeList)
 }
 
+/// Pins glibc's mmap threshold at 1 MiB. By default glibc raises it (up to 32 MiB)
+/// each time a large block is freed, after which the buffers of a sync page (a
+/// response body of a few MB, its parsed tree, a page of records) come from the
+/// per-thread heaps, where they are allocated on the runtime's threads and freed
+/// on the database's, and fragment: the peak RSS of identical syncs of 1 000 000
+/// contacts on SQLite varied from 169 to 225 MiB. Pinned, such blocks are mapped
+/// and returned whole: 166 MiB in each of two runs, no slower.
+#[allow(unsafe_code)]
+fn pin_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt takes two integers and only sets an allocator parameter; it
+    // is called first thing in main, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 fn main() -> ExitCode {
+    pin_mmap_threshold();
     let cli = Cli::parse();
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
