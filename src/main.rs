@@ -113,7 +113,7 @@ fn parse_scopes(s: &str) -> Result<ScopeList, String> {
 /// per-thread heaps, where they are allocated on the runtime's threads and freed
 /// on the database's, and fragment: the peak RSS of identical syncs of 1 000 000
 /// contacts on SQLite varied from 169 to 225 MiB. Pinned, such blocks are mapped
-/// and returned whole: 166 MiB in each of two runs, no slower.
+/// and returned whole: 166 MiB in each of three runs, no slower.
 #[allow(unsafe_code)]
 fn pin_mmap_threshold() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -417,12 +417,7 @@ async fn page_through(
     // The seen set exists to find the contacts stored before the run that are gone
     // upstream. A connection without any (its first sync) needs none: every
     // contact the run stores was listed. That spares the run a write per contact.
-    let connection_id = c.id.clone();
-    let track_seen = store
-        .run(move |conn| sync_runs::count_live(conn, &connection_id))
-        .await
-        .map_err(|e| e.to_string())?
-        > 0;
+    let track_seen = count_live(store, c).await? > 0;
     let first = provider
         .list_contacts(None)
         .await
@@ -525,15 +520,8 @@ async fn page_through(
     // connection has exactly as many live contacts as the run saw, no live contact
     // went unseen: nothing to mark, and no need to read them all.
     let t = Instant::now();
-    if track_seen {
-        let connection_id = c.id.clone();
-        let live = store
-            .run(move |conn| sync_runs::count_live(conn, &connection_id))
-            .await
-            .map_err(|e| e.to_string())?;
-        if not_stored > 0 || live != seen_total {
-            run.deleted += mark_unseen_deleted(store, c, &run.id, ttl).await?;
-        }
+    if track_seen && (not_stored > 0 || count_live(store, c).await? != seen_total) {
+        run.deleted += mark_unseen_deleted(store, c, &run.id, ttl).await?;
     }
     *store_time += t.elapsed();
     tracing::debug!(
@@ -544,6 +532,15 @@ async fn page_through(
     Ok(first_skip.map(|e| {
         format!("{skipped} contact(s) could not be read and were left as they were; first: {e}")
     }))
+}
+
+/// How many of the connection's contacts are live (two index counts).
+async fn count_live(store: &Store, c: &Connection) -> Result<i64, String> {
+    let connection_id = c.id.clone();
+    store
+        .run(move |conn| sync_runs::count_live(conn, &connection_id))
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Marks the connection's live contacts the run did not see as deleted upstream,
