@@ -86,6 +86,23 @@ pub struct RateLimit {
     pub window_secs: u64,
 }
 
+impl RateLimit {
+    /// `limit` requests in a window of an hour or so whose current one still has
+    /// at least a minute to run, so every call of a short test falls in it. (With a
+    /// 60 s window, a test that calls twice near the minute's end saw its second
+    /// call land in the next window, or wait the 1 s left and succeed.)
+    pub fn for_the_next_minute(limit: u32) -> RateLimit {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let window_secs = (3600..)
+            .find(|w| w - now % w >= 60)
+            .expect("some window length has a minute left");
+        RateLimit { limit, window_secs }
+    }
+}
+
 /// Which rate-limit headers a provider sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateHeaders {

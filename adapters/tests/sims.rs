@@ -374,10 +374,8 @@ async fn every_error_class_maps_to_its_adapter_error() {
     );
     // 429 past the allowed wait → RateLimited with the wait.
     p.set_faults(Faults::default());
-    p.set_rate_limit(Some(RateLimit {
-        limit: 1,
-        window_secs: 60,
-    }));
+    let rate = RateLimit::for_the_next_minute(1);
+    p.set_rate_limit(Some(rate));
     let capped = PeriskopeClient::new(config(
         ProviderKind::Periskope,
         p.api_base(),
@@ -392,15 +390,12 @@ async fn every_error_class_maps_to_its_adapter_error() {
     match capped.list_contacts(None).await {
         Err(AdapterError::RateLimited {
             retry_after: Some(d),
-        }) => assert!(d <= Duration::from_secs(60)),
+        }) => assert!(d <= Duration::from_secs(rate.window_secs), "{d:?}"),
         other => panic!("{other:?}"),
     }
     // A 429 from a provider that sends no headers at all (the Gateway's edge limiter).
     g.set_faults(Faults::default());
-    g.set_rate_limit(Some(RateLimit {
-        limit: 1,
-        window_secs: 60,
-    }));
+    g.set_rate_limit(Some(RateLimit::for_the_next_minute(1)));
     let gc = GatewayClient::new(config(
         ProviderKind::Gateway,
         g.api_base(),

@@ -282,10 +282,9 @@ async fn a_failing_provider_is_answered_from_the_copy_as_stale(backend: Backend)
     // rate limit exhausted
     sims.set.periskope.set_faults(Faults::default());
     let res = stale_after(&app, &sims, &reader, |s| {
-        s.set.periskope.set_rate_limit(Some(RateLimit {
-            limit: 0,
-            window_secs: 60,
-        }))
+        s.set
+            .periskope
+            .set_rate_limit(Some(RateLimit::for_the_next_minute(0)))
     })
     .await;
     assert_stale(&res);
@@ -360,10 +359,7 @@ async fn without_a_copy_each_failure_has_its_status(backend: Backend) {
     .await;
     // limit exhausted
     gw.set_faults(Faults::default());
-    gw.set_rate_limit(Some(RateLimit {
-        limit: 1,
-        window_secs: 60,
-    }));
+    gw.set_rate_limit(Some(RateLimit::for_the_next_minute(1)));
     assert_eq!(
         send(app.get(&live_path(&sims.gateway, &next_lid()), &reader))
             .await
