@@ -18,6 +18,8 @@
 //! | `sync_lease_seconds`       | `UNICONTACTS_SYNC_LEASE_SECONDS`      | `300` (a run's lease; a crashed run's successor waits this long) |
 //! | `person_name_precedence`   | `UNICONTACTS_PERSON_NAME_PRECEDENCE`  | `wacr,periskope,gateway` (whose name a person shows first) |
 //! | `scheduler_tick_ms`        | `UNICONTACTS_SCHEDULER_TICK_MS`       | `5000` (how often due syncs are looked for; `0` turns the scheduler off) |
+//! | `sync_max_concurrent_runs` | `UNICONTACTS_SYNC_MAX_CONCURRENT_RUNS`| `4` (scheduled runs at once in this process; the others wait for a later tick) |
+//! | `sync_run_retention_days`  | `UNICONTACTS_SYNC_RUN_RETENTION_DAYS` | `90` (finished runs older than this are pruned, each connection's last kept; `0` keeps all) |
 //!
 //! A bad value stops start-up with one line naming the setting. The database URL
 //! is never echoed back, since it may hold a password.
@@ -113,6 +115,10 @@ pub struct Settings {
     pub upstream_timeout_ms: u64,
     pub scheduler_tick_ms: u64,
     pub sync_lease_seconds: u64,
+    /// Scheduled runs this process has going at once.
+    pub sync_max_concurrent_runs: u32,
+    /// Days a finished run stays in the history (0: forever).
+    pub sync_run_retention_days: u32,
     pub person_name_precedence: Vec<unicontacts_adapters::ProviderKind>,
 }
 
@@ -133,7 +139,7 @@ impl ConfigError {
     }
 }
 
-const KEYS: [&str; 15] = [
+const KEYS: [&str; 17] = [
     "database_url",
     "bind",
     "log_format",
@@ -148,6 +154,8 @@ const KEYS: [&str; 15] = [
     "upstream_timeout_ms",
     "scheduler_tick_ms",
     "sync_lease_seconds",
+    "sync_max_concurrent_runs",
+    "sync_run_retention_days",
     "person_name_precedence",
 ];
 
@@ -170,6 +178,8 @@ impl Default for Settings {
             upstream_timeout_ms: 10_000,
             scheduler_tick_ms: 5_000,
             sync_lease_seconds: 300,
+            sync_max_concurrent_runs: 4,
+            sync_run_retention_days: 90,
             person_name_precedence: vec![
                 unicontacts_adapters::ProviderKind::Wacr,
                 unicontacts_adapters::ProviderKind::Periskope,
@@ -305,6 +315,14 @@ impl Settings {
                 "sync_lease_seconds" => {
                     s.sync_lease_seconds = parse_in_range(&value, 2, 86_400).map_err(bad)?
                 }
+                "sync_max_concurrent_runs" => {
+                    s.sync_max_concurrent_runs =
+                        parse_in_range(&value, 1, 1_000).map_err(bad)? as u32
+                }
+                "sync_run_retention_days" => {
+                    s.sync_run_retention_days =
+                        parse_in_range(&value, 0, 36_500).map_err(bad)? as u32
+                }
                 "scheduler_tick_ms" => {
                     s.scheduler_tick_ms = parse_in_range(&value, 0, 3_600_000).map_err(bad)?
                 }
@@ -374,6 +392,23 @@ mod tests {
         let err = Settings::load_from(None, env(&[("UNICONTACTS_DATABASE_POOL_SIZE", "0")]))
             .expect_err("bad pool size");
         assert_eq!(err.setting, "UNICONTACTS_DATABASE_POOL_SIZE");
+
+        // No scheduled run at all would never sync anything: at least one.
+        let err = Settings::load_from(None, env(&[("UNICONTACTS_SYNC_MAX_CONCURRENT_RUNS", "0")]))
+            .expect_err("no runs");
+        assert_eq!(err.setting, "UNICONTACTS_SYNC_MAX_CONCURRENT_RUNS");
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("UNICONTACTS_SYNC_MAX_CONCURRENT_RUNS", "2"),
+                ("UNICONTACTS_SYNC_RUN_RETENTION_DAYS", "0"),
+            ]),
+        )
+        .expect("settings");
+        assert_eq!(
+            (s.sync_max_concurrent_runs, s.sync_run_retention_days),
+            (2, 0)
+        );
     }
 
     #[test]

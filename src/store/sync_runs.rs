@@ -363,13 +363,62 @@ pub fn list_runs(
     Ok(query.load(conn)?)
 }
 
-/// When each connection last finished a run (for the scheduler).
+#[derive(QueryableByName)]
+struct LastFinished {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    connection_id: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamp>)]
+    finished_at: Option<NaiveDateTime>,
+}
+
+/// When each connection last finished a run (`None`: never), for the scheduler:
+/// one probe of `sync_runs_connection_finished` per connection, however long
+/// the history.
 pub fn last_finished(
     conn: &mut DbConnection,
 ) -> Result<Vec<(String, Option<NaiveDateTime>)>, StoreError> {
-    use diesel::dsl::max;
-    Ok(sync_runs::table
-        .group_by(sync_runs::connection_id)
-        .select((sync_runs::connection_id, max(sync_runs::finished_at)))
-        .load(conn)?)
+    const SQL: &str = "SELECT c.id AS connection_id, \
+        (SELECT MAX(r.finished_at) FROM sync_runs r WHERE r.connection_id = c.id) AS finished_at \
+        FROM connections c";
+    let rows: Vec<LastFinished> = match conn {
+        DbConnection::Sqlite(c) => diesel::sql_query(SQL).load(c)?,
+        DbConnection::Postgresql(c) => diesel::sql_query(SQL).load(c)?,
+    };
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.connection_id, r.finished_at))
+        .collect())
+}
+
+/// Deletes up to `limit` runs that finished before `cutoff`, except each
+/// connection's latest finished run (the scheduler times the next run from it).
+/// Returns how many went.
+pub fn prune_finished(
+    conn: &mut DbConnection,
+    cutoff: NaiveDateTime,
+    limit: i64,
+) -> Result<usize, StoreError> {
+    let newer = diesel::alias!(sync_runs as newer);
+    let old: Vec<String> = sync_runs::table
+        .filter(sync_runs::finished_at.lt(cutoff))
+        .filter(exists(
+            newer
+                .filter(
+                    newer
+                        .field(sync_runs::connection_id)
+                        .eq(sync_runs::connection_id),
+                )
+                .filter(
+                    newer
+                        .field(sync_runs::finished_at)
+                        .gt(sync_runs::finished_at),
+                ),
+        ))
+        .select(sync_runs::id)
+        .limit(limit)
+        .load(conn)?;
+    if old.is_empty() {
+        return Ok(0);
+    }
+    Ok(diesel::delete(sync_runs::table.filter(sync_runs::id.eq_any(&old))).execute(conn)?)
 }

@@ -1,11 +1,14 @@
 //! The scheduler: every connection is synced every `sync_interval_seconds`, plus a
 //! jitter of up to a tenth of the interval (fixed per connection, so replicas agree
 //! and runs of many connections spread out). The lease keeps it to one run at a
-//! time per connection, across processes too.
+//! time per connection, across processes too. A process has at most
+//! `sync_max_concurrent_runs` scheduled runs going at once (due connections past
+//! that start on a later tick), and prunes the run history past
+//! `sync_run_retention_days` once an hour.
 
 use std::collections::HashMap;
-use std::sync::Weak;
-use std::time::Duration;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -15,8 +18,29 @@ use crate::startup::AppState;
 use crate::store::connections::Connection;
 use crate::store::models::ConnectionRow;
 use crate::store::schema::connections;
-use crate::store::sync_runs;
+use crate::store::sync_runs::{self, LeaseError};
+use crate::store::Store;
 use crate::sync::run;
+
+/// How often the run history is pruned (and once when the scheduler starts).
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Deletes the runs that finished more than `days` ago, each connection's latest
+/// finished run excepted, in batches. Returns how many went.
+pub async fn prune_history(store: &Store, days: u32) -> Result<usize, String> {
+    let cutoff = ids::now() - chrono::Duration::days(i64::from(days));
+    let mut pruned = 0;
+    loop {
+        let n = store
+            .write(move |conn| sync_runs::prune_finished(conn, cutoff, 1000))
+            .await
+            .map_err(|e| e.to_string())?;
+        pruned += n;
+        if n < 1000 {
+            return Ok(pruned);
+        }
+    }
+}
 
 fn jitter_secs(connection_id: &str, interval: u64) -> i64 {
     let h = connection_id
@@ -48,9 +72,29 @@ pub fn due(
 pub async fn run_scheduler(state: Weak<AppState>, tick: Duration) {
     let holder = run::holder_id();
     let mut interval = tokio::time::interval(tick);
+    let permits = match state.upgrade() {
+        Some(state) => Arc::new(tokio::sync::Semaphore::new(
+            state.settings.sync_max_concurrent_runs as usize,
+        )),
+        None => return,
+    };
+    let mut pruned_at: Option<Instant> = None;
     loop {
         interval.tick().await;
         let Some(state) = state.upgrade() else { break };
+        let retention = state.settings.sync_run_retention_days;
+        if retention > 0 && pruned_at.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            pruned_at = Some(Instant::now());
+            match prune_history(&state.store, retention).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    pruned = n,
+                    retention_days = retention,
+                    "pruned the sync run history"
+                ),
+                Err(e) => tracing::warn!(error = %e, "could not prune the sync run history"),
+            }
+        }
         let loaded = state
             .store
             .run(|conn| {
@@ -74,31 +118,41 @@ pub async fn run_scheduler(state: Weak<AppState>, tick: Duration) {
         };
         let ttl = run::lease_ttl(&state.settings);
         for c in due(conns, &last, ids::now()) {
+            // This process's share of runs is taken: the rest wait for a later tick
+            // (or another process, which may take them meanwhile).
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                break;
+            };
             let interval = c.settings.sync_interval_seconds;
             let gap = chrono::Duration::seconds(interval as i64 + jitter_secs(&c.id, interval));
-            match run::start(&state.store, &c, "schedule", &holder, ttl, Some(gap)).await {
-                Ok(r) => match unicontacts_adapters::connect(run::sync_adapter_config(&c)) {
-                    Ok(provider) => {
-                        tokio::spawn(run::execute(
-                            state.store.clone(),
-                            provider,
-                            c,
-                            r,
-                            ttl,
-                            |_| {},
-                        ));
-                    }
-                    Err(e) => {
-                        tracing::warn!(connection_id = %c.id, error = %e, "cannot build the adapter")
-                    }
-                },
+            let started = match run::start(&state.store, &c, "schedule", &holder, ttl, Some(gap))
+                .await
+            {
+                Ok(r) => r,
                 // Running already (here or elsewhere), or just finished: nothing to do.
-                Err(
-                    crate::store::sync_runs::LeaseError::Held(_)
-                    | crate::store::sync_runs::LeaseError::NotDue,
-                ) => {}
+                Err(LeaseError::Held(_) | LeaseError::NotDue) => continue,
                 Err(e) => {
-                    tracing::warn!(connection_id = %c.id, error = %e, "cannot start a scheduled sync")
+                    tracing::warn!(connection_id = %c.id, error = %e, "cannot start a scheduled sync");
+                    continue;
+                }
+            };
+            match unicontacts_adapters::connect(run::sync_adapter_config(&c)) {
+                Ok(provider) => {
+                    let store = state.store.clone();
+                    tokio::spawn(async move {
+                        run::execute(store, provider, c, started, ttl, |_| {}).await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    // Recorded, so the lease is released and the history says why.
+                    tracing::warn!(connection_id = %c.id, error = %e, "cannot build the adapter");
+                    run::fail_before_start(
+                        &state.store,
+                        started,
+                        format!("the connection cannot be used: {e}"),
+                    )
+                    .await;
                 }
             }
         }

@@ -191,6 +191,20 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
 }
 
 impl TestApp {
+    /// A second app on this test's database, as another process would run it (its
+    /// own pool, caches and scheduler), with settings changed by `tweak`; it runs
+    /// until the test ends. Returns its address.
+    pub async fn spawn_beside(&self, tweak: impl FnOnce(&mut Settings)) -> String {
+        let mut settings = test_settings(&self.db);
+        tweak(&mut settings);
+        let store = open_store(&settings).await.expect("open store");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let app = Application::from_parts(settings, store, listener).expect("build app");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        address
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }

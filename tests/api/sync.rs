@@ -317,7 +317,12 @@ async fn a_lease_left_by_a_killed_process_is_taken_over_after_expiry(backend: Ba
 }
 
 async fn the_scheduler_syncs_connections_that_are_due(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.scheduler_tick_ms = 100).await;
+    // One scheduled run at a time: the three connections are due together.
+    let app = spawn_app_with(backend, |s| {
+        s.scheduler_tick_ms = 100;
+        s.sync_max_concurrent_runs = 1;
+    })
+    .await;
     let sims = app.connect_sims(46, 40, json!({})).await;
     // Never synced, so due at once; the next one is `sync_interval_seconds` away.
     let mut seen = HashSet::new();
@@ -353,6 +358,157 @@ async fn the_scheduler_syncs_connections_that_are_due(backend: Backend) {
         .await
         .expect("json");
     assert_eq!(runs["data"].as_array().expect("data").len(), 3, "{runs}");
+    // And never two at once: each started after the one before had finished.
+    let mut spans = run_spans(&app).await;
+    spans.sort();
+    for pair in spans.windows(2) {
+        let (_, finished) = pair[0];
+        let (started, _) = pair[1];
+        assert!(
+            finished.is_some_and(|f| f <= started),
+            "scheduled runs overlapped: {spans:?}"
+        );
+    }
+}
+
+/// Every run's (started_at, finished_at), as stored.
+async fn run_spans(app: &TestApp) -> Vec<(chrono::NaiveDateTime, Option<chrono::NaiveDateTime>)> {
+    app.store
+        .run(|conn| {
+            use diesel::prelude::*;
+            use unicontacts::store::schema::sync_runs;
+            Ok(sync_runs::table
+                .select((sync_runs::started_at, sync_runs::finished_at))
+                .load(conn)?)
+        })
+        .await
+        .expect("runs")
+}
+
+async fn a_connection_the_scheduler_cannot_use_gets_a_failed_run(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app.connect_sims(47, 20, json!({})).await;
+    // The stored connection lost its phone (no adapter can be built without it).
+    let id = Sims::id(&sims.periskope);
+    let broken = id.clone();
+    app.store
+        .run(move |conn| {
+            use diesel::prelude::*;
+            use unicontacts::store::schema::connections;
+            diesel::update(connections::table.filter(connections::id.eq(broken)))
+                .set(connections::credentials.eq(r#"{"api_key":"k"}"#))
+                .execute(conn)?;
+            Ok(())
+        })
+        .await
+        .expect("break the connection");
+    let other = app.spawn_beside(|s| s.scheduler_tick_ms = 50).await;
+    let path = format!("/v1/admin/sync-runs?connection_id={id}");
+    let mut runs = Value::Null;
+    for _ in 0..1500 {
+        runs = send(app.get(&path, &app.admin_key))
+            .await
+            .json()
+            .await
+            .expect("json");
+        if runs["data"].as_array().is_some_and(|d| !d.is_empty())
+            && runs["data"][0]["status"] != "running"
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let run = &runs["data"][0];
+    assert_eq!(run["status"], "failed", "{runs}");
+    assert_eq!(run["trigger"], "schedule");
+    assert!(
+        run["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot be used")),
+        "{run}"
+    );
+    // The lease went with it: asking again is not a 409 but the same failure.
+    let body = assert_error(
+        send(
+            app.client
+                .post(format!("{other}/v1/admin/connections/{id}/sync"))
+                .bearer_auth(&app.admin_key)
+                .json(&json!({})),
+        )
+        .await,
+        502,
+        "upstream_error",
+    )
+    .await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("phone")),
+        "{body}"
+    );
+}
+
+async fn the_scheduler_prunes_runs_past_the_retention(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app.connect_sims(48, 20, json!({})).await;
+    let mut old = Vec::new();
+    for _ in 0..3 {
+        let run = app.sync_now(&sims.gateway).await;
+        old.push(run["id"].as_str().expect("id").to_string());
+    }
+    let recent = app.sync_now(&sims.wacr).await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    // The gateway's three runs finished 100 days ago, a minute apart.
+    let backdate = old.clone();
+    app.store
+        .run(move |conn| {
+            use diesel::prelude::*;
+            use unicontacts::store::schema::sync_runs;
+            for (i, id) in backdate.iter().enumerate() {
+                let at = unicontacts::ids::now() - chrono::Duration::days(100)
+                    + chrono::Duration::minutes(i as i64);
+                diesel::update(sync_runs::table.filter(sync_runs::id.eq(id)))
+                    .set((
+                        sync_runs::started_at.eq(at),
+                        sync_runs::finished_at.eq(Some(at)),
+                    ))
+                    .execute(conn)?;
+            }
+            Ok(())
+        })
+        .await
+        .expect("backdate");
+    let remaining = || async {
+        app.store
+            .run(|conn| {
+                use diesel::prelude::*;
+                use unicontacts::store::schema::sync_runs;
+                Ok(sync_runs::table
+                    .select(sync_runs::id)
+                    .load::<String>(conn)?)
+            })
+            .await
+            .expect("runs")
+    };
+    // Another process's scheduler prunes when it starts (retention: 90 days).
+    app.spawn_beside(|s| s.scheduler_tick_ms = 50).await;
+    let mut ids = Vec::new();
+    for _ in 0..1500 {
+        ids = remaining().await;
+        if !ids.contains(&old[0]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!ids.contains(&old[0]) && !ids.contains(&old[1]), "{ids:?}");
+    // The gateway's latest run stays (the next one is timed from it), and so do
+    // the runs within the retention.
+    assert!(ids.contains(&old[2]), "{ids:?}");
+    assert!(ids.contains(&recent), "{ids:?}");
+    let gone = send(app.get(&format!("/v1/admin/sync-runs/{}", old[0]), &app.admin_key)).await;
+    assert_error(gone, 404, "not_found").await;
 }
 
 async fn a_record_the_provider_cannot_give_makes_the_run_partial(backend: Backend) {
@@ -615,6 +771,8 @@ crate::db_tests!(
     two_concurrent_triggers_make_one_run_and_one_409,
     a_lease_left_by_a_killed_process_is_taken_over_after_expiry,
     the_scheduler_syncs_connections_that_are_due,
+    a_connection_the_scheduler_cannot_use_gets_a_failed_run,
+    the_scheduler_prunes_runs_past_the_retention,
     a_record_the_provider_cannot_give_makes_the_run_partial,
     a_seen_set_lasts_until_the_next_run_and_goes_with_the_connection,
     a_run_that_lost_its_lease_stops_without_writing,
