@@ -353,6 +353,42 @@ fn print_demo(
     println!("API docs: {base}/docs/");
 }
 
+/// A token cancelled by the first SIGINT or SIGTERM: the run in progress stops
+/// after the page it is writing and is recorded (its lease released). A second
+/// signal exits at once.
+fn stop_on_signal() -> tokio_util::sync::CancellationToken {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch SIGTERM");
+                    return;
+                }
+            };
+        for n in 0.. {
+            #[cfg(unix)]
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            #[cfg(not(unix))]
+            if tokio::signal::ctrl_c().await.is_err() {
+                return;
+            }
+            if n > 0 {
+                std::process::exit(130);
+            }
+            eprintln!("stopping after the page being written (again to quit at once)");
+            token.cancel();
+        }
+    });
+    stop
+}
+
 async fn sync(settings: Settings, only: Option<String>) -> Result<(), String> {
     use std::io::IsTerminal;
     use unicontacts::store::connections::Connection;
@@ -384,8 +420,12 @@ async fn sync(settings: Settings, only: Option<String>) -> Result<(), String> {
     let ttl = run::lease_ttl(&settings);
     let holder = run::holder_id();
     let terminal = std::io::stdout().is_terminal();
+    let stop = stop_on_signal();
     let mut failed = 0;
     for c in connections {
+        if stop.is_cancelled() {
+            break;
+        }
         let started = match run::start(&store, &c, "cli", &holder, ttl, None).await {
             Ok(r) => r,
             Err(
@@ -433,7 +473,16 @@ async fn sync(settings: Settings, only: Option<String>) -> Result<(), String> {
                 None => println!("  {line}"),
             }
         };
-        let done = run::execute(store.clone(), provider, c, started, ttl, progress).await;
+        let done = run::execute(
+            store.clone(),
+            provider,
+            c,
+            started,
+            ttl,
+            stop.clone(),
+            progress,
+        )
+        .await;
         if let Some(b) = &bar {
             b.finish_and_clear();
         }
@@ -453,6 +502,9 @@ async fn sync(settings: Settings, only: Option<String>) -> Result<(), String> {
         if done.status != "succeeded" {
             failed += 1;
         }
+    }
+    if stop.is_cancelled() {
+        return Err("interrupted".into());
     }
     if failed > 0 {
         return Err(format!("{failed} run(s) did not succeed"));

@@ -27,6 +27,8 @@ pub struct AppState {
     pub limiter: InboundLimiter,
     /// Active API keys by hash.
     pub keys: crate::auth::KeyCache,
+    /// This process's sync runs, stopped and recorded at shutdown.
+    pub runs: crate::sync::run::Runs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +75,7 @@ impl Application {
             ),
             limiter: InboundLimiter::new(settings.rate_limit_per_second, settings.rate_limit_burst),
             keys: crate::auth::KeyCache::default(),
+            runs: crate::sync::run::Runs::on_current_runtime(),
             store,
             settings,
         });
@@ -110,9 +113,13 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until SIGINT/SIGTERM, then drains in-flight requests (up to the shutdown timeout).
+    /// Serves until SIGINT/SIGTERM, then drains in-flight requests and stops the
+    /// sync runs at their next page, recording them (each up to the shutdown timeout).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        let grace = Duration::from_secs(self.state.settings.shutdown_timeout_seconds);
+        self.state.runs.shutdown(grace).await;
+        served
     }
 }
 

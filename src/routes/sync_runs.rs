@@ -140,14 +140,10 @@ pub async fn trigger_sync(
         }
     };
     let view = SyncRunView::from(&started);
-    tokio::spawn(run::execute(
-        state.store.clone(),
-        provider,
-        c,
-        started,
-        ttl,
-        |_| {},
-    ));
+    let (store, stop) = (state.store.clone(), state.runs.stop_token());
+    state.runs.spawn(async move {
+        run::execute(store, provider, c, started, ttl, stop, |_| {}).await;
+    });
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/v1/admin/sync-runs/{}", view.id)))
         .json(view))

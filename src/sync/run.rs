@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+pub use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use unicontacts_adapters::{
     AdapterError, ConnectionConfig, ContactPage, ContactRecord, PageToken, Provider, UpstreamConfig,
 };
@@ -20,6 +22,68 @@ use crate::store::contacts::{self, NewContacts, Origin, Prepared, Upserted};
 use crate::store::models::SyncRunRow;
 use crate::store::sync_runs::{self, LeaseError};
 use crate::store::{DbConnection, Store, StoreError};
+
+/// The error of a run stopped by its process's shutdown.
+pub const INTERRUPTED: &str = "interrupted: its process was shutting down";
+
+/// The runs this process has going. A shutdown stops each at its next page (a
+/// page being written is finished) and records it as failed, which releases its
+/// lease: a restarted process need not wait for the lease to expire, and the
+/// history says what happened.
+#[derive(Clone)]
+pub struct Runs {
+    stop: CancellationToken,
+    tasks: TaskTracker,
+    /// The runtime runs go on: the one that built the app, not the HTTP worker's
+    /// that handled the request (a worker's runtime ends with it at shutdown,
+    /// taking its tasks along).
+    runtime: tokio::runtime::Handle,
+}
+
+impl Runs {
+    /// Runs on the current runtime (call it from within one).
+    pub fn on_current_runtime() -> Self {
+        Self {
+            stop: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+
+    /// What a run watches to stop early.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Whether a shutdown has begun (no new run should start).
+    pub fn stopping(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+
+    /// Runs `task` (an `execute`, with whatever it holds) as one of these runs.
+    pub fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn_on(task, &self.runtime);
+    }
+
+    /// Stops every run and waits up to `grace` for them to record their end.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.stop.cancel();
+        self.tasks.close();
+        if self.tasks.is_empty() {
+            return;
+        }
+        tracing::info!(runs = self.tasks.len(), "stopping sync runs");
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                runs = self.tasks.len(),
+                "sync runs still going at the end of the shutdown timeout; their leases will expire"
+            );
+        }
+    }
+}
 
 /// How long a lease lasts without renewal (a run renews it every page).
 pub fn lease_ttl(settings: &crate::config::Settings) -> chrono::Duration {
@@ -80,7 +144,16 @@ pub async fn sync_now(
             )
         }
     };
-    Ok(execute(store.clone(), provider, c.clone(), run, ttl, |_| {}).await)
+    Ok(execute(
+        store.clone(),
+        provider,
+        c.clone(),
+        run,
+        ttl,
+        CancellationToken::new(),
+        |_| {},
+    )
+    .await)
 }
 
 /// Records a run that could not begin (no usable adapter), releasing its lease.
@@ -247,13 +320,16 @@ fn write_page(
     }
 }
 
-/// Runs the sync to its end and records the outcome; `on_page` sees the run after each page.
+/// Runs the sync to its end (or until `stop`: then it fails with [`INTERRUPTED`]
+/// after the page being written) and records the outcome; `on_page` sees the run
+/// after each page.
 pub async fn execute(
     store: Store,
     provider: Arc<dyn Provider>,
     c: Connection,
     mut run: SyncRunRow,
     ttl: chrono::Duration,
+    stop: CancellationToken,
     on_page: impl Fn(&SyncRunRow) + Send,
 ) -> SyncRunRow {
     let before = provider.stats();
@@ -265,6 +341,7 @@ pub async fn execute(
         &c,
         &mut run,
         ttl,
+        &stop,
         &on_page,
         &mut store_time,
     )
@@ -399,12 +476,14 @@ async fn classify(
     Ok((out, waited))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn page_through(
     store: &Store,
     provider: &dyn Provider,
     c: &Connection,
     run: &mut SyncRunRow,
     ttl: chrono::Duration,
+    stop: &CancellationToken,
     on_page: &(impl Fn(&SyncRunRow) + Send),
     store_time: &mut Duration,
 ) -> Result<Option<String>, String> {
@@ -418,10 +497,10 @@ async fn page_through(
     // upstream. A connection without any (its first sync) needs none: every
     // contact the run stores was listed. That spares the run a write per contact.
     let track_seen = count_live(store, c).await? > 0;
-    let first = provider
-        .list_contacts(None)
-        .await
-        .map_err(|e| format!("listing page 1: {e}"))?;
+    let first = tokio::select! {
+        () = stop.cancelled() => return Err(INTERRUPTED.into()),
+        listed = provider.list_contacts(None) => listed.map_err(|e| format!("listing page 1: {e}"))?,
+    };
     run.pages += 1;
     let (mut current, waited) = classify(store, provider, c, first).await?;
     *store_time += waited;
@@ -468,16 +547,21 @@ async fn page_through(
         let number = run.pages + 1;
         let following = async {
             let token = next.as_ref()?;
-            Some(
-                async {
+            if stop.is_cancelled() {
+                return Some(Err(INTERRUPTED.to_string()));
+            }
+            Some(tokio::select! {
+                // The page being written is finished; the listing (which may be
+                // waiting for the quota) is not.
+                () = stop.cancelled() => Err(INTERRUPTED.to_string()),
+                listed = async {
                     let page = provider
                         .list_contacts(Some(token))
                         .await
                         .map_err(|e| format!("listing page {number}: {e}"))?;
                     classify(store, provider, c, page).await
-                }
-                .await,
-            )
+                } => listed,
+            })
         };
         let queued = Instant::now();
         let (outcome, following) = tokio::join!(write, following);

@@ -82,6 +82,9 @@ pub async fn run_scheduler(state: Weak<AppState>, tick: Duration) {
     loop {
         interval.tick().await;
         let Some(state) = state.upgrade() else { break };
+        if state.runs.stopping() {
+            break;
+        }
         let retention = state.settings.sync_run_retention_days;
         if retention > 0 && pruned_at.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
             pruned_at = Some(Instant::now());
@@ -138,9 +141,9 @@ pub async fn run_scheduler(state: Weak<AppState>, tick: Duration) {
             };
             match unicontacts_adapters::connect(run::sync_adapter_config(&c)) {
                 Ok(provider) => {
-                    let store = state.store.clone();
-                    tokio::spawn(async move {
-                        run::execute(store, provider, c, started, ttl, |_| {}).await;
+                    let (store, stop) = (state.store.clone(), state.runs.stop_token());
+                    state.runs.spawn(async move {
+                        run::execute(store, provider, c, started, ttl, stop, |_| {}).await;
                         drop(permit);
                     });
                 }

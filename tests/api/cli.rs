@@ -352,14 +352,19 @@ async fn serve_demo_loads_three_providers_and_prints_a_working_key(backend: Back
     let _ = tokio::task::spawn_blocking(move || child.wait()).await;
 }
 
-/// A `unicontacts sync` killed with SIGKILL mid-run loses nothing: after its lease
-/// expires, the next run completes and the store equals the provider.
-async fn a_sync_killed_mid_run_loses_nothing(backend: Backend) {
+/// A WA.cr simulator of about `people` people and a connection to it (any org,
+/// no API needed) in the test's database.
+async fn wacr_connection(
+    db: &TestDb,
+    seed: u64,
+    people: usize,
+) -> (
+    unicontacts_adapters::wacr::sim::WacrSim,
+    unicontacts::store::Store,
+    unicontacts::store::connections::Connection,
+) {
     use unicontacts::store::connections::{self, Connection, ConnectionSettings, Credentials};
-    use unicontacts_adapters::sim::{Faults, World};
-
-    let db = TestDb::new(&backend);
-    let world = World::generate(51, 900);
+    let world = unicontacts_adapters::sim::World::generate(seed, people);
     let sim = unicontacts_adapters::wacr::sim::start(
         &world,
         "sim-key-0123456789",
@@ -368,7 +373,7 @@ async fn a_sync_killed_mid_run_loses_nothing(backend: Backend) {
     )
     .await
     .expect("sim");
-    let store = unicontacts::startup::open_store(&crate::helpers::test_settings(&db))
+    let store = unicontacts::startup::open_store(&crate::helpers::test_settings(db))
         .await
         .expect("store");
     let base_url = sim.api_base();
@@ -399,26 +404,133 @@ async fn a_sync_killed_mid_run_loses_nothing(backend: Backend) {
         })
         .await
         .expect("connection");
-    let ttl = chrono::Duration::seconds(2);
-    let sync_once = |store: unicontacts::store::Store, c: Connection| async move {
-        let run = loop {
-            match unicontacts::sync::run::start(&store, &c, "cli", "test", ttl, None).await {
-                Ok(r) => break r,
-                // The dead run's lease: wait for it to expire.
-                Err(unicontacts::store::sync_runs::LeaseError::Held(_)) => {
-                    tokio::time::sleep(Duration::from_millis(100)).await
-                }
-                Err(e) => panic!("{e}"),
+    (sim, store, connection)
+}
+
+/// One sync in this process, waiting for a lease another holds to expire.
+async fn sync_once(
+    store: &unicontacts::store::Store,
+    c: &unicontacts::store::connections::Connection,
+    ttl: chrono::Duration,
+) -> unicontacts::store::models::SyncRunRow {
+    let run = loop {
+        match unicontacts::sync::run::start(store, c, "cli", "test", ttl, None).await {
+            Ok(r) => break r,
+            Err(unicontacts::store::sync_runs::LeaseError::Held(_)) => {
+                tokio::time::sleep(Duration::from_millis(100)).await
             }
-        };
-        let provider =
-            unicontacts_adapters::connect(unicontacts::sync::run::sync_adapter_config(&c))
-                .expect("adapter");
-        unicontacts::sync::run::execute(store, provider, c, run, ttl, |_| {}).await
+            Err(e) => panic!("{e}"),
+        }
     };
+    let provider = unicontacts_adapters::connect(unicontacts::sync::run::sync_adapter_config(c))
+        .expect("adapter");
+    unicontacts::sync::run::execute(
+        store.clone(),
+        provider,
+        c.clone(),
+        run,
+        ttl,
+        unicontacts::sync::run::CancellationToken::new(),
+        |_| {},
+    )
+    .await
+}
+
+/// Waits (bounded) until a running run of the connection has written a page.
+async fn wait_for_a_written_page(store: &unicontacts::store::Store, connection_id: &str) {
+    for _ in 0..1500 {
+        let id = connection_id.to_string();
+        let pages: i64 = store
+            .run(move |conn| {
+                use diesel::prelude::*;
+                use unicontacts::store::schema::sync_runs;
+                Ok(sync_runs::table
+                    .filter(sync_runs::connection_id.eq(id))
+                    .filter(sync_runs::status.eq("running"))
+                    .select(sync_runs::pages)
+                    .first::<i64>(conn)
+                    .optional()?
+                    .unwrap_or(0))
+            })
+            .await
+            .expect("poll");
+        if pages >= 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no run of {connection_id} wrote a page");
+}
+
+/// Sends `signal` to the child and waits (bounded) for it to exit.
+async fn signal_and_wait(mut child: std::process::Child, signal: &str) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .expect("kill")
+        .success());
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || child.wait()),
+    )
+    .await
+    .expect("the child exits")
+    .expect("join")
+    .expect("wait")
+}
+
+/// The connection's (remote id, deleted) pairs in the store.
+async fn stored_contacts(
+    store: &unicontacts::store::Store,
+    connection_id: &str,
+) -> Vec<(String, bool)> {
+    let id = connection_id.to_string();
+    store
+        .run(move |conn| {
+            use diesel::prelude::*;
+            use unicontacts::store::schema::contacts;
+            Ok(contacts::table
+                .filter(contacts::connection_id.eq(id))
+                .select((contacts::remote_id, contacts::remote_was_deleted))
+                .load(conn)?)
+        })
+        .await
+        .expect("stored")
+}
+
+/// The connection's runs, oldest first.
+async fn runs_of(
+    store: &unicontacts::store::Store,
+    connection_id: &str,
+) -> Vec<unicontacts::store::models::SyncRunRow> {
+    let id = connection_id.to_string();
+    store
+        .run(move |conn| {
+            use diesel::prelude::*;
+            use unicontacts::store::models::SyncRunRow;
+            use unicontacts::store::schema::sync_runs;
+            Ok(sync_runs::table
+                .filter(sync_runs::connection_id.eq(id))
+                .order(sync_runs::id)
+                .select(SyncRunRow::as_select())
+                .load(conn)?)
+        })
+        .await
+        .expect("runs")
+}
+
+/// A `unicontacts sync` killed with SIGKILL mid-run loses nothing: after its lease
+/// expires, the next run completes and the store equals the provider.
+async fn a_sync_killed_mid_run_loses_nothing(backend: Backend) {
+    use unicontacts_adapters::sim::Faults;
+
+    let db = TestDb::new(&backend);
+    let (sim, store, connection) = wacr_connection(&db, 51, 900).await;
+    let ttl = chrono::Duration::seconds(2);
     // A complete first sync, then upstream deletions that a crash must not confuse.
     assert_eq!(
-        sync_once(store.clone(), connection.clone()).await.status,
+        sync_once(&store, &connection, ttl).await.status,
         "succeeded"
     );
     sim.api().with_store(|s| {
@@ -440,7 +552,7 @@ async fn a_sync_killed_mid_run_loses_nothing(backend: Backend) {
         ..Faults::default()
     });
 
-    let mut child = unicontacts(Some(&db))
+    let child = unicontacts(Some(&db))
         .args(["sync", "--connection", &connection.id])
         .env("UNICONTACTS_SYNC_LEASE_SECONDS", "2")
         .stdout(Stdio::null())
@@ -448,59 +560,18 @@ async fn a_sync_killed_mid_run_loses_nothing(backend: Backend) {
         .spawn()
         .expect("spawn sync");
     // Kill it once it has written at least one page.
-    let conn_id = connection.id.clone();
-    let mut progressed = false;
-    for _ in 0..600 {
-        let id = conn_id.clone();
-        let pages: i64 = store
-            .run(move |conn| {
-                use diesel::prelude::*;
-                use unicontacts::store::schema::sync_runs;
-                Ok(sync_runs::table
-                    .filter(sync_runs::connection_id.eq(id))
-                    .filter(sync_runs::status.eq("running"))
-                    .select(sync_runs::pages)
-                    .first::<i64>(conn)
-                    .optional()?
-                    .unwrap_or(0))
-            })
-            .await
-            .expect("poll");
-        if pages >= 1 {
-            progressed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(progressed, "the child sync made progress");
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-KILL", &pid])
-        .status()
-        .expect("kill")
-        .success());
-    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    wait_for_a_written_page(&store, &connection.id).await;
+    signal_and_wait(child, "-KILL").await;
 
     sim.set_faults(Faults::default());
-    let run = sync_once(store.clone(), connection.clone()).await;
+    let run = sync_once(&store, &connection, ttl).await;
     assert_eq!(run.status, "succeeded", "{:?}", run.error);
 
     // The store equals the provider: every upstream contact live, the removed ones deleted.
     let upstream: std::collections::HashSet<String> = sim
         .api()
         .with_store(|s| s.all().map(|c| c["id"].to_string()).collect());
-    let id = connection.id.clone();
-    let stored: Vec<(String, bool)> = store
-        .run(move |conn| {
-            use diesel::prelude::*;
-            use unicontacts::store::schema::contacts;
-            Ok(contacts::table
-                .filter(contacts::connection_id.eq(id))
-                .select((contacts::remote_id, contacts::remote_was_deleted))
-                .load(conn)?)
-        })
-        .await
-        .expect("stored");
+    let stored = stored_contacts(&store, &connection.id).await;
     let live: std::collections::HashSet<String> = stored
         .iter()
         .filter(|(_, d)| !d)
@@ -513,27 +584,147 @@ async fn a_sync_killed_mid_run_loses_nothing(backend: Backend) {
         "the removed ones are marked deleted"
     );
     assert_eq!(stored.len(), upstream.len() + 7, "no duplicates");
-    let dead: Value = {
-        let id = connection.id.clone();
-        let rows = store
-            .run(move |conn| {
-                use diesel::prelude::*;
-                use unicontacts::store::schema::sync_runs;
-                Ok(sync_runs::table
-                    .filter(sync_runs::connection_id.eq(id))
-                    .filter(sync_runs::trigger_kind.eq("cli"))
-                    .filter(sync_runs::error.is_not_null())
-                    .select(sync_runs::error)
-                    .load::<Option<String>>(conn)?)
-            })
-            .await
-            .expect("runs");
-        json!(rows)
-    };
+    let dead: Vec<Option<String>> = runs_of(&store, &connection.id)
+        .await
+        .into_iter()
+        .filter(|r| r.trigger_kind == "cli" && r.error.is_some())
+        .map(|r| r.error)
+        .collect();
     assert!(
-        dead.to_string().contains("abandoned"),
-        "the killed run is recorded as abandoned: {dead}"
+        json!(dead).to_string().contains("abandoned"),
+        "the killed run is recorded as abandoned: {dead:?}"
     );
+}
+
+/// Checks a run stopped by its process's shutdown: recorded as failed with the
+/// reason, its counts those of the pages it wrote, its lease given back (a new
+/// run starts at once although the lease would last five minutes), and a next run
+/// completes the store.
+async fn assert_interrupted_cleanly(
+    sim: &unicontacts_adapters::wacr::sim::WacrSim,
+    store: &unicontacts::store::Store,
+    connection: &unicontacts::store::connections::Connection,
+) {
+    let runs = runs_of(store, &connection.id).await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let stopped = &runs[0];
+    assert_eq!(stopped.status, "failed");
+    assert_eq!(
+        stopped.error.as_deref(),
+        Some(unicontacts::sync::run::INTERRUPTED)
+    );
+    assert!(stopped.finished_at.is_some());
+    let upstream = sim.api().with_store(|s| s.len());
+    let written = stored_contacts(store, &connection.id).await.len();
+    assert!(
+        written >= 100 && written < upstream,
+        "stopped after a page: {written} of {upstream}"
+    );
+    assert_eq!(
+        stopped.created, written as i64,
+        "its counts are what it wrote"
+    );
+    let ttl = chrono::Duration::seconds(300);
+    let next = tokio::time::timeout(Duration::from_secs(60), sync_once(store, connection, ttl))
+        .await
+        .expect("the lease was given back");
+    assert_eq!(next.status, "succeeded", "{:?}", next.error);
+    assert_eq!(next.created, (upstream - written) as i64);
+    assert_eq!(stored_contacts(store, &connection.id).await.len(), upstream);
+}
+
+/// SIGINT (or SIGTERM) stops `unicontacts sync` after the page it is writing: the
+/// run is recorded and its lease released, and the command exits non-zero.
+async fn an_interrupted_sync_records_its_run_and_gives_back_the_lease(backend: Backend) {
+    let db = TestDb::new(&backend);
+    let (sim, store, connection) = wacr_connection(&db, 52, 900).await;
+    sim.set_faults(unicontacts_adapters::sim::Faults {
+        latency_ms: 300,
+        ..Default::default()
+    });
+    let child = unicontacts(Some(&db))
+        .args(["sync", "--connection", &connection.id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sync");
+    wait_for_a_written_page(&store, &connection.id).await;
+    let status = signal_and_wait(child, "-INT").await;
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    sim.set_faults(unicontacts_adapters::sim::Faults::default());
+    assert_interrupted_cleanly(&sim, &store, &connection).await;
+}
+
+/// `serve` stopped with SIGTERM while a sync runs: the server exits cleanly, and
+/// the run is recorded and its lease released.
+async fn a_server_stopping_mid_sync_records_the_run_and_gives_back_the_lease(backend: Backend) {
+    let db = TestDb::new(&backend);
+    let (sim, store, connection) = wacr_connection(&db, 53, 900).await;
+    sim.set_faults(unicontacts_adapters::sim::Faults {
+        latency_ms: 300,
+        ..Default::default()
+    });
+    let org = connection.org_id.clone();
+    let key = store
+        .run(move |conn| {
+            let (_, key) = unicontacts::routes::api_keys::insert_new_key(
+                conn,
+                &org,
+                "ops",
+                &[unicontacts::auth::Scope::Admin],
+            )?;
+            Ok(key)
+        })
+        .await
+        .expect("key");
+    let mut child = unicontacts(Some(&db))
+        .arg("serve")
+        .env("UNICONTACTS_BIND", "127.0.0.1:0")
+        .env("UNICONTACTS_LOG_FORMAT", "json")
+        .env("UNICONTACTS_SCHEDULER_TICK_MS", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let port = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server starts");
+        if let Some(port) = serde_json::from_str::<Value>(&line)
+            .ok()
+            .and_then(|v| v["fields"]["port"].as_u64())
+        {
+            break port;
+        }
+    };
+    let res = send(
+        reqwest::Client::new()
+            .post(format!(
+                "http://127.0.0.1:{port}/v1/admin/connections/{}/sync",
+                connection.id
+            ))
+            .bearer_auth(&key)
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(res.status(), 202);
+    wait_for_a_written_page(&store, &connection.id).await;
+    let status = signal_and_wait(child, "-TERM").await;
+    assert!(status.success(), "clean exit: {status:?}");
+    let logs: Vec<String> = rx.iter().collect();
+    assert!(
+        logs.iter().any(|l| l.contains("stopping sync runs")),
+        "{logs:?}"
+    );
+    sim.set_faults(unicontacts_adapters::sim::Faults::default());
+    assert_interrupted_cleanly(&sim, &store, &connection).await;
 }
 
 async fn sync_exits_non_zero_when_a_run_ends_partial(backend: Backend) {
@@ -567,6 +758,8 @@ async fn sync_exits_non_zero_when_a_run_ends_partial(backend: Backend) {
 crate::db_tests!(
     sync_exits_non_zero_when_a_run_ends_partial,
     a_sync_killed_mid_run_loses_nothing,
+    an_interrupted_sync_records_its_run_and_gives_back_the_lease,
+    a_server_stopping_mid_sync_records_the_run_and_gives_back_the_lease,
     serve_demo_loads_three_providers_and_prints_a_working_key,
     keys_create_prints_the_key_alone_on_the_last_line_and_it_works,
     migrate_creates_the_schema,

@@ -639,6 +639,7 @@ async fn a_run_that_lost_its_lease_stops_without_writing(backend: Backend) {
         connection,
         stalled,
         ttl,
+        unicontacts::sync::run::CancellationToken::new(),
         |_| {},
     )
     .await;
