@@ -32,6 +32,18 @@ fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run unicontacts")
 }
 
+/// The child's stdout, line by line, read on a thread of its own.
+fn stdout_lines(child: &mut std::process::Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -289,13 +301,7 @@ async fn serve_demo_loads_three_providers_and_prints_a_working_key(backend: Back
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn demo");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = stdout_lines(&mut child);
     let (mut key, mut port, mut curls) = (None, None, Vec::new());
     while port.is_none() {
         let line = rx
@@ -686,13 +692,7 @@ async fn a_server_stopping_mid_sync_records_the_run_and_gives_back_the_lease(bac
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = stdout_lines(&mut child);
     let port = loop {
         let line = rx
             .recv_timeout(Duration::from_secs(60))
@@ -785,13 +785,7 @@ async fn sim_runs_the_three_simulators_until_stopped() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn sim");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = stdout_lines(&mut child);
     let mut bases = std::collections::HashMap::new();
     while bases.len() < 3 {
         let line = rx
