@@ -104,6 +104,7 @@ fn valid_status(s: &str) -> Result<(), validator::ValidationError> {
         (status = 404, description = "No such connection in this org", body = ErrorBody),
         (status = 409, description = "A sync of this connection is running", body = ErrorBody),
         (status = 429, description = "Over this key's quota", body = ErrorBody),
+        (status = 502, description = "The connection cannot be used as stored (its provider's client refuses its settings); the failed run is recorded", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn trigger_sync(
