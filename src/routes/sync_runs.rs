@@ -141,10 +141,9 @@ pub async fn trigger_sync(
         }
     };
     let view = SyncRunView::from(&started);
-    let (store, stop) = (state.store.clone(), state.runs.stop_token());
-    state.runs.spawn(async move {
-        run::execute(store, provider, c, started, ttl, stop, |_| {}).await;
-    });
+    state
+        .runs
+        .execute(state.store.clone(), provider, c, started, ttl, ());
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/v1/admin/sync-runs/{}", view.id)))
         .json(view))

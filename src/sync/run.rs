@@ -50,19 +50,30 @@ impl Runs {
         }
     }
 
-    /// What a run watches to stop early.
-    pub fn stop_token(&self) -> CancellationToken {
-        self.stop.clone()
-    }
-
     /// Whether a shutdown has begun (no new run should start).
     pub fn stopping(&self) -> bool {
         self.stop.is_cancelled()
     }
 
-    /// Runs `task` (an `execute`, with whatever it holds) as one of these runs.
-    pub fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
-        self.tasks.spawn_on(task, &self.runtime);
+    /// Runs a started run to its end in the background, as one of these runs;
+    /// `held` (a concurrency permit, say) is dropped when it ends.
+    pub fn execute(
+        &self,
+        store: Store,
+        provider: Arc<dyn Provider>,
+        c: Connection,
+        run: SyncRunRow,
+        ttl: chrono::Duration,
+        held: impl Send + 'static,
+    ) {
+        let stop = self.stop.clone();
+        self.tasks.spawn_on(
+            async move {
+                execute(store, provider, c, run, ttl, stop, |_| {}).await;
+                drop(held);
+            },
+            &self.runtime,
+        );
     }
 
     /// Stops every run and waits up to `grace` for them to record their end.

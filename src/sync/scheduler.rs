@@ -141,11 +141,9 @@ pub async fn run_scheduler(state: Weak<AppState>, tick: Duration) {
             };
             match unicontacts_adapters::connect(run::sync_adapter_config(&c)) {
                 Ok(provider) => {
-                    let (store, stop) = (state.store.clone(), state.runs.stop_token());
-                    state.runs.spawn(async move {
-                        run::execute(store, provider, c, started, ttl, stop, |_| {}).await;
-                        drop(permit);
-                    });
+                    state
+                        .runs
+                        .execute(state.store.clone(), provider, c, started, ttl, permit);
                 }
                 Err(e) => {
                     // Recorded, so the lease is released and the history says why.
