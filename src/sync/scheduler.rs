@@ -22,24 +22,32 @@ use crate::store::sync_runs::{self, LeaseError};
 use crate::store::Store;
 use crate::sync::run;
 
-/// How often the run history is pruned (and once when the scheduler starts).
+/// How often the run history is pruned (and once when the scheduler starts; each
+/// tick while a backlog lasts).
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
+/// Runs pruned per batch, and batches per pass: a pass holds up its tick for a few
+/// hundred milliseconds at most, and a long backlog drains over the next ticks.
+const PRUNE_BATCH: i64 = 1000;
+const PRUNE_BATCHES_PER_PASS: usize = 10;
+
 /// Deletes the runs that finished more than `days` ago, each connection's latest
-/// finished run excepted, in batches. Returns how many went.
-pub async fn prune_history(store: &Store, days: u32) -> Result<usize, String> {
+/// finished run excepted, in batches. Returns how many went, and whether more may
+/// be left (the pass stopped at its batch limit).
+pub async fn prune_history(store: &Store, days: u32) -> Result<(usize, bool), String> {
     let cutoff = ids::now() - chrono::Duration::days(i64::from(days));
     let mut pruned = 0;
-    loop {
+    for _ in 0..PRUNE_BATCHES_PER_PASS {
         let n = store
-            .write(move |conn| sync_runs::prune_finished(conn, cutoff, 1000))
+            .write(move |conn| sync_runs::prune_finished(conn, cutoff, PRUNE_BATCH))
             .await
             .map_err(|e| e.to_string())?;
         pruned += n;
-        if n < 1000 {
-            return Ok(pruned);
+        if (n as i64) < PRUNE_BATCH {
+            return Ok((pruned, false));
         }
     }
+    Ok((pruned, true))
 }
 
 fn jitter_secs(connection_id: &str, interval: u64) -> i64 {
@@ -89,12 +97,18 @@ pub async fn run_scheduler(state: Weak<AppState>, tick: Duration) {
         if retention > 0 && pruned_at.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
             pruned_at = Some(Instant::now());
             match prune_history(&state.store, retention).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(
-                    pruned = n,
-                    retention_days = retention,
-                    "pruned the sync run history"
-                ),
+                Ok((0, _)) => {}
+                Ok((n, more)) => {
+                    tracing::info!(
+                        pruned = n,
+                        retention_days = retention,
+                        "pruned the sync run history"
+                    );
+                    if more {
+                        // The rest on the next tick, not in an hour.
+                        pruned_at = None;
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "could not prune the sync run history"),
             }
         }

@@ -765,6 +765,99 @@ async fn a_batch_of_new_contacts_meeting_a_stored_one_is_a_conflict(backend: Bac
     );
 }
 
+async fn a_long_run_history_is_pruned_over_several_ticks(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app.connect_sims(49, 10, json!({})).await;
+    let kept = app.sync_now(&sims.gateway).await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    // Not due again for a week, so the scheduler below only prunes it.
+    let res = send(app.patch(
+        &format!("/v1/admin/connections/{}", Sims::id(&sims.gateway)),
+        &app.admin_key,
+        &json!({"settings": {"sync_interval_seconds": 604_800}}),
+    ))
+    .await;
+    assert_eq!(res.status(), 200);
+    // 10 500 more runs, all finished three days ago or before (more than one pass
+    // prunes), and the real one backdated to two days ago: the latest, it stays.
+    let connection = app.connection(&Sims::id(&sims.gateway)).await;
+    let (org_id, connection_id, latest) = (connection.org_id, connection.id, kept.clone());
+    app.store
+        .run(move |conn| {
+            use diesel::prelude::*;
+            use unicontacts::store::models::SyncRunRow;
+            use unicontacts::store::schema::sync_runs;
+            conn.transaction(|conn| {
+                let long_ago = unicontacts::ids::now() - chrono::Duration::days(4);
+                for i in 0..10_500_i64 {
+                    let at = long_ago + chrono::Duration::seconds(i);
+                    let run = SyncRunRow {
+                        id: unicontacts::ids::new_id(unicontacts::ids::SYNC_RUN),
+                        org_id: org_id.clone(),
+                        connection_id: connection_id.clone(),
+                        trigger_kind: "schedule".into(),
+                        status: "succeeded".into(),
+                        created: 0,
+                        updated: 0,
+                        unchanged: 0,
+                        deleted: 0,
+                        pages: 1,
+                        upstream_requests: 1,
+                        throttled_429: 0,
+                        limiter_wait_ms: 0,
+                        error: None,
+                        started_at: at,
+                        finished_at: Some(at),
+                    };
+                    diesel::insert_into(sync_runs::table)
+                        .values(&run)
+                        .execute(conn)?;
+                }
+                let at = unicontacts::ids::now() - chrono::Duration::days(2);
+                diesel::update(sync_runs::table.filter(sync_runs::id.eq(latest)))
+                    .set((
+                        sync_runs::started_at.eq(at),
+                        sync_runs::finished_at.eq(Some(at)),
+                    ))
+                    .execute(conn)?;
+                Ok(())
+            })
+        })
+        .await
+        .expect("history");
+    let old_runs = || async {
+        app.store
+            .run(|conn| {
+                use diesel::prelude::*;
+                use unicontacts::store::schema::sync_runs;
+                let cutoff = unicontacts::ids::now() - chrono::Duration::days(1);
+                Ok(sync_runs::table
+                    .filter(sync_runs::finished_at.lt(cutoff))
+                    .select(sync_runs::id)
+                    .load::<String>(conn)?)
+            })
+            .await
+            .expect("runs")
+    };
+    assert_eq!(old_runs().await.len(), 10_501);
+    app.spawn_beside(|s| {
+        s.scheduler_tick_ms = 50;
+        s.sync_run_retention_days = 1;
+    })
+    .await;
+    let mut left = Vec::new();
+    for _ in 0..1500 {
+        left = old_runs().await;
+        if left.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(left, vec![kept], "the backlog drains, the latest run stays");
+}
+
 crate::db_tests!(
     a_first_sync_creates_everything_and_a_second_writes_nothing,
     upstream_edits_deletions_and_revivals_are_reflected,
@@ -774,6 +867,7 @@ crate::db_tests!(
     the_scheduler_syncs_connections_that_are_due,
     a_connection_the_scheduler_cannot_use_gets_a_failed_run,
     the_scheduler_prunes_runs_past_the_retention,
+    a_long_run_history_is_pruned_over_several_ticks,
     a_record_the_provider_cannot_give_makes_the_run_partial,
     a_seen_set_lasts_until_the_next_run_and_goes_with_the_connection,
     a_run_that_lost_its_lease_stops_without_writing,
