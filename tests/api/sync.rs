@@ -448,6 +448,23 @@ async fn a_connection_the_scheduler_cannot_use_gets_a_failed_run(backend: Backen
     );
 }
 
+/// Makes the run look started and finished at `at`.
+fn backdate_run(
+    conn: &mut unicontacts::store::DbConnection,
+    id: &str,
+    at: chrono::NaiveDateTime,
+) -> Result<(), unicontacts::store::StoreError> {
+    use diesel::prelude::*;
+    use unicontacts::store::schema::sync_runs;
+    diesel::update(sync_runs::table.filter(sync_runs::id.eq(id)))
+        .set((
+            sync_runs::started_at.eq(at),
+            sync_runs::finished_at.eq(Some(at)),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
 async fn the_scheduler_prunes_runs_past_the_retention(backend: Backend) {
     let app = spawn_app(backend).await;
     let sims = app.connect_sims(48, 20, json!({})).await;
@@ -464,17 +481,10 @@ async fn the_scheduler_prunes_runs_past_the_retention(backend: Backend) {
     let backdate = old.clone();
     app.store
         .run(move |conn| {
-            use diesel::prelude::*;
-            use unicontacts::store::schema::sync_runs;
             for (i, id) in backdate.iter().enumerate() {
                 let at = unicontacts::ids::now() - chrono::Duration::days(100)
                     + chrono::Duration::minutes(i as i64);
-                diesel::update(sync_runs::table.filter(sync_runs::id.eq(id)))
-                    .set((
-                        sync_runs::started_at.eq(at),
-                        sync_runs::finished_at.eq(Some(at)),
-                    ))
-                    .execute(conn)?;
+                backdate_run(conn, id, at)?;
             }
             Ok(())
         })
@@ -815,13 +825,11 @@ async fn a_long_run_history_is_pruned_over_several_ticks(backend: Backend) {
                         .values(&run)
                         .execute(conn)?;
                 }
-                let at = unicontacts::ids::now() - chrono::Duration::days(2);
-                diesel::update(sync_runs::table.filter(sync_runs::id.eq(latest)))
-                    .set((
-                        sync_runs::started_at.eq(at),
-                        sync_runs::finished_at.eq(Some(at)),
-                    ))
-                    .execute(conn)?;
+                backdate_run(
+                    conn,
+                    &latest,
+                    unicontacts::ids::now() - chrono::Duration::days(2),
+                )?;
                 Ok(())
             })
         })
