@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use serde_json::{json, Value};
-use unicontacts::auth::Scope;
 use unicontacts::config::{DatabaseUrl, Settings};
-use unicontacts::routes::api_keys::insert_new_key;
+use unicontacts::service::api_keys::Scope;
+use unicontacts::service::api_keys::{self, OrgRef};
+use unicontacts::service::{connections, sync_runs};
 use unicontacts::startup::{open_store, Application};
-use unicontacts::store::orgs;
+use unicontacts::store::models::{RunStatus, Trigger};
 use unicontacts_adapters::sim::{start_all, SimAddrs};
 
 const CONNECTIONS: usize = 64;
@@ -118,15 +119,17 @@ async fn main() {
         .await
         .expect("simulators");
     let store = open_store(&settings).await.expect("store");
-    let (admin, reader) = store
-        .run(|conn| {
-            let org = orgs::find_or_insert_org(conn, "bench")?;
-            let (_, admin) = insert_new_key(conn, &org.id, "admin", &[Scope::Admin])?;
-            let (_, reader) = insert_new_key(conn, &org.id, "reader", &[Scope::ContactsRead])?;
-            Ok((admin, reader))
-        })
-        .await
-        .expect("keys");
+    let key = |name: &'static str, scope: Scope| {
+        let store = store.clone();
+        async move {
+            api_keys::create(&store, OrgRef::Name("bench"), name, &[scope])
+                .await
+                .expect("key")
+        }
+    };
+    let admin = key("admin", Scope::Admin).await;
+    let org_id = admin.org.id.clone();
+    let (admin, reader) = (admin.key, key("reader", Scope::ContactsRead).await.key);
     let app = Application::from_parts(
         settings,
         store.clone(),
@@ -134,6 +137,7 @@ async fn main() {
     )
     .expect("app");
     let base = format!("http://127.0.0.1:{}", app.port());
+    let app_state = app.state();
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CONNECTIONS)
@@ -166,33 +170,14 @@ async fn main() {
             .await
             .expect("json");
         let id = created["id"].as_str().expect("id").to_string();
-        let org_id = store
-            .run({
-                let id = id.clone();
-                move |conn| {
-                    use diesel::prelude::*;
-                    use unicontacts::store::schema::connections;
-                    Ok(connections::table
-                        .filter(connections::id.eq(id))
-                        .select(connections::org_id)
-                        .first::<String>(conn)?)
-                }
-            })
+        let state = app_state.clone();
+        let c = connections::get(&state, &org_id, &id)
             .await
-            .expect("org");
-        let c = store
-            .run({
-                let id = id.clone();
-                move |conn| unicontacts::store::connections::find_connection(conn, &org_id, &id)
-            })
-            .await
-            .expect("query")
             .expect("connection");
-        let run =
-            unicontacts::sync::run::sync_now(&store, &c, "bench", chrono::Duration::minutes(5))
-                .await
-                .expect("sync");
-        assert_eq!(run.status, "succeeded");
+        let run = sync_runs::run_now(&state, &c, Trigger::Cli)
+            .await
+            .expect("sync");
+        assert_eq!(run.status, RunStatus::Succeeded);
         connection_ids.push(id);
     }
 

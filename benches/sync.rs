@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 use diesel::connection::SimpleConnection;
 use diesel::Connection as _;
 use unicontacts::config::{DatabaseUrl, Settings};
-use unicontacts::store::connections::{self, Connection, ConnectionSettings, Credentials};
+use unicontacts::service::api_keys::{self, OrgRef, Scope};
+use unicontacts::service::connections::{
+    self, CreateConnectionRequest, CredentialsInput, SettingsInput,
+};
 use unicontacts_adapters::periskope;
 use unicontacts_adapters::sim::{RateLimit, World};
 
@@ -64,34 +67,30 @@ async fn run(backend: &str, url: DatabaseUrl, size: usize) {
     let store = unicontacts::startup::open_store(&settings)
         .await
         .expect("store");
-    let base_url = sim.api_base();
-    let c = store
-        .run(move |conn| {
-            let org = unicontacts::store::orgs::find_or_insert_org(conn, "bench")?;
-            let now = unicontacts::ids::now();
-            let c = Connection {
-                id: unicontacts::ids::new_id(unicontacts::ids::CONNECTION),
-                org_id: org.id,
-                provider: unicontacts_adapters::ProviderKind::Periskope,
-                name: format!("bench {}", now),
-                base_url,
-                credentials: Credentials {
-                    api_key: KEY.into(),
-                    phone: Some("918527184400".into()),
-                    session: None,
-                },
-                settings: ConnectionSettings {
-                    rate_limit_per_second: limit,
-                    ..ConnectionSettings::default()
-                },
-                created_at: now,
-                updated_at: now,
-            };
-            connections::insert_connection(conn, &c)?;
-            Ok(c)
-        })
+    let state = unicontacts::state::State::new(settings, store.clone());
+    let org = api_keys::create(&store, OrgRef::Name("bench"), "bench", &[Scope::Admin])
         .await
-        .expect("connection");
+        .expect("org");
+    let c = connections::create(
+        &state,
+        &org.org.id,
+        CreateConnectionRequest {
+            provider: unicontacts_adapters::ProviderKind::Periskope,
+            name: format!("bench {}", unicontacts::ids::new_id("b")),
+            base_url: Some(sim.api_base()),
+            credentials: CredentialsInput {
+                api_key: Some(KEY.into()),
+                phone: Some("918527184400".into()),
+                session: None,
+            },
+            settings: SettingsInput {
+                rate_limit_per_second: Some(limit),
+                ..SettingsInput::default()
+            },
+        },
+    )
+    .await
+    .expect("connection");
     let db_arg = match &url {
         DatabaseUrl::Sqlite(p) => p.display().to_string(),
         DatabaseUrl::Postgres(u) => u.clone(),

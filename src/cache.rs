@@ -1,7 +1,7 @@
-//! The moka cache of live-read contacts: one load per key however many requests
-//! wait for it (errors are never cached), values in `Arc`, bounded in bytes by a
-//! weigher, a TTL per entry from its connection's settings, and invalidation of a
-//! whole connection when it changes or goes away.
+//! The in-memory caches, all moka: live-read contacts (one load per key however
+//! many requests wait for it, errors never cached, bounded in bytes by a weigher,
+//! a TTL per entry from its connection's settings, a whole connection dropped when
+//! it changes or goes away), active API keys by hash, and connections by id.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,6 +10,9 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use moka::future::Cache;
 use moka::Expiry;
+
+use crate::store::connections::Connection;
+use crate::store::models::ApiKeyRow;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
@@ -98,12 +101,88 @@ impl ContactCache {
     /// Drops every entry of the connection.
     pub fn invalidate_connection(&self, connection_id: &str) {
         let id = connection_id.to_string();
-        if let Err(e) = self
-            .inner
-            .invalidate_entries_if(move |k, _| k.connection_id == id)
-        {
-            tracing::warn!(error = %e, "cache invalidation failed; clearing the cache");
-            self.inner.invalidate_all();
+        invalidate_where(&self.inner, "contacts", move |k, _| k.connection_id == id);
+    }
+}
+
+fn invalidate_where<K, V>(
+    cache: &Cache<K, V>,
+    what: &str,
+    f: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
+) where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    if let Err(e) = cache.invalidate_entries_if(f) {
+        tracing::warn!(error = %e, cache = what, "cache invalidation failed; clearing the cache");
+        cache.invalidate_all();
+    }
+}
+
+/// Active API keys by hash, so a request costs no database round trip for its
+/// key. Revoking a key drops it at once (`forget_key`); entries also age out.
+#[derive(Clone)]
+pub struct KeyCache {
+    inner: Cache<String, Arc<ApiKeyRow>>,
+}
+
+impl Default for KeyCache {
+    fn default() -> Self {
+        Self {
+            inner: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(300))
+                .support_invalidation_closures()
+                .build(),
         }
+    }
+}
+
+impl KeyCache {
+    pub async fn get(&self, hash: &str) -> Option<Arc<ApiKeyRow>> {
+        self.inner.get(hash).await
+    }
+
+    pub async fn insert(&self, hash: String, row: Arc<ApiKeyRow>) {
+        self.inner.insert(hash, row).await;
+    }
+
+    /// Drops the key with this id (after a revoke).
+    pub fn forget_key(&self, key_id: &str) {
+        let id = key_id.to_string();
+        invalidate_where(&self.inner, "keys", move |_, row| row.id == id);
+    }
+}
+
+/// Connections by (org, id), dropped when one changes or goes away.
+#[derive(Clone)]
+pub struct ConnectionCache {
+    inner: Cache<(String, String), Arc<Connection>>,
+}
+
+impl Default for ConnectionCache {
+    fn default() -> Self {
+        Self {
+            inner: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(300))
+                .support_invalidation_closures()
+                .build(),
+        }
+    }
+}
+
+impl ConnectionCache {
+    pub async fn get(&self, org_id: &str, id: &str) -> Option<Arc<Connection>> {
+        self.inner.get(&(org_id.to_string(), id.to_string())).await
+    }
+
+    pub async fn insert(&self, c: Arc<Connection>) {
+        self.inner.insert((c.org_id.clone(), c.id.clone()), c).await;
+    }
+
+    pub fn forget(&self, connection_id: &str) {
+        let id = connection_id.to_string();
+        invalidate_where(&self.inner, "connections", move |k, _| k.1 == id);
     }
 }

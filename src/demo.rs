@@ -1,17 +1,19 @@
 //! `serve --demo`: the three simulators on loopback, an org `demo` with one
 //! connection per simulator, their contacts loaded into the store, and an admin key.
+//! Everything goes through the services, as an operator's calls would.
 
 use unicontacts_adapters::sim::SimSet;
 use unicontacts_adapters::ProviderKind;
 
-use crate::auth::Scope;
-use crate::ids;
-use crate::routes::api_keys::insert_new_key;
-use crate::startup::AppState;
-use crate::store::connections::{self, Connection, ConnectionSettings, Credentials};
-use crate::store::models::SyncRunRow;
-use crate::store::orgs;
-use crate::sync::run;
+use crate::error::ApiError;
+use crate::service::api_keys::{self, OrgRef, Scope};
+use crate::service::connections::{
+    self, CreateConnectionRequest, CredentialsInput, SettingsInput, UpdateConnectionRequest,
+};
+use crate::service::sync_runs;
+use crate::state::State;
+use crate::store::connections::Connection;
+use crate::store::models::{RunStatus, SyncRunRow, Trigger};
 
 /// The simulators' own API key: they are fakes, this is no secret.
 pub const SIM_KEY: &str = "demo-provider-key-0123456789";
@@ -23,8 +25,26 @@ pub struct DemoInfo {
     pub connections: Vec<(Connection, SyncRunRow)>,
 }
 
+fn credentials(provider: ProviderKind) -> CredentialsInput {
+    CredentialsInput {
+        api_key: Some(SIM_KEY.to_string()),
+        phone: (provider == ProviderKind::Periskope).then(|| SIM_PHONE.to_string()),
+        session: (provider == ProviderKind::Gateway).then(|| SIM_SESSION.to_string()),
+    }
+}
+
 /// Creates (or points at the new simulator ports) the demo connections and loads them.
-pub async fn setup(state: &AppState, sims: &SimSet) -> Result<DemoInfo, String> {
+pub async fn setup(state: &State, sims: &SimSet) -> Result<DemoInfo, String> {
+    let demo = |e: ApiError| format!("demo setup: {e}");
+    let key = api_keys::create(
+        &state.store,
+        OrgRef::Name("demo"),
+        "demo",
+        &[Scope::Admin, Scope::ContactsRead, Scope::ContactsWrite],
+    )
+    .await
+    .map_err(demo)?;
+    let org_id = key.org.id.clone();
     let targets = [
         (
             ProviderKind::Periskope,
@@ -38,67 +58,49 @@ pub async fn setup(state: &AppState, sims: &SimSet) -> Result<DemoInfo, String> 
             sims.gateway.api_base(),
         ),
     ];
-    let (org, key, saved) = state
-        .store
-        .run(move |conn| {
-            let org = orgs::find_or_insert_org(conn, "demo")?;
-            let mut saved = Vec::new();
-            for (provider, name, base_url) in targets {
-                let now = ids::now();
-                let credentials = Credentials {
-                    api_key: SIM_KEY.to_string(),
-                    phone: (provider == ProviderKind::Periskope).then(|| SIM_PHONE.to_string()),
-                    session: (provider == ProviderKind::Gateway).then(|| SIM_SESSION.to_string()),
-                };
-                let c = match connections::find_connection_by_name(conn, &org.id, name)? {
-                    Some(mut c) => {
-                        c.base_url = base_url;
-                        c.credentials = credentials;
-                        c.updated_at = now;
-                        connections::update_connection(conn, &c)?;
-                        c
-                    }
-                    None => {
-                        let c = Connection {
-                            id: ids::new_id(ids::CONNECTION),
-                            org_id: org.id.clone(),
-                            provider,
-                            name: name.to_string(),
-                            base_url,
-                            credentials,
-                            settings: ConnectionSettings {
-                                default_country: Some("IN".into()),
-                                // Simulators on loopback take more than a real provider would.
-                                rate_limit_per_second: 200,
-                                ..ConnectionSettings::default()
-                            },
-                            created_at: now,
-                            updated_at: now,
-                        };
-                        connections::insert_connection(conn, &c)?;
-                        c
-                    }
-                };
-                saved.push(c);
-            }
-            let (_, key) = insert_new_key(
-                conn,
-                &org.id,
-                "demo",
-                &[Scope::Admin, Scope::ContactsRead, Scope::ContactsWrite],
-            )?;
-            Ok((org, key, saved))
-        })
-        .await
-        .map_err(|e| format!("demo setup: {e}"))?;
     let mut loaded = Vec::new();
-    let ttl = run::lease_ttl(&state.settings);
-    for c in saved {
-        state.live.forget(&c.id);
-        let done = run::sync_now(&state.store, &c, "demo", ttl)
+    for (provider, name, base_url) in targets {
+        let c = match connections::find_by_name(state, &org_id, name)
+            .await
+            .map_err(demo)?
+        {
+            Some(existing) => connections::update(
+                state,
+                &org_id,
+                &existing.id,
+                UpdateConnectionRequest {
+                    provider: None,
+                    name: None,
+                    base_url: Some(Some(base_url)),
+                    credentials: Some(credentials(provider)),
+                    settings: None,
+                },
+            )
+            .await
+            .map_err(demo)?,
+            None => connections::create(
+                state,
+                &org_id,
+                CreateConnectionRequest {
+                    provider,
+                    name: name.to_string(),
+                    base_url: Some(base_url),
+                    credentials: credentials(provider),
+                    settings: SettingsInput {
+                        default_country: Some(Some("IN".into())),
+                        // Simulators on loopback take more than a real provider would.
+                        rate_limit_per_second: Some(200),
+                        ..SettingsInput::default()
+                    },
+                },
+            )
+            .await
+            .map_err(demo)?,
+        };
+        let done = sync_runs::run_now(state, &c, Trigger::Demo)
             .await
             .map_err(|e| format!("syncing {}: {e}", c.name))?;
-        if done.status != "succeeded" {
+        if done.status != RunStatus::Succeeded {
             return Err(format!(
                 "syncing {}: {}",
                 c.name,
@@ -107,9 +109,9 @@ pub async fn setup(state: &AppState, sims: &SimSet) -> Result<DemoInfo, String> 
         }
         loaded.push((c, done));
     }
-    tracing::info!(org_id = %org.id, "demo ready");
+    tracing::info!(org_id = %org_id, "demo ready");
     Ok(DemoInfo {
-        admin_key: key,
+        admin_key: key.key,
         connections: loaded,
     })
 }

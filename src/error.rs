@@ -7,7 +7,10 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
+use unicontacts_adapters::AdapterError;
+
 use crate::store::StoreError;
+use crate::sync::BeginError;
 
 /// The error codes of DESIGN.md §5, each with its HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +137,17 @@ impl ApiError {
         }
     }
 
+    /// Keeps `cause` for the log (never the body).
+    pub fn with_cause(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.cause = Some(Box::new(cause));
+        self
+    }
+
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
+    }
+
     pub fn with_details(mut self, details: Value) -> Self {
         self.details = details;
         self
@@ -228,15 +242,86 @@ impl ResponseError for ApiError {
 }
 
 impl From<StoreError> for ApiError {
+    /// An unreachable database is a 503 with `Retry-After`; a broken uniqueness
+    /// rule a 409 with its message; anything else (a corrupt row, a failed query)
+    /// is a bug on our side: a 500, logged with its cause.
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(_) => Self {
-                cause: Some(Box::new(e)),
-                retry_after: Some(1),
-                ..Self::new(ErrorCode::ServiceUnavailable, "the database is unavailable")
-            },
+            StoreError::Unavailable(_) => {
+                Self::new(ErrorCode::ServiceUnavailable, "the database is unavailable")
+                    .with_retry_after(1)
+                    .with_cause(e)
+            }
             StoreError::Conflict(msg) => Self::conflict(msg),
             other => Self::internal(other),
+        }
+    }
+}
+
+impl From<AdapterError> for ApiError {
+    /// What a provider's failure means to our client. The provider's own words go
+    /// to the log with the cause; the body says what happened in our terms.
+    fn from(e: AdapterError) -> Self {
+        let err = match &e {
+            AdapterError::NotFound => Self::new(ErrorCode::NotFound, "not found at the provider"),
+            AdapterError::InvalidInput(m) => Self::new(ErrorCode::ValidationFailed, m.clone()),
+            AdapterError::Unauthorized { .. } => Self::new(
+                ErrorCode::UpstreamError,
+                "the provider refused this connection's credentials; update them with PATCH /v1/admin/connections/{id}",
+            ),
+            AdapterError::Timeout => {
+                Self::new(ErrorCode::UpstreamTimeout, "the provider did not answer in time")
+            }
+            AdapterError::RateLimited { retry_after } => Self::new(
+                ErrorCode::UpstreamUnavailable,
+                "the provider's rate limit for this connection is exhausted",
+            )
+            .with_retry_after(
+                retry_after
+                    .map(|d| d.as_secs_f64().ceil() as u64)
+                    .unwrap_or(1),
+            ),
+            AdapterError::Unreachable { .. } => Self::new(
+                ErrorCode::UpstreamUnavailable,
+                "the provider cannot be reached",
+            ),
+            AdapterError::Upstream { status, .. } => Self::new(
+                ErrorCode::UpstreamError,
+                format!("the provider answered HTTP {status}"),
+            ),
+            AdapterError::Decode { .. } => Self::new(
+                ErrorCode::UpstreamError,
+                "the provider's answer could not be read",
+            ),
+            AdapterError::Rejected { message, .. } => Self::new(
+                ErrorCode::UpstreamError,
+                format!("the provider rejected the request: {message}"),
+            ),
+            AdapterError::Unsupported { operation } => Self::new(
+                ErrorCode::UnsupportedByProvider,
+                format!("the provider does not support {operation}"),
+            )
+            .with_details(json!({ "operation": operation })),
+        };
+        err.with_cause(e)
+    }
+}
+
+impl From<BeginError> for ApiError {
+    /// Why a sync run did not begin: 409 while another runs (naming it), 502 when
+    /// the stored connection cannot be used (its failed run is recorded).
+    fn from(e: BeginError) -> Self {
+        match e {
+            BeginError::Busy(run) => ApiError::conflict(format!(
+                "a sync of this connection is already running ({run})"
+            )),
+            BeginError::NotDue => ApiError::conflict("the connection was synced moments ago"),
+            BeginError::Unusable(run) => ApiError::new(
+                ErrorCode::UpstreamError,
+                run.error
+                    .unwrap_or_else(|| "the connection cannot be used".into()),
+            ),
+            BeginError::Store(e) => e.into(),
         }
     }
 }
@@ -256,6 +341,39 @@ impl FieldErrors {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Whether `field` has a message already.
+    pub fn has(&self, field: &str) -> bool {
+        self.0.contains_key(field)
+    }
+
+    /// The fields with messages, in order.
+    pub fn fields(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    /// What `value`'s `validator` rules find (nothing: empty).
+    pub fn of<T: validator::Validate>(value: &T) -> Self {
+        let mut fields = Self::new();
+        if let Err(errors) = value.validate() {
+            fields.extend_from("", &errors);
+        }
+        fields
+    }
+
+    /// One field's message, as the whole 422.
+    pub fn single(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+        let mut f = Self::new();
+        f.add(field, message);
+        ApiError::validation(f)
+    }
+
+    /// Adds every message of `other`.
+    pub fn merge(&mut self, other: FieldErrors) {
+        for (field, messages) in other.0 {
+            self.0.entry(field).or_default().extend(messages);
+        }
     }
 
     /// `Ok(())` when nothing was added, else the 422 to answer.

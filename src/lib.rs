@@ -1,18 +1,23 @@
 //! unicontacts: one contacts API over the WhatsApp CRMs a business uses.
-//! This file only wires the modules; DESIGN.md §2 maps them.
+//! This file only declares the modules; `docs/ARCHITECTURE.md` maps them. They
+//! are listed from the top of the graph down: a module uses only those below it.
 
-pub mod auth;
 pub mod cache;
+pub mod cli;
 pub mod config;
 #[cfg(feature = "sim")]
 pub mod demo;
 pub mod error;
-pub mod extract;
+pub mod http;
 pub mod ids;
 pub mod limits;
-pub mod live;
+pub mod page;
+pub mod providers;
 pub mod routes;
+pub mod service;
 pub mod startup;
+pub mod state;
 pub mod store;
 pub mod sync;
+pub mod tasks;
 pub mod telemetry;

@@ -1,5 +1,5 @@
-//! Builds the shared state once and the actix server around it. The listener is
-//! bound here, so tests bind port 0 and read the port back.
+//! Builds the actix server around a [`State`]. The listener is bound here, so
+//! tests bind port 0 and read the port back.
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -8,28 +8,13 @@ use actix_web::dev::Server;
 use actix_web::{middleware, web, App, HttpServer};
 use utoipa::OpenApi;
 
-use crate::cache::ContactCache;
 use crate::config::Settings;
 use crate::error::{ApiError, FieldErrors};
-use crate::limits::InboundLimiter;
-use crate::live::Live;
+use crate::http::middleware::request_context;
 use crate::routes::{self, ApiDoc};
+use crate::state::State;
 use crate::store::{Store, StoreError};
-use crate::telemetry;
-
-/// State shared by every worker: built once, outside the `HttpServer::new` closure.
-pub struct AppState {
-    pub store: Store,
-    pub settings: Settings,
-    /// Live reads: adapters per connection and the contact cache.
-    pub live: Live,
-    /// Inbound quota per API key (one for the whole process, not one per worker).
-    pub limiter: InboundLimiter,
-    /// Active API keys by hash.
-    pub keys: crate::auth::KeyCache,
-    /// This process's sync runs, stopped and recorded at shutdown.
-    pub runs: crate::sync::run::Runs,
-}
+use crate::sync::scheduler::{self, Schedule};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -47,7 +32,7 @@ pub enum StartupError {
 pub struct Application {
     port: u16,
     server: Server,
-    state: web::Data<AppState>,
+    state: web::Data<State>,
 }
 
 impl Application {
@@ -61,39 +46,35 @@ impl Application {
         Self::from_parts(settings, store, listener)
     }
 
+    /// The server over an opened store and a bound listener; starts the scheduler
+    /// (unless `scheduler_tick_ms` is 0) and the limiter's pruning.
     pub fn from_parts(
         settings: Settings,
         store: Store,
         listener: TcpListener,
     ) -> Result<Self, StartupError> {
         let port = listener.local_addr().map_err(StartupError::Server)?.port();
-        let state = web::Data::new(AppState {
-            live: Live::new(
-                store.clone(),
-                ContactCache::new(settings.cache_max_bytes),
-                Duration::from_millis(settings.upstream_timeout_ms),
-            ),
-            limiter: InboundLimiter::new(settings.rate_limit_per_second, settings.rate_limit_burst),
-            keys: crate::auth::KeyCache::default(),
-            runs: crate::sync::run::Runs::on_current_runtime(),
-            store,
-            settings,
-        });
-        if state.settings.scheduler_tick_ms > 0 {
-            tokio::spawn(crate::sync::scheduler::run_scheduler(
-                std::sync::Arc::downgrade(&state.clone().into_inner()),
-                Duration::from_millis(state.settings.scheduler_tick_ms),
+        let state = web::Data::new(State::new(settings, store));
+        let s = &state.settings;
+        if s.scheduler_tick_ms > 0 {
+            tokio::spawn(scheduler::run_scheduler(
+                state.runner.clone(),
+                Schedule {
+                    tick: Duration::from_millis(s.scheduler_tick_ms),
+                    max_concurrent_runs: s.sync_max_concurrent_runs,
+                    retention_days: s.sync_run_retention_days,
+                },
             ));
         }
         // Forget keys whose quota is whole again, so the limiter's map stays small.
-        let weak = std::sync::Arc::downgrade(&state.clone().into_inner());
+        let pruned = state.clone();
+        let stop = state.runner.tasks().stop_token();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
-                tick.tick().await;
-                match weak.upgrade() {
-                    Some(state) => state.limiter.prune(),
-                    None => break,
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = tick.tick() => pruned.limiter.prune(),
                 }
             }
         });
@@ -109,7 +90,7 @@ impl Application {
         self.port
     }
 
-    pub fn state(&self) -> web::Data<AppState> {
+    pub fn state(&self) -> web::Data<State> {
         self.state.clone()
     }
 
@@ -118,7 +99,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
         let grace = Duration::from_secs(self.state.settings.shutdown_timeout_seconds);
-        self.state.runs.shutdown(grace).await;
+        self.state.runner.tasks().shutdown(grace).await;
         served
     }
 }
@@ -140,7 +121,7 @@ pub async fn open_store(settings: &Settings) -> Result<Store, StoreError> {
     .map_err(|e| StoreError::Task(e.to_string()))?
 }
 
-fn run(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<Server> {
+fn run(listener: TcpListener, state: web::Data<State>) -> std::io::Result<Server> {
     let workers = state.settings.workers;
     let shutdown = state.settings.shutdown_timeout_seconds;
     let openapi = ApiDoc::openapi();
@@ -150,12 +131,11 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<Ser
             .app_data(web::PathConfig::default().error_handler(|e, _| {
                 ApiError::bad_request(format!("invalid path parameter: {e}")).into()
             }))
-            .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                let mut f = FieldErrors::new();
-                f.add("(query)", e.to_string());
-                ApiError::validation(f).into()
-            }))
-            .wrap(middleware::from_fn(telemetry::request_context))
+            .app_data(
+                web::QueryConfig::default()
+                    .error_handler(|e, _| FieldErrors::single("(query)", e.to_string()).into()),
+            )
+            .wrap(middleware::from_fn(request_context))
             .configure(|cfg| routes::configure(cfg, openapi.clone()))
             .default_service(web::to(routes::not_found))
     })

@@ -1,22 +1,9 @@
-//! Logging (text or JSON via tracing) and the per-request middleware: request ids,
-//! one access-log line per request, and the error envelope for errors actix
-//! answers by itself (unknown methods, say).
+//! Logging: text or JSON lines through tracing, to stdout (the server) or stderr
+//! (CLI commands, whose stdout carries their result).
 
-use std::time::Instant;
-
-use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{self, HeaderName, HeaderValue};
-use actix_web::middleware::Next;
-use actix_web::{HttpMessage, HttpResponse};
-use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, Settings};
-use crate::error::{ApiError, ErrorCode};
-use crate::limits::RateInfo;
-
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Where log lines go: the server logs to stdout; CLI commands to stderr, so that
 /// their stdout carries only their result (a new API key, say).
@@ -49,93 +36,4 @@ pub fn init(settings: &Settings, target: LogTarget) {
     };
     // Already installed (tests build several apps in one process): keep the first.
     let _ = result;
-}
-
-/// A client's request id is echoed when it is short and plain; otherwise we make one.
-fn request_id(req: &ServiceRequest) -> String {
-    req.headers()
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 128
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-        })
-        .map(str::to_string)
-        .unwrap_or_else(|| ulid::Ulid::new().to_string().to_lowercase())
-}
-
-pub async fn request_context(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let id = request_id(&req);
-    let method = req.method().to_string();
-    let path = req.path().to_string();
-    let span = tracing::info_span!("request", request_id = %id, method = %method, path = %path);
-    let started = Instant::now();
-    let res = next.call(req).instrument(span.clone()).await?;
-    let mut res = into_envelope(res.map_into_boxed_body(), &method, &path);
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert(REQUEST_ID, v);
-    }
-    let rate = res.request().extensions().get::<RateInfo>().copied();
-    if let Some(rate) = rate {
-        let headers = res.headers_mut();
-        for (name, value) in [
-            ("x-ratelimit-limit", rate.limit.to_string()),
-            ("x-ratelimit-remaining", rate.remaining.to_string()),
-            ("x-ratelimit-reset", rate.reset.to_string()),
-        ] {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                headers.insert(HeaderName::from_static(name), v);
-            }
-        }
-    }
-    let status = res.status().as_u16();
-    span.in_scope(|| {
-        tracing::info!(
-            status,
-            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
-            "request done"
-        );
-    });
-    Ok(res)
-}
-
-/// Rewrites an error answered without our JSON body (actix's 404/405, say) into the envelope.
-fn into_envelope(
-    res: ServiceResponse<BoxBody>,
-    method: &str,
-    path: &str,
-) -> ServiceResponse<BoxBody> {
-    let status = res.status();
-    let is_json = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
-        return res;
-    }
-    let code = ErrorCode::for_status(status);
-    let message = match code {
-        ErrorCode::NotFound => format!("no route for {method} {path}"),
-        ErrorCode::MethodNotAllowed => format!("method {method} is not allowed on {path}"),
-        ErrorCode::Internal => "internal error".to_string(),
-        _ => res
-            .response()
-            .error()
-            .map(|e| e.to_string())
-            .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string()),
-    };
-    let (req, old) = res.into_parts();
-    let mut fresh = HttpResponse::build(status).json(ApiError::new(code, message).body());
-    for (name, value) in old.headers() {
-        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-            fresh.headers_mut().insert(name.clone(), value.clone());
-        }
-    }
-    ServiceResponse::new(req, fresh)
 }

@@ -55,6 +55,27 @@ impl AdapterError {
         }
     }
 
+    /// The same error, reported with the status the provider actually sent
+    /// (for answers classified as another status would be).
+    pub fn with_status(self, actual: u16) -> Self {
+        match self {
+            Self::Rejected {
+                message, fields, ..
+            } => Self::Rejected {
+                status: actual,
+                message,
+                fields,
+            },
+            Self::Unauthorized { .. } => Self::Unauthorized { status: actual },
+            Self::Upstream { code, message, .. } => Self::Upstream {
+                status: actual,
+                code,
+                message,
+            },
+            other => other,
+        }
+    }
+
     pub fn decode(detail: impl Into<String>) -> Self {
         Self::Decode {
             detail: detail.into(),
@@ -97,4 +118,63 @@ pub fn map_items<T>(
             })
         })
         .collect()
+}
+
+/// What a provider's error body said, read by each provider from its own shape.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ErrorReport {
+    pub code: Option<String>,
+    pub message: Option<String>,
+    /// Per-field details, when the provider gives them.
+    pub fields: serde_json::Value,
+}
+
+/// The one mapping of an error answer, whichever provider sent it: 401/403 →
+/// `Unauthorized`, 404 → `NotFound`, 400/422 → `Rejected` (with the fields), any
+/// other status → `Upstream`. A body without a message is quoted (200 bytes).
+pub fn classify(status: u16, body: &[u8], report: ErrorReport) -> AdapterError {
+    let message = report
+        .message
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
+    match status {
+        401 | 403 => AdapterError::Unauthorized { status },
+        404 => AdapterError::NotFound,
+        400 | 422 => AdapterError::Rejected {
+            status,
+            message,
+            fields: report.fields,
+        },
+        status => AdapterError::Upstream {
+            status,
+            code: report.code,
+            message,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_answers_map_by_status_and_keep_the_providers_words() {
+        let report = |m: &str| ErrorReport {
+            code: Some("X".into()),
+            message: Some(m.into()),
+            fields: serde_json::json!({"phone": "taken"}),
+        };
+        assert_eq!(
+            classify(403, b"", report("no")),
+            AdapterError::Unauthorized { status: 403 }
+        );
+        assert_eq!(classify(404, b"", report("gone")), AdapterError::NotFound);
+        assert!(matches!(
+            classify(422, b"", report("bad")),
+            AdapterError::Rejected { status: 422, ref message, .. } if message == "bad"
+        ));
+        assert!(matches!(
+            classify(503, b"down for maintenance", ErrorReport::default()),
+            AdapterError::Upstream { status: 503, ref message, .. } if message == "down for maintenance"
+        ));
+    }
 }

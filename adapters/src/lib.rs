@@ -4,6 +4,7 @@
 //! the database or the service's HTTP layer.
 
 pub mod canonical;
+pub mod capabilities;
 pub mod error;
 pub mod gateway;
 pub mod periskope;
@@ -16,21 +17,12 @@ pub mod wacr;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use std::sync::Arc;
+
 pub use canonical::{CanonicalContact, ContactRecord};
+pub use capabilities::{Capabilities, Operation, WriteField};
 pub use error::AdapterError;
 pub use upstream::{Upstream, UpstreamConfig, UpstreamStats};
-
-/// What an adapter can do; calling anything else returns `AdapterError::Unsupported`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Capabilities {
-    pub get: bool,
-    pub list: bool,
-    pub create: bool,
-    pub update: bool,
-    pub delete: bool,
-    pub batch_create: bool,
-    pub batch_delete: bool,
-}
 
 /// An opaque position in a provider's list: an offset, a page number or a cursor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,11 +68,12 @@ pub struct BatchOutcome {
     pub failures: Vec<(usize, String)>,
 }
 
-/// One provider connection, as the service sees it.
+/// A provider's client. The write methods' defaults refuse; a client overrides
+/// those its provider's `CAPABILITIES` list (a test holds the two together), and
+/// callers go through [`Adapter`], which checks the capabilities first.
 #[async_trait::async_trait]
 pub trait Provider: Send + Sync {
     fn kind(&self) -> ProviderKind;
-    fn capabilities(&self) -> Capabilities;
     /// Counters of the upstream traffic so far.
     fn stats(&self) -> UpstreamStats;
 
@@ -141,15 +134,128 @@ impl std::fmt::Debug for ConnectionConfig {
     }
 }
 
-/// Builds the adapter of a connection.
-pub fn connect(config: ConnectionConfig) -> Result<std::sync::Arc<dyn Provider>, AdapterError> {
-    Ok(match config.kind {
-        ProviderKind::Periskope => {
-            std::sync::Arc::new(periskope::client::PeriskopeClient::new(config)?)
+/// A connection's provider client behind its provider's capabilities: an
+/// operation the provider lacks is refused here, before anything is sent.
+#[derive(Clone)]
+pub struct Adapter {
+    client: Arc<dyn Provider>,
+}
+
+impl Adapter {
+    pub fn new(client: Arc<dyn Provider>) -> Self {
+        Self { client }
+    }
+
+    pub fn kind(&self) -> ProviderKind {
+        self.client.kind()
+    }
+
+    pub fn capabilities(&self) -> &'static Capabilities {
+        self.kind().capabilities()
+    }
+
+    pub fn stats(&self) -> UpstreamStats {
+        self.client.stats()
+    }
+
+    fn check(&self, op: Operation) -> Result<(), AdapterError> {
+        if self.capabilities().supports(op) {
+            Ok(())
+        } else {
+            Err(AdapterError::Unsupported {
+                operation: op.as_str(),
+            })
         }
-        ProviderKind::Wacr => std::sync::Arc::new(wacr::client::WacrClient::new(config)?),
-        ProviderKind::Gateway => std::sync::Arc::new(gateway::client::GatewayClient::new(config)?),
-    })
+    }
+
+    pub async fn get_contact(&self, remote_id: &str) -> Result<ContactRecord, AdapterError> {
+        self.check(Operation::Get)?;
+        self.client.get_contact(remote_id).await
+    }
+
+    pub async fn list_contacts(
+        &self,
+        page: Option<&PageToken>,
+    ) -> Result<ContactPage, AdapterError> {
+        self.check(Operation::List)?;
+        self.client.list_contacts(page).await
+    }
+
+    pub async fn create_contact(
+        &self,
+        input: &ContactInput,
+    ) -> Result<ContactRecord, AdapterError> {
+        self.check(Operation::Create)?;
+        self.client.create_contact(input).await
+    }
+
+    pub async fn update_contact(
+        &self,
+        remote_id: &str,
+        input: &ContactInput,
+    ) -> Result<ContactRecord, AdapterError> {
+        self.check(Operation::Update)?;
+        self.client.update_contact(remote_id, input).await
+    }
+
+    pub async fn delete_contact(&self, remote_id: &str) -> Result<(), AdapterError> {
+        self.check(Operation::Delete)?;
+        self.client.delete_contact(remote_id).await
+    }
+
+    pub async fn batch_create(
+        &self,
+        inputs: &[ContactInput],
+    ) -> Result<BatchOutcome, AdapterError> {
+        self.check(Operation::BatchCreate)?;
+        self.client.batch_create(inputs).await
+    }
+
+    pub async fn batch_delete(&self, remote_ids: &[String]) -> Result<BatchOutcome, AdapterError> {
+        self.check(Operation::BatchDelete)?;
+        self.client.batch_delete(remote_ids).await
+    }
+}
+
+/// Builds the adapter of a connection.
+pub fn connect(config: ConnectionConfig) -> Result<Adapter, AdapterError> {
+    let client: Arc<dyn Provider> = match config.kind {
+        ProviderKind::Periskope => Arc::new(periskope::client::PeriskopeClient::new(config)?),
+        ProviderKind::Wacr => Arc::new(wacr::client::WacrClient::new(config)?),
+        ProviderKind::Gateway => Arc::new(gateway::client::GatewayClient::new(config)?),
+    };
+    Ok(Adapter::new(client))
+}
+
+/// A provider's own id of a contact, in its canonical form: Periskope
+/// `919537851844@c.us`, WA.cr `42`, Gateway `205227043110953@lid`. Made only by
+/// [`ProviderKind::parse_remote_id`], so a `RemoteId` is always one the provider
+/// can have.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RemoteId(String);
+
+impl RemoteId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl std::fmt::Display for RemoteId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A remote id a provider cannot have; the message names the forms it takes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("is not a {kind} contact id ({forms})")]
+pub struct InvalidRemoteId {
+    pub kind: ProviderKind,
+    pub forms: &'static str,
 }
 
 /// The upstream CRMs unicontacts connects to.
@@ -174,6 +280,17 @@ pub enum CredentialField {
 
 impl CredentialField {
     pub const ALL: [CredentialField; 3] = [Self::ApiKey, Self::Phone, Self::Session];
+
+    /// The value as the provider takes it (Periskope's `x-phone` as digits or a
+    /// `phone-…` id; a session trimmed), or why it cannot be one.
+    pub fn normalize(self, raw: &str) -> Result<String, &'static str> {
+        match self {
+            Self::ApiKey => Ok(raw.to_string()),
+            Self::Phone => periskope::client::x_phone(raw)
+                .ok_or("must be a phone number with country code, or a `phone-…` id"),
+            Self::Session => Ok(raw.trim().to_string()),
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -208,6 +325,41 @@ impl ProviderKind {
         }
     }
 
+    /// What the provider can do (its module's `CAPABILITIES`).
+    pub fn capabilities(self) -> &'static Capabilities {
+        match self {
+            Self::Periskope => &periskope::CAPABILITIES,
+            Self::Wacr => &wacr::CAPABILITIES,
+            Self::Gateway => &gateway::CAPABILITIES,
+        }
+    }
+
+    /// The provider's id of a contact from any form people write it in.
+    pub fn parse_remote_id(self, raw: &str) -> Result<RemoteId, InvalidRemoteId> {
+        let parsed = match self {
+            Self::Periskope => periskope::client::contact_digits(raw)
+                .ok()
+                .map(|d| format!("{d}@c.us")),
+            Self::Wacr => wacr::client::contact_id(raw).ok().map(|id| id.to_string()),
+            Self::Gateway => phone::normalize_lid(raw),
+        };
+        parsed.map(RemoteId).ok_or(InvalidRemoteId {
+            kind: self,
+            forms: self.remote_id_forms(),
+        })
+    }
+
+    /// The forms `parse_remote_id` takes, in words.
+    pub fn remote_id_forms(self) -> &'static str {
+        match self {
+            Self::Periskope => {
+                "a phone number such as 919537851844, 919537851844@c.us or +91 95378 51844"
+            }
+            Self::Wacr => "a positive integer such as 42",
+            Self::Gateway => "a LID such as 205227043110953 or 205227043110953@lid",
+        }
+    }
+
     /// The credential fields this provider's API needs, all of them required.
     pub fn credential_fields(self) -> &'static [CredentialField] {
         match self {
@@ -238,6 +390,33 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", p.as_str()));
         }
         assert_eq!(ProviderKind::parse("Periskope"), None);
+    }
+
+    #[test]
+    fn remote_ids_are_taken_in_the_forms_people_have_them() {
+        let parse = |k: ProviderKind, raw: &str| k.parse_remote_id(raw).map(RemoteId::into_string);
+        for raw in ["919537851844", "919537851844@c.us", "+91 95378 51844"] {
+            assert_eq!(
+                parse(ProviderKind::Periskope, raw).as_deref(),
+                Ok("919537851844@c.us"),
+                "{raw}"
+            );
+        }
+        assert_eq!(parse(ProviderKind::Wacr, "42").as_deref(), Ok("42"));
+        for raw in ["205227043110953", "205227043110953@lid"] {
+            assert_eq!(
+                parse(ProviderKind::Gateway, raw).as_deref(),
+                Ok("205227043110953@lid")
+            );
+        }
+        assert!(parse(ProviderKind::Wacr, "abc").is_err());
+        assert!(parse(ProviderKind::Gateway, "919537851844@c.us").is_err());
+        let err = ProviderKind::Periskope
+            .parse_remote_id("205227043110953@lid")
+            .expect_err("a LID is no Periskope id");
+        assert!(err
+            .to_string()
+            .starts_with("is not a periskope contact id (a phone number"));
     }
 
     #[test]

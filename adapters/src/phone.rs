@@ -69,6 +69,18 @@ pub fn normalize_lid(s: &str) -> Option<String> {
         .then(|| format!("{user}@lid"))
 }
 
+/// The E.164 form of a phone written any way people write one: a WhatsApp JID
+/// (`919537851844@c.us`) or text with its country code (`+91 95378 51844`,
+/// `919537851844`). `None` when it is neither.
+pub fn e164_of_any(raw: &str) -> Option<String> {
+    let parsed = if raw.contains('@') {
+        phone_from_jid(raw)
+    } else {
+        Some(phone_from_text(raw, None))
+    };
+    parsed.and_then(|p| p.e164)
+}
+
 /// A phone from a WhatsApp JID; `None` unless the JID's server is a phone server.
 pub fn phone_from_jid(jid: &str) -> Option<Phone> {
     let parsed = Jid::parse(jid)?;

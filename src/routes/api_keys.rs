@@ -6,21 +6,23 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use validator::Validate;
 
-use crate::auth::{AdminCaller, NewKey, Scope};
-use crate::error::{ApiError, ErrorBody};
-use crate::extract::{cursor, parse_query, read_json};
+use crate::error::ApiError;
+use crate::http::auth::AdminCaller;
+use crate::http::extract::{parse_list_query, read_json};
+use crate::http::responses::{AuthErrors, BodyErrors, InvalidQuery, NotFound};
 use crate::ids;
-use crate::startup::AppState;
-use crate::store::{api_keys as queries, models::ApiKeyRow, DbConnection, StoreError};
+use crate::page::{Page, PageQuery};
+use crate::service::api_keys::{self as service, OrgRef, Scope};
+use crate::state::State;
+use crate::store::models::ApiKeyRow;
 
-#[derive(Deserialize, Validate, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKeyRequest {
-    /// A label to recognise the key by.
-    #[validate(length(min = 1, max = 100, message = "must be 1 to 100 characters"))]
+    /// A label to recognise the key by (1 to 100 characters).
     #[schema(example = "reporting job")]
     pub name: String,
-    #[validate(length(min = 1, message = "must hold at least one scope"))]
+    /// At least one.
     pub scopes: Vec<Scope>,
 }
 
@@ -46,20 +48,11 @@ pub struct CreatedApiKey {
     pub key: String,
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct ApiKeyPage {
-    pub data: Vec<ApiKeyView>,
-    pub next_cursor: Option<String>,
-}
-
+/// The filters of the key list.
 #[derive(Deserialize, Validate, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct ListApiKeysQuery {
-    /// Page size, 1 to 500 (default 50).
-    #[validate(range(min = 1, max = 500, message = "must be from 1 to 500"))]
-    pub limit: Option<u32>,
-    pub cursor: Option<String>,
+pub struct ApiKeyFilters {
     /// Also list revoked keys (default false).
     pub include_revoked: Option<bool>,
 }
@@ -70,33 +63,11 @@ impl From<&ApiKeyRow> for ApiKeyView {
             id: r.id.clone(),
             name: r.name.clone(),
             prefix: r.prefix.clone(),
-            scopes: r.scopes.split(',').filter_map(Scope::parse).collect(),
+            scopes: service::scopes_of(r),
             created_at: ids::rfc3339(r.created_at),
             revoked_at: r.revoked_at.map(ids::rfc3339),
         }
     }
-}
-
-/// Creates a key for the org; shared by the admin API and `unicontacts keys create`.
-pub fn insert_new_key(
-    conn: &mut DbConnection,
-    org_id: &str,
-    name: &str,
-    scopes: &[Scope],
-) -> Result<(ApiKeyRow, String), StoreError> {
-    let key = NewKey::generate();
-    let row = ApiKeyRow {
-        id: ids::new_id(ids::API_KEY),
-        org_id: org_id.to_string(),
-        name: name.to_string(),
-        prefix: key.prefix.clone(),
-        key_hash: key.hash.clone(),
-        scopes: Scope::join(scopes),
-        created_at: ids::now(),
-        revoked_at: None,
-    };
-    queries::insert_api_key(conn, &row)?;
-    Ok((row, key.plaintext))
 }
 
 /// Create an API key.
@@ -104,77 +75,52 @@ pub fn insert_new_key(
     request_body = CreateApiKeyRequest,
     responses(
         (status = 201, description = "Created; `key` is shown only here", body = CreatedApiKey),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "The key lacks the `admin` scope", body = ErrorBody),
-        (status = 429, description = "Over this key's quota", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "Invalid fields", body = ErrorBody),
+        AuthErrors, BodyErrors,
     ),
     security(("bearer" = [])))]
 pub async fn create_api_key(
-    state: web::Data<AppState>,
+    state: web::Data<State>,
     admin: AdminCaller,
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body: CreateApiKeyRequest = read_json(&req, body).await?;
-    let org_id = admin.0.org_id;
-    let name = body.name.trim().to_string();
-    let scopes = body.scopes;
-    let (row, key) = state
-        .store
-        .run(move |conn| insert_new_key(conn, &org_id, &name, &scopes))
-        .await?;
-    tracing::info!(api_key_id = %row.id, prefix = %row.prefix, "API key created");
+    let created = service::create(
+        &state.store,
+        OrgRef::Id(&admin.0.org_id),
+        &body.name,
+        &body.scopes,
+    )
+    .await?;
     Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, format!("/v1/admin/api-keys/{}", row.id)))
+        .insert_header((
+            header::LOCATION,
+            format!("/v1/admin/api-keys/{}", created.row.id),
+        ))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(CreatedApiKey {
-            api_key: ApiKeyView::from(&row),
-            key,
+            api_key: ApiKeyView::from(&created.row),
+            key: created.key,
         }))
 }
 
 /// List the org's API keys, oldest first. The keys themselves are never listed.
 #[utoipa::path(get, path = "/v1/admin/api-keys", tag = "admin",
-    params(ListApiKeysQuery),
+    params(ApiKeyFilters, PageQuery<500>),
     responses(
-        (status = 200, description = "A page of keys", body = ApiKeyPage),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "The key lacks the `admin` scope", body = ErrorBody),
-        (status = 429, description = "Over this key's quota", body = ErrorBody),
-        (status = 422, description = "Invalid query parameter", body = ErrorBody),
+        (status = 200, description = "A page of keys", body = Page<ApiKeyView>),
+        AuthErrors, InvalidQuery,
     ),
     security(("bearer" = [])))]
 pub async fn list_api_keys(
-    state: web::Data<AppState>,
+    state: web::Data<State>,
     admin: AdminCaller,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let q: ListApiKeysQuery = parse_query(req.query_string())?;
-    let after = q.cursor.as_deref().map(cursor::decode).transpose()?;
-    let limit = q.limit.unwrap_or(50) as usize;
-    let include_revoked = q.include_revoked.unwrap_or(false);
-    let org_id = admin.0.org_id;
-    let rows = state
-        .store
-        .run(move |conn| {
-            queries::list_api_keys(
-                conn,
-                &org_id,
-                include_revoked,
-                after.as_deref(),
-                limit as i64 + 1,
-            )
-        })
-        .await?;
-    let (rows, next_cursor) = cursor::page(rows, limit, |r| &r.id);
-    Ok(HttpResponse::Ok().json(ApiKeyPage {
-        data: rows.iter().map(ApiKeyView::from).collect(),
-        next_cursor,
-    }))
+    let (filters, page) = parse_list_query::<ApiKeyFilters, 500>(req.query_string())?;
+    let include_revoked = filters.include_revoked.unwrap_or(false);
+    let page = service::list(&state.store, &admin.0.org_id, include_revoked, page).await?;
+    Ok(HttpResponse::Ok().json(page.map(|r| ApiKeyView::from(&r))))
 }
 
 /// Revoke an API key; it stops working at once.
@@ -182,28 +128,14 @@ pub async fn list_api_keys(
     params(("id" = String, Path, description = "API key id")),
     responses(
         (status = 204, description = "Revoked (also when it already was)"),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "The key lacks the `admin` scope", body = ErrorBody),
-        (status = 429, description = "Over this key's quota", body = ErrorBody),
-        (status = 404, description = "No such key in this org", body = ErrorBody),
+        AuthErrors, NotFound,
     ),
     security(("bearer" = [])))]
 pub async fn delete_api_key(
-    state: web::Data<AppState>,
+    state: web::Data<State>,
     admin: AdminCaller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    let org_id = admin.0.org_id;
-    let log_id = id.clone();
-    let found = state
-        .store
-        .run(move |conn| queries::revoke_api_key(conn, &org_id, &id))
-        .await?;
-    if !found {
-        return Err(ApiError::not_found("API key"));
-    }
-    state.keys.forget_key(&log_id);
-    tracing::info!(api_key_id = %log_id, "API key revoked");
+    service::revoke(&state, &admin.0.org_id, &path).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -8,11 +8,12 @@ use unicontacts_adapters::canonical::CanonicalContact;
 use utoipa::IntoParams;
 use validator::Validate;
 
-use crate::auth::{Authorized, ReadScope};
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::parse_query;
-use crate::live::{canonical_remote_id, CacheStatus};
-use crate::startup::AppState;
+use crate::http::auth::{Authorized, ReadScope};
+use crate::http::extract::parse_query;
+use crate::http::responses::AuthErrors;
+use crate::service::contacts::{self as service, CacheStatus};
+use crate::state::State;
 
 #[derive(Deserialize, Validate, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -41,44 +42,40 @@ fn etag_matches(req: &HttpRequest, etag: &str) -> bool {
     responses(
         (status = 200, description = "The contact; `X-Cache` says HIT, MISS or STALE (with `Age`)", body = CanonicalContact),
         (status = 304, description = "Not modified (If-None-Match)"),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "The key lacks `contacts:read`", body = ErrorBody),
         (status = 404, description = "No such connection in this org, or no such contact at the provider", body = ErrorBody),
         (status = 422, description = "A remote id the provider cannot have", body = ErrorBody),
-        (status = 429, description = "Over this key's quota", body = ErrorBody),
         (status = 502, description = "The provider failed or refused the credentials", body = ErrorBody),
         (status = 503, description = "The provider's quota is spent or calls are paused", body = ErrorBody),
         (status = 504, description = "The provider did not answer in time", body = ErrorBody),
+        AuthErrors,
     ),
     security(("bearer" = [])))]
 pub async fn get_connection_contact(
-    state: web::Data<AppState>,
+    state: web::Data<State>,
     caller: Authorized<ReadScope>,
     path: web::Path<(String, String)>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let q: LiveReadQuery = parse_query(req.query_string())?;
     let (connection_id, raw_remote_id) = path.into_inner();
-    let org_id = caller.0.org_id;
-    let connection = state
-        .live
-        .connection(&org_id, &connection_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("connection"))?;
-    let remote_id = canonical_remote_id(connection.provider, &raw_remote_id)?;
-    let (contact, status) = state
-        .live
-        .read(&connection, remote_id, q.fresh.unwrap_or(false))
-        .await?;
-
-    let mut res = if etag_matches(&req, &contact.etag) {
+    let read = service::read_live(
+        &state,
+        &caller.0.org_id,
+        &connection_id,
+        &raw_remote_id,
+        q.fresh.unwrap_or(false),
+    )
+    .await?;
+    let contact = &read.contact;
+    let not_modified = etag_matches(&req, &contact.etag);
+    let mut res = if not_modified {
         HttpResponse::NotModified()
     } else {
         HttpResponse::Ok()
     };
-    res.insert_header(("X-Cache", status.as_str()));
+    res.insert_header(("X-Cache", read.status.as_str()));
     res.insert_header((header::ETAG, contact.etag.as_str()));
-    if status == CacheStatus::Stale {
+    if read.status == CacheStatus::Stale {
         let age = (chrono::Utc::now() - contact.fetched_at)
             .num_seconds()
             .max(0);
@@ -87,10 +84,10 @@ pub async fn get_connection_contact(
     } else {
         res.insert_header((
             header::CACHE_CONTROL,
-            format!("private, max-age={}", connection.settings.cache_ttl_seconds),
+            format!("private, max-age={}", read.cache_ttl.as_secs()),
         ));
     }
-    if etag_matches(&req, &contact.etag) {
+    if not_modified {
         return Ok(res.finish());
     }
     Ok(res

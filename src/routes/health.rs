@@ -1,13 +1,12 @@
 //! `/healthz` (the process is up) and `/readyz` (the database answers).
 
-use std::time::Duration;
-
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, ErrorBody, ErrorCode};
-use crate::startup::AppState;
+use crate::error::{ApiError, ErrorBody};
+use crate::service::health;
+use crate::state::State;
 
 #[derive(Serialize, ToSchema)]
 pub struct HealthStatus {
@@ -30,17 +29,9 @@ pub async fn healthz() -> HttpResponse {
         (status = 200, description = "Ready to serve", body = HealthStatus),
         (status = 503, description = "The database is unreachable", body = ErrorBody),
     ))]
-pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    match state.store.check_ready(Duration::from_secs(1)).await {
-        Ok(()) => Ok(HttpResponse::Ok().json(HealthStatus {
-            status: "ready".into(),
-        })),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            Err(ApiError::new(
-                ErrorCode::ServiceUnavailable,
-                "the database is unreachable",
-            ))
-        }
-    }
+pub async fn readyz(state: web::Data<State>) -> Result<HttpResponse, ApiError> {
+    health::ready(&state).await?;
+    Ok(HttpResponse::Ok().json(HealthStatus {
+        status: "ready".into(),
+    }))
 }

@@ -1,4 +1,5 @@
 //! HTTP routes, one file per resource, and the OpenAPI document built from them.
+//! A handler parses the request, calls one service function and shapes the answer.
 
 pub mod api_keys;
 pub mod connection_contacts;
@@ -41,11 +42,12 @@ use crate::error::{ApiError, ErrorCode};
         sync_runs::list_sync_runs,
         sync_runs::get_sync_run,
     ),
-    components(schemas(crate::error::ErrorBody, crate::auth::Scope)),
+    components(schemas(crate::error::ErrorBody, crate::service::api_keys::Scope)),
     modifiers(&BearerAuth),
     tags(
-        (name = "contacts", description = "Canonical contacts across providers (scope `contacts:read`)"),
+        (name = "contacts", description = "Canonical contacts and people across providers (scope `contacts:read`)"),
         (name = "admin", description = "Connections and API keys (scope `admin`)"),
+        (name = "sync", description = "Reconciliation runs: start one, read the history (scope `admin`)"),
         (name = "operations", description = "Health and readiness probes"),
     )
 )]

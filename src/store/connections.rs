@@ -225,3 +225,23 @@ pub fn delete_connection(
         Ok(true)
     })
 }
+
+/// Every connection of every org in id order, or only the one with id `only`
+/// (the scheduler and `unicontacts sync`, which act for all orgs).
+pub fn list_all_connections(
+    conn: &mut DbConnection,
+    only: Option<&str>,
+) -> Result<Vec<Connection>, StoreError> {
+    let mut query = connections::table
+        .select(ConnectionRow::as_select())
+        .order(connections::id.asc())
+        .into_boxed();
+    if let Some(id) = only {
+        query = query.filter(connections::id.eq(id.to_string()));
+    }
+    query
+        .load(conn)?
+        .into_iter()
+        .map(Connection::try_from)
+        .collect()
+}

@@ -308,10 +308,6 @@ impl Store {
         })
     }
 
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
     /// Applies pending migrations of this backend; returns the versions applied.
     pub fn migrate(&self) -> Result<Vec<String>, StoreError> {
         let mut conn = self.get()?;
@@ -422,6 +418,27 @@ impl Store {
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
+}
+
+/// Runs `f` in a transaction on `conn` (nested calls become savepoints), so that
+/// code outside the store composes store functions into one unit of work
+/// without touching diesel.
+pub fn in_transaction<T, F>(conn: &mut DbConnection, f: F) -> Result<T, StoreError>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, StoreError>,
+{
+    conn.transaction(f)
+}
+
+/// Within a transaction: its commit need not wait for the WAL flush (PostgreSQL;
+/// SQLite in WAL mode with `synchronous = NORMAL` already does not). For writes
+/// that can be made again after a database crash, such as a sync page: a page
+/// lost that way is a run that did not finish, and the next run writes it again.
+pub fn relax_commit(conn: &mut DbConnection) -> Result<(), StoreError> {
+    if let DbConnection::Postgresql(pg) = conn {
+        pg.batch_execute("SET LOCAL synchronous_commit = off")?;
+    }
+    Ok(())
 }
 
 /// A `file:` URI for the path, escaping the characters URIs reserve.

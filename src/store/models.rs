@@ -2,6 +2,8 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::schema::{api_keys, connections, contacts, orgs};
 
@@ -85,16 +87,94 @@ pub struct ContactRow {
     pub list_hash: Option<String>,
 }
 
+/// Where a sync run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    /// The listing could not be completed: nothing was marked deleted.
+    Failed,
+    /// The listing was complete but some records could not be read.
+    Partial,
+}
+
+/// What started a sync run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// The scheduler, at the connection's interval.
+    Schedule,
+    /// `POST /v1/admin/connections/{id}/sync`.
+    Api,
+    /// `unicontacts sync`.
+    Cli,
+    /// `serve --demo` loading the demo providers.
+    Demo,
+}
+
+/// `as_str`, `parse` and the text conversions diesel stores them through.
+macro_rules! text_enum {
+    ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> {
+                Self::parse(&s).ok_or_else(|| {
+                    format!("`{s}` is not a {}", stringify!($name))
+                })
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.as_str().to_string()
+            }
+        }
+    };
+}
+
+text_enum!(RunStatus {
+    Running => "running",
+    Succeeded => "succeeded",
+    Failed => "failed",
+    Partial => "partial",
+});
+
+text_enum!(Trigger {
+    Schedule => "schedule",
+    Api => "api",
+    Cli => "cli",
+    Demo => "demo",
+});
+
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = super::schema::sync_runs)]
 pub struct SyncRunRow {
     pub id: String,
     pub org_id: String,
     pub connection_id: String,
-    /// `schedule`, `api` or `cli`.
-    pub trigger_kind: String,
-    /// `running`, `succeeded`, `failed` or `partial`.
-    pub status: String,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    pub trigger_kind: Trigger,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    pub status: RunStatus,
     pub created: i64,
     pub updated: i64,
     pub unchanged: i64,

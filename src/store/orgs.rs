@@ -34,3 +34,11 @@ pub fn find_or_insert_org(conn: &mut DbConnection, name: &str) -> Result<Org, St
         Err(e) => Err(e.into()),
     }
 }
+
+pub fn find_org(conn: &mut DbConnection, id: &str) -> Result<Option<Org>, StoreError> {
+    Ok(orgs::table
+        .filter(orgs::id.eq(id))
+        .select(Org::as_select())
+        .first(conn)
+        .optional()?)
+}

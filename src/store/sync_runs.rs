@@ -5,7 +5,7 @@ use chrono::NaiveDateTime;
 use diesel::dsl::{exists, not};
 use diesel::prelude::*;
 
-use super::models::SyncRunRow;
+use super::models::{RunStatus, SyncRunRow, Trigger};
 use super::schema::{contacts, sync_leases, sync_runs, sync_seen};
 use super::{DbConnection, StoreError};
 use crate::ids;
@@ -13,6 +13,7 @@ use crate::ids;
 /// Why a run could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
+    /// Another run holds the lease: its id (or who, when unknown).
     #[error("a sync of this connection is already running ({0})")]
     Held(String),
     /// The last run finished less than the asked gap ago.
@@ -29,7 +30,7 @@ pub fn start_run(
     conn: &mut DbConnection,
     org_id: &str,
     connection_id: &str,
-    trigger: &str,
+    trigger: Trigger,
     holder: &str,
     ttl: chrono::Duration,
     min_gap: Option<chrono::Duration>,
@@ -39,8 +40,8 @@ pub fn start_run(
         id: ids::new_id(ids::SYNC_RUN),
         org_id: org_id.to_string(),
         connection_id: connection_id.to_string(),
-        trigger_kind: trigger.to_string(),
-        status: "running".to_string(),
+        trigger_kind: trigger,
+        status: RunStatus::Running,
         created: 0,
         updated: 0,
         unchanged: 0,
@@ -90,10 +91,10 @@ pub fn start_run(
                 diesel::update(
                     sync_runs::table
                         .filter(sync_runs::id.eq(&old_run))
-                        .filter(sync_runs::status.eq("running")),
+                        .filter(sync_runs::status.eq(RunStatus::Running.as_str())),
                 )
                 .set((
-                    sync_runs::status.eq("failed"),
+                    sync_runs::status.eq(RunStatus::Failed.as_str()),
                     sync_runs::error.eq("abandoned: its process stopped before finishing"),
                     sync_runs::finished_at.eq(Some(now)),
                 ))
@@ -119,7 +120,7 @@ pub fn start_run(
         // deleting 100 000 rows kept a finished run waiting.
         drop_seen_sets(conn, connection_id)?;
         diesel::insert_into(sync_runs::table)
-            .values(&run)
+            .values(run.clone())
             .execute(conn)?;
         Ok::<_, LeaseError>(())
     });
@@ -183,7 +184,7 @@ pub fn finish_run(conn: &mut DbConnection, run: &SyncRunRow) -> Result<(), Store
         save_progress(conn, run)?;
         diesel::update(sync_runs::table.filter(sync_runs::id.eq(&run.id)))
             .set((
-                sync_runs::status.eq(&run.status),
+                sync_runs::status.eq(run.status.as_str()),
                 sync_runs::error.eq(&run.error),
                 sync_runs::finished_at.eq(run.finished_at),
             ))
@@ -341,7 +342,7 @@ pub fn list_runs(
     conn: &mut DbConnection,
     org_id: &str,
     connection_id: Option<&str>,
-    status: Option<&str>,
+    status: Option<RunStatus>,
     before: Option<&str>,
     limit: i64,
 ) -> Result<Vec<SyncRunRow>, StoreError> {
@@ -355,7 +356,7 @@ pub fn list_runs(
         query = query.filter(sync_runs::connection_id.eq(c.to_string()));
     }
     if let Some(s) = status {
-        query = query.filter(sync_runs::status.eq(s.to_string()));
+        query = query.filter(sync_runs::status.eq(s.as_str()));
     }
     if let Some(b) = before {
         query = query.filter(sync_runs::id.lt(b.to_string()));

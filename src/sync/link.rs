@@ -5,13 +5,15 @@
 //! gets a new one, and people left without contacts are removed. Deleted contacts
 //! belong to no person.
 
+//!
+//! The grouping (union-find, which group keeps which person) is pure; every read
+//! and write goes through `store::people`, inside the caller's transaction.
+
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use diesel::prelude::*;
-
 use crate::ids;
-use crate::store::schema::{contact_keys, contacts, people};
+use crate::store::people as queries;
 use crate::store::{DbConnection, StoreError};
 
 struct UnionFind {
@@ -41,97 +43,40 @@ impl UnionFind {
     }
 }
 
-/// Our own ids only ever hold these characters, so they can be written into SQL.
-fn is_plain_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+/// People to create and contacts to move, handed over in chunks while a
+/// settlement runs (so neither list grows with the org): the people first, since
+/// the contacts point at them.
+pub struct Flush<'a> {
+    pub new_people: &'a [u128],
+    /// (contact index, person).
+    pub moves: &'a [(u32, u128)],
 }
 
-/// Inserts new people, many rows per statement.
-fn insert_people(
+/// Writes a flush: the new people, then the moved contacts.
+fn write_flush(
     conn: &mut DbConnection,
     org_id: &str,
-    new_people: &[u128],
+    ids_of: &[u128],
     now: chrono::NaiveDateTime,
+    flush: Flush<'_>,
 ) -> Result<(), StoreError> {
-    if new_people.is_empty() {
-        return Ok(());
-    }
-    let names: Vec<String> = new_people.iter().map(|p| id_of(ids::PERSON, *p)).collect();
-    let rows: Vec<_> = names
+    let people: Vec<String> = flush
+        .new_people
         .iter()
-        .map(|id| {
+        .map(|p| id_of(ids::PERSON, *p))
+        .collect();
+    queries::insert_people(conn, org_id, &people, now)?;
+    let moves: Vec<(String, String)> = flush
+        .moves
+        .iter()
+        .map(|(i, p)| {
             (
-                people::id.eq(id),
-                people::org_id.eq(org_id),
-                people::created_at.eq(now),
-                people::updated_at.eq(now),
+                id_of(ids::CONTACT, ids_of[*i as usize]),
+                id_of(ids::PERSON, *p),
             )
         })
         .collect();
-    match conn {
-        // Multi-row inserts exist per backend, not on the MultiBackend.
-        DbConnection::Sqlite(c) => {
-            for chunk in rows.chunks(500) {
-                diesel::insert_into(people::table)
-                    .values(chunk)
-                    .execute(c)?;
-            }
-        }
-        // A first sync makes a person per new contact: COPY, as for the contacts.
-        DbConnection::Postgresql(c) => {
-            diesel::copy_from(people::table)
-                .from_insertable(&rows)
-                .execute(c)?;
-        }
-    }
-    Ok(())
-}
-
-fn write_moves(
-    conn: &mut DbConnection,
-    ids_of: &[u128],
-    moves: &[(u32, u128)],
-) -> Result<(), StoreError> {
-    for chunk in moves.chunks(500) {
-        let named: Vec<(String, String)> = chunk
-            .iter()
-            .map(|(i, p)| {
-                (
-                    id_of(ids::CONTACT, ids_of[*i as usize]),
-                    id_of(ids::PERSON, *p),
-                )
-            })
-            .collect();
-        let pairs: Vec<(&str, String)> =
-            named.iter().map(|(c, p)| (c.as_str(), p.clone())).collect();
-        set_people(conn, &pairs)?;
-    }
-    Ok(())
-}
-
-/// Sets each contact's person in one statement: `CASE id WHEN … THEN … END`.
-fn set_people(conn: &mut DbConnection, moves: &[(&str, String)]) -> Result<(), StoreError> {
-    use diesel::connection::SimpleConnection;
-    if moves
-        .iter()
-        .any(|(c, p)| !is_plain_id(c) || !is_plain_id(p))
-    {
-        return Err(StoreError::Corrupt(
-            "an id with unexpected characters".into(),
-        ));
-    }
-    let cases: String = moves
-        .iter()
-        .map(|(c, p)| format!(" WHEN '{c}' THEN '{p}'"))
-        .collect();
-    let list: Vec<String> = moves.iter().map(|(c, _)| format!("'{c}'")).collect();
-    conn.batch_execute(&format!(
-        "UPDATE contacts SET person_id = CASE id{cases} END WHERE id IN ({})",
-        list.join(",")
-    ))?;
-    Ok(())
+    queries::set_people(conn, &moves)
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -156,39 +101,26 @@ fn id_of(prefix: &str, ulid: u128) -> String {
     format!("{prefix}_{}", ulid::Ulid(ulid).to_string().to_lowercase())
 }
 
-/// Linking of one org is serialised across processes: on PostgreSQL by a
-/// transaction-scoped advisory lock, taken before a transaction's first write so
-/// that two writers never wait on each other's rows; on SQLite writers are one at a
-/// time already. Without it two concurrent pages could each miss the other's
-/// contact with the same phone and leave one person split in two.
-pub fn lock_org(conn: &mut DbConnection, org_id: &str) -> Result<(), StoreError> {
-    if let DbConnection::Postgresql(c) = conn {
-        use sha2::{Digest, Sha256};
-        let digest = Sha256::digest(format!("unicontacts.link:{org_id}").as_bytes());
-        let key = i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
-        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
-            .bind::<diesel::sql_types::BigInt, _>(key)
-            .execute(c)?;
-    }
-    Ok(())
-}
+pub use crate::store::people::lock_org;
 
-/// What linking decided for a set of live contacts: each group of linked contacts
+/// What linking decides for a set of live contacts: each group of linked contacts
 /// keeps the person most of it already had (bigger groups choose first, ties to the
 /// group with the oldest contact, votes tied to the smaller person id), or gets a
-/// new one. Writes the new people and the moved contacts in chunks.
+/// new one. Pure: the people to create and the contacts to move go to `flush` in
+/// chunks of 500.
 ///
-/// `ids_of` are the contacts in id order, `person_of` their people (0 = none) and
-/// `roots` each one's group (the smallest index in it).
-fn settle(
-    conn: &mut DbConnection,
-    org_id: &str,
+/// `ids_of` are the contacts in id order, `person_of` their people (0 = none),
+/// `roots` each one's group (the smallest index in it) and `incoming` which are not
+/// stored yet (their people are returned, not moved). Returns the counts, the
+/// incoming contacts' people and the existing people that gained or lost a contact.
+#[allow(clippy::type_complexity)]
+pub fn settle(
     ids_of: &[u128],
     person_of: &[u128],
     roots: &[u32],
     incoming: &[bool],
-) -> Result<(LinkCounts, Vec<(u32, u128)>), StoreError> {
-    // Contacts not stored yet get their person when inserted, not by an update.
+    flush: &mut dyn FnMut(Flush<'_>) -> Result<(), StoreError>,
+) -> Result<(LinkCounts, Vec<(u32, u128)>, BTreeSet<u128>), StoreError> {
     let mut assigned: Vec<(u32, u128)> = Vec::new();
     let n = ids_of.len();
     // Indexes sorted by root give runs; runs sorted by size (desc), then by root.
@@ -215,11 +147,8 @@ fn settle(
     // Only existing person ids can be claimed twice; new ones are unique already.
     let mut claimed: HashSet<u128> = HashSet::new();
     let mut counts = LinkCounts::default();
-    let now = ids::now();
-    // Written whenever a chunk fills, so neither list grows with the org.
     let mut new_people: Vec<u128> = Vec::new();
     let mut moves: Vec<(u32, u128)> = Vec::new();
-    // Existing people that gain or lose a contact.
     let mut touched: BTreeSet<u128> = BTreeSet::new();
     for &(run_start, run_len) in &runs {
         let (start, end) = (run_start as usize, (run_start + run_len) as usize);
@@ -245,7 +174,10 @@ fn settle(
                 new_people.push(p);
                 counts.people_created += 1;
                 if new_people.len() >= 500 {
-                    insert_people(conn, org_id, &new_people, now)?;
+                    flush(Flush {
+                        new_people: &new_people,
+                        moves: &[],
+                    })?;
                     new_people.clear();
                 }
                 (p, false)
@@ -270,22 +202,38 @@ fn settle(
             }
         }
         if moves.len() >= 500 {
-            // People before the contacts that point at them.
-            insert_people(conn, org_id, &new_people, now)?;
+            flush(Flush {
+                new_people: &new_people,
+                moves: &moves,
+            })?;
             new_people.clear();
-            write_moves(conn, ids_of, &moves)?;
             moves.clear();
         }
     }
-    drop(claimed);
-    insert_people(conn, org_id, &new_people, now)?;
-    write_moves(conn, ids_of, &moves)?;
-    let touched: Vec<String> = touched.into_iter().map(|p| id_of(ids::PERSON, p)).collect();
-    for chunk in touched.chunks(500) {
-        diesel::update(people::table.filter(people::id.eq_any(chunk)))
-            .set(people::updated_at.eq(now))
-            .execute(conn)?;
+    if !new_people.is_empty() || !moves.is_empty() {
+        flush(Flush {
+            new_people: &new_people,
+            moves: &moves,
+        })?;
     }
+    Ok((counts, assigned, touched))
+}
+
+/// `settle`, its flushes written, and the people it touched marked as changed.
+fn settle_and_write(
+    conn: &mut DbConnection,
+    org_id: &str,
+    ids_of: &[u128],
+    person_of: &[u128],
+    roots: &[u32],
+    incoming: &[bool],
+) -> Result<(LinkCounts, Vec<(u32, u128)>), StoreError> {
+    let now = ids::now();
+    let (counts, assigned, touched) = settle(ids_of, person_of, roots, incoming, &mut |f| {
+        write_flush(conn, org_id, ids_of, now, f)
+    })?;
+    let touched: Vec<String> = touched.into_iter().map(|p| id_of(ids::PERSON, p)).collect();
+    queries::touch_people(conn, &touched, now)?;
     Ok((counts, assigned))
 }
 
@@ -294,24 +242,14 @@ fn settle(
 /// against). Memory is kept small per contact (ids as 128-bit ULIDs, indexes as
 /// u32), and rows are read and written in chunks.
 pub fn link_org(conn: &mut DbConnection, org_id: &str) -> Result<LinkCounts, StoreError> {
-    conn.transaction(|conn| {
+    crate::store::in_transaction(conn, |conn| {
         lock_org(conn, org_id)?;
         // Live contacts in id order: an index is a position, found by binary search.
         let mut ids_of: Vec<u128> = Vec::new();
         let mut person_of: Vec<u128> = Vec::new(); // 0 = none
         let mut after: Option<String> = None;
         loop {
-            let mut q = contacts::table
-                .filter(contacts::org_id.eq(org_id))
-                .filter(contacts::remote_was_deleted.eq(false))
-                .order(contacts::id.asc())
-                .select((contacts::id, contacts::person_id))
-                .limit(20_000)
-                .into_boxed();
-            if let Some(a) = &after {
-                q = q.filter(contacts::id.gt(a.clone()));
-            }
-            let rows: Vec<(String, Option<String>)> = q.load(conn)?;
+            let rows = queries::live_contacts_page(conn, org_id, after.as_deref(), 20_000)?;
             let Some(last) = rows.last().map(|r| r.0.clone()) else {
                 break;
             };
@@ -328,23 +266,7 @@ pub fn link_org(conn: &mut DbConnection, org_id: &str) -> Result<LinkCounts, Sto
             let mut last: Option<(String, String)> = None;
             let mut previous: Option<(String, usize)> = None;
             loop {
-                let mut q = contact_keys::table
-                    .inner_join(contacts::table)
-                    .filter(contacts::org_id.eq(org_id))
-                    .filter(contacts::remote_was_deleted.eq(false))
-                    .filter(contact_keys::kind.eq(kind))
-                    .order((contact_keys::value.asc(), contact_keys::contact_id.asc()))
-                    .select((contact_keys::value, contact_keys::contact_id))
-                    .limit(20_000)
-                    .into_boxed();
-                if let Some((v, c)) = &last {
-                    q = q.filter(
-                        contact_keys::value.gt(v.clone()).or(contact_keys::value
-                            .eq(v.clone())
-                            .and(contact_keys::contact_id.gt(c.clone()))),
-                    );
-                }
-                let rows: Vec<(String, String)> = q.load(conn)?;
+                let rows = queries::live_keys_page(conn, org_id, kind, last.as_ref(), 20_000)?;
                 let Some(end) = rows.last().cloned() else {
                     break;
                 };
@@ -365,23 +287,10 @@ pub fn link_org(conn: &mut DbConnection, org_id: &str) -> Result<LinkCounts, Sto
         }
         let roots: Vec<u32> = (0..ids_of.len()).map(|i| uf.find(i) as u32).collect();
         drop(uf);
-        let (mut counts, _) = settle(conn, org_id, &ids_of, &person_of, &roots, &[])?;
+        let (mut counts, _) = settle_and_write(conn, org_id, &ids_of, &person_of, &roots, &[])?;
         // Deleted contacts belong to nobody; people without contacts go.
-        diesel::update(
-            contacts::table
-                .filter(contacts::org_id.eq(org_id))
-                .filter(contacts::remote_was_deleted.eq(true))
-                .filter(contacts::person_id.is_not_null()),
-        )
-        .set(contacts::person_id.eq(None::<String>))
-        .execute(conn)?;
-        counts.people_removed =
-            diesel::delete(people::table.filter(people::org_id.eq(org_id)).filter(
-                diesel::dsl::not(diesel::dsl::exists(
-                    contacts::table.filter(contacts::person_id.eq(people::id.nullable())),
-                )),
-            ))
-            .execute(conn)?;
+        queries::unlink_deleted(conn, org_id)?;
+        counts.people_removed = queries::delete_empty_people(conn, org_id, None)?;
         Ok(counts)
     })
 }
@@ -482,28 +391,17 @@ pub fn link_incoming(
                 list.iter().filter(|id| !index.contains_key(*id)).collect();
             list.sort_unstable();
             list.dedup();
-            for chunk in list.chunks(500) {
-                let rows: Vec<(String, Option<String>, bool)> = contacts::table
-                    .filter(contacts::org_id.eq(org_id))
-                    .filter(contacts::id.eq_any(chunk))
-                    .select((
-                        contacts::id,
-                        contacts::person_id,
-                        contacts::remote_was_deleted,
-                    ))
-                    .load(conn)?;
-                for (id, person, deleted) in rows {
-                    if (live_only && deleted) || index.contains_key(&id) {
-                        continue;
-                    }
-                    index.insert(id.clone(), nodes.len());
-                    reached.push(nodes.len());
-                    nodes.push(Node {
-                        id,
-                        person,
-                        live: !deleted,
-                    });
+            for (id, person, deleted) in queries::find_link_state(conn, org_id, &list)? {
+                if (live_only && deleted) || index.contains_key(&id) {
+                    continue;
                 }
+                index.insert(id.clone(), nodes.len());
+                reached.push(nodes.len());
+                nodes.push(Node {
+                    id,
+                    person,
+                    live: !deleted,
+                });
             }
         }
         frontier.clear();
@@ -515,13 +413,8 @@ pub fn link_incoming(
             .filter_map(|&i| nodes[i].person.clone())
             .filter(|p| persons_seen.insert(p.clone()))
             .collect();
-        for chunk in persons.chunks(500) {
-            let ids: Vec<String> = contacts::table
-                .filter(contacts::person_id.eq_any(chunk))
-                .select(contacts::id)
-                .load(conn)?;
-            frontier.extend(ids.into_iter().filter(|id| !index.contains_key(id)));
-        }
+        let ids = queries::contact_ids_of_people(conn, &persons)?;
+        frontier.extend(ids.into_iter().filter(|id| !index.contains_key(id)));
         // The keys of the live contacts reached, and every contact sharing one (other
         // orgs' and deleted ones are left out when read).
         let live: Vec<&str> = reached
@@ -529,18 +422,9 @@ pub fn link_incoming(
             .filter(|&&i| nodes[i].live)
             .map(|&i| nodes[i].id.as_str())
             .collect();
-        for chunk in live.chunks(500) {
-            let rows: Vec<(String, String, String)> = contact_keys::table
-                .filter(contact_keys::contact_id.eq_any(chunk))
-                .filter(contact_keys::kind.eq_any(LINK_KINDS))
-                .select((
-                    contact_keys::contact_id,
-                    contact_keys::kind,
-                    contact_keys::value,
-                ))
-                .load(conn)?;
-            for (contact_id, kind, value) in rows {
-                keys.note(index[&contact_id], kind, value);
+        for (contact_id, kind, value) in queries::keys_of_contacts(conn, &live, &LINK_KINDS)? {
+            if let Some(&node) = index.get(&contact_id) {
+                keys.note(node, kind, value);
             }
         }
         for kind in LINK_KINDS {
@@ -550,14 +434,8 @@ pub fn link_incoming(
                 .filter(|(k, _)| k == kind)
                 .map(|(_, v)| v.as_str())
                 .collect();
-            for chunk in values.chunks(500) {
-                let ids: Vec<String> = contact_keys::table
-                    .filter(contact_keys::kind.eq(kind))
-                    .filter(contact_keys::value.eq_any(chunk))
-                    .select(contact_keys::contact_id)
-                    .load(conn)?;
-                sharing.extend(ids.into_iter().filter(|id| !index.contains_key(id)));
-            }
+            let ids = queries::contacts_with_keys(conn, kind, &values)?;
+            sharing.extend(ids.into_iter().filter(|id| !index.contains_key(id)));
         }
         keys.new.clear();
     }
@@ -586,7 +464,8 @@ pub fn link_incoming(
     }
     let roots: Vec<u32> = (0..live.len()).map(|i| uf.find(i) as u32).collect();
     let is_incoming: Vec<bool> = live.iter().map(|&(_, i)| i < first_stored).collect();
-    let (mut counts, assigned) = settle(conn, org_id, &ids_of, &person_of, &roots, &is_incoming)?;
+    let (mut counts, assigned) =
+        settle_and_write(conn, org_id, &ids_of, &person_of, &roots, &is_incoming)?;
     let assigned: HashMap<String, String> = assigned
         .into_iter()
         .map(|(pos, person)| {
@@ -602,22 +481,8 @@ pub fn link_incoming(
         .filter(|n| !n.live && n.person.is_some())
         .map(|n| n.id.as_str())
         .collect();
-    for chunk in orphaned.chunks(500) {
-        diesel::update(contacts::table.filter(contacts::id.eq_any(chunk)))
-            .set(contacts::person_id.eq(None::<String>))
-            .execute(conn)?;
-    }
+    queries::unlink_contacts(conn, &orphaned)?;
     let persons: Vec<String> = persons_seen.into_iter().collect();
-    for chunk in persons.chunks(500) {
-        counts.people_removed += diesel::delete(
-            people::table
-                .filter(people::org_id.eq(org_id))
-                .filter(people::id.eq_any(chunk))
-                .filter(diesel::dsl::not(diesel::dsl::exists(
-                    contacts::table.filter(contacts::person_id.eq(people::id.nullable())),
-                ))),
-        )
-        .execute(conn)?;
-    }
+    counts.people_removed += queries::delete_empty_people(conn, org_id, Some(&persons))?;
     Ok((counts, assigned))
 }

@@ -5,211 +5,43 @@
 //! renewed every page; a run that cannot finish is recorded as failed and leaves
 //! the stored contacts as they were.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-pub use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use unicontacts_adapters::{
-    AdapterError, ConnectionConfig, ContactPage, ContactRecord, PageToken, Provider, UpstreamConfig,
-};
+use unicontacts_adapters::{Adapter, AdapterError, ContactPage, ContactRecord, PageToken};
 
 use super::link;
 use crate::ids;
 use crate::store::connections::Connection;
 use crate::store::contacts::{self, NewContacts, Origin, Prepared, Upserted};
-use crate::store::models::SyncRunRow;
-use crate::store::sync_runs::{self, LeaseError};
-use crate::store::{DbConnection, Store, StoreError};
+use crate::store::models::{RunStatus, SyncRunRow};
+use crate::store::sync_runs;
+use crate::store::{self as store_fns, DbConnection, Store, StoreError};
+use crate::tasks::CancellationToken;
 
 /// The error of a run stopped by its process's shutdown.
 pub const INTERRUPTED: &str = "interrupted: its process was shutting down";
 
-/// The runs this process has going. A shutdown stops each at its next page (a
-/// page being written is finished) and records it as failed, which releases its
-/// lease: a restarted process need not wait for the lease to expire, and the
-/// history says what happened.
-#[derive(Clone)]
-pub struct Runs {
-    stop: CancellationToken,
-    tasks: TaskTracker,
-    /// The runtime runs go on: the one that built the app, not the HTTP worker's
-    /// that handled the request (a worker's runtime ends with it at shutdown,
-    /// taking its tasks along).
-    runtime: tokio::runtime::Handle,
-}
-
-impl Runs {
-    /// Runs on the current runtime (call it from within one).
-    pub fn on_current_runtime() -> Self {
-        Self {
-            stop: CancellationToken::new(),
-            tasks: TaskTracker::new(),
-            runtime: tokio::runtime::Handle::current(),
-        }
-    }
-
-    /// Whether a shutdown has begun (no new run should start).
-    pub fn stopping(&self) -> bool {
-        self.stop.is_cancelled()
-    }
-
-    /// Runs a started run to its end in the background, as one of these runs;
-    /// `held` (a concurrency permit, say) is dropped when it ends.
-    pub fn execute(
-        &self,
-        store: Store,
-        provider: Arc<dyn Provider>,
-        c: Connection,
-        run: SyncRunRow,
-        ttl: chrono::Duration,
-        held: impl Send + 'static,
-    ) {
-        let stop = self.stop.clone();
-        self.tasks.spawn_on(
-            async move {
-                execute(store, provider, c, run, ttl, stop, |_| {}).await;
-                drop(held);
-            },
-            &self.runtime,
-        );
-    }
-
-    /// Stops every run and waits up to `grace` for them to record their end.
-    pub async fn shutdown(&self, grace: Duration) {
-        self.stop.cancel();
-        self.tasks.close();
-        if self.tasks.is_empty() {
-            return;
-        }
-        tracing::info!(runs = self.tasks.len(), "stopping sync runs");
-        if tokio::time::timeout(grace, self.tasks.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                runs = self.tasks.len(),
-                "sync runs still going at the end of the shutdown timeout; their leases will expire"
-            );
-        }
-    }
-}
-
-/// How long a lease lasts without renewal (a run renews it every page).
-pub fn lease_ttl(settings: &crate::config::Settings) -> chrono::Duration {
-    chrono::Duration::seconds(settings.sync_lease_seconds as i64)
-}
-
-/// This process, as a lease holder.
-pub fn holder_id() -> String {
-    format!(
-        "pid{}-{}",
-        std::process::id(),
-        ulid::Ulid::new().to_string().to_lowercase()
-    )
-}
-
-/// Adapter settings for a sync: patient with the quota (waiting beats failing a
-/// run), more attempts, longer deadlines than interactive reads.
-pub fn sync_adapter_config(c: &Connection) -> ConnectionConfig {
-    crate::live::connection_config(
-        c,
-        UpstreamConfig {
-            connect_timeout: Duration::from_secs(5),
-            timeout: Duration::from_secs(60),
-            max_attempts: 5,
-            backoff_base: Duration::from_millis(250),
-            backoff_max: Duration::from_secs(15),
-            max_throttle_wait: Duration::from_secs(180),
-            rate_limit_per_second: c.settings.rate_limit_per_second,
-        },
-    )
-}
-
-/// Starts a run and waits for it: the lease, the adapter, the run. For callers that
-/// want the outcome (the demo, tests, benchmarks); the API starts runs and returns
-/// at once. If another run holds the lease (the scheduler got there first), waits
-/// until it is released or expires, then runs.
-pub async fn sync_now(
-    store: &Store,
-    c: &Connection,
-    trigger: &str,
-    ttl: chrono::Duration,
-) -> Result<SyncRunRow, String> {
-    let holder = holder_id();
-    let run = loop {
-        match start(store, c, trigger, &holder, ttl, None).await {
-            Ok(run) => break run,
-            Err(LeaseError::Held(_)) => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => return Err(e.to_string()),
-        }
-    };
-    let provider = match unicontacts_adapters::connect(sync_adapter_config(c)) {
-        Ok(p) => p,
-        Err(e) => {
-            return Ok(
-                fail_before_start(store, run, format!("the connection cannot be used: {e}")).await,
-            )
-        }
-    };
-    Ok(execute(
-        store.clone(),
-        provider,
-        c.clone(),
-        run,
-        ttl,
-        CancellationToken::new(),
-        |_| {},
-    )
-    .await)
-}
-
-/// Records a run that could not begin (no usable adapter), releasing its lease.
-pub async fn fail_before_start(store: &Store, mut run: SyncRunRow, error: String) -> SyncRunRow {
-    run.status = "failed".into();
-    run.error = Some(error);
-    run.finished_at = Some(ids::now());
-    let finished = run.clone();
-    if let Err(e) = store
-        .write(move |conn| sync_runs::finish_run(conn, &finished))
-        .await
-    {
-        tracing::error!(run_id = %run.id, error = %e, "could not record the end of a sync run");
-    }
-    run
-}
-
-/// Takes the lease and records a running run.
-pub async fn start(
-    store: &Store,
-    c: &Connection,
-    trigger: &str,
-    holder: &str,
-    ttl: chrono::Duration,
-    min_gap: Option<chrono::Duration>,
-) -> Result<SyncRunRow, LeaseError> {
-    let (org, id, trigger, holder) = (
-        c.org_id.clone(),
-        c.id.clone(),
-        trigger.to_string(),
-        holder.to_string(),
-    );
-    let outcome = store
-        .write(move |conn| {
-            match sync_runs::start_run(conn, &org, &id, &trigger, &holder, ttl, min_gap) {
-                Ok(run) => Ok(Ok(run)),
-                Err(LeaseError::Store(s)) => Err(s),
-                Err(other) => Ok(Err(other)),
-            }
-        })
-        .await;
-    match outcome {
-        Ok(result) => result,
-        Err(e) => Err(LeaseError::Store(e)),
-    }
+/// Why a run could not finish its listing.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The provider would not give a page (after the client's own retries).
+    #[error("listing page {page}: {source}")]
+    Listing { page: i64, source: AdapterError },
+    /// The detail of a listed record could not be read, for a reason that is not
+    /// about the record alone.
+    #[error("reading {remote_id}: {source}")]
+    Reading {
+        remote_id: String,
+        source: AdapterError,
+    },
+    /// No adapter could be built from the stored connection.
+    #[error("the connection cannot be used: {0}")]
+    Unusable(AdapterError),
+    #[error("{INTERRUPTED}")]
+    Interrupted,
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 fn list_hash(item: &ContactRecord) -> String {
@@ -243,7 +75,6 @@ fn write_page(
     unchanged: i64,
     ttl: chrono::Duration,
 ) -> Result<PageOutcome, StoreError> {
-    use diesel::Connection as _;
     let origin = Origin {
         org_id: &c.org_id,
         connection_id: &c.id,
@@ -251,14 +82,10 @@ fn write_page(
     };
     let fetched_at = ids::now();
     let attempt = |conn: &mut DbConnection, batch_new: bool| {
-        conn.transaction(|conn| {
-            // A page need not wait for the WAL flush on PostgreSQL: a page lost to a
-            // database crash is a run that did not finish, and the next one writes it
-            // again. (SQLite in WAL mode with synchronous=NORMAL does the same.)
-            if let DbConnection::Postgresql(pg) = conn {
-                use diesel::connection::SimpleConnection;
-                pg.batch_execute("SET LOCAL synchronous_commit = off")?;
-            }
+        store_fns::in_transaction(conn, |conn| {
+            // A page lost to a database crash is a run that did not finish: the
+            // next one writes it again, so its commit need not wait for the disk.
+            store_fns::relax_commit(conn)?;
             // Before the first write, so writers of one org never wait on each other's rows.
             link::lock_org(conn, &c.org_id)?;
             let mut out = PageOutcome {
@@ -336,7 +163,7 @@ fn write_page(
 /// after each page.
 pub async fn execute(
     store: Store,
-    provider: Arc<dyn Provider>,
+    provider: Adapter,
     c: Connection,
     mut run: SyncRunRow,
     ttl: chrono::Duration,
@@ -348,7 +175,7 @@ pub async fn execute(
     let mut store_time = Duration::ZERO;
     let result = page_through(
         &store,
-        provider.as_ref(),
+        &provider,
         &c,
         &mut run,
         ttl,
@@ -363,16 +190,16 @@ pub async fn execute(
     run.limiter_wait_ms = (after.limiter_wait_ms - before.limiter_wait_ms) as i64;
     run.finished_at = Some(ids::now());
     match result {
-        Ok(None) => run.status = "succeeded".into(),
+        Ok(None) => run.status = RunStatus::Succeeded,
         Ok(Some(skipped)) => {
             tracing::warn!(run_id = %run.id, connection_id = %c.id, error = %skipped, "sync run partial");
-            run.status = "partial".into();
+            run.status = RunStatus::Partial;
             run.error = Some(skipped);
         }
         Err(e) => {
             tracing::warn!(run_id = %run.id, connection_id = %c.id, error = %e, "sync run failed");
-            run.status = "failed".into();
-            run.error = Some(e);
+            run.status = RunStatus::Failed;
+            run.error = Some(e.to_string());
         }
     }
     let finished = run.clone();
@@ -421,17 +248,16 @@ struct Classified {
 /// that are new or changed). Returns the time spent waiting for the store.
 async fn classify(
     store: &Store,
-    provider: &dyn Provider,
+    provider: &Adapter,
     c: &Connection,
     page: ContactPage,
-) -> Result<(Classified, Duration), String> {
+) -> Result<(Classified, Duration), SyncError> {
     let seen: Vec<String> = page.contacts.iter().map(|r| r.remote_id.clone()).collect();
     let (connection_id, ids) = (c.id.clone(), seen.clone());
     let t = std::time::Instant::now();
     let existing = store
         .run(move |conn| contacts::find_existing(conn, &connection_id, &ids))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let waited = t.elapsed();
     let mut out = Classified {
         seen,
@@ -454,7 +280,7 @@ async fn classify(
             }
             match provider.get_contact(&item.remote_id).await {
                 Ok(full) => {
-                    let full = contacts::prepare(full).map_err(|e| e.to_string())?;
+                    let full = contacts::prepare(full)?;
                     match known {
                         None => out.fresh.push((full, Some(h))),
                         Some(_) => out.changed.push((full, Some(h))),
@@ -473,10 +299,15 @@ async fn classify(
                     out.first_skip
                         .get_or_insert_with(|| format!("reading {}: {e}", item.remote_id));
                 }
-                Err(e) => return Err(format!("reading {}: {e}", item.remote_id)),
+                Err(source) => {
+                    return Err(SyncError::Reading {
+                        remote_id: item.remote_id,
+                        source,
+                    })
+                }
             }
         } else {
-            let prepared = contacts::prepare(item).map_err(|e| e.to_string())?;
+            let prepared = contacts::prepare(item)?;
             match known {
                 Some(k) if !k.deleted && k.content_hash == prepared.hash() => out.unchanged += 1,
                 Some(_) => out.changed.push((prepared, None)),
@@ -490,14 +321,14 @@ async fn classify(
 #[allow(clippy::too_many_arguments)]
 async fn page_through(
     store: &Store,
-    provider: &dyn Provider,
+    provider: &Adapter,
     c: &Connection,
     run: &mut SyncRunRow,
     ttl: chrono::Duration,
     stop: &CancellationToken,
     on_page: &(impl Fn(&SyncRunRow) + Send),
     store_time: &mut Duration,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, SyncError> {
     use std::time::Instant;
     let started = Instant::now();
     // Records skipped so far, and the first error: a run with any ends partial.
@@ -509,8 +340,9 @@ async fn page_through(
     // contact the run stores was listed. That spares the run a write per contact.
     let track_seen = count_live(store, c).await? > 0;
     let first = tokio::select! {
-        () = stop.cancelled() => return Err(INTERRUPTED.into()),
-        listed = provider.list_contacts(None) => listed.map_err(|e| format!("listing page 1: {e}"))?,
+        () = stop.cancelled() => return Err(SyncError::Interrupted),
+        listed = provider.list_contacts(None) => listed
+            .map_err(|source| SyncError::Listing { page: 1, source })?,
     };
     run.pages += 1;
     let (mut current, waited) = classify(store, provider, c, first).await?;
@@ -559,24 +391,24 @@ async fn page_through(
         let following = async {
             let token = next.as_ref()?;
             if stop.is_cancelled() {
-                return Some(Err(INTERRUPTED.to_string()));
+                return Some(Err(SyncError::Interrupted));
             }
             Some(tokio::select! {
                 // The page being written is finished; the listing (which may be
                 // waiting for the quota) is not.
-                () = stop.cancelled() => Err(INTERRUPTED.to_string()),
+                () = stop.cancelled() => Err(SyncError::Interrupted),
                 listed = async {
                     let page = provider
                         .list_contacts(Some(token))
                         .await
-                        .map_err(|e| format!("listing page {number}: {e}"))?;
+                        .map_err(|source| SyncError::Listing { page: number, source })?;
                     classify(store, provider, c, page).await
                 } => listed,
             })
         };
         let queued = Instant::now();
         let (outcome, following) = tokio::join!(write, following);
-        let (outcome, took) = outcome.map_err(|e| e.to_string())?;
+        let (outcome, took) = outcome?;
         tracing::debug!(
             page = run.pages,
             at_ms = started.elapsed().as_millis() as u64,
@@ -630,12 +462,11 @@ async fn page_through(
 }
 
 /// How many of the connection's contacts are live (two index counts).
-async fn count_live(store: &Store, c: &Connection) -> Result<i64, String> {
+async fn count_live(store: &Store, c: &Connection) -> Result<i64, StoreError> {
     let connection_id = c.id.clone();
     store
         .run(move |conn| sync_runs::count_live(conn, &connection_id))
         .await
-        .map_err(|e| e.to_string())
 }
 
 /// Marks the connection's live contacts the run did not see as deleted upstream,
@@ -646,15 +477,14 @@ async fn mark_unseen_deleted(
     c: &Connection,
     run_id: &str,
     ttl: chrono::Duration,
-) -> Result<i64, String> {
+) -> Result<i64, StoreError> {
     let mut deleted = 0;
     let mut after: Option<String> = None;
     loop {
         let (connection, run_id, from) = (c.clone(), run_id.to_string(), after.clone());
         let gone = store
             .write(move |conn| {
-                use diesel::Connection as _;
-                conn.transaction(|conn| {
+                store_fns::in_transaction(conn, |conn| {
                     link::lock_org(conn, &connection.org_id)?;
                     if !sync_runs::renew_lease(conn, &run_id, ttl)? {
                         return Err(StoreError::LeaseLost);
@@ -671,8 +501,7 @@ async fn mark_unseen_deleted(
                     Ok(gone)
                 })
             })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let Some((last, _)) = gone.last() else {
             return Ok(deleted);
         };

@@ -7,20 +7,17 @@
 //! `sync_run_retention_days` once an hour.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
-use diesel::prelude::*;
 
+use super::runner::{BeginError, Runner};
 use crate::ids;
-use crate::startup::AppState;
-use crate::store::connections::Connection;
-use crate::store::models::ConnectionRow;
-use crate::store::schema::connections;
-use crate::store::sync_runs::{self, LeaseError};
-use crate::store::Store;
-use crate::sync::run;
+use crate::store::connections::{self, Connection};
+use crate::store::models::Trigger;
+use crate::store::sync_runs;
+use crate::store::{Store, StoreError};
 
 /// How often the run history is pruned (and once when the scheduler starts; each
 /// tick while a backlog lasts).
@@ -34,14 +31,13 @@ const PRUNE_BATCHES_PER_PASS: usize = 10;
 /// Deletes the runs that finished more than `days` ago, each connection's latest
 /// finished run excepted, in batches. Returns how many went, and whether more may
 /// be left (the pass stopped at its batch limit).
-pub async fn prune_history(store: &Store, days: u32) -> Result<(usize, bool), String> {
+pub async fn prune_history(store: &Store, days: u32) -> Result<(usize, bool), StoreError> {
     let cutoff = ids::now() - chrono::Duration::days(i64::from(days));
     let mut pruned = 0;
     for _ in 0..PRUNE_BATCHES_PER_PASS {
         let n = store
             .write(move |conn| sync_runs::prune_finished(conn, cutoff, PRUNE_BATCH))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         pruned += n;
         if (n as i64) < PRUNE_BATCH {
             return Ok((pruned, false));
@@ -76,27 +72,35 @@ pub fn due(
         .collect()
 }
 
-/// Runs until the app state is gone, checking every `tick`.
-pub async fn run_scheduler(state: Weak<AppState>, tick: Duration) {
-    let holder = run::holder_id();
-    let mut interval = tokio::time::interval(tick);
-    let permits = match state.upgrade() {
-        Some(state) => Arc::new(tokio::sync::Semaphore::new(
-            state.settings.sync_max_concurrent_runs as usize,
-        )),
-        None => return,
-    };
+/// What the scheduler is told.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    /// How often due connections are looked for.
+    pub tick: Duration,
+    /// Scheduled runs this process has going at once.
+    pub max_concurrent_runs: u32,
+    /// Days a finished run stays in the history (0: forever).
+    pub retention_days: u32,
+}
+
+/// Runs until this process shuts down (the runner's tasks stop), checking every tick.
+pub async fn run_scheduler(runner: Runner, schedule: Schedule) {
+    let mut interval = tokio::time::interval(schedule.tick);
+    let stop = runner.tasks().stop_token();
+    let permits = Arc::new(tokio::sync::Semaphore::new(
+        schedule.max_concurrent_runs as usize,
+    ));
     let mut pruned_at: Option<Instant> = None;
+    let store = runner.store().clone();
     loop {
-        interval.tick().await;
-        let Some(state) = state.upgrade() else { break };
-        if state.runs.stopping() {
-            break;
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = interval.tick() => {}
         }
-        let retention = state.settings.sync_run_retention_days;
+        let retention = schedule.retention_days;
         if retention > 0 && pruned_at.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
             pruned_at = Some(Instant::now());
-            match prune_history(&state.store, retention).await {
+            match prune_history(&store, retention).await {
                 Ok((0, _)) => {}
                 Ok((n, more)) => {
                     tracing::info!(
@@ -112,16 +116,9 @@ pub async fn run_scheduler(state: Weak<AppState>, tick: Duration) {
                 Err(e) => tracing::warn!(error = %e, "could not prune the sync run history"),
             }
         }
-        let loaded = state
-            .store
+        let loaded = store
             .run(|conn| {
-                let rows: Vec<ConnectionRow> = connections::table
-                    .select(ConnectionRow::as_select())
-                    .load(conn)?;
-                let conns = rows
-                    .into_iter()
-                    .map(Connection::try_from)
-                    .collect::<Result<Vec<_>, _>>()?;
+                let conns = connections::list_all_connections(conn, None)?;
                 let last: HashMap<_, _> = sync_runs::last_finished(conn)?.into_iter().collect();
                 Ok((conns, last))
             })
@@ -133,7 +130,6 @@ pub async fn run_scheduler(state: Weak<AppState>, tick: Duration) {
                 continue;
             }
         };
-        let ttl = run::lease_ttl(&state.settings);
         for c in due(conns, &last, ids::now()) {
             // This process's share of runs is taken: the rest wait for a later tick
             // (or another process, which may take them meanwhile).
@@ -142,32 +138,13 @@ pub async fn run_scheduler(state: Weak<AppState>, tick: Duration) {
             };
             let interval = c.settings.sync_interval_seconds;
             let gap = chrono::Duration::seconds(interval as i64 + jitter_secs(&c.id, interval));
-            let started = match run::start(&state.store, &c, "schedule", &holder, ttl, Some(gap))
-                .await
-            {
-                Ok(r) => r,
+            match runner.begin(&c, Trigger::Schedule, Some(gap)).await {
+                Ok(begun) => runner.spawn(begun, permit),
                 // Running already (here or elsewhere), or just finished: nothing to do.
-                Err(LeaseError::Held(_) | LeaseError::NotDue) => continue,
+                // A connection that cannot be used has its failed run recorded.
+                Err(BeginError::Busy(_) | BeginError::NotDue | BeginError::Unusable(_)) => {}
                 Err(e) => {
                     tracing::warn!(connection_id = %c.id, error = %e, "cannot start a scheduled sync");
-                    continue;
-                }
-            };
-            match unicontacts_adapters::connect(run::sync_adapter_config(&c)) {
-                Ok(provider) => {
-                    state
-                        .runs
-                        .execute(state.store.clone(), provider, c, started, ttl, permit);
-                }
-                Err(e) => {
-                    // Recorded, so the lease is released and the history says why.
-                    tracing::warn!(connection_id = %c.id, error = %e, "cannot build the adapter");
-                    run::fail_before_start(
-                        &state.store,
-                        started,
-                        format!("the connection cannot be used: {e}"),
-                    )
-                    .await;
                 }
             }
         }

@@ -1,5 +1,5 @@
 use serde_json::{json, Value};
-use unicontacts::auth::Scope;
+use unicontacts::service::api_keys::Scope;
 
 use crate::helpers::{assert_error, send, spawn_app, Backend};
 

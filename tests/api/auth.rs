@@ -1,5 +1,5 @@
 use diesel::prelude::*;
-use unicontacts::auth::Scope;
+use unicontacts::service::api_keys::Scope;
 use unicontacts::store::schema::api_keys;
 
 use crate::helpers::{assert_error, send, spawn_app, Backend};

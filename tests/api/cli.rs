@@ -7,6 +7,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use unicontacts::service::api_keys::Scope;
+use unicontacts::store::models::{RunStatus, SyncRunRow, Trigger};
 
 use crate::helpers::{send, Backend, TestDb};
 
@@ -369,7 +371,9 @@ async fn wacr_connection(
     unicontacts::store::Store,
     unicontacts::store::connections::Connection,
 ) {
-    use unicontacts::store::connections::{self, Connection, ConnectionSettings, Credentials};
+    use unicontacts::service::connections::{
+        self, CreateConnectionRequest, CredentialsInput, SettingsInput,
+    };
     let world = unicontacts_adapters::sim::World::generate(seed, people);
     let sim = unicontacts_adapters::wacr::sim::start(
         &world,
@@ -379,67 +383,54 @@ async fn wacr_connection(
     )
     .await
     .expect("sim");
-    let store = unicontacts::startup::open_store(&crate::helpers::test_settings(db))
+    let settings = crate::helpers::test_settings(db);
+    let store = unicontacts::startup::open_store(&settings)
         .await
         .expect("store");
-    let base_url = sim.api_base();
-    let connection = store
-        .run(move |conn| {
-            let org = unicontacts::store::orgs::find_or_insert_org(conn, "acme")?;
-            let now = unicontacts::ids::now();
-            let c = Connection {
-                id: unicontacts::ids::new_id(unicontacts::ids::CONNECTION),
-                org_id: org.id,
-                provider: unicontacts_adapters::ProviderKind::Wacr,
-                name: "crm".into(),
-                base_url,
-                credentials: Credentials {
-                    api_key: "sim-key-0123456789".into(),
-                    phone: None,
-                    session: None,
-                },
-                settings: ConnectionSettings {
-                    rate_limit_per_second: 1000,
-                    ..ConnectionSettings::default()
-                },
-                created_at: now,
-                updated_at: now,
-            };
-            connections::insert_connection(conn, &c)?;
-            Ok(c)
-        })
-        .await
-        .expect("connection");
+    let state = unicontacts::state::State::new(settings, store.clone());
+    let org = unicontacts::service::api_keys::create(
+        &store,
+        unicontacts::service::api_keys::OrgRef::Name("acme"),
+        "setup",
+        &[Scope::Admin],
+    )
+    .await
+    .expect("org");
+    let connection = connections::create(
+        &state,
+        &org.org.id,
+        CreateConnectionRequest {
+            provider: unicontacts_adapters::ProviderKind::Wacr,
+            name: "crm".into(),
+            base_url: Some(sim.api_base()),
+            credentials: CredentialsInput {
+                api_key: Some("sim-key-0123456789".into()),
+                ..CredentialsInput::default()
+            },
+            settings: SettingsInput {
+                rate_limit_per_second: Some(1000),
+                ..SettingsInput::default()
+            },
+        },
+    )
+    .await
+    .expect("connection");
     (sim, store, connection)
 }
 
-/// One sync in this process, waiting for a lease another holds to expire.
+/// One sync in this process (leases of `ttl`), waiting for a lease another holds to expire.
 async fn sync_once(
     store: &unicontacts::store::Store,
     c: &unicontacts::store::connections::Connection,
     ttl: chrono::Duration,
-) -> unicontacts::store::models::SyncRunRow {
-    let run = loop {
-        match unicontacts::sync::run::start(store, c, "cli", "test", ttl, None).await {
-            Ok(r) => break r,
-            Err(unicontacts::store::sync_runs::LeaseError::Held(_)) => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            Err(e) => panic!("{e}"),
-        }
-    };
-    let provider = unicontacts_adapters::connect(unicontacts::sync::run::sync_adapter_config(c))
-        .expect("adapter");
-    unicontacts::sync::run::execute(
+) -> SyncRunRow {
+    let runner = unicontacts::sync::Runner::new(
         store.clone(),
-        provider,
-        c.clone(),
-        run,
-        ttl,
-        unicontacts::sync::run::CancellationToken::new(),
-        |_| {},
-    )
-    .await
+        unicontacts::providers::Providers::new(Duration::from_secs(5)),
+        unicontacts::tasks::BackgroundTasks::on_current_runtime("sync runs"),
+        ttl.to_std().expect("a positive ttl"),
+    );
+    runner.run_now(c, Trigger::Cli).await.expect("sync")
 }
 
 /// Waits (bounded) until a running run of the connection has written a page.
@@ -506,16 +497,13 @@ async fn stored_contacts(
 }
 
 /// The connection's runs, oldest first.
-async fn runs_of(
-    store: &unicontacts::store::Store,
-    connection_id: &str,
-) -> Vec<unicontacts::store::models::SyncRunRow> {
+async fn runs_of(store: &unicontacts::store::Store, connection_id: &str) -> Vec<SyncRunRow> {
     let id = connection_id.to_string();
     store
         .run(move |conn| {
             use diesel::prelude::*;
-            use unicontacts::store::models::SyncRunRow;
             use unicontacts::store::schema::sync_runs;
+            use SyncRunRow;
             Ok(sync_runs::table
                 .filter(sync_runs::connection_id.eq(id))
                 .order(sync_runs::id)
@@ -537,7 +525,7 @@ async fn a_sync_killed_mid_run_loses_nothing(backend: Backend) {
     // A complete first sync, then upstream deletions that a crash must not confuse.
     assert_eq!(
         sync_once(&store, &connection, ttl).await.status,
-        "succeeded"
+        RunStatus::Succeeded
     );
     sim.api().with_store(|s| {
         let ids: Vec<i64> = s
@@ -571,7 +559,7 @@ async fn a_sync_killed_mid_run_loses_nothing(backend: Backend) {
 
     sim.set_faults(Faults::default());
     let run = sync_once(&store, &connection, ttl).await;
-    assert_eq!(run.status, "succeeded", "{:?}", run.error);
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
 
     // The store equals the provider: every upstream contact live, the removed ones deleted.
     let upstream: std::collections::HashSet<String> = sim
@@ -593,7 +581,7 @@ async fn a_sync_killed_mid_run_loses_nothing(backend: Backend) {
     let dead: Vec<Option<String>> = runs_of(&store, &connection.id)
         .await
         .into_iter()
-        .filter(|r| r.trigger_kind == "cli" && r.error.is_some())
+        .filter(|r| r.trigger_kind == Trigger::Cli && r.error.is_some())
         .map(|r| r.error)
         .collect();
     assert!(
@@ -614,10 +602,10 @@ async fn assert_interrupted_cleanly(
     let runs = runs_of(store, &connection.id).await;
     assert_eq!(runs.len(), 1, "{runs:?}");
     let stopped = &runs[0];
-    assert_eq!(stopped.status, "failed");
+    assert_eq!(stopped.status, RunStatus::Failed);
     assert_eq!(
         stopped.error.as_deref(),
-        Some(unicontacts::sync::run::INTERRUPTED)
+        Some(unicontacts::sync::INTERRUPTED)
     );
     assert!(stopped.finished_at.is_some());
     let upstream = sim.api().with_store(|s| s.len());
@@ -634,7 +622,7 @@ async fn assert_interrupted_cleanly(
     let next = tokio::time::timeout(Duration::from_secs(60), sync_once(store, connection, ttl))
         .await
         .expect("the lease was given back");
-    assert_eq!(next.status, "succeeded", "{:?}", next.error);
+    assert_eq!(next.status, RunStatus::Succeeded, "{:?}", next.error);
     assert_eq!(next.created, (upstream - written) as i64);
     assert_eq!(stored_contacts(store, &connection.id).await.len(), upstream);
 }
@@ -670,19 +658,15 @@ async fn a_server_stopping_mid_sync_records_the_run_and_gives_back_the_lease(bac
         latency_ms: 300,
         ..Default::default()
     });
-    let org = connection.org_id.clone();
-    let key = store
-        .run(move |conn| {
-            let (_, key) = unicontacts::routes::api_keys::insert_new_key(
-                conn,
-                &org,
-                "ops",
-                &[unicontacts::auth::Scope::Admin],
-            )?;
-            Ok(key)
-        })
-        .await
-        .expect("key");
+    let key = unicontacts::service::api_keys::create(
+        &store,
+        unicontacts::service::api_keys::OrgRef::Id(&connection.org_id),
+        "ops",
+        &[Scope::Admin],
+    )
+    .await
+    .expect("key")
+    .key;
     let mut child = unicontacts(Some(&db))
         .arg("serve")
         .env("UNICONTACTS_BIND", "127.0.0.1:0")

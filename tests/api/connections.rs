@@ -1,7 +1,7 @@
 use std::collections::HashSet;
 
 use serde_json::{json, Value};
-use unicontacts::auth::Scope;
+use unicontacts::service::api_keys::Scope;
 
 use crate::helpers::{assert_error, periskope_connection, send, spawn_app, Backend};
 

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use serde_json::{json, Value};
-use unicontacts::auth::Scope;
+use unicontacts::service::api_keys::Scope;
 use unicontacts::store::contacts::{upsert_contact, Origin};
 use unicontacts_adapters::canonical::ContactRecord;
 use unicontacts_adapters::ProviderKind;

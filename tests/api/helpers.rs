@@ -8,11 +8,12 @@ use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 use reqwest::{Client, RequestBuilder, Response};
 use serde_json::Value;
-use unicontacts::auth::Scope;
 use unicontacts::config::{DatabaseUrl, Settings};
-use unicontacts::routes::api_keys::insert_new_key;
+use unicontacts::service::api_keys::Scope;
+use unicontacts::service::api_keys::{self, OrgRef};
 use unicontacts::startup::{open_store, Application};
-use unicontacts::store::{orgs, Store};
+use unicontacts::store::models::{RunStatus, Trigger};
+use unicontacts::store::Store;
 
 pub const POSTGRES_ENV: &str = "UNICONTACTS_TEST_POSTGRES_URL";
 
@@ -133,7 +134,7 @@ impl Drop for TestDb {
 }
 
 pub struct TestApp {
-    pub state: actix_web::web::Data<unicontacts::startup::AppState>,
+    pub state: actix_web::web::Data<unicontacts::state::State>,
     pub address: String,
     pub client: Client,
     pub store: Store,
@@ -211,16 +212,10 @@ impl TestApp {
 
     /// A key with `scopes` for the org named `org` (created if new): `(org_id, key)`.
     pub async fn create_key(&self, org: &str, scopes: &[Scope]) -> (String, String) {
-        let org = org.to_string();
-        let scopes = scopes.to_vec();
-        self.store
-            .run(move |conn| {
-                let org = orgs::find_or_insert_org(conn, &org)?;
-                let (_, key) = insert_new_key(conn, &org.id, "test", &scopes)?;
-                Ok((org.id, key))
-            })
+        let created = api_keys::create(&self.store, OrgRef::Name(org), "test", scopes)
             .await
-            .expect("create key")
+            .expect("create key");
+        (created.org.id, created.key)
     }
 
     pub fn get(&self, path: &str, key: &str) -> RequestBuilder {
@@ -365,11 +360,10 @@ impl TestApp {
     /// Loads every contact of one connection into the store (a sync run, waited for).
     pub async fn load(&self, connection: &Value) -> u64 {
         let connection = self.connection(&Sims::id(connection)).await;
-        let ttl = unicontacts::sync::run::lease_ttl(&self.state.settings);
-        let run = unicontacts::sync::run::sync_now(&self.store, &connection, "test", ttl)
+        let run = unicontacts::service::sync_runs::run_now(&self.state, &connection, Trigger::Api)
             .await
             .expect("sync");
-        assert_eq!(run.status, "succeeded", "{:?}", run.error);
+        assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
         (run.created + run.updated + run.unchanged) as u64
     }
 
@@ -412,4 +406,30 @@ impl TestApp {
         }
         panic!("run {run_id} did not finish");
     }
+}
+
+/// Takes the connection's lease as another process would (`holder`, `ttl`) and
+/// records its run as running, without running it.
+pub async fn take_lease(
+    store: &Store,
+    connection: &unicontacts::store::connections::Connection,
+    trigger: Trigger,
+    holder: &str,
+    ttl: chrono::Duration,
+) -> unicontacts::store::models::SyncRunRow {
+    let (org, id, holder) = (
+        connection.org_id.clone(),
+        connection.id.clone(),
+        holder.to_string(),
+    );
+    store
+        .write(move |conn| {
+            unicontacts::store::sync_runs::start_run(conn, &org, &id, trigger, &holder, ttl, None)
+                .map_err(|e| match e {
+                    unicontacts::store::sync_runs::LeaseError::Store(s) => s,
+                    other => unicontacts::store::StoreError::Conflict(other.to_string()),
+                })
+        })
+        .await
+        .expect("lease")
 }

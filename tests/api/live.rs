@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use unicontacts::auth::Scope;
+use unicontacts::service::api_keys::Scope;
 use unicontacts_adapters::sim::{Faults, RateLimit};
 
 use crate::helpers::{assert_error, send, spawn_app, spawn_app_with, Backend, Sims, TestApp};
@@ -291,7 +291,11 @@ async fn a_failing_provider_is_answered_from_the_copy_as_stale(backend: Backend)
     sims.set.periskope.set_rate_limit(None);
     // circuit open: no upstream call at all
     let connection = app.connection(&Sims::id(&sims.periskope)).await;
-    let (_, breaker) = app.state.live.adapter(&connection).expect("adapter");
+    let (_, breaker) = app
+        .state
+        .providers
+        .interactive(&connection)
+        .expect("adapter");
     breaker.trip();
     let before = sims.set.periskope.requests().len();
     let digits = first_periskope_digits(&sims);
@@ -398,8 +402,8 @@ async fn without_a_copy_each_failure_has_its_status(backend: Backend) {
     // circuit open, no copy
     let connection = app.connection(&Sims::id(&sims.periskope)).await;
     app.state
-        .live
-        .adapter(&connection)
+        .providers
+        .interactive(&connection)
         .expect("adapter")
         .1
         .trip();

@@ -88,10 +88,45 @@ async fn the_openapi_document_is_3_1_and_describes_every_route(backend: Backend)
         "CreateConnectionRequest",
         "ConnectionView",
         "CreatedApiKey",
-        "ConnectionPage",
+        "Page_ConnectionView",
+        "RunStatus",
+        "Trigger",
     ] {
         assert!(schemas.contains_key(name), "schema {name}");
     }
+    // Every list documents its paging as the server enforces it.
+    for (path, max) in [
+        ("/v1/contacts", 500),
+        ("/v1/people", 200),
+        ("/v1/admin/connections", 500),
+        ("/v1/admin/api-keys", 500),
+        ("/v1/admin/sync-runs", 500),
+    ] {
+        let params = spec["paths"][path]["get"]["parameters"]
+            .as_array()
+            .expect("parameters");
+        let limit = params.iter().find(|p| p["name"] == "limit").expect("limit");
+        assert_eq!(limit["schema"]["minimum"], 1, "{path}");
+        assert_eq!(limit["schema"]["maximum"], max, "{path}");
+        let data = &schemas[spec["paths"][path]["get"]["responses"]["200"]["content"]
+            ["application/json"]["schema"]["$ref"]
+            .as_str()
+            .and_then(|r| r.rsplit('/').next())
+            .expect("a page schema")]["properties"];
+        assert!(
+            data["data"].is_object() && data["next_cursor"].is_object(),
+            "{path}"
+        );
+    }
+    // Run states are the server's own values.
+    assert_eq!(
+        schemas["RunStatus"]["enum"],
+        serde_json::json!(["running", "succeeded", "failed", "partial"])
+    );
+    assert_eq!(
+        schemas["Trigger"]["enum"],
+        serde_json::json!(["schedule", "api", "cli", "demo"])
+    );
     assert_eq!(
         spec["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"

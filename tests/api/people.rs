@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
-use unicontacts::auth::Scope;
+use unicontacts::service::api_keys::Scope;
 
 use crate::helpers::{assert_error, send, spawn_app, spawn_app_with, Backend, Sims, TestApp};
 

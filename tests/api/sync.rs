@@ -6,10 +6,14 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use unicontacts::auth::Scope;
+use unicontacts::service::api_keys::Scope;
+use unicontacts::store::models::{RunStatus, Trigger};
+use unicontacts::tasks::CancellationToken;
 use unicontacts_adapters::sim::Faults;
 
-use crate::helpers::{assert_error, send, spawn_app, spawn_app_with, Backend, Sims, TestApp};
+use crate::helpers::{
+    assert_error, send, spawn_app, spawn_app_with, take_lease, Backend, Sims, TestApp,
+};
 
 fn counts(run: &Value) -> (i64, i64, i64, i64) {
     let c = &run["counts"];
@@ -286,16 +290,14 @@ async fn a_lease_left_by_a_killed_process_is_taken_over_after_expiry(backend: Ba
     let sims = app.connect_sims(45, 40, json!({})).await;
     let connection = app.connection(&Sims::id(&sims.periskope)).await;
     // A process took the lease and died: its run says running, its lease has not expired.
-    let dead = unicontacts::sync::run::start(
+    let dead = take_lease(
         &app.store,
         &connection,
-        "cli",
+        Trigger::Cli,
         "pid-dead",
         chrono::Duration::seconds(60),
-        None,
     )
-    .await
-    .expect("lease");
+    .await;
     let path = format!("/v1/admin/connections/{}/sync", connection.id);
     assert_error(
         send(app.post(&path, &app.admin_key, &json!({}))).await,
@@ -622,12 +624,13 @@ async fn a_run_that_lost_its_lease_stops_without_writing(backend: Backend) {
     assert_eq!(first["status"], "succeeded", "{first}");
     let stored = stored_remote_ids(&app, &sims.periskope).await;
     let connection = app.connection(&Sims::id(&sims.periskope)).await;
-    let ttl = chrono::Duration::seconds(60);
     // A run starts, then stalls past its lease; a second run takes over and ends.
-    let stalled =
-        unicontacts::sync::run::start(&app.store, &connection, "cli", "pid-slow", ttl, None)
-            .await
-            .expect("lease");
+    let stalled = app
+        .state
+        .runner
+        .begin(&connection, Trigger::Cli, None)
+        .await
+        .expect("begins");
     expire_leases(&app).await;
     let second = app.sync_now(&sims.periskope).await;
     assert_eq!(second["status"], "succeeded", "{second}");
@@ -640,20 +643,12 @@ async fn a_run_that_lost_its_lease_stops_without_writing(backend: Backend) {
             .to_string();
         s.remove(&digits);
     });
-    let provider =
-        unicontacts_adapters::connect(unicontacts::sync::run::sync_adapter_config(&connection))
-            .expect("provider");
-    let done = unicontacts::sync::run::execute(
-        app.store.clone(),
-        provider,
-        connection,
-        stalled,
-        ttl,
-        unicontacts::sync::run::CancellationToken::new(),
-        |_| {},
-    )
-    .await;
-    assert_eq!(done.status, "failed");
+    let done = app
+        .state
+        .runner
+        .run(stalled, CancellationToken::new(), |_| {})
+        .await;
+    assert_eq!(done.status, RunStatus::Failed);
     assert!(
         done.error
             .as_deref()
@@ -674,25 +669,18 @@ async fn sync_now_waits_for_a_run_holding_the_lease(backend: Backend) {
     let sims = app.connect_sims(48, 20, json!({})).await;
     let connection = app.connection(&Sims::id(&sims.wacr)).await;
     // Another process (the scheduler, say) holds the lease for two more seconds.
-    let held = unicontacts::sync::run::start(
+    let held = take_lease(
         &app.store,
         &connection,
-        "schedule",
+        Trigger::Schedule,
         "pid-other",
         chrono::Duration::seconds(2),
-        None,
     )
-    .await
-    .expect("lease");
-    let done = unicontacts::sync::run::sync_now(
-        &app.store,
-        &connection,
-        "demo",
-        chrono::Duration::seconds(60),
-    )
-    .await
-    .expect("waits, then runs");
-    assert_eq!(done.status, "succeeded", "{:?}", done.error);
+    .await;
+    let done = unicontacts::service::sync_runs::run_now(&app.state, &connection, Trigger::Demo)
+        .await
+        .expect("waits, then runs");
+    assert_eq!(done.status, RunStatus::Succeeded, "{:?}", done.error);
     assert_ne!(done.id, held.id);
     let listed = sims.set.wacr.api().with_store(|s| s.len()) as i64;
     assert_eq!(done.created, listed);
@@ -807,8 +795,8 @@ async fn a_long_run_history_is_pruned_over_several_ticks(backend: Backend) {
                         id: unicontacts::ids::new_id(unicontacts::ids::SYNC_RUN),
                         org_id: org_id.clone(),
                         connection_id: connection_id.clone(),
-                        trigger_kind: "schedule".into(),
-                        status: "succeeded".into(),
+                        trigger_kind: Trigger::Schedule,
+                        status: RunStatus::Succeeded,
                         created: 0,
                         updated: 0,
                         unchanged: 0,
@@ -822,7 +810,7 @@ async fn a_long_run_history_is_pruned_over_several_ticks(backend: Backend) {
                         finished_at: Some(at),
                     };
                     diesel::insert_into(sync_runs::table)
-                        .values(&run)
+                        .values(run)
                         .execute(conn)?;
                 }
                 backdate_run(

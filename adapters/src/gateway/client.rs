@@ -2,14 +2,12 @@
 
 use reqwest::header::AUTHORIZATION;
 
-use crate::error::{from_value, map_items, parse_json, AdapterError};
+use crate::error::{self, from_value, map_items, parse_json, AdapterError, ErrorReport};
 use crate::gateway::map::{map_detail, map_list_item};
 use crate::gateway::wire::{ContactList, ErrorBody};
 use crate::phone::normalize_lid;
 use crate::upstream::{Upstream, UpstreamRequest, UpstreamResponse, UpstreamStats};
-use crate::{
-    Capabilities, ConnectionConfig, ContactPage, ContactRecord, PageToken, Provider, ProviderKind,
-};
+use crate::{ConnectionConfig, ContactPage, ContactRecord, PageToken, Provider, ProviderKind};
 
 /// The most a page holds (the Gateway clamps larger limits).
 pub const MAX_PAGE: u32 = 200;
@@ -21,27 +19,20 @@ pub struct GatewayClient {
     limit: u32,
 }
 
+/// The Gateway's error answer (`{error: {code, message, details}}`; huma's 422 is
+/// coerced to 400 `validation_error`) as an `AdapterError`.
 pub fn classify(res: &UpstreamResponse) -> AdapterError {
     let body: Option<ErrorBody> = serde_json::from_slice(&res.body).ok();
     let detail = body.map(|b| b.error).unwrap_or_default();
-    let message = detail.message.unwrap_or_else(|| {
-        String::from_utf8_lossy(&res.body[..res.body.len().min(200)]).into_owned()
-    });
-    match res.status {
-        401 | 403 => AdapterError::Unauthorized { status: res.status },
-        404 => AdapterError::NotFound,
-        // huma's 422 is coerced to 400 `validation_error`.
-        400 | 422 => AdapterError::Rejected {
-            status: res.status,
-            message,
+    error::classify(
+        res.status,
+        &res.body,
+        ErrorReport {
+            code: detail.code,
+            message: detail.message,
             fields: detail.details.unwrap_or(serde_json::Value::Null),
         },
-        status => AdapterError::Upstream {
-            status,
-            code: detail.code,
-            message,
-        },
-    }
+    )
 }
 
 /// The session id as a path segment: plain characters only.
@@ -86,18 +77,6 @@ impl GatewayClient {
 impl Provider for GatewayClient {
     fn kind(&self) -> ProviderKind {
         ProviderKind::Gateway
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            get: true,
-            list: true,
-            create: false,
-            update: false,
-            delete: false,
-            batch_create: false,
-            batch_delete: false,
-        }
     }
 
     fn stats(&self) -> UpstreamStats {

@@ -10,3 +10,12 @@ pub mod map;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod wire;
+
+use crate::capabilities::{Capabilities, Operation};
+
+/// Read-only: stored contacts can be listed and read, never written (§3.2).
+pub const CAPABILITIES: Capabilities = Capabilities {
+    operations: &[Operation::Get, Operation::List],
+    create_fields: &[],
+    update_fields: &[],
+};

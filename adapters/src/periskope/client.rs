@@ -5,14 +5,13 @@ use reqwest::header::{HeaderName, AUTHORIZATION};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::error::{from_value, map_items, parse_json, AdapterError};
+use crate::error::{self, from_value, map_items, parse_json, AdapterError, ErrorReport};
 use crate::periskope::map::map_contact_value;
 use crate::periskope::wire::{ContactList, CreateContact, ErrorBody, UpdateContact};
 use crate::phone::{Jid, JidKind};
 use crate::upstream::{Upstream, UpstreamRequest, UpstreamResponse, UpstreamStats};
 use crate::{
-    Capabilities, ConnectionConfig, ContactInput, ContactPage, ContactRecord, PageToken, Provider,
-    ProviderKind,
+    ConnectionConfig, ContactInput, ContactPage, ContactRecord, PageToken, Provider, ProviderKind,
 };
 
 /// The most `GET /contacts` returns per page.
@@ -58,26 +57,33 @@ pub fn contact_digits(remote_id: &str) -> Result<String, AdapterError> {
     }
 }
 
-/// Periskope's error answer as an `AdapterError`.
+/// Periskope's `x-phone`: country code and number as digits only (`+91 98745 32456`
+/// → `919874532456`), or a `phone-…` id kept as it is. `None` for anything else.
+pub fn x_phone(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    if let Some(id) = raw.strip_prefix("phone-") {
+        return (!id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .then(|| raw.to_string());
+    }
+    let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
+    let only_separators = raw
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')' | '.'));
+    (only_separators && (7..=15).contains(&digits.len())).then_some(digits)
+}
+
+/// Periskope's error answer (`{code, message, fields}`) as an `AdapterError`.
 pub fn classify(res: &UpstreamResponse) -> AdapterError {
     let body: ErrorBody = serde_json::from_slice(&res.body).unwrap_or_default();
-    let message = body.message.clone().unwrap_or_else(|| {
-        String::from_utf8_lossy(&res.body[..res.body.len().min(200)]).into_owned()
-    });
-    match res.status {
-        401 | 403 => AdapterError::Unauthorized { status: res.status },
-        404 => AdapterError::NotFound,
-        400 | 422 => AdapterError::Rejected {
-            status: res.status,
-            message,
+    error::classify(
+        res.status,
+        &res.body,
+        ErrorReport {
+            code: body.code,
+            message: body.message,
             fields: body.fields.unwrap_or(serde_json::Value::Null),
         },
-        status => AdapterError::Upstream {
-            status,
-            code: body.code,
-            message,
-        },
-    }
+    )
 }
 
 impl PeriskopeClient {
@@ -133,18 +139,6 @@ impl PeriskopeClient {
 impl Provider for PeriskopeClient {
     fn kind(&self) -> ProviderKind {
         ProviderKind::Periskope
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            get: true,
-            list: true,
-            create: true,
-            update: true,
-            delete: false,
-            batch_create: false,
-            batch_delete: false,
-        }
     }
 
     fn stats(&self) -> UpstreamStats {
@@ -250,6 +244,15 @@ impl Provider for PeriskopeClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn x_phone_is_digits_or_a_phone_id() {
+        assert_eq!(x_phone("+91 98745 32456").as_deref(), Some("919874532456"));
+        assert_eq!(x_phone("phone-abc123").as_deref(), Some("phone-abc123"));
+        assert_eq!(x_phone("12"), None);
+        assert_eq!(x_phone("call me"), None);
+        assert_eq!(x_phone("phone-"), None);
+    }
 
     #[test]
     fn contact_ids_are_accepted_in_the_forms_people_write() {

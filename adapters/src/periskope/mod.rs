@@ -10,3 +10,29 @@ pub mod map;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod wire;
+
+use crate::capabilities::{Capabilities, Operation, WriteField};
+
+/// No delete exists; update takes only the name, `is_internal` and labels
+/// (PROVIDERS.md §1.2); create needs the phone and a name (first and last joined).
+pub const CAPABILITIES: Capabilities = Capabilities {
+    operations: &[
+        Operation::Get,
+        Operation::List,
+        Operation::Create,
+        Operation::Update,
+    ],
+    create_fields: &[
+        WriteField::DisplayName,
+        WriteField::FirstName,
+        WriteField::LastName,
+        WriteField::Phone,
+        WriteField::IsInternal,
+        WriteField::Labels,
+    ],
+    update_fields: &[
+        WriteField::DisplayName,
+        WriteField::IsInternal,
+        WriteField::Labels,
+    ],
+};

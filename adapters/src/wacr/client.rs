@@ -4,13 +4,13 @@ use reqwest::header::AUTHORIZATION;
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
-use crate::error::{map_items, parse_json, AdapterError};
+use crate::error::{self, map_items, parse_json, AdapterError, ErrorReport};
 use crate::upstream::{Upstream, UpstreamRequest, UpstreamResponse, UpstreamStats};
 use crate::wacr::map::map_contact_value;
 use crate::wacr::wire::{read_error, unwrap_list, unwrap_resource};
 use crate::{
-    BatchOutcome, Capabilities, ConnectionConfig, ContactInput, ContactPage, ContactRecord,
-    PageToken, Provider, ProviderKind,
+    BatchOutcome, ConnectionConfig, ContactInput, ContactPage, ContactRecord, PageToken, Provider,
+    ProviderKind,
 };
 
 /// The most a page holds.
@@ -38,33 +38,20 @@ pub fn contact_id(remote_id: &str) -> Result<i64, AdapterError> {
         })
 }
 
+/// WA.cr's error answer (Laravel's shapes, see `read_error`) as an `AdapterError`.
 pub fn classify(res: &UpstreamResponse) -> AdapterError {
     let body: Value = serde_json::from_slice(&res.body).unwrap_or(Value::Null);
     let (code, message, fields) = read_error(&body);
-    let message = message.unwrap_or_else(|| {
-        String::from_utf8_lossy(&res.body[..res.body.len().min(200)]).into_owned()
-    });
-    match (res.status, code.as_deref()) {
-        (401, _) => AdapterError::Unauthorized { status: 401 },
-        // Past a plan quota: the key is fine, the input is not accepted.
-        (403, Some("FEATURE_LIMIT_EXCEEDED")) => AdapterError::Rejected {
-            status: 403,
-            message,
-            fields,
-        },
-        (403, _) => AdapterError::Unauthorized { status: 403 },
-        (404, _) => AdapterError::NotFound,
-        (400 | 422, _) => AdapterError::Rejected {
-            status: res.status,
-            message,
-            fields,
-        },
-        (status, _) => AdapterError::Upstream {
-            status,
-            code,
-            message,
-        },
+    let report = ErrorReport {
+        code,
+        message,
+        fields,
+    };
+    // Past a plan quota: the key is fine, the input is not accepted.
+    if res.status == 403 && report.code.as_deref() == Some("FEATURE_LIMIT_EXCEEDED") {
+        return error::classify(422, &res.body, report).with_status(403);
     }
+    error::classify(res.status, &res.body, report)
 }
 
 fn body_of(input: &ContactInput) -> Value {
@@ -127,18 +114,6 @@ impl WacrClient {
 impl Provider for WacrClient {
     fn kind(&self) -> ProviderKind {
         ProviderKind::Wacr
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            get: true,
-            list: true,
-            create: true,
-            update: true,
-            delete: true,
-            batch_create: true,
-            batch_delete: true,
-        }
     }
 
     fn stats(&self) -> UpstreamStats {

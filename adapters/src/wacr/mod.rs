@@ -11,3 +11,27 @@ pub mod map;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod wire;
+
+use crate::capabilities::{Capabilities, Operation, WriteField};
+
+/// Full CRUD and both batches (PROVIDERS.md §2.2-2.3); names are first and last
+/// (no display name of their own), CRM lists are `groups`.
+pub const CAPABILITIES: Capabilities = Capabilities {
+    operations: &Operation::ALL,
+    create_fields: WRITE_FIELDS,
+    update_fields: WRITE_FIELDS,
+};
+
+const WRITE_FIELDS: &[WriteField] = &[
+    WriteField::FirstName,
+    WriteField::LastName,
+    WriteField::Phone,
+    WriteField::Email,
+    WriteField::Company,
+    WriteField::Kind,
+    WriteField::Notes,
+    WriteField::Address,
+    WriteField::StatusId,
+    WriteField::SourceId,
+    WriteField::CrmListIds,
+];

@@ -1,20 +1,22 @@
-//! Request extractors that answer bad input in our error envelope: a JSON body
-//! (content type, size, syntax, types and validation rules checked in that order)
-//! and query strings whose errors name the parameter; plus opaque list cursors.
+//! Request parsing that answers bad input in our error envelope: a JSON body
+//! (content type, size, syntax and types checked in that order)
+//! and query strings whose errors name the parameter (a list's filters and its
+//! `limit`/`cursor` reported together).
 
 use actix_web::{http::header, web, HttpRequest};
-use base64::Engine;
 use serde::de::DeserializeOwned;
 use validator::Validate;
 
 use crate::error::{ApiError, ErrorCode, FieldErrors};
+use crate::page::{PageQuery, PageRequest};
 
 /// The largest request body we read.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// Reads, parses and validates a JSON body. Handlers call it after authentication,
-/// so an unauthenticated caller is told 401 before anything about its body.
-pub async fn read_json<T: DeserializeOwned + Validate>(
+/// Reads and parses a JSON body (its rules are the service's to check, with the
+/// others, all at once). Handlers call it after authentication, so an
+/// unauthenticated caller is told 401 before anything about its body.
+pub async fn read_json<T: DeserializeOwned>(
     req: &HttpRequest,
     payload: web::Payload,
 ) -> Result<T, ApiError> {
@@ -57,9 +59,7 @@ pub async fn read_json<T: DeserializeOwned + Validate>(
         .map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
     let value: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
-    let parsed: T = serde_path_to_error::deserialize(value).map_err(serde_failure)?;
-    validate(&parsed)?;
-    Ok(parsed)
+    serde_path_to_error::deserialize(value).map_err(serde_failure)
 }
 
 fn too_large() -> ApiError {
@@ -69,28 +69,75 @@ fn too_large() -> ApiError {
     )
 }
 
-/// Runs the `validator` rules of a parsed value.
-pub fn validate<T: Validate>(value: &T) -> Result<(), ApiError> {
-    value.validate().map_err(|errors| {
-        let mut fields = FieldErrors::new();
-        fields.extend_from("", &errors);
-        ApiError::validation(fields)
-    })
+fn check<T: Validate>(value: &T) -> Result<(), FieldErrors> {
+    let fields = FieldErrors::of(value);
+    if fields.is_empty() {
+        Ok(())
+    } else {
+        Err(fields)
+    }
 }
 
 /// Query parameters, deserialized and validated; errors name the parameter.
 pub fn parse_query<T: DeserializeOwned + Validate>(query: &str) -> Result<T, ApiError> {
-    let de = serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(query.as_bytes()));
-    let parsed: T = serde_path_to_error::deserialize(de).map_err(serde_failure)?;
-    validate(&parsed)?;
+    query_fields(query.as_bytes()).map_err(ApiError::validation)
+}
+
+fn query_fields<T: DeserializeOwned + Validate>(query: &[u8]) -> Result<T, FieldErrors> {
+    let de = serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(query));
+    let parsed: T = serde_path_to_error::deserialize(de).map_err(serde_fields)?;
+    check(&parsed)?;
     Ok(parsed)
+}
+
+/// A list's query: its filters `T`, and `limit` (1 to `MAX`) and `cursor`, every
+/// problem with either reported at once.
+pub fn parse_list_query<T: DeserializeOwned + Validate, const MAX: u32>(
+    query: &str,
+) -> Result<(T, PageRequest), ApiError> {
+    let (mut paging, mut filters) = (
+        url::form_urlencoded::Serializer::new(String::new()),
+        url::form_urlencoded::Serializer::new(String::new()),
+    );
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        match k.as_ref() {
+            "limit" | "cursor" => paging.append_pair(&k, &v),
+            _ => filters.append_pair(&k, &v),
+        };
+    }
+    let filters = query_fields::<T>(filters.finish().as_bytes());
+    let page =
+        query_fields::<PageQueryWrapper<MAX>>(paging.finish().as_bytes()).and_then(|q| q.0.check());
+    match (filters, page) {
+        (Ok(f), Ok(p)) => Ok((f, p)),
+        (Err(mut a), Err(b)) => {
+            a.merge(b);
+            Err(ApiError::validation(a))
+        }
+        (Err(e), _) | (_, Err(e)) => Err(ApiError::validation(e)),
+    }
+}
+
+/// `PageQuery` with the (empty) `Validate` the parser asks for; its checks are its own.
+#[derive(serde::Deserialize)]
+#[serde(transparent)]
+struct PageQueryWrapper<const MAX: u32>(PageQuery<MAX>);
+
+impl<const MAX: u32> Validate for PageQueryWrapper<MAX> {
+    fn validate(&self) -> Result<(), validator::ValidationErrors> {
+        Ok(())
+    }
 }
 
 /// A 422 naming the field serde could not take.
 fn serde_failure<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> ApiError {
+    ApiError::validation(serde_fields(e))
+}
+
+fn serde_fields<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> FieldErrors {
     let mut fields = FieldErrors::new();
     add_serde_error(&mut fields, &e.path().to_string(), &e.inner().to_string());
-    ApiError::validation(fields)
+    fields
 }
 
 /// Turns a serde message at a path into a per-field message: serde reports a missing
@@ -131,64 +178,27 @@ fn add_serde_error(fields: &mut FieldErrors, path: &str, message: &str) {
     fields.add(field, message);
 }
 
-/// Opaque list cursors: the last id of the page, wrapped so clients do not build them.
-pub mod cursor {
-    use super::*;
-
-    const ENGINE: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
-    pub fn encode(last_id: &str) -> String {
-        ENGINE.encode(format!("v1:{last_id}"))
-    }
-
-    pub fn decode(cursor: &str) -> Result<String, ApiError> {
-        ENGINE
-            .decode(cursor)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| s.strip_prefix("v1:").map(str::to_string))
-            .ok_or_else(|| {
-                let mut f = FieldErrors::new();
-                f.add("cursor", "is not a cursor this API issued");
-                ApiError::validation(f)
-            })
-    }
-
-    /// Splits `limit + 1` fetched rows into a page and the cursor of the next one.
-    pub fn page<T>(
-        mut rows: Vec<T>,
-        limit: usize,
-        id: impl Fn(&T) -> &str,
-    ) -> (Vec<T>, Option<String>) {
-        if rows.len() > limit {
-            rows.truncate(limit);
-            let next = rows.last().map(|r| encode(id(r)));
-            (rows, next)
-        } else {
-            (rows, None)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize;
 
-    #[test]
-    fn cursors_round_trip_and_foreign_strings_are_refused() {
-        let c = cursor::encode("con_01abc");
-        assert_eq!(cursor::decode(&c).expect("decode"), "con_01abc");
-        assert!(cursor::decode("con_01abc").is_err());
-        assert!(cursor::decode("!!!").is_err());
+    #[derive(Debug, Deserialize, Validate)]
+    #[serde(deny_unknown_fields)]
+    struct Filters {
+        #[validate(length(min = 1, message = "must not be empty"))]
+        q: Option<String>,
     }
 
     #[test]
-    fn a_full_page_yields_the_cursor_of_its_last_row() {
-        let (rows, next) = cursor::page(vec!["a", "b", "c"], 2, |s| s);
-        assert_eq!(rows, vec!["a", "b"]);
-        assert_eq!(cursor::decode(&next.expect("next")).expect("decode"), "b");
-        let (rows, next) = cursor::page(vec!["a"], 2, |s| s);
-        assert_eq!(rows, vec!["a"]);
-        assert!(next.is_none());
+    fn a_list_query_reports_filter_and_paging_errors_together() {
+        let err = parse_list_query::<Filters, 100>("q=&limit=0&cursor=x").expect_err("bad");
+        let fields = err.details["fields"].as_object().expect("fields");
+        let mut names: Vec<&str> = fields.keys().map(String::as_str).collect();
+        names.sort();
+        assert_eq!(names, vec!["cursor", "limit", "q"]);
+        let (f, page) = parse_list_query::<Filters, 100>("q=ana&limit=7").expect("ok");
+        assert_eq!(f.q.as_deref(), Some("ana"));
+        assert_eq!(page, PageRequest::first(7));
     }
 }

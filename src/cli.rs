@@ -1,0 +1,345 @@
+//! The commands of the `unicontacts` binary, as library functions: `main.rs` only
+//! parses the command line and calls one of these.
+
+use std::io::IsTerminal;
+
+use crate::config::Settings;
+use crate::error::{ApiError, ErrorCode};
+use crate::service::api_keys::{self, OrgRef, Scope};
+use crate::service::sync_runs;
+use crate::startup::{open_store, Application};
+use crate::state::State;
+use crate::store::models::{RunStatus, SyncRunRow, Trigger};
+use crate::sync::BeginError;
+use crate::tasks::CancellationToken;
+
+/// A service error in a command's words: a validation failure names each field
+/// as the command's flag (`--org must be 1 to 100 characters`).
+fn describe(e: ApiError) -> String {
+    if e.code == ErrorCode::ValidationFailed {
+        if let Some(fields) = e.details.get("fields").and_then(|f| f.as_object()) {
+            let lines: Vec<String> = fields
+                .iter()
+                .flat_map(|(field, messages)| {
+                    messages
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(move |m| format!("--{field} {}", m.as_str().unwrap_or_default()))
+                })
+                .collect();
+            if !lines.is_empty() {
+                return lines.join("; ");
+            }
+        }
+    }
+    e.to_string()
+}
+
+/// `serve [--demo]`: the HTTP API until SIGINT/SIGTERM.
+pub async fn serve(settings: Settings, demo: bool) -> Result<(), String> {
+    let backend = settings.database_url.backend_name();
+    #[cfg(feature = "sim")]
+    let sims = if demo {
+        Some(
+            unicontacts_adapters::sim::start_all(
+                42,
+                200,
+                crate::demo::SIM_KEY,
+                crate::demo::SIM_SESSION,
+                unicontacts_adapters::sim::SimAddrs::default(),
+                None,
+            )
+            .await
+            .map_err(|e| format!("cannot start the demo simulators: {e}"))?,
+        )
+    } else {
+        None
+    };
+    #[cfg(not(feature = "sim"))]
+    let _ = demo;
+    let app = Application::build(settings.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    #[cfg(feature = "sim")]
+    if let Some(sims) = &sims {
+        let info = crate::demo::setup(&app.state(), sims).await?;
+        print_demo(&info, sims, app.port());
+    }
+    tracing::info!(
+        port = app.port(),
+        bind = %settings.bind,
+        backend,
+        "unicontacts listening; docs at /docs"
+    );
+    app.run_until_stopped().await.map_err(|e| e.to_string())?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// `migrate`: applies pending migrations and exits.
+pub async fn migrate(settings: Settings) -> Result<(), String> {
+    // open_store applies pending migrations.
+    open_store(&settings).await.map_err(|e| e.to_string())?;
+    println!(
+        "migrations are up to date ({})",
+        settings.database_url.backend_name()
+    );
+    Ok(())
+}
+
+/// `keys create`: a key for the org (created if new), printed once, alone on the last line.
+pub async fn create_key(
+    settings: Settings,
+    org: &str,
+    scopes: &[Scope],
+    name: &str,
+) -> Result<(), String> {
+    let store = open_store(&settings).await.map_err(|e| e.to_string())?;
+    let created = api_keys::create(&store, OrgRef::Name(org), name, scopes)
+        .await
+        .map_err(describe)?;
+    println!("org: {} ({})", created.org.name, created.org.id);
+    println!(
+        "key: {} prefix {} scopes {}",
+        created.row.id, created.row.prefix, created.row.scopes
+    );
+    println!("the key below is shown once; store it now");
+    println!("{}", created.key);
+    Ok(())
+}
+
+/// The simulators' options for `sim`.
+#[cfg(feature = "sim")]
+pub struct SimOptions {
+    pub periskope_port: u16,
+    pub wacr_port: u16,
+    pub gateway_port: u16,
+    pub seed: u64,
+    pub size: usize,
+    pub api_key: String,
+    pub session: String,
+    pub rate_limit: Option<u32>,
+    pub rate_window: u64,
+}
+
+#[cfg(feature = "sim")]
+pub async fn run_sims(args: SimOptions) -> Result<(), String> {
+    use unicontacts_adapters::sim::{start_all, RateLimit, SimAddrs};
+    let at = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let rate = args.rate_limit.map(|limit| RateLimit {
+        limit,
+        window_secs: args.rate_window.max(1),
+    });
+    let sims = start_all(
+        args.seed,
+        args.size,
+        &args.api_key,
+        &args.session,
+        SimAddrs {
+            periskope: at(args.periskope_port),
+            wacr: at(args.wacr_port),
+            gateway: at(args.gateway_port),
+        },
+        rate,
+    )
+    .await
+    .map_err(|e| format!("cannot start the simulators: {e}"))?;
+    let key = &args.api_key;
+    println!(
+        "simulators up (seed {}, {} people); every one accepts `Authorization: Bearer {key}`",
+        args.seed, args.size
+    );
+    println!(
+        "  periskope  {}   (also send x-phone: 918527184400)",
+        sims.periskope.api_base()
+    );
+    println!("  wacr       {}", sims.wacr.api_base());
+    println!(
+        "  gateway    {}   (session {})",
+        sims.gateway.api_base(),
+        args.session
+    );
+    println!("try:");
+    println!("  curl -H 'Authorization: Bearer {key}' -H 'x-phone: 918527184400' '{}/contacts?offset=0&limit=5'", sims.periskope.api_base());
+    println!("  curl -H 'Authorization: Bearer {key}' '{}/contacts?page=1&per_page=5&include=groups,source,status'", sims.wacr.api_base());
+    println!(
+        "  curl -H 'Authorization: Bearer {key}' '{}/api/v1/sessions/{}/contacts?limit=5'",
+        sims.gateway.api_base(),
+        args.session
+    );
+    println!(
+        "faults at run time: curl -X PUT {}/__sim/faults -d '{{\"error_rate\": 0.2}}'",
+        sims.periskope.base_url()
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| format!("waiting for Ctrl-C: {e}"))?;
+    Ok(())
+}
+
+#[cfg(feature = "sim")]
+fn print_demo(info: &crate::demo::DemoInfo, sims: &unicontacts_adapters::sim::SimSet, port: u16) {
+    let base = format!("http://127.0.0.1:{port}");
+    let key = &info.admin_key;
+    println!();
+    println!("unicontacts demo: three simulated providers on loopback, their contacts loaded");
+    for (c, counts) in &info.connections {
+        println!(
+            "  {:<10} {}  {} contacts ({} new)",
+            c.provider.as_str(),
+            c.id,
+            counts.created + counts.updated + counts.unchanged,
+            counts.created
+        );
+    }
+    println!("admin key of org `demo` (scopes admin, contacts:read, contacts:write), shown once:");
+    println!("{key}");
+    println!("try:");
+    println!("  curl -s -H 'Authorization: Bearer {key}' '{base}/v1/contacts?limit=3'");
+    if let Some(p) = sims
+        .world
+        .people
+        .iter()
+        .find(|p| p.provider_count() == 3 && p.phone.is_some())
+    {
+        let phone = p.e164().unwrap_or_default().replace('+', "%2B");
+        println!("  curl -s -H 'Authorization: Bearer {key}' '{base}/v1/contacts?phone={phone}'   # one person, three providers");
+    }
+    if let Some((gateway, _)) = info
+        .connections
+        .iter()
+        .find(|(c, _)| c.provider == unicontacts_adapters::ProviderKind::Gateway)
+    {
+        if let Some(p) = sims.world.gateway_people().next() {
+            println!(
+                "  curl -s -i -H 'Authorization: Bearer {key}' '{base}/v1/connections/{}/contacts/{}'   # live read, cached",
+                gateway.id,
+                p.lid.trim_end_matches("@lid")
+            );
+        }
+    }
+    println!("API docs: {base}/docs/");
+}
+
+/// A token cancelled by the first SIGINT or SIGTERM: the run in progress stops
+/// after the page it is writing and is recorded (its lease released). A second
+/// signal exits at once.
+fn stop_on_signal() -> CancellationToken {
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch SIGTERM");
+                    return;
+                }
+            };
+        for n in 0.. {
+            #[cfg(unix)]
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            #[cfg(not(unix))]
+            if tokio::signal::ctrl_c().await.is_err() {
+                return;
+            }
+            if n > 0 {
+                std::process::exit(130);
+            }
+            eprintln!("stopping after the page being written (again to quit at once)");
+            token.cancel();
+        }
+    });
+    stop
+}
+
+/// `sync [--connection ID]`: syncs one connection (any org) or all of them now,
+/// with progress; an error when a run does not succeed.
+pub async fn sync(settings: Settings, only: Option<String>) -> Result<(), String> {
+    let store = open_store(&settings).await.map_err(|e| e.to_string())?;
+    let state = State::new(settings, store);
+    let connections = sync_runs::connections_to_sync(&state, only)
+        .await
+        .map_err(describe)?;
+    if connections.is_empty() {
+        return Err("no such connection".into());
+    }
+    let terminal = std::io::stdout().is_terminal();
+    let stop = stop_on_signal();
+    let mut failed = 0;
+    for c in connections {
+        if stop.is_cancelled() {
+            break;
+        }
+        let begun = match state.runner.begin(&c, Trigger::Cli, None).await {
+            Ok(b) => b,
+            Err(BeginError::Busy(_) | BeginError::NotDue) => {
+                println!("{} ({}): a sync is already running; skipped", c.name, c.id);
+                failed += 1;
+                continue;
+            }
+            Err(BeginError::Unusable(run)) => {
+                println!(
+                    "{} ({}): failed: {}",
+                    c.name,
+                    c.id,
+                    run.error.unwrap_or_default()
+                );
+                failed += 1;
+                continue;
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        println!(
+            "{} ({}, {}): run {}",
+            c.name, c.provider, c.id, begun.run.id
+        );
+        let bar = terminal.then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        });
+        let progress = |r: &SyncRunRow| {
+            let line = format!(
+                "page {}: {} created, {} updated, {} unchanged",
+                r.pages, r.created, r.updated, r.unchanged
+            );
+            match &bar {
+                Some(b) => b.set_message(line),
+                None => println!("  {line}"),
+            }
+        };
+        let done = state.runner.run(begun, stop.clone(), progress).await;
+        if let Some(b) = &bar {
+            b.finish_and_clear();
+        }
+        println!(
+            "  {}: {} created, {} updated, {} unchanged, {} deleted, {} pages, {} upstream requests, {} x 429{}",
+            done.status,
+            done.created,
+            done.updated,
+            done.unchanged,
+            done.deleted,
+            done.pages,
+            done.upstream_requests,
+            done.throttled_429,
+            done.error.as_deref().map(|e| format!("; {e}")).unwrap_or_default()
+        );
+        // A partial run left records behind: worth a non-zero exit for a scheduler.
+        if done.status != RunStatus::Succeeded {
+            failed += 1;
+        }
+    }
+    if stop.is_cancelled() {
+        return Err("interrupted".into());
+    }
+    if failed > 0 {
+        return Err(format!("{failed} run(s) did not succeed"));
+    }
+    Ok(())
+}

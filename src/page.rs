@@ -1,0 +1,215 @@
+//! Lists, one way: a page is `{data, next_cursor}`, asked for with `limit` and an
+//! opaque `cursor` (the last id of the previous page, wrapped so that clients do
+//! not build them).
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::{ObjectBuilder, Required, Type};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::FieldErrors;
+
+/// One page of a list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// Splits `limit + 1` fetched rows into a page and the cursor of the next one.
+    pub fn from_rows(mut rows: Vec<T>, limit: usize, id: impl Fn(&T) -> &str) -> Self {
+        if rows.len() > limit {
+            rows.truncate(limit);
+            let next_cursor = rows.last().map(|r| cursor::encode(id(r)));
+            Page {
+                data: rows,
+                next_cursor,
+            }
+        } else {
+            Page {
+                data: rows,
+                next_cursor: None,
+            }
+        }
+    }
+
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            data: self.data.into_iter().map(f).collect(),
+            next_cursor: self.next_cursor,
+        }
+    }
+
+    pub fn try_map<U, E>(self, f: impl FnMut(T) -> Result<U, E>) -> Result<Page<U>, E> {
+        Ok(Page {
+            data: self.data.into_iter().map(f).collect::<Result<_, E>>()?,
+            next_cursor: self.next_cursor,
+        })
+    }
+}
+
+/// A page asked for, checked: `after` the id the cursor carried, `limit` rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    pub after: Option<String>,
+    pub limit: usize,
+}
+
+impl PageRequest {
+    pub const DEFAULT_LIMIT: u32 = 50;
+
+    /// The first page of `limit` rows.
+    pub fn first(limit: usize) -> Self {
+        Self { after: None, limit }
+    }
+
+    /// Rows to fetch: one more than the page, to know whether another follows.
+    pub fn fetch(&self) -> i64 {
+        self.limit as i64 + 1
+    }
+}
+
+/// `limit` (1 to `MAX`, default 50) and `cursor` of a list's query string.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery<const MAX: u32> {
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+impl<const MAX: u32> PageQuery<MAX> {
+    /// The page asked for, or every problem with `limit` and `cursor`.
+    pub fn check(&self) -> Result<PageRequest, FieldErrors> {
+        let mut errors = FieldErrors::new();
+        let limit = self.limit.unwrap_or(PageRequest::DEFAULT_LIMIT);
+        if !(1..=MAX).contains(&limit) {
+            errors.add("limit", format!("must be from 1 to {MAX}"));
+        }
+        let after = match self.cursor.as_deref() {
+            None => None,
+            Some(c) => match cursor::decode(c) {
+                Some(id) => Some(id),
+                None => {
+                    errors.add("cursor", "is not a cursor this API issued");
+                    None
+                }
+            },
+        };
+        if errors.is_empty() {
+            Ok(PageRequest {
+                after,
+                limit: limit as usize,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+impl<const MAX: u32> IntoParams for PageQuery<MAX> {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            ParameterBuilder::new()
+                .name("limit")
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some(format!(
+                    "Page size, 1 to {MAX} (default {}).",
+                    PageRequest::DEFAULT_LIMIT
+                )))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(1))
+                        .maximum(Some(MAX))
+                        .default(Some(PageRequest::DEFAULT_LIMIT.into())),
+                ))
+                .build(),
+            ParameterBuilder::new()
+                .name("cursor")
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some("The `next_cursor` of the previous page."))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .min_length(Some(1)),
+                ))
+                .build(),
+        ]
+    }
+}
+
+/// Opaque list cursors.
+pub mod cursor {
+    use super::*;
+
+    const ENGINE: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    pub fn encode(last_id: &str) -> String {
+        ENGINE.encode(format!("v1:{last_id}"))
+    }
+
+    /// The id a cursor carries; `None` for anything this API did not issue.
+    pub fn decode(cursor: &str) -> Option<String> {
+        ENGINE
+            .decode(cursor)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.strip_prefix("v1:").map(str::to_string))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_foreign_strings_are_refused() {
+        let c = cursor::encode("con_01abc");
+        assert_eq!(cursor::decode(&c).as_deref(), Some("con_01abc"));
+        assert!(cursor::decode("con_01abc").is_none());
+        assert!(cursor::decode("!!!").is_none());
+    }
+
+    #[test]
+    fn a_full_page_yields_the_cursor_of_its_last_row() {
+        let page = Page::from_rows(vec!["a", "b", "c"], 2, |s| s);
+        assert_eq!(page.data, vec!["a", "b"]);
+        assert_eq!(
+            cursor::decode(&page.next_cursor.expect("next")).as_deref(),
+            Some("b")
+        );
+        let page = Page::from_rows(vec!["a"], 2, |s| s);
+        assert_eq!(page.data, vec!["a"]);
+        assert!(page.next_cursor.is_none());
+    }
+
+    #[test]
+    fn a_page_query_reports_limit_and_cursor_together() {
+        let q = PageQuery::<200> {
+            limit: Some(201),
+            cursor: Some("nope".into()),
+        };
+        let err = ApiErrorFields::of(q.check().expect_err("both bad"));
+        assert_eq!(err, vec!["cursor", "limit"]);
+        let ok = PageQuery::<200> {
+            limit: None,
+            cursor: Some(cursor::encode("per_1")),
+        }
+        .check()
+        .expect("fine");
+        assert_eq!(ok.after.as_deref(), Some("per_1"));
+        assert_eq!(ok.limit, 50);
+    }
+
+    struct ApiErrorFields;
+    impl ApiErrorFields {
+        fn of(f: FieldErrors) -> Vec<String> {
+            f.fields().map(str::to_string).collect()
+        }
+    }
+}

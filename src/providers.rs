@@ -1,0 +1,189 @@
+//! The adapters of each connection: built from the stored connection (once per
+//! connection version for interactive callers, so their upstream limiter and
+//! counters persist), with the upstream behaviour each kind of caller needs, and
+//! a circuit breaker per connection for interactive reads.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDateTime;
+use unicontacts_adapters::{Adapter, AdapterError, ConnectionConfig, UpstreamConfig};
+
+use crate::store::connections::Connection;
+
+/// Consecutive transient failures that open the circuit, and how long it stays open.
+const TRIP_AFTER: u32 = 5;
+const COOL_DOWN: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Default)]
+struct BreakerState {
+    failures: u32,
+    open_until: Option<Instant>,
+}
+
+/// Stops calling a provider that keeps failing; after the cool-down one call is let
+/// through, and a further failure opens it again at once.
+#[derive(Debug, Default)]
+pub struct Breaker {
+    state: Mutex<BreakerState>,
+}
+
+impl Breaker {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BreakerState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `Err(remaining)` while open.
+    pub fn check(&self) -> Result<(), Duration> {
+        let s = self.lock();
+        match s.open_until {
+            Some(until) if until > Instant::now() => Err(until - Instant::now()),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn record(&self, result: &Result<(), &AdapterError>) {
+        let mut s = self.lock();
+        match result {
+            Ok(()) => *s = BreakerState::default(),
+            Err(e) if e.is_transient() => {
+                s.failures += 1;
+                if s.failures >= TRIP_AFTER {
+                    s.open_until = Some(Instant::now() + COOL_DOWN);
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Opens the circuit now (tests and operators).
+    pub fn trip(&self) {
+        let mut s = self.lock();
+        s.failures = TRIP_AFTER;
+        s.open_until = Some(Instant::now() + COOL_DOWN);
+    }
+}
+
+/// The adapter settings of a connection, with the upstream behaviour of the caller.
+fn connection_config(c: &Connection, upstream: UpstreamConfig) -> ConnectionConfig {
+    ConnectionConfig {
+        kind: c.provider,
+        base_url: c.base_url.clone(),
+        api_key: c.credentials.api_key.clone(),
+        phone: c.credentials.phone.clone(),
+        session: c.credentials.session.clone(),
+        default_country: c.settings.default_country.clone(),
+        upstream,
+    }
+}
+
+/// Upstream behaviour for interactive reads: short deadlines, and no long waits for
+/// the quota (a caller would rather get a stale copy).
+fn interactive_upstream(c: &Connection, timeout: Duration) -> UpstreamConfig {
+    UpstreamConfig {
+        connect_timeout: Duration::from_secs(3).min(timeout),
+        timeout,
+        max_attempts: 3,
+        backoff_base: Duration::from_millis(100),
+        backoff_max: Duration::from_secs(1),
+        max_throttle_wait: Duration::from_secs(2),
+        rate_limit_per_second: c.settings.rate_limit_per_second,
+    }
+}
+
+/// Upstream behaviour for a sync: patient with the quota (waiting beats failing a
+/// run), more attempts, longer deadlines than interactive reads.
+fn sync_upstream(c: &Connection) -> UpstreamConfig {
+    UpstreamConfig {
+        connect_timeout: Duration::from_secs(5),
+        timeout: Duration::from_secs(60),
+        max_attempts: 5,
+        backoff_base: Duration::from_millis(250),
+        backoff_max: Duration::from_secs(15),
+        max_throttle_wait: Duration::from_secs(180),
+        rate_limit_per_second: c.settings.rate_limit_per_second,
+    }
+}
+
+struct Entry {
+    version: NaiveDateTime,
+    adapter: Adapter,
+    breaker: Arc<Breaker>,
+}
+
+/// Every connection's adapters. Cheap to clone (shared inside).
+#[derive(Clone)]
+pub struct Providers {
+    upstream_timeout: Duration,
+    interactive: Arc<Mutex<HashMap<String, Entry>>>,
+}
+
+impl Providers {
+    /// `upstream_timeout`: the deadline of one interactive provider call.
+    pub fn new(upstream_timeout: Duration) -> Self {
+        Self {
+            upstream_timeout,
+            interactive: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.interactive.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The connection's adapter for interactive calls and its breaker, rebuilt
+    /// when the connection changed.
+    pub fn interactive(&self, c: &Connection) -> Result<(Adapter, Arc<Breaker>), AdapterError> {
+        let mut map = self.lock();
+        if let Some(e) = map.get(&c.id) {
+            if e.version == c.updated_at {
+                return Ok((e.adapter.clone(), e.breaker.clone()));
+            }
+        }
+        let adapter = unicontacts_adapters::connect(connection_config(
+            c,
+            interactive_upstream(c, self.upstream_timeout),
+        ))?;
+        let breaker = Arc::new(Breaker::default());
+        map.insert(
+            c.id.clone(),
+            Entry {
+                version: c.updated_at,
+                adapter: adapter.clone(),
+                breaker: breaker.clone(),
+            },
+        );
+        Ok((adapter, breaker))
+    }
+
+    /// An adapter for one sync run of the connection.
+    pub fn for_sync(&self, c: &Connection) -> Result<Adapter, AdapterError> {
+        unicontacts_adapters::connect(connection_config(c, sync_upstream(c)))
+    }
+
+    /// Forgets a changed or deleted connection's adapter.
+    pub fn forget(&self, connection_id: &str) {
+        self.lock().remove(connection_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_breaker_opens_after_repeated_transient_failures_only() {
+        let b = Breaker::default();
+        for _ in 0..10 {
+            b.record(&Err(&AdapterError::NotFound));
+        }
+        assert!(b.check().is_ok(), "client errors do not count");
+        for _ in 0..TRIP_AFTER {
+            b.record(&Err(&AdapterError::Timeout));
+        }
+        assert!(b.check().is_err());
+        b.record(&Ok(()));
+        assert!(b.check().is_ok());
+    }
+}

@@ -1,0 +1,289 @@
+//! API keys and scopes: generation (the key is shown once; only its SHA-256 and a
+//! short visible prefix are stored), listing, revoking (the key stops working at
+//! once), and authenticating a presented key (from memory when possible).
+
+use std::sync::Arc;
+
+use base64::Engine;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+use crate::ids;
+use crate::page::{Page, PageRequest};
+use crate::state::State;
+use crate::store::models::{ApiKeyRow, Org};
+use crate::store::{api_keys as queries, orgs, Store};
+
+/// Every key starts with this, so leaked keys are easy to recognise by scanners.
+pub const KEY_PREFIX: &str = "uck_";
+/// Characters of the key kept in clear to tell keys apart (`uck_` + 8).
+const VISIBLE_PREFIX_LEN: usize = 12;
+/// 32 random bytes (256 bits), base64url without padding.
+const SECRET_LEN: usize = 43;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub enum Scope {
+    #[serde(rename = "contacts:read")]
+    ContactsRead,
+    #[serde(rename = "contacts:write")]
+    ContactsWrite,
+    #[serde(rename = "admin")]
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 3] = [Scope::ContactsRead, Scope::ContactsWrite, Scope::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::ContactsRead => "contacts:read",
+            Scope::ContactsWrite => "contacts:write",
+            Scope::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scope> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    /// Parses `a,b,c`; an empty list or an unknown name is an error naming it.
+    pub fn parse_list(s: &str) -> Result<Vec<Scope>, String> {
+        let mut scopes = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let scope = Scope::parse(part).ok_or_else(|| {
+                format!(
+                    "unknown scope `{part}`; known scopes are {}",
+                    Self::ALL.map(Scope::as_str).join(", ")
+                )
+            })?;
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
+            }
+        }
+        if scopes.is_empty() {
+            return Err("at least one scope is required".into());
+        }
+        Ok(scopes)
+    }
+
+    pub fn join(scopes: &[Scope]) -> String {
+        scopes
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// A freshly generated key: the clear text (shown once), its visible prefix and its hash.
+pub struct NewKey {
+    pub plaintext: String,
+    pub prefix: String,
+    pub hash: String,
+}
+
+impl NewKey {
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        let plaintext = format!(
+            "{KEY_PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+        );
+        Self {
+            prefix: plaintext[..VISIBLE_PREFIX_LEN].to_string(),
+            hash: hash_key(&plaintext),
+            plaintext,
+        }
+    }
+}
+
+impl std::fmt::Debug for NewKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewKey")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// SHA-256, hex. Keys carry 256 random bits, so a fast hash is enough: there is
+/// nothing to brute-force, unlike a password.
+pub fn hash_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+fn looks_like_a_key(key: &str) -> bool {
+    key.len() == KEY_PREFIX.len() + SECRET_LEN
+        && key.starts_with(KEY_PREFIX)
+        && key[KEY_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Whose key: an org by id (the admin API), or by name, created if new (`keys create`).
+pub enum OrgRef<'a> {
+    Id(&'a str),
+    Name(&'a str),
+}
+
+/// A key just made: its org, its row, and the key itself (shown once).
+pub struct CreatedKey {
+    pub org: Org,
+    pub row: ApiKeyRow,
+    pub key: String,
+}
+
+impl std::fmt::Debug for CreatedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedKey")
+            .field("org", &self.org.id)
+            .field("id", &self.row.id)
+            .field("prefix", &self.row.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The scopes a stored key holds.
+pub fn scopes_of(row: &ApiKeyRow) -> Vec<Scope> {
+    row.scopes.split(',').filter_map(Scope::parse).collect()
+}
+
+/// Creates a key named `name` with `scopes` for the org (an org named for the
+/// first time is created). Names are 1 to 100 characters once trimmed.
+pub async fn create(
+    store: &Store,
+    org: OrgRef<'_>,
+    name: &str,
+    scopes: &[Scope],
+) -> Result<CreatedKey, ApiError> {
+    let mut errors = crate::error::FieldErrors::new();
+    let name = name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 100 {
+        errors.add("name", "must be 1 to 100 characters");
+    }
+    if scopes.is_empty() {
+        errors.add("scopes", "must hold at least one scope");
+    }
+    let org = match org {
+        OrgRef::Id(id) => Err(id.to_string()),
+        OrgRef::Name(n) => {
+            let n = n.trim();
+            if n.is_empty() || n.chars().count() > 100 {
+                errors.add("org", "must be 1 to 100 characters");
+            }
+            Ok(n.to_string())
+        }
+    };
+    errors.into_result()?;
+    let scopes = scopes.to_vec();
+    let created = store
+        .run(move |conn| {
+            let org = match org {
+                Ok(name) => orgs::find_or_insert_org(conn, &name)?,
+                Err(id) => orgs::find_org(conn, &id)?.ok_or(crate::store::StoreError::NotFound)?,
+            };
+            let key = NewKey::generate();
+            let row = ApiKeyRow {
+                id: ids::new_id(ids::API_KEY),
+                org_id: org.id.clone(),
+                name,
+                prefix: key.prefix.clone(),
+                key_hash: key.hash.clone(),
+                scopes: Scope::join(&scopes),
+                created_at: ids::now(),
+                revoked_at: None,
+            };
+            queries::insert_api_key(conn, &row)?;
+            Ok(CreatedKey {
+                org,
+                row,
+                key: key.plaintext,
+            })
+        })
+        .await?;
+    tracing::info!(api_key_id = %created.row.id, prefix = %created.row.prefix, "API key created");
+    Ok(created)
+}
+
+/// The org's keys, oldest first (revoked ones only when asked).
+pub async fn list(
+    store: &Store,
+    org_id: &str,
+    include_revoked: bool,
+    page: PageRequest,
+) -> Result<Page<ApiKeyRow>, ApiError> {
+    let org_id = org_id.to_string();
+    let fetch = page.fetch();
+    let rows = store
+        .run(move |conn| {
+            queries::list_api_keys(conn, &org_id, include_revoked, page.after.as_deref(), fetch)
+        })
+        .await?;
+    Ok(Page::from_rows(rows, page.limit, |r| &r.id))
+}
+
+/// Revokes the org's key; it stops working at once. Revoking twice is fine;
+/// another org's key is 404.
+pub async fn revoke(state: &State, org_id: &str, id: &str) -> Result<(), ApiError> {
+    let (org, key) = (org_id.to_string(), id.to_string());
+    let found = state
+        .store
+        .run(move |conn| queries::revoke_api_key(conn, &org, &key))
+        .await?;
+    if !found {
+        return Err(ApiError::not_found("API key"));
+    }
+    state.keys.forget_key(id);
+    tracing::info!(api_key_id = %id, "API key revoked");
+    Ok(())
+}
+
+/// The active key a caller presented, or 401. Known keys come from memory;
+/// unknown ones are not cached, so a key created elsewhere works at once.
+pub async fn authenticate(state: &State, presented: &str) -> Result<Arc<ApiKeyRow>, ApiError> {
+    if !looks_like_a_key(presented) {
+        return Err(ApiError::unauthorized("invalid API key"));
+    }
+    let hash = hash_key(presented);
+    if let Some(row) = state.keys.get(&hash).await {
+        return Ok(row);
+    }
+    let lookup = hash.clone();
+    let row = state
+        .store
+        .run(move |conn| queries::find_active_api_key_by_hash(conn, &lookup))
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
+    let row = Arc::new(row);
+    state.keys.insert(hash, row.clone()).await;
+    Ok(row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_are_long_random_and_hash_to_what_is_stored() {
+        let a = NewKey::generate();
+        let b = NewKey::generate();
+        assert_ne!(a.plaintext, b.plaintext);
+        assert!(looks_like_a_key(&a.plaintext), "{}", a.plaintext);
+        assert!(a.plaintext.starts_with(&a.prefix));
+        assert_eq!(hash_key(&a.plaintext), a.hash);
+        assert!(!format!("{a:?}").contains(&a.plaintext));
+    }
+
+    #[test]
+    fn scope_lists_parse_and_reject_unknown_names() {
+        assert_eq!(
+            Scope::parse_list("admin, contacts:read,admin").expect("scopes"),
+            vec![Scope::Admin, Scope::ContactsRead]
+        );
+        assert!(Scope::parse_list("admin,root").is_err());
+        assert!(Scope::parse_list(" , ").is_err());
+    }
+}

@@ -1,0 +1,391 @@
+//! Connections to providers: the rules of creating and changing one (fields
+//! checked all at once, credentials merged field by field and checked against
+//! what the provider needs, the base URL defaulted per provider, Periskope's phone
+//! in its `x-phone` form), and reading, listing and deleting an org's connections.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer};
+use unicontacts_adapters::{CredentialField, ProviderKind};
+use utoipa::ToSchema;
+use validator::{Validate, ValidationError};
+
+use crate::error::{ApiError, FieldErrors};
+use crate::ids;
+use crate::page::{Page, PageRequest};
+use crate::state::State;
+use crate::store::connections::{self as queries, Connection, ConnectionSettings, Credentials};
+
+// ---- request bodies -------------------------------------------------------
+
+/// A new connection to a provider.
+#[derive(Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConnectionRequest {
+    pub provider: ProviderKind,
+    #[validate(custom(function = "valid_name"))]
+    #[schema(example = "Sales team Periskope")]
+    pub name: String,
+    /// Optional for Periskope (defaults to `https://api.periskope.app/v1`); required for `wacr` and `gateway`.
+    #[validate(custom(function = "valid_base_url"))]
+    pub base_url: Option<String>,
+    #[validate(nested)]
+    pub credentials: CredentialsInput,
+    #[serde(default)]
+    #[validate(nested)]
+    pub settings: SettingsInput,
+}
+
+/// Credentials per provider: Periskope `api_key` + `phone`; WA.cr `api_key`; Gateway `api_key` + `session`.
+#[derive(Default, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsInput {
+    #[validate(length(min = 1, max = 1024, message = "must be 1 to 1024 characters"))]
+    pub api_key: Option<String>,
+    /// Periskope `x-phone`: the connected phone's number (any written form) or its `phone-…` id.
+    #[validate(custom(function = "valid_phone"))]
+    #[schema(example = "+91 98745 32456")]
+    pub phone: Option<String>,
+    #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    pub session: Option<String>,
+}
+
+impl std::fmt::Debug for CredentialsInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialsInput").finish_non_exhaustive()
+    }
+}
+
+/// Settings; omitted ones keep their current value (defaults on create).
+#[derive(Default, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsInput {
+    /// ISO 3166-1 alpha-2 region for phones without a country code; `null` clears it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[validate(custom(function = "valid_country"))]
+    #[schema(value_type = Option<String>, example = "IN")]
+    pub default_country: Option<Option<String>>,
+    #[validate(range(min = 1, max = 1000, message = "must be from 1 to 1000"))]
+    pub rate_limit_per_second: Option<u32>,
+    #[validate(range(min = 60, max = 604800, message = "must be from 60 to 604800 seconds"))]
+    pub sync_interval_seconds: Option<u64>,
+    #[validate(range(max = 86400, message = "must be from 0 to 86400 seconds"))]
+    pub cache_ttl_seconds: Option<u64>,
+}
+
+/// Changes to a connection; omitted fields stay as they are. Credentials merge
+/// field by field, so a key can be rotated alone.
+#[derive(Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConnectionRequest {
+    /// Cannot change; accepted only when equal to the current provider.
+    pub provider: Option<ProviderKind>,
+    #[validate(custom(function = "valid_name"))]
+    pub name: Option<String>,
+    /// `null` resets to the provider default (Periskope only).
+    #[serde(default, deserialize_with = "double_option")]
+    #[validate(custom(function = "valid_base_url"))]
+    #[schema(value_type = Option<String>)]
+    pub base_url: Option<Option<String>>,
+    #[validate(nested)]
+    pub credentials: Option<CredentialsInput>,
+    #[validate(nested)]
+    pub settings: Option<SettingsInput>,
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn double_option<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(de).map(Some)
+}
+
+fn error(code: &'static str, message: &'static str) -> ValidationError {
+    ValidationError::new(code).with_message(message.into())
+}
+
+fn valid_name(name: &str) -> Result<(), ValidationError> {
+    let n = name.trim().chars().count();
+    if n == 0 || n > 100 || name.chars().any(char::is_control) {
+        return Err(error("name", "must be 1 to 100 printable characters"));
+    }
+    Ok(())
+}
+
+fn valid_base_url(raw: &str) -> Result<(), ValidationError> {
+    let url = url::Url::parse(raw).map_err(|_| error("url", "must be an absolute http(s) URL"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(error("url", "must be an absolute http(s) URL"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(error(
+            "url",
+            "must not embed credentials; put them in `credentials`",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(error("url", "must not have a query or fragment"));
+    }
+    Ok(())
+}
+
+fn valid_country(code: &str) -> Result<(), ValidationError> {
+    if code.len() == 2 && code.bytes().all(|b| b.is_ascii_alphabetic()) {
+        Ok(())
+    } else {
+        Err(error(
+            "country",
+            "must be an ISO 3166-1 alpha-2 code such as IN or BR",
+        ))
+    }
+}
+
+fn valid_phone(raw: &str) -> Result<(), ValidationError> {
+    CredentialField::Phone
+        .normalize(raw)
+        .map(|_| ())
+        .map_err(|message| ValidationError::new("phone").with_message(message.into()))
+}
+
+// ---- rules shared by create and update ------------------------------------
+
+fn input_value(c: &CredentialsInput, field: CredentialField) -> Option<&String> {
+    match field {
+        CredentialField::ApiKey => c.api_key.as_ref(),
+        CredentialField::Phone => c.phone.as_ref(),
+        CredentialField::Session => c.session.as_ref(),
+    }
+}
+
+/// Applies credential input onto `creds`, refusing fields the provider does not use.
+fn merge_credentials(
+    provider: ProviderKind,
+    input: &CredentialsInput,
+    creds: &mut Credentials,
+    errors: &mut FieldErrors,
+) {
+    for field in CredentialField::ALL {
+        if input_value(input, field).is_some() && !provider.credential_fields().contains(&field) {
+            errors.add(
+                format!("credentials.{}", field.as_str()),
+                format!("is not used by provider `{provider}`"),
+            );
+        }
+    }
+    // Values the validator refused are reported already; they change nothing.
+    if let Some(k) = &input.api_key {
+        creds.api_key = k.clone();
+    }
+    if let Some(p) = &input.phone {
+        if let Ok(p) = CredentialField::Phone.normalize(p) {
+            creds.phone = Some(p);
+        }
+    }
+    if let Some(s) = &input.session {
+        if let Ok(s) = CredentialField::Session.normalize(s) {
+            creds.session = Some(s);
+        }
+    }
+}
+
+fn require_credentials(provider: ProviderKind, creds: &Credentials, errors: &mut FieldErrors) {
+    for field in provider.credential_fields() {
+        let present = match field {
+            CredentialField::ApiKey => !creds.api_key.is_empty(),
+            CredentialField::Phone => creds.phone.is_some(),
+            CredentialField::Session => creds.session.is_some(),
+        };
+        let path = format!("credentials.{}", field.as_str());
+        // A value given but refused is reported as such already.
+        if !present && !errors.has(&path) {
+            errors.add(path, format!("is required for provider `{provider}`"));
+        }
+    }
+}
+
+fn merge_settings(input: &SettingsInput, s: &mut ConnectionSettings) {
+    if let Some(c) = &input.default_country {
+        s.default_country = c.as_ref().map(|c| c.to_ascii_uppercase());
+    }
+    if let Some(v) = input.rate_limit_per_second {
+        s.rate_limit_per_second = v;
+    }
+    if let Some(v) = input.sync_interval_seconds {
+        s.sync_interval_seconds = v;
+    }
+    if let Some(v) = input.cache_ttl_seconds {
+        s.cache_ttl_seconds = v;
+    }
+}
+
+fn resolve_base_url(
+    provider: ProviderKind,
+    given: Option<&str>,
+    errors: &mut FieldErrors,
+) -> String {
+    match given.or(provider.default_base_url()) {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => {
+            errors.add("base_url", format!("is required for provider `{provider}`"));
+            String::new()
+        }
+    }
+}
+
+// ---- the service --------------------------------------------------------
+
+/// Creates a connection for the org: every field error at once, nothing saved on any.
+pub async fn create(
+    state: &State,
+    org_id: &str,
+    body: CreateConnectionRequest,
+) -> Result<Connection, ApiError> {
+    let mut errors = FieldErrors::of(&body);
+    let mut credentials = Credentials::default();
+    merge_credentials(
+        body.provider,
+        &body.credentials,
+        &mut credentials,
+        &mut errors,
+    );
+    require_credentials(body.provider, &credentials, &mut errors);
+    let base_url = resolve_base_url(body.provider, body.base_url.as_deref(), &mut errors);
+    let mut settings = ConnectionSettings::default();
+    merge_settings(&body.settings, &mut settings);
+    errors.into_result()?;
+
+    let now = ids::now();
+    let connection = Connection {
+        id: ids::new_id(ids::CONNECTION),
+        org_id: org_id.to_string(),
+        provider: body.provider,
+        name: body.name.trim().to_string(),
+        base_url,
+        credentials,
+        settings,
+        created_at: now,
+        updated_at: now,
+    };
+    let saved = connection.clone();
+    state
+        .store
+        .run(move |conn| queries::insert_connection(conn, &saved))
+        .await?;
+    tracing::info!(connection_id = %connection.id, provider = %connection.provider, "connection created");
+    Ok(connection)
+}
+
+/// The org's connections, oldest first, optionally of one provider.
+pub async fn list(
+    state: &State,
+    org_id: &str,
+    provider: Option<ProviderKind>,
+    page: PageRequest,
+) -> Result<Page<Connection>, ApiError> {
+    let org_id = org_id.to_string();
+    let fetch = page.fetch();
+    let rows = state
+        .store
+        .run(move |conn| {
+            queries::list_connections(conn, &org_id, provider, page.after.as_deref(), fetch)
+        })
+        .await?;
+    Ok(Page::from_rows(rows, page.limit, |c| &c.id))
+}
+
+/// The org's connection, read from the database; another org's is 404.
+pub async fn get(state: &State, org_id: &str, id: &str) -> Result<Connection, ApiError> {
+    let (org, id) = (org_id.to_string(), id.to_string());
+    state
+        .store
+        .run(move |conn| queries::find_connection(conn, &org, &id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("connection"))
+}
+
+/// The org's connection, from memory when possible (for the hot paths: live
+/// reads, sync triggers); another org's is 404.
+pub async fn get_cached(
+    state: &State,
+    org_id: &str,
+    id: &str,
+) -> Result<Arc<Connection>, ApiError> {
+    if let Some(c) = state.connections.get(org_id, id).await {
+        return Ok(c);
+    }
+    let c = Arc::new(get(state, org_id, id).await?);
+    state.connections.insert(c.clone()).await;
+    Ok(c)
+}
+
+/// The org's connection of that name, if any.
+pub async fn find_by_name(
+    state: &State,
+    org_id: &str,
+    name: &str,
+) -> Result<Option<Connection>, ApiError> {
+    let (org, name) = (org_id.to_string(), name.to_string());
+    Ok(state
+        .store
+        .run(move |conn| queries::find_connection_by_name(conn, &org, &name))
+        .await?)
+}
+
+/// Changes the org's connection; omitted fields stay, credentials merge field by field.
+pub async fn update(
+    state: &State,
+    org_id: &str,
+    id: &str,
+    body: UpdateConnectionRequest,
+) -> Result<Connection, ApiError> {
+    let mut c = get(state, org_id, id).await?;
+    let mut errors = FieldErrors::of(&body);
+    if body.provider.is_some_and(|p| p != c.provider) {
+        errors.add(
+            "provider",
+            "cannot be changed; create a new connection instead",
+        );
+    }
+    if let Some(name) = &body.name {
+        c.name = name.trim().to_string();
+    }
+    if let Some(base_url) = &body.base_url {
+        c.base_url = resolve_base_url(c.provider, base_url.as_deref(), &mut errors);
+    }
+    if let Some(input) = &body.credentials {
+        merge_credentials(c.provider, input, &mut c.credentials, &mut errors);
+    }
+    if let Some(input) = &body.settings {
+        merge_settings(input, &mut c.settings);
+    }
+    errors.into_result()?;
+    c.updated_at = ids::now();
+    let saved = c.clone();
+    let found = state
+        .store
+        .run(move |conn| queries::update_connection(conn, &saved))
+        .await?;
+    if !found {
+        return Err(ApiError::not_found("connection"));
+    }
+    state.forget_connection(&c.id);
+    tracing::info!(connection_id = %c.id, "connection updated");
+    Ok(c)
+}
+
+/// Deletes the org's connection with its contacts and runs.
+pub async fn delete(state: &State, org_id: &str, id: &str) -> Result<(), ApiError> {
+    let (org, cid) = (org_id.to_string(), id.to_string());
+    let found = state
+        .store
+        .run(move |conn| queries::delete_connection(conn, &org, &cid))
+        .await?;
+    if !found {
+        return Err(ApiError::not_found("connection"));
+    }
+    state.forget_connection(id);
+    tracing::info!(connection_id = %id, "connection deleted");
+    Ok(())
+}

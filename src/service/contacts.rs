@@ -1,0 +1,342 @@
+//! Contacts: the org's stored contacts (listed with filters, read by id), and
+//! live reads by provider id, through the cache to the provider and written to
+//! the store on the way back. When the provider fails and a copy exists (cache or
+//! store) the copy is served as stale; without one the failure is the provider's
+//! error in our terms (`ApiError::from(AdapterError)`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use unicontacts_adapters::canonical::CanonicalContact;
+use unicontacts_adapters::{phone, Adapter, AdapterError, ProviderKind, RemoteId};
+use utoipa::IntoParams;
+use validator::Validate;
+
+use crate::cache::{CacheKey, CachedContact};
+use crate::error::{ApiError, ErrorCode, FieldErrors};
+use crate::ids;
+use crate::page::{Page, PageRequest};
+use crate::providers::Breaker;
+use crate::service::connections;
+use crate::state::State;
+use crate::store::connections::Connection;
+use crate::store::contacts::{self as queries, ContactFilter, Origin};
+use crate::store::{self as store_fns, people, Store, StoreError};
+use crate::sync::link;
+
+/// The filters of `GET /v1/contacts`.
+#[derive(Deserialize, Validate, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ContactFilters {
+    pub provider: Option<ProviderKind>,
+    pub connection_id: Option<String>,
+    /// Case-insensitive substring of a name, phone or email.
+    #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    pub q: Option<String>,
+    /// Any written form (`+91 95378 51844`, `919537851844`, `919537851844@c.us`); matched as E.164.
+    pub phone: Option<String>,
+    pub label: Option<String>,
+    /// A group or list remote id (`120363…@g.us`, `5`).
+    pub membership: Option<String>,
+    /// RFC 3339; contacts whose stored copy changed after it.
+    pub modified_after: Option<String>,
+    /// Also contacts gone upstream (default false).
+    pub include_deleted: Option<bool>,
+}
+
+/// A phone in any written form as E.164, or the 422 naming `field`.
+pub fn phone_param(raw: &str, field: &str) -> Result<String, ApiError> {
+    phone::e164_of_any(raw).ok_or_else(|| {
+        FieldErrors::single(
+            field,
+            "is not a phone number with a country code (such as +91 95378 51844 or 919537851844@c.us)",
+        )
+    })
+}
+
+/// The org's contacts, oldest first, filtered.
+pub async fn list(
+    state: &State,
+    org_id: &str,
+    filters: ContactFilters,
+    page: PageRequest,
+) -> Result<Page<CanonicalContact>, ApiError> {
+    let filter = ContactFilter {
+        org_id: org_id.to_string(),
+        provider: filters.provider.map(|p| p.as_str().to_string()),
+        connection_id: filters.connection_id,
+        q: filters
+            .q
+            .map(|s| s.trim().to_lowercase())
+            .filter(|s| !s.is_empty()),
+        phone: filters
+            .phone
+            .as_deref()
+            .map(|p| phone_param(p, "phone"))
+            .transpose()?,
+        label: filters.label.map(|l| l.trim().to_lowercase()),
+        membership: filters.membership,
+        modified_after: filters
+            .modified_after
+            .as_deref()
+            .map(|t| {
+                chrono::DateTime::parse_from_rfc3339(t)
+                    .map(|t| t.naive_utc())
+                    .map_err(|_| {
+                        FieldErrors::single(
+                            "modified_after",
+                            "is not an RFC 3339 timestamp such as 2025-01-31T12:00:00Z",
+                        )
+                    })
+            })
+            .transpose()?,
+        include_deleted: filters.include_deleted.unwrap_or(false),
+        after: page.after.clone(),
+        limit: page.fetch(),
+    };
+    let rows = state
+        .store
+        .run(move |conn| queries::list_contacts(conn, &filter))
+        .await?;
+    Ok(Page::from_rows(rows, page.limit, |r| &r.id)
+        .try_map(|r| queries::to_canonical(&r, false))?)
+}
+
+/// The org's stored contact; `include_remote_data` adds the provider's object.
+pub async fn get(
+    state: &State,
+    org_id: &str,
+    id: &str,
+    include_remote_data: bool,
+) -> Result<CanonicalContact, ApiError> {
+    let (org_id, id) = (org_id.to_string(), id.to_string());
+    let row = state
+        .store
+        .run(move |conn| queries::find_contact(conn, &org_id, &id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("contact"))?;
+    Ok(queries::to_canonical(&row, include_remote_data)?)
+}
+
+/// Whether a live read's answer came from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    Hit,
+    Miss,
+    Stale,
+}
+
+impl CacheStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "HIT",
+            Self::Miss => "MISS",
+            Self::Stale => "STALE",
+        }
+    }
+}
+
+/// A live read's answer.
+pub struct LiveRead {
+    pub contact: Arc<CachedContact>,
+    pub status: CacheStatus,
+    /// How long the connection keeps a copy fresh.
+    pub cache_ttl: Duration,
+}
+
+/// Why a load failed.
+#[derive(Debug, thiserror::Error)]
+enum LoadError {
+    #[error(transparent)]
+    Adapter(AdapterError),
+    #[error("circuit open for {0:?}")]
+    CircuitOpen(Duration),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+fn etag_of(body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    format!("\"{}\"", hex::encode(&digest[..16]))
+}
+
+/// Reads one contact of the org's connection by the provider's id in any written
+/// form: the cache, else (once per key, however many wait) the provider, whose
+/// answer is stored and linked. `fresh` skips the cache.
+pub async fn read_live(
+    state: &State,
+    org_id: &str,
+    connection_id: &str,
+    raw_remote_id: &str,
+    fresh: bool,
+) -> Result<LiveRead, ApiError> {
+    let c = connections::get_cached(state, org_id, connection_id).await?;
+    let remote_id = c
+        .provider
+        .parse_remote_id(raw_remote_id)
+        .map_err(|e| FieldErrors::single("remote_id", e.to_string()))?;
+    let started = Instant::now();
+    let key = CacheKey {
+        connection_id: c.id.clone(),
+        remote_id: remote_id.as_str().to_string(),
+    };
+    let ttl = Duration::from_secs(c.settings.cache_ttl_seconds);
+    let (adapter, breaker) = state.providers.interactive(&c).map_err(|e| {
+        ApiError::new(
+            ErrorCode::UpstreamError,
+            format!("the connection cannot be used: {e}"),
+        )
+    })?;
+    let load = load(
+        state.store.clone(),
+        adapter,
+        breaker,
+        c.clone(),
+        remote_id,
+        ttl,
+    );
+    let result = if fresh || ttl.is_zero() {
+        match load.await {
+            Ok(v) => {
+                if !ttl.is_zero() {
+                    state.contacts.insert(key.clone(), v.clone()).await;
+                }
+                Ok(v)
+            }
+            Err(e) => Err(Arc::new(e)),
+        }
+    } else {
+        state.contacts.get_or_load(key.clone(), load).await
+    };
+    let (contact, status) = match result {
+        Ok(v) => {
+            let status = if v.loaded_at >= started {
+                CacheStatus::Miss
+            } else {
+                CacheStatus::Hit
+            };
+            (v, status)
+        }
+        Err(e) => on_failure(state, &c, &key, &e).await?,
+    };
+    Ok(LiveRead {
+        contact,
+        status,
+        cache_ttl: ttl,
+    })
+}
+
+async fn on_failure(
+    state: &State,
+    c: &Connection,
+    key: &CacheKey,
+    e: &LoadError,
+) -> Result<(Arc<CachedContact>, CacheStatus), ApiError> {
+    let stale_allowed = match e {
+        LoadError::Adapter(AdapterError::NotFound) => {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                "contact not found at the provider",
+            ))
+        }
+        LoadError::Adapter(AdapterError::InvalidInput(m)) => {
+            return Err(FieldErrors::single("remote_id", m.clone()))
+        }
+        LoadError::Store(_) | LoadError::Adapter(AdapterError::Unauthorized { .. }) => false,
+        _ => true,
+    };
+    if stale_allowed {
+        if let Some(copy) = stale_copy(state, c, key).await {
+            tracing::warn!(connection_id = %c.id, error = %e, "provider failed; serving a stale copy");
+            return Ok((copy, CacheStatus::Stale));
+        }
+    }
+    Err(match e {
+        // The store's own error: 503 while it is unreachable, 500 (logged with
+        // its cause) for a row we cannot read.
+        LoadError::Store(StoreError::Unavailable(m)) => {
+            ApiError::from(StoreError::Unavailable(m.clone()))
+        }
+        LoadError::Store(other) => ApiError::internal(std::io::Error::other(format!("{other:?}"))),
+        LoadError::CircuitOpen(left) => ApiError::new(
+            ErrorCode::UpstreamUnavailable,
+            "the provider keeps failing; calls are paused for a while",
+        )
+        .with_retry_after(left.as_secs()),
+        LoadError::Adapter(a) => ApiError::from(a.clone()),
+    })
+}
+
+/// A copy to serve when the provider fails: the cache's, else the store's.
+async fn stale_copy(state: &State, c: &Connection, key: &CacheKey) -> Option<Arc<CachedContact>> {
+    if let Some(v) = state.contacts.get(key).await {
+        return Some(v);
+    }
+    let (connection_id, remote_id) = (c.id.clone(), key.remote_id.clone());
+    let row = state
+        .store
+        .run(move |conn| queries::find_contact_by_remote(conn, &connection_id, &remote_id))
+        .await
+        .ok()??;
+    let canonical = queries::to_canonical(&row, false).ok()?;
+    let body = Bytes::from(serde_json::to_vec(&canonical).ok()?);
+    Some(Arc::new(CachedContact {
+        etag: etag_of(&body),
+        body,
+        loaded_at: Instant::now(),
+        fetched_at: row.fetched_at.and_utc(),
+        ttl: Duration::ZERO,
+    }))
+}
+
+async fn load(
+    store: Store,
+    adapter: Adapter,
+    breaker: Arc<Breaker>,
+    c: Arc<Connection>,
+    remote_id: RemoteId,
+    ttl: Duration,
+) -> Result<Arc<CachedContact>, LoadError> {
+    breaker.check().map_err(LoadError::CircuitOpen)?;
+    let result = adapter.get_contact(remote_id.as_str()).await;
+    breaker.record(&result.as_ref().map(|_| ()));
+    let record = result.map_err(LoadError::Adapter)?;
+    let fetched_at = ids::now();
+    let row = store
+        .write(move |conn| {
+            let origin = Origin {
+                org_id: &c.org_id,
+                connection_id: &c.id,
+                provider: c.provider,
+            };
+            store_fns::in_transaction(conn, |conn| {
+                people::lock_org(conn, &c.org_id)?;
+                let (row, what) = queries::upsert_contact(conn, &origin, &record, fetched_at)?;
+                if what == queries::Upserted::Unchanged {
+                    return Ok(row);
+                }
+                // A new or changed contact joins its person at once.
+                link::link_contacts(conn, &c.org_id, std::slice::from_ref(&row.id))?;
+                queries::find_contact(conn, &c.org_id, &row.id)?
+                    .ok_or_else(|| StoreError::Corrupt(format!("contact {} vanished", row.id)))
+            })
+        })
+        .await
+        .map_err(LoadError::Store)?;
+    let canonical = queries::to_canonical(&row, false).map_err(LoadError::Store)?;
+    let body = Bytes::from(
+        serde_json::to_vec(&canonical)
+            .map_err(|e| LoadError::Store(StoreError::Corrupt(e.to_string())))?,
+    );
+    Ok(Arc::new(CachedContact {
+        etag: etag_of(&body),
+        body,
+        loaded_at: Instant::now(),
+        fetched_at: fetched_at.and_utc(),
+        ttl,
+    }))
+}

@@ -1,0 +1,246 @@
+//! People: contacts linked across providers (by phone and WhatsApp LID), each
+//! with a merged view that says which connection every merged value came from.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use unicontacts_adapters::canonical::{CanonicalContact, MembershipKind};
+use unicontacts_adapters::ProviderKind;
+use utoipa::{IntoParams, ToSchema};
+use validator::Validate;
+
+use crate::error::ApiError;
+use crate::page::{Page, PageRequest};
+use crate::service::contacts::phone_param;
+use crate::state::State;
+use crate::store::{contacts, people as queries};
+
+/// A merged value and the connections it came from.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Sourced<T> {
+    pub value: T,
+    pub connection_ids: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PersonPhone {
+    pub e164: Option<String>,
+    pub valid: bool,
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PersonMembership {
+    pub kind: MembershipKind,
+    pub remote_id: String,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PersonView {
+    #[schema(example = "per_01jd2x9v8c0000000000000000")]
+    pub id: String,
+    /// The best name, by the configured provider precedence.
+    pub display_name: Option<Sourced<String>>,
+    #[schema(value_type = Vec<Object>)]
+    pub phones: Vec<Sourced<PersonPhone>>,
+    #[schema(value_type = Vec<Object>)]
+    pub emails: Vec<Sourced<String>>,
+    #[schema(value_type = Vec<Object>)]
+    pub wa_lids: Vec<Sourced<String>>,
+    #[schema(value_type = Vec<Object>)]
+    pub labels: Vec<Sourced<String>>,
+    #[schema(value_type = Vec<Object>)]
+    pub memberships: Vec<Sourced<PersonMembership>>,
+    pub contacts: Vec<CanonicalContact>,
+}
+
+/// The filters of `GET /v1/people`.
+#[derive(Deserialize, Validate, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PeopleFilters {
+    /// Any written form; matched as E.164.
+    pub phone: Option<String>,
+    /// Case-insensitive substring of a contact's name, phone or email.
+    #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    pub q: Option<String>,
+}
+
+/// Adds `value` from `connection` to a union keyed by `key`, keeping first-seen order.
+fn add<T>(
+    union: &mut Vec<Sourced<T>>,
+    index: &mut BTreeMap<String, usize>,
+    key: String,
+    value: T,
+    connection: &str,
+) {
+    match index.get(&key) {
+        Some(&i) => {
+            if !union[i].connection_ids.iter().any(|c| c == connection) {
+                union[i].connection_ids.push(connection.to_string());
+            }
+        }
+        None => {
+            index.insert(key, union.len());
+            union.push(Sourced {
+                value,
+                connection_ids: vec![connection.to_string()],
+            });
+        }
+    }
+}
+
+/// The merged view of one person's contacts (oldest first).
+pub fn merge(
+    id: String,
+    contacts: Vec<CanonicalContact>,
+    precedence: &[ProviderKind],
+) -> PersonView {
+    let display_name = precedence.iter().find_map(|p| {
+        contacts.iter().filter(|c| c.provider == *p).find_map(|c| {
+            c.record.display_name.clone().map(|n| Sourced {
+                value: n,
+                connection_ids: vec![c.connection_id.clone()],
+            })
+        })
+    });
+    let (mut phones, mut emails, mut lids, mut labels, mut memberships) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut pi, mut ei, mut li, mut lbi, mut mi) = Default::default();
+    for c in &contacts {
+        let conn = c.connection_id.as_str();
+        for p in &c.record.phones {
+            let key = p.e164.clone().unwrap_or_else(|| p.raw.clone());
+            let value = PersonPhone {
+                e164: p.e164.clone(),
+                valid: p.valid,
+                region: p.region.clone(),
+            };
+            add(&mut phones, &mut pi, key, value, conn);
+        }
+        for e in &c.record.emails {
+            add(
+                &mut emails,
+                &mut ei,
+                e.address.to_lowercase(),
+                e.address.clone(),
+                conn,
+            );
+        }
+        if let Some(lid) = &c.record.wa_lid {
+            add(&mut lids, &mut li, lid.clone(), lid.clone(), conn);
+        }
+        for l in &c.record.labels {
+            add(&mut labels, &mut lbi, l.to_lowercase(), l.clone(), conn);
+        }
+        for m in &c.record.memberships {
+            let value = PersonMembership {
+                kind: m.kind,
+                remote_id: m.remote_id.clone(),
+                name: m.name.clone(),
+            };
+            add(
+                &mut memberships,
+                &mut mi,
+                format!("{:?}:{}", m.kind, m.remote_id),
+                value,
+                conn,
+            );
+        }
+    }
+    PersonView {
+        id,
+        display_name,
+        phones,
+        emails,
+        wa_lids: lids,
+        labels,
+        memberships,
+        contacts,
+    }
+}
+
+/// The views of these people, in the order given.
+async fn views(
+    state: &State,
+    org_id: String,
+    ids: Vec<String>,
+) -> Result<Vec<PersonView>, ApiError> {
+    let lookup = ids.clone();
+    let rows = state
+        .store
+        .run(move |conn| queries::contacts_of(conn, &org_id, &lookup))
+        .await?;
+    let mut by_person: BTreeMap<String, Vec<CanonicalContact>> = BTreeMap::new();
+    for row in &rows {
+        if let Some(p) = &row.person_id {
+            by_person
+                .entry(p.clone())
+                .or_default()
+                .push(contacts::to_canonical(row, false)?);
+        }
+    }
+    Ok(ids
+        .into_iter()
+        .map(|id| {
+            let members = by_person.remove(&id).unwrap_or_default();
+            merge(id, members, &state.settings.person_name_precedence)
+        })
+        .collect())
+}
+
+/// One of the org's people: the merged view and its contacts.
+pub async fn get(state: &State, org_id: &str, id: &str) -> Result<PersonView, ApiError> {
+    let (o, i) = (org_id.to_string(), id.to_string());
+    if !state
+        .store
+        .run(move |conn| queries::person_exists(conn, &o, &i))
+        .await?
+    {
+        return Err(ApiError::not_found("person"));
+    }
+    views(state, org_id.to_string(), vec![id.to_string()])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::not_found("person"))
+}
+
+/// The org's people, oldest first, filtered by phone or text.
+pub async fn list(
+    state: &State,
+    org_id: &str,
+    filters: PeopleFilters,
+    page: PageRequest,
+) -> Result<Page<PersonView>, ApiError> {
+    let phone = filters
+        .phone
+        .as_deref()
+        .map(|p| phone_param(p, "phone"))
+        .transpose()?;
+    let text = filters
+        .q
+        .map(|s| s.trim().to_lowercase())
+        .filter(|s| !s.is_empty());
+    let o = org_id.to_string();
+    let fetch = page.fetch();
+    let after = page.after.clone();
+    let ids = state
+        .store
+        .run(move |conn| {
+            queries::list_people(
+                conn,
+                &o,
+                phone.as_deref(),
+                text.as_deref(),
+                after.as_deref(),
+                fetch,
+            )
+        })
+        .await?;
+    let page = Page::from_rows(ids, page.limit, |s| s.as_str());
+    Ok(Page {
+        data: views(state, org_id.to_string(), page.data).await?,
+        next_cursor: page.next_cursor,
+    })
+}
