@@ -1,33 +1,26 @@
-//! Typed settings. Sources, later ones winning: built-in defaults, an optional
-//! TOML file (`--config FILE` or `UNICONTACTS_CONFIG`), `UNICONTACTS_*` variables.
+//! Typed settings, each declared once below: its name (the TOML key; the
+//! environment variable is `UNICONTACTS_` + the key in capitals), its type, its
+//! default (`#[default]`), its allowed values (`#[validate]`) and its doc comment.
+//! Sources, later ones winning: the defaults, an optional TOML file (`--config
+//! FILE` or `UNICONTACTS_CONFIG`), then `UNICONTACTS_*` variables, layered by
+//! figment, which remembers where each value came from.
 //!
-//! | setting (TOML key)         | environment variable                  | default            |
-//! |----------------------------|---------------------------------------|--------------------|
-//! | `database_url`             | `UNICONTACTS_DATABASE_URL`            | `unicontacts.db` (SQLite file in the working directory) |
-//! | `bind`                     | `UNICONTACTS_BIND`                    | `127.0.0.1:8080`   |
-//! | `log_format`               | `UNICONTACTS_LOG_FORMAT`              | `text` (or `json`) |
-//! | `log_level`                | `UNICONTACTS_LOG_LEVEL`               | `info` (tracing filter syntax) |
-//! | `database_pool_size`       | `UNICONTACTS_DATABASE_POOL_SIZE`      | `8`                |
-//! | `database_timeout_seconds` | `UNICONTACTS_DATABASE_TIMEOUT_SECONDS`| `5` (wait for a pooled connection) |
-//! | `workers`                  | `UNICONTACTS_WORKERS`                 | number of CPU cores |
-//! | `shutdown_timeout_seconds` | `UNICONTACTS_SHUTDOWN_TIMEOUT_SECONDS`| `30`               |
-//! | `rate_limit_per_second`    | `UNICONTACTS_RATE_LIMIT_PER_SECOND`   | `50` (per API key) |
-//! | `rate_limit_burst`         | `UNICONTACTS_RATE_LIMIT_BURST`        | `100` (per API key) |
-//! | `cache_max_bytes`          | `UNICONTACTS_CACHE_MAX_BYTES`         | `67108864` (64 MiB of cached contacts) |
-//! | `upstream_timeout_ms`      | `UNICONTACTS_UPSTREAM_TIMEOUT_MS`     | `10000` (one provider call, live reads) |
-//! | `sync_lease_seconds`       | `UNICONTACTS_SYNC_LEASE_SECONDS`      | `300` (a run's lease; a crashed run's successor waits this long) |
-//! | `person_name_precedence`   | `UNICONTACTS_PERSON_NAME_PRECEDENCE`  | `wacr,periskope,gateway` (whose name a person shows first) |
-//! | `scheduler_tick_ms`        | `UNICONTACTS_SCHEDULER_TICK_MS`       | `5000` (how often due syncs are looked for; `0` turns the scheduler off) |
-//! | `sync_max_concurrent_runs` | `UNICONTACTS_SYNC_MAX_CONCURRENT_RUNS`| `4` (scheduled runs at once in this process; the others wait for a later tick) |
-//! | `sync_run_retention_days`  | `UNICONTACTS_SYNC_RUN_RETENTION_DAYS` | `90` (finished runs older than this are pruned, each connection's last kept; `0` keeps all) |
-//!
-//! A bad value stops start-up with one line naming the setting. The database URL
-//! is never echoed back, since it may hold a password.
+//! A bad value stops start-up with one line naming where it came from: the
+//! variable (`UNICONTACTS_BIND`), the key in the file (`` `bind` in uc.toml ``), or
+//! the flag or variable that named an unreadable file. The database URL is never
+//! echoed back, since it may hold a password. The README's settings table lists
+//! every setting (a test holds them together).
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use smart_default::SmartDefault;
+use unicontacts_adapters::ProviderKind;
+use validator::{Validate, ValidationError};
 
 pub const ENV_PREFIX: &str = "UNICONTACTS_";
 
@@ -92,40 +85,193 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
+    #[default]
     Text,
     Json,
 }
 
-#[derive(Debug, Clone)]
+impl<'de> Deserialize<'de> for LogFormat {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(de)?;
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            _ => Err(serde::de::Error::custom(format!(
+                "`{raw}` is neither `text` nor `json`"
+            ))),
+        }
+    }
+}
+
+impl Serialize for LogFormat {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for DatabaseUrl {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        // The message names what is wrong, never the URL (it may hold a password).
+        DatabaseUrl::parse(&String::deserialize(de)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for DatabaseUrl {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Sqlite(p) => s.serialize_str(&p.to_string_lossy()),
+            Self::Postgres(u) => s.serialize_str(u),
+        }
+    }
+}
+
+/// `127.0.0.1:8080`, with a message that says so.
+mod socket_addr {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<SocketAddr, D::Error> {
+        let raw = String::deserialize(de)?;
+        raw.trim().parse().map_err(|_| {
+            serde::de::Error::custom(format!(
+                "`{raw}` is not a socket address such as 127.0.0.1:8080"
+            ))
+        })
+    }
+
+    pub fn serialize<S: Serializer>(addr: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&addr.to_string())
+    }
+}
+
+/// `wacr,periskope`: the providers named first, then the others in their usual order.
+mod precedence {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<ProviderKind>, D::Error> {
+        let raw = String::deserialize(de)?;
+        let mut order = Vec::new();
+        for name in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let p = ProviderKind::parse(name).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "`{name}` is not a provider (periskope, wacr, gateway)"
+                ))
+            })?;
+            if !order.contains(&p) {
+                order.push(p);
+            }
+        }
+        for p in ProviderKind::ALL {
+            if !order.contains(&p) {
+                order.push(p);
+            }
+        }
+        Ok(order)
+    }
+
+    pub fn serialize<S: Serializer>(order: &[ProviderKind], s: S) -> Result<S::Ok, S::Error> {
+        let names: Vec<&str> = order.iter().map(|p| p.as_str()).collect();
+        s.serialize_str(&names.join(","))
+    }
+}
+
+fn valid_log_filter(filter: &str) -> Result<(), ValidationError> {
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .map(|_| ())
+        .map_err(|e| {
+            ValidationError::new("log_level")
+                .with_message(format!("`{filter}` is not a log filter: {e}").into())
+        })
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
+/// Every setting. Numbers take whole values in the ranges given.
+#[derive(Debug, Clone, SmartDefault, Serialize, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// A SQLite file path (`sqlite://PATH`, `sqlite:PATH` or a bare path; created
+    /// if missing) or `postgres://user:pass@host/db`.
+    #[default(DatabaseUrl::Sqlite(PathBuf::from("unicontacts.db")))]
     pub database_url: DatabaseUrl,
+    /// The address the HTTP API listens on.
+    #[default(SocketAddr::from(([127, 0, 0, 1], 8080)))]
+    #[serde(with = "socket_addr")]
     pub bind: SocketAddr,
+    /// `text`, or `json` for one JSON object per line.
     pub log_format: LogFormat,
+    /// A tracing filter, e.g. `info,unicontacts=debug`.
+    #[default("info".to_string())]
+    #[validate(custom(function = "valid_log_filter"))]
     pub log_level: String,
+    /// Pooled database connections (on SQLite the readers; writes go one at a
+    /// time through one more connection).
+    #[default(8)]
+    #[validate(range(min = 1, max = 256))]
     pub database_pool_size: u32,
+    /// How long a request waits for a pooled connection before a 503.
+    #[default(5)]
+    #[validate(range(min = 1, max = 300))]
     pub database_timeout_seconds: u64,
+    /// HTTP worker threads (default: the number of CPU cores).
+    #[default(cores())]
+    #[validate(range(min = 1, max = 512))]
     pub workers: usize,
+    /// Drain time after SIGTERM/SIGINT.
+    #[default(30)]
+    #[validate(range(min = 0, max = 3600))]
     pub shutdown_timeout_seconds: u64,
-    /// Inbound quota per API key.
+    /// Inbound requests a second per API key.
+    #[default(50)]
+    #[validate(range(min = 1, max = 1_000_000))]
     pub rate_limit_per_second: u32,
+    /// Inbound burst per API key.
+    #[default(100)]
+    #[validate(range(min = 1, max = 1_000_000))]
     pub rate_limit_burst: u32,
+    /// Bytes of cached live contacts.
+    #[default(64 * 1024 * 1024)]
+    #[validate(range(min = 0, max = 1_099_511_627_776_u64))]
     pub cache_max_bytes: u64,
+    /// One provider call during a live read.
+    #[default(10_000)]
+    #[validate(range(min = 50, max = 300_000))]
     pub upstream_timeout_ms: u64,
+    /// How often due syncs are looked for; `0` turns the scheduler off.
+    #[default(5_000)]
+    #[validate(range(min = 0, max = 3_600_000))]
     pub scheduler_tick_ms: u64,
+    /// A run's lease, renewed every page; a crashed run's successor waits this long.
+    #[default(300)]
+    #[validate(range(min = 2, max = 86_400))]
     pub sync_lease_seconds: u64,
     /// Scheduled runs this process has going at once.
+    #[default(4)]
+    #[validate(range(min = 1, max = 1_000))]
     pub sync_max_concurrent_runs: u32,
-    /// Days a finished run stays in the history (0: forever).
+    /// Days a finished run stays in the history (`0`: forever).
+    #[default(90)]
+    #[validate(range(min = 0, max = 36_500))]
     pub sync_run_retention_days: u32,
-    pub person_name_precedence: Vec<unicontacts_adapters::ProviderKind>,
+    /// Whose name a person shows first: providers, comma-separated.
+    #[default(vec![ProviderKind::Wacr, ProviderKind::Periskope, ProviderKind::Gateway])]
+    #[serde(with = "precedence")]
+    pub person_name_precedence: Vec<ProviderKind>,
 }
 
 /// A setting that could not be used; its `Display` is the one line start-up prints.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid setting {setting}: {message}")]
 pub struct ConfigError {
+    /// Where the value came from: the variable, the file's key, or the flag.
     pub setting: String,
     pub message: String,
 }
@@ -139,285 +285,348 @@ impl ConfigError {
     }
 }
 
-const KEYS: [&str; 17] = [
-    "database_url",
-    "bind",
-    "log_format",
-    "log_level",
-    "database_pool_size",
-    "database_timeout_seconds",
-    "workers",
-    "shutdown_timeout_seconds",
-    "rate_limit_per_second",
-    "rate_limit_burst",
-    "cache_max_bytes",
-    "upstream_timeout_ms",
-    "scheduler_tick_ms",
-    "sync_lease_seconds",
-    "sync_max_concurrent_runs",
-    "sync_run_retention_days",
-    "person_name_precedence",
-];
+/// A settings file and how the user named it (`--config` or `UNICONTACTS_CONFIG`).
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    pub path: PathBuf,
+    pub named_by: String,
+}
 
-impl Default for Settings {
-    fn default() -> Self {
+impl ConfigFile {
+    /// A file named on the command line.
+    pub fn from_flag(path: &Path) -> Self {
         Self {
-            database_url: DatabaseUrl::Sqlite(PathBuf::from("unicontacts.db")),
-            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            log_format: LogFormat::Text,
-            log_level: "info".into(),
-            database_pool_size: 8,
-            database_timeout_seconds: 5,
-            workers: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
-            shutdown_timeout_seconds: 30,
-            rate_limit_per_second: 50,
-            rate_limit_burst: 100,
-            cache_max_bytes: 64 * 1024 * 1024,
-            upstream_timeout_ms: 10_000,
-            scheduler_tick_ms: 5_000,
-            sync_lease_seconds: 300,
-            sync_max_concurrent_runs: 4,
-            sync_run_retention_days: 90,
-            person_name_precedence: vec![
-                unicontacts_adapters::ProviderKind::Wacr,
-                unicontacts_adapters::ProviderKind::Periskope,
-                unicontacts_adapters::ProviderKind::Gateway,
-            ],
+            path: path.to_path_buf(),
+            named_by: "--config".into(),
         }
     }
 }
 
 impl Settings {
-    /// Settings from the process environment and the optional file.
-    pub fn load(config_file: Option<&Path>) -> Result<Self, ConfigError> {
-        Self::load_from(config_file, |name| std::env::var(name).ok())
+    /// The settings' names (the TOML keys), as declared.
+    pub fn keys() -> Vec<String> {
+        match Figment::from(Serialized::defaults(Settings::default()))
+            .extract::<figment::value::Dict>()
+        {
+            Ok(dict) => dict.into_keys().collect(),
+            Err(_) => Vec::new(),
+        }
     }
 
-    /// Settings from a given environment lookup, so tests need not touch the process's.
-    pub fn load_from(
-        config_file: Option<&Path>,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
-        let file_setting = format!("{ENV_PREFIX}CONFIG");
-        let file_path = config_file
-            .map(Path::to_path_buf)
-            .or_else(|| env(&file_setting).map(PathBuf::from));
-        let mut raw: BTreeMap<String, (String, String)> = BTreeMap::new();
-        if let Some(path) = file_path {
-            let text = std::fs::read_to_string(&path).map_err(|e| {
+    /// Settings from the process environment and `file` (when none is given,
+    /// `UNICONTACTS_CONFIG` names one, if set).
+    pub fn load(file: Option<ConfigFile>) -> Result<Self, ConfigError> {
+        let variable = format!("{ENV_PREFIX}CONFIG");
+        let file = file.or_else(|| {
+            std::env::var_os(&variable).map(|p| ConfigFile {
+                path: PathBuf::from(p),
+                named_by: variable.clone(),
+            })
+        });
+        let keys = Self::keys();
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = &file {
+            std::fs::read_to_string(&file.path).map_err(|e| {
                 ConfigError::new(
-                    &file_setting,
-                    format!("cannot read {}: {e}", path.display()),
+                    &file.named_by,
+                    format!("cannot read {}: {e}", file.path.display()),
                 )
             })?;
-            let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-                ConfigError::new(
-                    &file_setting,
-                    format!("{} is not valid TOML: {}", path.display(), e.message()),
-                )
-            })?;
-            for (key, value) in table {
-                if !KEYS.contains(&key.as_str()) {
-                    return Err(ConfigError::new(
-                        format!("`{key}` in {}", path.display()),
-                        format!("unknown setting; known settings are {}", KEYS.join(", ")),
-                    ));
-                }
-                let text = match value {
-                    toml::Value::String(s) => s,
-                    toml::Value::Integer(i) => i.to_string(),
-                    other => {
-                        return Err(ConfigError::new(
-                            format!("`{key}` in {}", path.display()),
-                            format!(
-                                "expected a string or an integer, found {}",
-                                other.type_str()
-                            ),
-                        ))
-                    }
-                };
-                raw.insert(
-                    key.clone(),
-                    (format!("`{key}` in {}", path.display()), text),
-                );
-            }
+            figment = figment.merge(Toml::file_exact(&file.path));
         }
-        for key in KEYS {
-            let name = format!("{ENV_PREFIX}{}", key.to_ascii_uppercase());
-            if let Some(value) = env(&name) {
-                raw.insert(key.to_string(), (name, value));
-            }
+        let figment = figment.merge(
+            Env::prefixed(ENV_PREFIX).filter(move |k| keys.iter().any(|key| k == key.as_str())),
+        );
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| from_figment(&figment, file.as_ref(), e))?;
+        if let Err(errors) = settings.validate() {
+            let (field, errs) = errors
+                .field_errors()
+                .into_iter()
+                .next()
+                .map(|(f, e)| (f.to_string(), e.clone()))
+                .unwrap_or_default();
+            let message = errs
+                .first()
+                .map(describe_validation)
+                .unwrap_or_else(|| "is invalid".into());
+            return Err(ConfigError::new(origin(&figment, &field), message));
         }
-
-        let mut s = Settings::default();
-        for (key, (origin, value)) in raw {
-            let bad = |msg: String| ConfigError::new(origin.clone(), msg);
-            match key.as_str() {
-                "database_url" => s.database_url = DatabaseUrl::parse(&value).map_err(bad)?,
-                "bind" => {
-                    s.bind = value.trim().parse().map_err(|_| {
-                        bad(format!(
-                            "`{value}` is not a socket address such as 127.0.0.1:8080"
-                        ))
-                    })?
-                }
-                "log_format" => {
-                    s.log_format = match value.trim().to_ascii_lowercase().as_str() {
-                        "text" => LogFormat::Text,
-                        "json" => LogFormat::Json,
-                        _ => return Err(bad(format!("`{value}` is neither `text` nor `json`"))),
-                    }
-                }
-                "log_level" => {
-                    tracing_subscriber::EnvFilter::try_new(&value)
-                        .map_err(|e| bad(format!("`{value}` is not a log filter: {e}")))?;
-                    s.log_level = value;
-                }
-                "database_pool_size" => {
-                    s.database_pool_size = parse_in_range(&value, 1, 256).map_err(bad)? as u32
-                }
-                "database_timeout_seconds" => {
-                    s.database_timeout_seconds = parse_in_range(&value, 1, 300).map_err(bad)?
-                }
-                "workers" => s.workers = parse_in_range(&value, 1, 512).map_err(bad)? as usize,
-                "shutdown_timeout_seconds" => {
-                    s.shutdown_timeout_seconds = parse_in_range(&value, 0, 3600).map_err(bad)?
-                }
-                "rate_limit_per_second" => {
-                    s.rate_limit_per_second =
-                        parse_in_range(&value, 1, 1_000_000).map_err(bad)? as u32
-                }
-                "rate_limit_burst" => {
-                    s.rate_limit_burst = parse_in_range(&value, 1, 1_000_000).map_err(bad)? as u32
-                }
-                "person_name_precedence" => {
-                    let mut order = Vec::new();
-                    for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                        let p =
-                            unicontacts_adapters::ProviderKind::parse(name).ok_or_else(|| {
-                                bad(format!(
-                                    "`{name}` is not a provider (periskope, wacr, gateway)"
-                                ))
-                            })?;
-                        if !order.contains(&p) {
-                            order.push(p);
-                        }
-                    }
-                    for p in unicontacts_adapters::ProviderKind::ALL {
-                        if !order.contains(&p) {
-                            order.push(p);
-                        }
-                    }
-                    s.person_name_precedence = order;
-                }
-                "sync_lease_seconds" => {
-                    s.sync_lease_seconds = parse_in_range(&value, 2, 86_400).map_err(bad)?
-                }
-                "sync_max_concurrent_runs" => {
-                    s.sync_max_concurrent_runs =
-                        parse_in_range(&value, 1, 1_000).map_err(bad)? as u32
-                }
-                "sync_run_retention_days" => {
-                    s.sync_run_retention_days =
-                        parse_in_range(&value, 0, 36_500).map_err(bad)? as u32
-                }
-                "scheduler_tick_ms" => {
-                    s.scheduler_tick_ms = parse_in_range(&value, 0, 3_600_000).map_err(bad)?
-                }
-                "upstream_timeout_ms" => {
-                    s.upstream_timeout_ms = parse_in_range(&value, 50, 300_000).map_err(bad)?
-                }
-                "cache_max_bytes" => {
-                    s.cache_max_bytes = parse_in_range(&value, 0, 1 << 40).map_err(bad)?
-                }
-                _ => unreachable!("keys are checked against KEYS above"),
-            }
-        }
-        Ok(s)
+        Ok(settings)
     }
 }
 
-fn parse_in_range(value: &str, min: u64, max: u64) -> Result<u64, String> {
-    match value.trim().parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(format!(
-            "`{value}` is not a whole number from {min} to {max}"
-        )),
+/// Where the value of `key` came from, as the user wrote it.
+fn origin(figment: &Figment, key: &str) -> String {
+    match figment.find_metadata(key) {
+        Some(m) => match &m.source {
+            Some(figment::Source::File(path)) => format!("`{key}` in {}", path.display()),
+            _ if m.name.to_ascii_lowercase().contains("environment") => {
+                format!("{ENV_PREFIX}{}", key.to_ascii_uppercase())
+            }
+            _ => key.to_string(),
+        },
+        None => key.to_string(),
     }
+}
+
+fn describe_validation(e: &ValidationError) -> String {
+    if let Some(m) = &e.message {
+        return m.to_string();
+    }
+    if e.code == "range" {
+        let p = |k: &str| e.params.get(k).map(|v| v.to_string()).unwrap_or_default();
+        return format!(
+            "`{}` is not a whole number from {} to {}",
+            p("value"),
+            p("min"),
+            p("max")
+        );
+    }
+    format!("is invalid ({})", e.code)
+}
+
+fn from_figment(figment: &Figment, file: Option<&ConfigFile>, e: figment::Error) -> ConfigError {
+    use figment::error::{Actual, Kind};
+    let key = e.path.first().cloned().unwrap_or_default();
+    let from_file = e
+        .metadata
+        .as_ref()
+        .and_then(|m| m.source.as_ref())
+        .and_then(|s| s.file_path())
+        .map(Path::to_path_buf);
+    let setting = match (&e.kind, &from_file) {
+        // Unreadable TOML: the file, as the user named it.
+        (Kind::Message(_), Some(path)) if key.is_empty() => file
+            .map(|f| f.named_by.clone())
+            .unwrap_or_else(|| path.display().to_string()),
+        (Kind::UnknownField(name, _), Some(path)) => format!("`{name}` in {}", path.display()),
+        _ if key.is_empty() => "settings".to_string(),
+        _ => origin(figment, &key),
+    };
+    let message = match &e.kind {
+        Kind::UnknownField(_, known) => {
+            format!("unknown setting; known settings are {}", known.join(", "))
+        }
+        Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
+            let wanted = match expected.as_str() {
+                "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number",
+                "a string" | "string" => "text",
+                other => other,
+            };
+            let got = match actual {
+                Actual::Str(s) => format!("`{s}`"),
+                other => other.to_string(),
+            };
+            format!("{got} is not {wanted}")
+        }
+        Kind::Message(m) => match &from_file {
+            Some(path) if key.is_empty() => format!("{} is not valid TOML: {m}", path.display()),
+            _ => m.clone(),
+        },
+        other => other.to_string(),
+    };
+    ConfigError::new(setting, message)
 }
 
 #[cfg(test)]
+// figment's Jail closures return figment's own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use figment::Jail;
 
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| map.get(k).cloned()
+    fn load(
+        jail: &mut Jail,
+        env: &[(&str, &str)],
+        file: Option<ConfigFile>,
+    ) -> Result<Settings, ConfigError> {
+        jail.clear_env();
+        for (k, v) in env {
+            jail.set_env(k, v);
+        }
+        Settings::load(file)
     }
 
     #[test]
     fn defaults_are_a_local_sqlite_file_and_port_8080() {
-        let s = Settings::load_from(None, env(&[])).expect("defaults");
-        assert_eq!(s.database_url, DatabaseUrl::Sqlite("unicontacts.db".into()));
-        assert_eq!(s.bind.to_string(), "127.0.0.1:8080");
-        assert_eq!(s.log_format, LogFormat::Text);
+        Jail::expect_with(|jail| {
+            let s = load(jail, &[], None).expect("defaults");
+            assert_eq!(s.database_url, DatabaseUrl::Sqlite("unicontacts.db".into()));
+            assert_eq!(s.bind.to_string(), "127.0.0.1:8080");
+            assert_eq!(s.log_format, LogFormat::Text);
+            assert_eq!(s.person_name_precedence[0], ProviderKind::Wacr);
+            Ok(())
+        });
     }
 
     #[test]
     fn environment_overrides_the_file_and_the_file_overrides_defaults() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("uc.toml");
-        std::fs::write(&file, "bind = \"0.0.0.0:9000\"\nworkers = 3\n").expect("write");
-        let s = Settings::load_from(Some(&file), env(&[("UNICONTACTS_WORKERS", "5")]))
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "uc.toml",
+                "bind = \"0.0.0.0:9000\"\nworkers = 3\nlog_format = \"JSON\"\n",
+            )?;
+            let file = ConfigFile::from_flag(Path::new("uc.toml"));
+            let s = load(
+                jail,
+                &[
+                    ("UNICONTACTS_WORKERS", "5"),
+                    ("UNICONTACTS_PERSON_NAME_PRECEDENCE", "gateway"),
+                    ("UNICONTACTS_LOG_LEVEL", "info,unicontacts=debug"),
+                    // Not a setting: other tools' variables with our prefix are ignored.
+                    ("UNICONTACTS_TEST_POSTGRES_URL", "postgres://x/y"),
+                ],
+                Some(file),
+            )
             .expect("settings");
-        assert_eq!(s.bind.to_string(), "0.0.0.0:9000");
-        assert_eq!(s.workers, 5);
+            assert_eq!(s.bind.to_string(), "0.0.0.0:9000");
+            assert_eq!(s.workers, 5);
+            assert_eq!(s.log_format, LogFormat::Json);
+            assert_eq!(s.log_level, "info,unicontacts=debug");
+            assert_eq!(
+                s.person_name_precedence,
+                vec![
+                    ProviderKind::Gateway,
+                    ProviderKind::Periskope,
+                    ProviderKind::Wacr
+                ]
+            );
+            Ok(())
+        });
     }
 
     #[test]
-    fn a_bad_value_names_the_setting() {
-        let err = Settings::load_from(None, env(&[("UNICONTACTS_BIND", "nowhere")]))
-            .expect_err("bad bind");
-        assert_eq!(err.setting, "UNICONTACTS_BIND");
-        assert!(err
-            .to_string()
-            .starts_with("invalid setting UNICONTACTS_BIND:"));
-
-        let err = Settings::load_from(None, env(&[("UNICONTACTS_DATABASE_POOL_SIZE", "0")]))
-            .expect_err("bad pool size");
-        assert_eq!(err.setting, "UNICONTACTS_DATABASE_POOL_SIZE");
-
-        // No scheduled run at all would never sync anything: at least one.
-        let err = Settings::load_from(None, env(&[("UNICONTACTS_SYNC_MAX_CONCURRENT_RUNS", "0")]))
-            .expect_err("no runs");
-        assert_eq!(err.setting, "UNICONTACTS_SYNC_MAX_CONCURRENT_RUNS");
-        let s = Settings::load_from(
-            None,
-            env(&[
-                ("UNICONTACTS_SYNC_MAX_CONCURRENT_RUNS", "2"),
-                ("UNICONTACTS_SYNC_RUN_RETENTION_DAYS", "0"),
-            ]),
-        )
-        .expect("settings");
-        assert_eq!(
-            (s.sync_max_concurrent_runs, s.sync_run_retention_days),
-            (2, 0)
-        );
+    fn a_bad_value_names_the_variable_it_came_from() {
+        Jail::expect_with(|jail| {
+            for (name, value, says) in [
+                (
+                    "UNICONTACTS_BIND",
+                    "nowhere",
+                    "`nowhere` is not a socket address",
+                ),
+                (
+                    "UNICONTACTS_DATABASE_POOL_SIZE",
+                    "0",
+                    "`0` is not a whole number from 1 to 256",
+                ),
+                (
+                    "UNICONTACTS_WORKERS",
+                    "many",
+                    "`many` is not a whole number",
+                ),
+                (
+                    "UNICONTACTS_SYNC_MAX_CONCURRENT_RUNS",
+                    "0",
+                    "from 1 to 1000",
+                ),
+                ("UNICONTACTS_LOG_FORMAT", "xml", "neither `text` nor `json`"),
+                (
+                    "UNICONTACTS_PERSON_NAME_PRECEDENCE",
+                    "wacr,hubspot",
+                    "`hubspot` is not a provider",
+                ),
+                (
+                    "UNICONTACTS_DATABASE_URL",
+                    "mysql://h/db",
+                    "unsupported scheme `mysql`",
+                ),
+            ] {
+                let err = load(jail, &[(name, value)], None).expect_err(name);
+                assert_eq!(err.setting, name, "{err}");
+                assert!(err.message.contains(says), "{name}: {err}");
+                assert!(err
+                    .to_string()
+                    .starts_with(&format!("invalid setting {name}: ")));
+            }
+            let s = load(
+                jail,
+                &[
+                    ("UNICONTACTS_SYNC_MAX_CONCURRENT_RUNS", "2"),
+                    ("UNICONTACTS_SYNC_RUN_RETENTION_DAYS", "0"),
+                ],
+                None,
+            )
+            .expect("settings");
+            assert_eq!(
+                (s.sync_max_concurrent_runs, s.sync_run_retention_days),
+                (2, 0)
+            );
+            Ok(())
+        });
     }
 
     #[test]
-    fn an_unknown_key_in_the_file_is_refused() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("uc.toml");
-        std::fs::write(&file, "bnid = \"0.0.0.0:9000\"\n").expect("write");
-        let err = Settings::load_from(Some(&file), env(&[])).expect_err("unknown key");
-        assert!(err.setting.contains("bnid"), "{err}");
+    fn a_bad_value_or_an_unknown_key_in_the_file_names_the_key_and_the_file() {
+        Jail::expect_with(|jail| {
+            jail.create_file("uc.toml", "workers = 0\n")?;
+            let err = load(jail, &[], Some(ConfigFile::from_flag(Path::new("uc.toml"))))
+                .expect_err("bad workers");
+            assert_eq!(err.setting, "`workers` in uc.toml", "{err}");
+            jail.create_file("typo.toml", "bnid = \"0.0.0.0:9000\"\n")?;
+            let err = load(
+                jail,
+                &[],
+                Some(ConfigFile::from_flag(Path::new("typo.toml"))),
+            )
+            .expect_err("unknown key");
+            assert!(err.setting.contains("bnid"), "{err}");
+            assert!(
+                err.message.contains("database_url"),
+                "lists the known: {err}"
+            );
+            jail.create_file("broken.toml", "bind = \n")?;
+            let err = load(
+                jail,
+                &[],
+                Some(ConfigFile::from_flag(Path::new("broken.toml"))),
+            )
+            .expect_err("not TOML");
+            assert_eq!(err.setting, "--config", "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_unreadable_file_is_named_by_the_flag_or_the_variable_used() {
+        Jail::expect_with(|jail| {
+            let err = load(
+                jail,
+                &[],
+                Some(ConfigFile::from_flag(Path::new("/nonexistent/uc.toml"))),
+            )
+            .expect_err("missing");
+            assert_eq!(err.setting, "--config");
+            let err = load(
+                jail,
+                &[("UNICONTACTS_CONFIG", "/nonexistent/uc.toml")],
+                None,
+            )
+            .expect_err("missing");
+            assert_eq!(err.setting, "UNICONTACTS_CONFIG");
+            assert!(err.message.contains("/nonexistent/uc.toml"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_readme_lists_every_setting_and_no_other() {
+        let readme = include_str!("../README.md");
+        let table: Vec<&str> = readme
+            .lines()
+            .filter(|l| l.starts_with("| `") && l.contains("| `UNICONTACTS_"))
+            .filter_map(|l| l.split('`').nth(1))
+            .collect();
+        let mut keys = Settings::keys();
+        keys.sort();
+        let mut listed: Vec<String> = table.iter().map(|s| s.to_string()).collect();
+        listed.sort();
+        assert_eq!(listed, keys, "README settings table vs Settings");
+        for key in &keys {
+            let var = format!("`{ENV_PREFIX}{}`", key.to_ascii_uppercase());
+            assert!(readme.contains(&var), "README names {var}");
+        }
     }
 
     #[test]

@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use unicontacts::cli;
-use unicontacts::config::Settings;
+use unicontacts::config::{ConfigFile, Settings};
 use unicontacts::service::api_keys::Scope;
 use unicontacts::telemetry::{self, LogTarget};
 
@@ -125,8 +126,17 @@ fn pin_mmap_threshold() {
 
 fn main() -> ExitCode {
     pin_mmap_threshold();
-    let cli = Cli::parse();
-    let settings = match Settings::load(cli.config.as_deref()) {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // The file as the user named it, so that an error about it says which.
+    let file = cli.config.as_deref().map(|path| ConfigFile {
+        path: path.to_path_buf(),
+        named_by: match matches.value_source("config") {
+            Some(ValueSource::EnvVariable) => "UNICONTACTS_CONFIG".into(),
+            _ => "--config".into(),
+        },
+    });
+    let settings = match Settings::load(file) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("unicontacts: {e}");

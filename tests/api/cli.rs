@@ -86,6 +86,15 @@ fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
         assert_eq!(lines.len(), 1, "{name}: {stderr}");
         assert!(lines[0].contains(name), "{name}: {stderr}");
     }
+    // The file named on the command line: the error names the flag, not the variable.
+    let out = run(unicontacts(None).args(["--config", "/nonexistent/unicontacts.toml", "serve"]));
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("invalid setting --config: cannot read /nonexistent/unicontacts.toml"),
+        "{stderr}"
+    );
     let out = run(unicontacts(None)
         .env(
             "UNICONTACTS_DATABASE_URL",
