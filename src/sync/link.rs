@@ -486,3 +486,68 @@ pub fn link_incoming(
     counts.people_removed += queries::delete_empty_people(conn, org_id, Some(&persons))?;
     Ok((counts, assigned))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `settle` with a flush that only records what it was handed.
+    #[allow(clippy::type_complexity)]
+    fn settle_recorded(
+        person_of: &[u128],
+        roots: &[u32],
+        incoming: &[bool],
+    ) -> (
+        LinkCounts,
+        Vec<(u32, u128)>,
+        BTreeSet<u128>,
+        Vec<u128>,
+        Vec<(u32, u128)>,
+    ) {
+        let ids_of: Vec<u128> = (1..=person_of.len() as u128).collect();
+        let (mut created, mut moved) = (Vec::new(), Vec::new());
+        let (counts, assigned, touched) = settle(&ids_of, person_of, roots, incoming, &mut |f| {
+            created.extend_from_slice(f.new_people);
+            moved.extend_from_slice(f.moves);
+            Ok(())
+        })
+        .expect("pure");
+        (counts, assigned, touched, created, moved)
+    }
+
+    #[test]
+    fn a_group_keeps_the_person_most_of_it_had_and_the_rest_move_to_it() {
+        // Contacts 0..3 are one group; two of them were person 7, one person 9.
+        let (counts, assigned, touched, created, moved) =
+            settle_recorded(&[7, 7, 9], &[0, 0, 0], &[false, false, false]);
+        assert_eq!(counts.people, 1);
+        assert!(created.is_empty() && assigned.is_empty());
+        assert_eq!(moved, vec![(2, 7)]);
+        assert_eq!(touched, BTreeSet::from([7, 9]));
+        assert_eq!(counts.contacts_moved, 1);
+    }
+
+    #[test]
+    fn when_a_person_splits_the_bigger_part_keeps_its_id() {
+        // Person 5 had four contacts; now 0,1,2 are one group and 3 another.
+        let (counts, _, _, created, moved) =
+            settle_recorded(&[5, 5, 5, 5], &[0, 0, 0, 3], &[false; 4]);
+        assert_eq!(counts.people, 2);
+        assert_eq!(created.len(), 1, "the smaller part gets a new person");
+        assert_eq!(moved, vec![(3, created[0])]);
+    }
+
+    #[test]
+    fn incoming_contacts_are_assigned_not_moved_and_new_groups_get_new_people() {
+        // 0 is stored (person 4); 1 is incoming in its group; 2 is incoming alone.
+        let (counts, assigned, touched, created, moved) =
+            settle_recorded(&[4, 0, 0], &[0, 0, 2], &[false, true, true]);
+        assert!(moved.is_empty());
+        assert_eq!(created.len(), 1);
+        assert_eq!(counts.people_created, 1);
+        let mut assigned = assigned;
+        assigned.sort();
+        assert_eq!(assigned, vec![(1, 4), (2, created[0])]);
+        assert_eq!(touched, BTreeSet::from([4]));
+    }
+}

@@ -11,6 +11,7 @@ mod connections;
 mod contacts;
 mod errors;
 mod health;
+mod layers;
 mod live;
 mod openapi;
 mod people;
