@@ -497,7 +497,43 @@ async fn a_key_over_its_quota_gets_429_with_the_rate_headers(backend: Backend) {
     assert_eq!(send(app.get("/v1/contacts", &other)).await.status(), 200);
 }
 
+/// A stored row we cannot read is a bug on our side: 500 `internal`, nothing of
+/// the row or the cause in the body (it goes to the log), whether it is read by
+/// id or met on the live-read path (which once answered 503 for it).
+async fn a_corrupt_stored_contact_is_a_500_that_keeps_its_cause_out_of_the_body(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app.connect_sims(36, 20, json!({})).await;
+    let reader = app.reader_key().await;
+    let digits = first_periskope_digits(&sims);
+    let path = live_path(&sims.periskope, &digits);
+    let res = send(app.get(&path, &reader)).await;
+    assert_eq!(res.status(), 200);
+    let id = res.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let target = id.clone();
+    app.store
+        .run(move |conn| {
+            use diesel::prelude::*;
+            use unicontacts::store::schema::contacts;
+            // The content hash stays, so the provider's same answer is "unchanged".
+            diesel::update(contacts::table.filter(contacts::id.eq(target)))
+                .set(contacts::record.eq("{not json: secret-ish}"))
+                .execute(conn)?;
+            Ok(())
+        })
+        .await
+        .expect("corrupt");
+    for path in [format!("/v1/contacts/{id}"), format!("{path}?fresh=true")] {
+        let body = assert_error(send(app.get(&path, &reader)).await, 500, "internal").await;
+        assert!(!body.to_string().contains("secret-ish"), "{body}");
+        assert!(!body.to_string().contains("json"), "{body}");
+    }
+}
+
 crate::db_tests!(
+    a_corrupt_stored_contact_is_a_500_that_keeps_its_cause_out_of_the_body,
     a_miss_then_a_hit_with_a_strong_etag_and_304,
     a_hundred_concurrent_misses_make_one_upstream_call,
     entries_expire_after_the_connection_ttl_and_fresh_skips_the_cache,
