@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use unicontacts_adapters::AdapterError;
 
+use crate::providers::Unusable;
 use crate::store::StoreError;
 use crate::sync::BeginError;
 
@@ -304,6 +305,13 @@ impl From<AdapterError> for ApiError {
             .with_details(json!({ "operation": operation })),
         };
         err.with_cause(e)
+    }
+}
+
+impl From<Unusable> for ApiError {
+    /// The stored connection cannot be used: 502, in the words of `Unusable`.
+    fn from(e: Unusable) -> Self {
+        Self::new(ErrorCode::UpstreamError, e.to_string()).with_cause(e)
     }
 }
 

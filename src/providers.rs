@@ -12,6 +12,12 @@ use unicontacts_adapters::{Adapter, AdapterError, ConnectionConfig, UpstreamConf
 
 use crate::store::connections::Connection;
 
+/// No adapter can be built from the stored connection (its provider's client
+/// refuses its settings): every caller says so in these words.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the connection cannot be used: {0}")]
+pub struct Unusable(pub AdapterError);
+
 /// Consecutive transient failures that open the circuit, and how long it stays open.
 const TRIP_AFTER: u32 = 5;
 const COOL_DOWN: Duration = Duration::from_secs(30);
@@ -134,7 +140,7 @@ impl Providers {
 
     /// The connection's adapter for interactive calls and its breaker, rebuilt
     /// when the connection changed.
-    pub fn interactive(&self, c: &Connection) -> Result<(Adapter, Arc<Breaker>), AdapterError> {
+    pub fn interactive(&self, c: &Connection) -> Result<(Adapter, Arc<Breaker>), Unusable> {
         let mut map = self.lock();
         if let Some(e) = map.get(&c.id) {
             if e.version == c.updated_at {
@@ -144,7 +150,8 @@ impl Providers {
         let adapter = unicontacts_adapters::connect(connection_config(
             c,
             interactive_upstream(c, self.upstream_timeout),
-        ))?;
+        ))
+        .map_err(Unusable)?;
         let breaker = Arc::new(Breaker::default());
         map.insert(
             c.id.clone(),
@@ -158,8 +165,8 @@ impl Providers {
     }
 
     /// An adapter for one sync run of the connection.
-    pub fn for_sync(&self, c: &Connection) -> Result<Adapter, AdapterError> {
-        unicontacts_adapters::connect(connection_config(c, sync_upstream(c)))
+    pub fn for_sync(&self, c: &Connection) -> Result<Adapter, Unusable> {
+        unicontacts_adapters::connect(connection_config(c, sync_upstream(c))).map_err(Unusable)
     }
 
     /// Forgets a changed or deleted connection's adapter.

@@ -185,12 +185,7 @@ pub async fn read_live(
         remote_id: remote_id.as_str().to_string(),
     };
     let ttl = Duration::from_secs(c.settings.cache_ttl_seconds);
-    let (adapter, breaker) = state.providers.interactive(&c).map_err(|e| {
-        ApiError::new(
-            ErrorCode::UpstreamError,
-            format!("the connection cannot be used: {e}"),
-        )
-    })?;
+    let (adapter, breaker) = state.providers.interactive(&c)?;
     let load = load(
         state.store.clone(),
         adapter,

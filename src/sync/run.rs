@@ -36,8 +36,8 @@ pub enum SyncError {
         source: AdapterError,
     },
     /// No adapter could be built from the stored connection.
-    #[error("the connection cannot be used: {0}")]
-    Unusable(AdapterError),
+    #[error(transparent)]
+    Unusable(#[from] crate::providers::Unusable),
     #[error("{INTERRUPTED}")]
     Interrupted,
     #[error(transparent)]

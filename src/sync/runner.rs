@@ -120,7 +120,7 @@ impl Runner {
             }),
             Err(e) => {
                 tracing::warn!(connection_id = %c.id, error = %e, "cannot build the adapter");
-                let failed = self.fail(run, SyncError::Unusable(e)).await;
+                let failed = self.fail(run, SyncError::from(e)).await;
                 Err(BeginError::Unusable(Box::new(failed)))
             }
         }
