@@ -257,6 +257,11 @@ pub struct Settings {
     #[default(4)]
     #[validate(range(min = 1, max = 1_000))]
     pub sync_max_concurrent_runs: u32,
+    /// The share of each upstream rate-limit window a sync always gets, in
+    /// percent, however busy interactive calls keep the provider's quota.
+    #[default(20)]
+    #[validate(range(min = 0, max = 100))]
+    pub sync_quota_share_percent: u32,
     /// Days a finished run stays in the history (`0`: forever).
     #[default(90)]
     #[validate(range(min = 0, max = 36_500))]

@@ -1,13 +1,16 @@
 //! The adapters of each connection: built from the stored connection (once per
-//! connection version for interactive callers, so their upstream limiter and
-//! counters persist), with the upstream behaviour each kind of caller needs, and
-//! a circuit breaker per connection for interactive reads.
+//! connection version for interactive callers, so their counters persist), with
+//! the upstream behaviour each kind of caller needs, and a circuit breaker per
+//! connection for interactive reads. Every adapter of one provider credential,
+//! whichever connection and caller it serves, asks the same quota (`quota.rs` in
+//! the adapters crate): sync pages, live reads and writes share it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
+use unicontacts_adapters::quota::{Priority, QuotaConfig, QuotaRegistry, QuotaReport};
 use unicontacts_adapters::{Adapter, AdapterError, ConnectionConfig, UpstreamConfig};
 
 use crate::store::connections::Connection;
@@ -81,25 +84,29 @@ fn connection_config(c: &Connection, upstream: UpstreamConfig) -> ConnectionConf
         session: c.credentials.session.clone(),
         default_country: c.settings.default_country.clone(),
         upstream,
+        quota: None,
     }
 }
 
-/// Upstream behaviour for interactive reads: short deadlines, and no long waits for
-/// the quota (a caller would rather get a stale copy).
-fn interactive_upstream(c: &Connection, timeout: Duration) -> UpstreamConfig {
+/// Upstream behaviour for interactive calls: the whole call, its wait for the
+/// quota included, within the caller's deadline (a caller would rather get a stale
+/// copy or a 503 than wait longer); interactive callers go first in each window.
+fn interactive_upstream(c: &Connection, deadline: Duration) -> UpstreamConfig {
     UpstreamConfig {
-        connect_timeout: Duration::from_secs(3).min(timeout),
-        timeout,
+        connect_timeout: Duration::from_secs(3).min(deadline),
+        timeout: deadline,
         max_attempts: 3,
         backoff_base: Duration::from_millis(100),
         backoff_max: Duration::from_secs(1),
-        max_throttle_wait: Duration::from_secs(2),
+        priority: Priority::Interactive,
+        deadline: Some(deadline),
         rate_limit_per_second: c.settings.rate_limit_per_second,
     }
 }
 
-/// Upstream behaviour for a sync: patient with the quota (waiting beats failing a
-/// run), more attempts, longer deadlines than interactive reads.
+/// Upstream behaviour for a sync: patient with the quota (it waits as long as the
+/// quota asks and never fails on 429s alone), more attempts for faults, longer
+/// deadlines per request than interactive calls.
 fn sync_upstream(c: &Connection) -> UpstreamConfig {
     UpstreamConfig {
         connect_timeout: Duration::from_secs(5),
@@ -107,7 +114,8 @@ fn sync_upstream(c: &Connection) -> UpstreamConfig {
         max_attempts: 5,
         backoff_base: Duration::from_millis(250),
         backoff_max: Duration::from_secs(15),
-        max_throttle_wait: Duration::from_secs(180),
+        priority: Priority::Background,
+        deadline: None,
         rate_limit_per_second: c.settings.rate_limit_per_second,
     }
 }
@@ -118,20 +126,48 @@ struct Entry {
     breaker: Arc<Breaker>,
 }
 
-/// Every connection's adapters. Cheap to clone (shared inside).
+/// Every connection's adapters, and the quota of every credential. Cheap to
+/// clone (shared inside).
 #[derive(Clone)]
 pub struct Providers {
     upstream_timeout: Duration,
+    /// The share of each window a sync always gets, 0 to 1.
+    background_floor: f64,
     interactive: Arc<Mutex<HashMap<String, Entry>>>,
+    quotas: QuotaRegistry,
 }
 
 impl Providers {
-    /// `upstream_timeout`: the deadline of one interactive provider call.
-    pub fn new(upstream_timeout: Duration) -> Self {
+    /// `upstream_timeout`: the deadline of one interactive provider call;
+    /// `background_floor`: the share of each window a sync always gets.
+    pub fn new(upstream_timeout: Duration, background_floor: f64) -> Self {
         Self {
             upstream_timeout,
+            background_floor,
             interactive: Arc::new(Mutex::new(HashMap::new())),
+            quotas: QuotaRegistry::default(),
         }
+    }
+
+    /// The connection's settings for a caller, with its credential's shared quota.
+    fn config(&self, c: &Connection, upstream: UpstreamConfig) -> ConnectionConfig {
+        let mut config = connection_config(c, upstream);
+        let quota = self.quotas.quota(
+            &config.credential_id(),
+            QuotaConfig {
+                style: c.provider.rate_style(),
+                per_second: c.settings.rate_limit_per_second,
+                background_floor: self.background_floor,
+            },
+        );
+        config.quota = Some(quota);
+        config
+    }
+
+    /// The connection's credential quota as this process last saw it.
+    pub fn quota_report(&self, c: &Connection) -> Option<QuotaReport> {
+        self.quotas
+            .report(&connection_config(c, UpstreamConfig::default()).credential_id())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
@@ -147,10 +183,9 @@ impl Providers {
                 return Ok((e.adapter.clone(), e.breaker.clone()));
             }
         }
-        let adapter = unicontacts_adapters::connect(connection_config(
-            c,
-            interactive_upstream(c, self.upstream_timeout),
-        ))
+        let adapter = unicontacts_adapters::connect(
+            self.config(c, interactive_upstream(c, self.upstream_timeout)),
+        )
         .map_err(Unusable)?;
         let breaker = Arc::new(Breaker::default());
         map.insert(
@@ -166,7 +201,7 @@ impl Providers {
 
     /// An adapter for one sync run of the connection.
     pub fn for_sync(&self, c: &Connection) -> Result<Adapter, Unusable> {
-        unicontacts_adapters::connect(connection_config(c, sync_upstream(c))).map_err(Unusable)
+        unicontacts_adapters::connect(self.config(c, sync_upstream(c))).map_err(Unusable)
     }
 
     /// Forgets a changed or deleted connection's adapter.

@@ -34,7 +34,10 @@ impl State {
     /// Builds the state over an opened store (from within a tokio runtime: sync
     /// runs go on the current one).
     pub fn new(settings: Settings, store: Store) -> Self {
-        let providers = Providers::new(Duration::from_millis(settings.upstream_timeout_ms));
+        let providers = Providers::new(
+            Duration::from_millis(settings.upstream_timeout_ms),
+            f64::from(settings.sync_quota_share_percent) / 100.0,
+        );
         let runner = Runner::new(
             store.clone(),
             providers.clone(),

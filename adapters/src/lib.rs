@@ -9,6 +9,7 @@ pub mod error;
 pub mod gateway;
 pub mod periskope;
 pub mod phone;
+pub mod quota;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod upstream;
@@ -122,6 +123,42 @@ pub struct ConnectionConfig {
     pub session: Option<String>,
     pub default_country: Option<String>,
     pub upstream: UpstreamConfig,
+    /// The credential's shared quota; `None`: one of the client's own, at
+    /// `upstream.rate_limit_per_second`.
+    pub quota: Option<Arc<quota::Quota>>,
+}
+
+impl ConnectionConfig {
+    /// The credential's identity: provider, base URL and API key, hashed (the key
+    /// is never kept in clear). A quota belongs to it, not to a connection.
+    pub fn credential_id(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in [
+            self.kind.as_str(),
+            self.base_url.trim_end_matches('/'),
+            &self.api_key,
+        ] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        format!("{}:{}", self.kind, hex_of(&h.finalize()[..16]))
+    }
+
+    /// The shared quota, or a new one of the client's own.
+    pub fn quota(&self) -> Arc<quota::Quota> {
+        self.quota.clone().unwrap_or_else(|| {
+            quota::Quota::new(quota::QuotaConfig {
+                style: self.kind.rate_style(),
+                per_second: self.upstream.rate_limit_per_second,
+                background_floor: 0.2,
+            })
+        })
+    }
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl std::fmt::Debug for ConnectionConfig {
@@ -322,6 +359,15 @@ impl ProviderKind {
         match self {
             Self::Periskope => Some("https://api.periskope.app/v1"),
             Self::Wacr | Self::Gateway => None,
+        }
+    }
+
+    /// How the provider tells its rate limit (its module's `RATE_STYLE`).
+    pub fn rate_style(self) -> quota::RateStyle {
+        match self {
+            Self::Periskope => periskope::RATE_STYLE,
+            Self::Wacr => wacr::RATE_STYLE,
+            Self::Gateway => gateway::RATE_STYLE,
         }
     }
 

@@ -1,25 +1,26 @@
 //! The upstream HTTP client every adapter uses: reqwest with connect and total
-//! timeouts, pooled connections and gzip; a per-connection rate limiter that
-//! learns the quota from `X-RateLimit-Limit/Remaining/Reset`; retries that honour
-//! `Retry-After` on 429 and back off (capped, jittered) on transient faults of
-//! idempotent calls; and counters of what it did.
+//! timeouts, pooled connections and gzip; a slot of the credential's [`Quota`]
+//! before every send (shared by every caller of the credential); retries that
+//! honour `Retry-After` on 429 and back off (capped, jittered) on transient faults
+//! of idempotent calls; and counters of what it did.
 //!
-//! Two mechanisms keep us under the quota. A governor limiter paces sends at the
-//! learned rate (rebuilt when the limit changes). A window gate reserves a slot
-//! before each send against the last known `Remaining` (less the requests still in
-//! flight), and once the window is spent it holds every caller until `Reset`.
+//! A 429 never uses up an attempt: the quota pauses every caller until the
+//! provider's `Retry-After` (or `Reset`), and the call goes again. An interactive
+//! call gives up when its deadline would pass (`RateLimited`, with the wait it
+//! would have needed); a background call waits as long as it must.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use governor::{DefaultDirectRateLimiter, Jitter, Quota, RateLimiter};
 use rand::Rng;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::Method;
 
 use crate::error::AdapterError;
+pub use crate::quota::retry_after;
+use crate::quota::{Priority, Quota};
 
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
@@ -30,10 +31,13 @@ pub struct UpstreamConfig {
     pub max_attempts: u32,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
-    /// The longest a call waits for the quota (a spent window or a 429's
-    /// `Retry-After`); past that it fails with `RateLimited` instead of waiting.
-    pub max_throttle_wait: Duration,
-    /// Starting quota, until the provider's headers say otherwise.
+    /// Who is calling: interactive callers go first in each window.
+    pub priority: Priority,
+    /// The longest a call may take, quota waits and retries included; past it the
+    /// call fails (`RateLimited` when the quota would hold it longer). `None`: a
+    /// background caller, which waits as long as the quota asks.
+    pub deadline: Option<Duration>,
+    /// Starting quota of a client that is not given a shared one.
     pub rate_limit_per_second: u32,
 }
 
@@ -45,7 +49,8 @@ impl Default for UpstreamConfig {
             max_attempts: 4,
             backoff_base: Duration::from_millis(200),
             backoff_max: Duration::from_secs(10),
-            max_throttle_wait: Duration::from_secs(90),
+            priority: Priority::Background,
+            deadline: None,
             rate_limit_per_second: 10,
         }
     }
@@ -127,265 +132,13 @@ pub struct UpstreamResponse {
     pub body: Bytes,
 }
 
-/// The quota as the provider announced it, and what we sent against it.
-#[derive(Debug, Default)]
-struct Gate {
-    limit: Option<u32>,
-    /// Epoch seconds when the current window ends, when known.
-    reset_at: Option<u64>,
-    /// Requests we sent in the current window (in flight included).
-    sent: i64,
-    /// The most the provider said was used in this window (`limit - remaining`);
-    /// above `sent` when someone else spends the same quota.
-    server_used: i64,
-    in_flight: i64,
-    /// Window length, learned from the first reply of a window.
-    window: Option<Duration>,
-    /// Set by a 429: nobody sends before this.
-    paused_until: Option<Instant>,
-}
-
-impl Gate {
-    /// Requests still allowed in this window; `None` when the provider sends no quota.
-    fn budget(&self) -> Option<i64> {
-        self.limit
-            .map(|l| i64::from(l) - self.sent.max(self.server_used))
-    }
-
-    /// The window ended: a fresh one, less what is still on the wire (it may land in it).
-    fn roll_over(&mut self, epoch: f64) {
-        let next = match (self.reset_at, self.window) {
-            (Some(reset), Some(w)) => {
-                let w = w.as_secs().max(1);
-                let mut r = reset + w;
-                while (r as f64) <= epoch {
-                    r += w;
-                }
-                Some(r)
-            }
-            _ => None,
-        };
-        self.reset_at = next;
-        self.sent = self.in_flight;
-        self.server_used = 0;
-    }
-}
-
-struct Limiter {
-    gate: Mutex<Gate>,
-    pacer: RwLock<Arc<DefaultDirectRateLimiter>>,
-    /// (limit, window) the pacer was built from.
-    pacer_quota: Mutex<(u32, Duration)>,
-}
-
-/// The pacer's quota: `limit` per `window`, run 10% fast so that it smooths bursts
-/// without ever being what holds throughput under the quota (the gate is the hard stop).
-fn quota(limit: u32, window: Duration) -> Quota {
-    let limit = limit.max(1);
-    let period = (window.mul_f64(1.0 / 1.1) / limit).max(Duration::from_micros(1));
-    let burst = std::num::NonZeroU32::new(limit).unwrap_or(std::num::NonZeroU32::MIN);
-    Quota::with_period(period)
-        .unwrap_or_else(|| Quota::per_second(burst))
-        .allow_burst(burst)
-}
-
-fn epoch_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
-    let v = headers.get(name)?.to_str().ok()?.trim();
-    v.parse::<u64>().ok().or_else(|| {
-        v.parse::<f64>()
-            .ok()
-            .filter(|f| *f >= 0.0)
-            .map(|f| f as u64)
-    })
-}
-
-/// `Retry-After` as seconds or an HTTP date.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = httpdate::parse_http_date(v).ok()?;
-    Some(
-        when.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
-}
-
-impl Limiter {
-    fn new(per_second: u32) -> Self {
-        let window = Duration::from_secs(1);
-        Self {
-            gate: Mutex::new(Gate::default()),
-            pacer: RwLock::new(Arc::new(RateLimiter::direct(quota(per_second, window)))),
-            pacer_quota: Mutex::new((per_second, window)),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Gate> {
-        self.gate.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Waits for the pacer and a slot in the window; returns how long it waited.
-    async fn acquire(&self, max_wait: Duration) -> Result<Duration, AdapterError> {
-        let started = Instant::now();
-        let pacer = self.pacer.read().unwrap_or_else(|p| p.into_inner()).clone();
-        pacer
-            .until_ready_with_jitter(Jitter::up_to(Duration::from_millis(2)))
-            .await;
-        loop {
-            let wait = {
-                let mut g = self.lock();
-                let now = Instant::now();
-                let epoch = epoch_now();
-                if g.paused_until.is_some_and(|until| until <= now) {
-                    g.paused_until = None;
-                }
-                if g.reset_at.is_some_and(|reset| epoch >= reset as f64) {
-                    g.roll_over(epoch);
-                }
-                if let Some(until) = g.paused_until {
-                    Some(until - now)
-                } else {
-                    match (g.budget(), g.reset_at) {
-                        (Some(b), Some(reset)) if b <= 0 => {
-                            Some(Duration::from_secs_f64((reset as f64 - epoch).max(0.0)))
-                        }
-                        // Spent, and no reset known yet: replies in flight will tell.
-                        (Some(b), None) if b <= 0 && g.in_flight > 0 => {
-                            Some(Duration::from_millis(20))
-                        }
-                        _ => {
-                            g.sent += 1;
-                            g.in_flight += 1;
-                            None
-                        }
-                    }
-                }
-            };
-            match wait {
-                None => return Ok(started.elapsed()),
-                Some(d) => {
-                    if started.elapsed() + d > max_wait {
-                        return Err(AdapterError::RateLimited {
-                            retry_after: Some(d),
-                        });
-                    }
-                    // A few ms past the reset, spread so waiters do not stampede.
-                    let jitter = Duration::from_millis(rand::thread_rng().gen_range(3..15));
-                    tokio::time::sleep(d + jitter).await;
-                }
-            }
-        }
-    }
-
-    /// Learns from a reply's headers and releases the in-flight slot.
-    fn observe(&self, headers: Option<&HeaderMap>) {
-        let rebuild = {
-            let mut g = self.lock();
-            g.in_flight = (g.in_flight - 1).max(0);
-            let Some(headers) = headers else { return };
-            let limit =
-                header_u64(headers, "x-ratelimit-limit").map(|v| v.min(u64::from(u32::MAX)) as u32);
-            let remaining = header_u64(headers, "x-ratelimit-remaining");
-            let epoch = epoch_now();
-            // Epoch seconds per Periskope; a small number is read as seconds-until-reset.
-            let reset = header_u64(headers, "x-ratelimit-reset").map(|r| {
-                if r < 1_000_000_000 {
-                    epoch.ceil() as u64 + r
-                } else {
-                    r
-                }
-            });
-            if let Some(l) = limit {
-                g.limit = Some(l);
-            }
-            let used = match (g.limit, remaining) {
-                (Some(l), Some(r)) => Some(i64::from(l) - r as i64),
-                _ => None,
-            };
-            match (reset, g.reset_at) {
-                (Some(t), Some(cur)) if t < cur => {} // a late reply from an older window
-                (Some(t), Some(cur)) if t > cur => {
-                    // The provider is in a newer window than we thought.
-                    g.reset_at = Some(t);
-                    g.sent = g.in_flight;
-                    g.server_used = used.unwrap_or(0);
-                }
-                (Some(t), cur) => {
-                    if cur.is_none() {
-                        g.reset_at = Some(t);
-                    }
-                    if let Some(u) = used {
-                        g.server_used = g.server_used.max(u);
-                        if u == 1 {
-                            // The first request of a window: its length is the time to reset.
-                            let secs = (t as f64 - epoch).ceil().max(1.0);
-                            g.window = Some(Duration::from_secs_f64(secs));
-                        }
-                    }
-                }
-                (None, _) => {
-                    if let Some(u) = used {
-                        g.server_used = g.server_used.max(u);
-                    }
-                }
-            }
-            match (g.limit, g.window) {
-                (Some(l), w) => Some((l, w.unwrap_or(Duration::from_secs(1)))),
-                _ => None,
-            }
-        };
-        if let Some((limit, window)) = rebuild {
-            let mut current = self.pacer_quota.lock().unwrap_or_else(|p| p.into_inner());
-            if *current != (limit, window) {
-                *current = (limit, window);
-                *self.pacer.write().unwrap_or_else(|p| p.into_inner()) =
-                    Arc::new(RateLimiter::direct(quota(limit, window)));
-                tracing::debug!(
-                    limit,
-                    window_ms = window.as_millis() as u64,
-                    "upstream quota learned"
-                );
-            }
-        }
-    }
-
-    /// A 429: everybody pauses for `wait`, and the window counts as spent.
-    fn pause(&self, wait: Duration) {
-        let mut g = self.lock();
-        let until = Instant::now() + wait;
-        g.paused_until = Some(g.paused_until.map_or(until, |u| u.max(until)));
-        if let Some(l) = g.limit {
-            g.server_used = i64::from(l);
-        }
-    }
-
-    /// The wait a 429 asks for: `Retry-After`, else until `Reset`.
-    fn wait_after_429(&self, headers: &HeaderMap) -> Option<Duration> {
-        retry_after(headers).or_else(|| {
-            let reset = self.lock().reset_at?;
-            Some(Duration::from_secs_f64(
-                (reset as f64 - epoch_now()).max(0.0),
-            ))
-        })
-    }
-}
-
-/// The HTTP client of one connection. Cheap to clone; clones share limiter and counters.
+/// The HTTP client of one connection. Cheap to clone; clones share quota and counters.
 #[derive(Clone)]
 pub struct Upstream {
     http: reqwest::Client,
     base_url: String,
     config: Arc<UpstreamConfig>,
-    limiter: Arc<Limiter>,
+    quota: Arc<Quota>,
     counters: Arc<Counters>,
 }
 
@@ -398,7 +151,12 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    pub fn new(base_url: &str, config: UpstreamConfig) -> Result<Self, AdapterError> {
+    /// A client of `base_url` that asks `quota` before every send.
+    pub fn new(
+        base_url: &str,
+        config: UpstreamConfig,
+        quota: Arc<Quota>,
+    ) -> Result<Self, AdapterError> {
         let parsed = url::Url::parse(base_url)
             .map_err(|e| AdapterError::InvalidInput(format!("base URL: {e}")))?;
         if !matches!(parsed.scheme(), "http" | "https") {
@@ -417,7 +175,7 @@ impl Upstream {
         Ok(Self {
             http,
             base_url: base_url.trim_end_matches('/').to_string(),
-            limiter: Arc::new(Limiter::new(config.rate_limit_per_second)),
+            quota,
             config: Arc::new(config),
             counters: Arc::new(Counters::default()),
         })
@@ -459,23 +217,35 @@ impl Upstream {
     }
 
     /// Sends the request, waiting for the quota and retrying as the rules allow.
-    /// Any status but 429 comes back as a response; a 429 after the last attempt,
-    /// a timeout or an unreachable host come back as errors.
+    /// Any status but 429 comes back as a response; a timeout, an unreachable host,
+    /// or (for a call with a deadline) a quota that would hold it past the deadline
+    /// come back as errors.
     pub async fn send(&self, req: &UpstreamRequest) -> Result<UpstreamResponse, AdapterError> {
         let url = format!("{}{}", self.base_url, req.path);
+        let deadline = self.config.deadline.map(|d| Instant::now() + d);
+        let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        // Attempts used by failures; a 429 uses none.
         let mut attempt = 0u32;
+        let mut sent_before = false;
         loop {
-            attempt += 1;
-            if attempt > 1 {
-                self.counters.retries.fetch_add(1, Ordering::Relaxed);
-            }
-            let waited = self.limiter.acquire(self.config.max_throttle_wait).await?;
+            let (mut permit, waited) = self.quota.acquire(self.config.priority, deadline).await?;
             self.counters
                 .waited_micros
                 .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
+            if sent_before {
+                self.counters.retries.fetch_add(1, Ordering::Relaxed);
+            }
+            sent_before = true;
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
+            attempt += 1;
 
             let mut builder = self.http.request(req.method.clone(), &url);
+            if let Some(left) = left() {
+                if left.is_zero() {
+                    return Err(AdapterError::Timeout);
+                }
+                builder = builder.timeout(left.min(self.config.timeout));
+            }
             if !req.query.is_empty() {
                 builder = builder.query(&req.query);
             }
@@ -488,17 +258,21 @@ impl Upstream {
                 builder = builder.json(body);
             }
             let last = attempt >= self.config.max_attempts;
+            permit.sent();
             let outcome = match builder.send().await {
                 Ok(res) => {
                     let status = res.status().as_u16();
                     let headers = res.headers().clone();
-                    self.limiter.observe(Some(&headers));
+                    let observed = permit.replied(status, &headers);
                     match res.bytes().await {
-                        Ok(body) => Ok(UpstreamResponse {
-                            status,
-                            headers,
-                            body,
-                        }),
+                        Ok(body) => Ok((
+                            UpstreamResponse {
+                                status,
+                                headers,
+                                body,
+                            },
+                            observed,
+                        )),
                         Err(e) if e.is_timeout() => Err(AdapterError::Timeout),
                         Err(e) => Err(AdapterError::Unreachable {
                             message: format!("reading the body: {e}"),
@@ -506,7 +280,7 @@ impl Upstream {
                     }
                 }
                 Err(e) => {
-                    self.limiter.observe(None);
+                    permit.failed();
                     if e.is_timeout() {
                         Err(AdapterError::Timeout)
                     } else {
@@ -515,8 +289,7 @@ impl Upstream {
                         let err = AdapterError::Unreachable {
                             message: e.to_string(),
                         };
-                        if retry_any && !last {
-                            tokio::time::sleep(self.backoff(attempt)).await;
+                        if retry_any && !last && self.pause(attempt, &left).await {
                             continue;
                         }
                         Err(err)
@@ -524,37 +297,59 @@ impl Upstream {
                 }
             };
             match outcome {
-                Ok(res) if res.status == 429 => {
+                Ok((res, observed)) if res.status == 429 => {
+                    // The quota paused every caller already. A 429 was not processed,
+                    // so any call may go again; it uses no attempt.
                     self.counters.throttled.fetch_add(1, Ordering::Relaxed);
-                    let wait = self
-                        .limiter
-                        .wait_after_429(&res.headers)
-                        .unwrap_or_else(|| self.backoff(attempt));
-                    // A 429 was not processed, so any call may be sent again.
-                    if last || wait > self.config.max_throttle_wait {
+                    attempt -= 1;
+                    let wait = observed
+                        .retry_after_ms
+                        .or_else(|| {
+                            observed
+                                .reset_ms
+                                .map(|r| r.saturating_sub(crate::quota::epoch_ms()))
+                        })
+                        .map(Duration::from_millis)
+                        .unwrap_or(Duration::from_secs(1));
+                    if left().is_some_and(|left| wait > left) {
                         return Err(AdapterError::RateLimited {
                             retry_after: Some(wait),
                         });
                     }
                     tracing::debug!(wait_ms = wait.as_millis() as u64, "upstream 429; pausing");
-                    self.limiter.pause(wait);
                 }
-                Ok(res) if res.status >= 500 && req.idempotent && !last => {
-                    tokio::time::sleep(self.backoff(attempt)).await;
+                Ok((res, _)) if res.status >= 500 && req.idempotent && !last => {
+                    if !self.pause(attempt, &left).await {
+                        return Ok(res);
+                    }
                 }
-                Ok(res) => return Ok(res),
+                Ok((res, _)) => return Ok(res),
                 Err(AdapterError::Timeout) if req.idempotent && !last => {
-                    tokio::time::sleep(self.backoff(attempt)).await;
+                    if !self.pause(attempt, &left).await {
+                        return Err(AdapterError::Timeout);
+                    }
                 }
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Backs off before another attempt; `false` when the deadline leaves no room.
+    async fn pause(&self, attempt: u32, left: &impl Fn() -> Option<Duration>) -> bool {
+        let wait = self.backoff(attempt);
+        if left().is_some_and(|left| wait >= left) {
+            return false;
+        }
+        tokio::time::sleep(wait).await;
+        true
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::time::SystemTime;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -583,54 +378,6 @@ mod tests {
         assert_eq!(retry_after(&headers(&[("retry-after", "soon")])), None);
     }
 
-    #[tokio::test]
-    async fn a_spent_window_holds_every_caller_until_reset() {
-        let limiter = Limiter::new(100);
-        let reset = epoch_now().ceil() as u64 + 2;
-        // Three calls sent; the first reply says two of three are used (one arrived late).
-        for _ in 0..3 {
-            limiter.acquire(Duration::from_secs(5)).await.expect("slot");
-        }
-        limiter.observe(Some(&headers(&[
-            ("x-ratelimit-limit", "3"),
-            ("x-ratelimit-remaining", "1"),
-            ("x-ratelimit-reset", &reset.to_string()),
-        ])));
-        // We sent three, so the window is spent whatever the reply counted so far.
-        let err = limiter
-            .acquire(Duration::from_millis(50))
-            .await
-            .expect_err("spent");
-        match err {
-            AdapterError::RateLimited {
-                retry_after: Some(d),
-            } => {
-                assert!(
-                    d > Duration::from_secs(1) && d <= Duration::from_secs(3),
-                    "{d:?}"
-                )
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn someone_else_spending_the_quota_counts_too() {
-        let limiter = Limiter::new(100);
-        let reset = epoch_now().ceil() as u64 + 2;
-        limiter.acquire(Duration::from_secs(5)).await.expect("slot");
-        // We sent one, but the provider says 5 of 5 are used: another client shares the key.
-        limiter.observe(Some(&headers(&[
-            ("x-ratelimit-limit", "5"),
-            ("x-ratelimit-remaining", "0"),
-            ("x-ratelimit-reset", &reset.to_string()),
-        ])));
-        assert!(matches!(
-            limiter.acquire(Duration::from_millis(50)).await,
-            Err(AdapterError::RateLimited { .. })
-        ));
-    }
-
     #[test]
     fn backoff_grows_and_is_capped() {
         let up = Upstream::new(
@@ -640,6 +387,11 @@ mod tests {
                 backoff_max: Duration::from_millis(800),
                 ..UpstreamConfig::default()
             },
+            Quota::new(crate::quota::QuotaConfig {
+                style: crate::quota::RateStyle::Silent,
+                per_second: 10,
+                background_floor: 0.2,
+            }),
         )
         .expect("client");
         for attempt in 1..10 {

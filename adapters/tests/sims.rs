@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use unicontacts_adapters::gateway::client::GatewayClient;
 use unicontacts_adapters::periskope::client::PeriskopeClient;
+use unicontacts_adapters::quota::Priority;
 use unicontacts_adapters::sim::{Faults, RateLimit, World};
 use unicontacts_adapters::wacr::client::WacrClient;
 use unicontacts_adapters::{
@@ -32,7 +33,8 @@ fn fast() -> UpstreamConfig {
         max_attempts: 3,
         backoff_base: Duration::from_millis(5),
         backoff_max: Duration::from_millis(40),
-        max_throttle_wait: Duration::from_secs(5),
+        priority: Priority::Interactive,
+        deadline: Some(Duration::from_secs(5)),
         rate_limit_per_second: 1000,
     }
 }
@@ -51,6 +53,7 @@ fn config(
         session: Some(SESSION.to_string()),
         default_country: None,
         upstream,
+        quota: None,
     }
 }
 
@@ -395,7 +398,7 @@ async fn every_error_class_maps_to_its_adapter_error() {
         p.api_base(),
         KEY,
         UpstreamConfig {
-            max_throttle_wait: Duration::from_millis(200),
+            deadline: Some(Duration::from_millis(200)),
             ..fast()
         },
     ))
@@ -415,7 +418,7 @@ async fn every_error_class_maps_to_its_adapter_error() {
         g.api_base(),
         KEY,
         UpstreamConfig {
-            max_throttle_wait: Duration::from_millis(200),
+            deadline: Some(Duration::from_millis(200)),
             max_attempts: 2,
             ..fast()
         },
@@ -614,7 +617,7 @@ async fn ten_windows_of_work_from_eight_callers_get_no_429_and_stay_near_the_flo
             KEY,
             UpstreamConfig {
                 rate_limit_per_second: L,
-                max_throttle_wait: Duration::from_secs(10),
+                deadline: Some(Duration::from_secs(10)),
                 ..fast()
             },
         ))
@@ -686,7 +689,7 @@ async fn a_limit_lowered_mid_run_is_followed_within_one_window() {
             KEY,
             UpstreamConfig {
                 rate_limit_per_second: 12,
-                max_throttle_wait: Duration::from_secs(10),
+                deadline: Some(Duration::from_secs(10)),
                 ..fast()
             },
         ))

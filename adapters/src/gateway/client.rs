@@ -54,7 +54,7 @@ impl GatewayClient {
                 AdapterError::InvalidInput("the Gateway needs a session".into())
             })?)?;
         Ok(Self {
-            upstream: Upstream::new(&config.base_url, config.upstream.clone())?,
+            upstream: Upstream::new(&config.base_url, config.upstream.clone(), config.quota())?,
             api_key: config.api_key,
             session,
             limit: MAX_PAGE,

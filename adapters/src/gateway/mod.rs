@@ -19,3 +19,6 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     create_fields: &[],
     update_fields: &[],
 };
+
+/// No rate-limit headers; its edge limiter is off by default (§3.5): the connection's own rate paces us.
+pub const RATE_STYLE: crate::quota::RateStyle = crate::quota::RateStyle::Silent;

@@ -92,7 +92,7 @@ impl PeriskopeClient {
             AdapterError::InvalidInput("Periskope needs the connected phone (x-phone)".into())
         })?;
         Ok(Self {
-            upstream: Upstream::new(&config.base_url, config.upstream.clone())?,
+            upstream: Upstream::new(&config.base_url, config.upstream.clone(), config.quota())?,
             api_key: config.api_key,
             phone,
             page_size: MAX_PAGE,

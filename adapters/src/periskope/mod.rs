@@ -36,3 +36,6 @@ pub const CAPABILITIES: Capabilities = Capabilities {
         WriteField::Labels,
     ],
 };
+
+/// `X-RateLimit-Limit/Remaining/Reset` (Reset in epoch seconds) on every reply (PROVIDERS.md §1.6).
+pub const RATE_STYLE: crate::quota::RateStyle = crate::quota::RateStyle::Reset;

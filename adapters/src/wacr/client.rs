@@ -80,7 +80,7 @@ fn body_of(input: &ContactInput) -> Value {
 impl WacrClient {
     pub fn new(config: ConnectionConfig) -> Result<Self, AdapterError> {
         Ok(Self {
-            upstream: Upstream::new(&config.base_url, config.upstream.clone())?,
+            upstream: Upstream::new(&config.base_url, config.upstream.clone(), config.quota())?,
             api_key: config.api_key,
             default_region: config.default_country,
             per_page: MAX_PAGE,

@@ -35,3 +35,6 @@ const WRITE_FIELDS: &[WriteField] = &[
     WriteField::SourceId,
     WriteField::CrmListIds,
 ];
+
+/// Laravel's throttle per token: `Limit/Remaining` on every reply, `Retry-After` and `Reset` on a 429; per minute by default (§2.1).
+pub const RATE_STYLE: crate::quota::RateStyle = crate::quota::RateStyle::Laravel;
