@@ -38,6 +38,7 @@ async fn run(limit: u32, window_secs: u64, callers: usize) {
                 ..UpstreamConfig::default()
             },
             quota: None,
+            page_size: None,
         })
         .expect("client")
         .with_page_size(10),

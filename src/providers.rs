@@ -85,6 +85,7 @@ fn connection_config(c: &Connection, upstream: UpstreamConfig) -> ConnectionConf
         default_country: c.settings.default_country.clone(),
         upstream,
         quota: None,
+        page_size: c.settings.page_size,
     }
 }
 

@@ -126,6 +126,8 @@ pub struct ConnectionConfig {
     /// The credential's shared quota; `None`: one of the client's own, at
     /// `upstream.rate_limit_per_second`.
     pub quota: Option<Arc<quota::Quota>>,
+    /// Records per list page; `None`: the most the provider gives.
+    pub page_size: Option<u32>,
 }
 
 impl ConnectionConfig {
@@ -256,10 +258,15 @@ impl Adapter {
 
 /// Builds the adapter of a connection.
 pub fn connect(config: ConnectionConfig) -> Result<Adapter, AdapterError> {
+    let size = config.page_size.unwrap_or(config.kind.max_page_size());
     let client: Arc<dyn Provider> = match config.kind {
-        ProviderKind::Periskope => Arc::new(periskope::client::PeriskopeClient::new(config)?),
-        ProviderKind::Wacr => Arc::new(wacr::client::WacrClient::new(config)?),
-        ProviderKind::Gateway => Arc::new(gateway::client::GatewayClient::new(config)?),
+        ProviderKind::Periskope => {
+            Arc::new(periskope::client::PeriskopeClient::new(config)?.with_page_size(size))
+        }
+        ProviderKind::Wacr => Arc::new(wacr::client::WacrClient::new(config)?.with_page_size(size)),
+        ProviderKind::Gateway => {
+            Arc::new(gateway::client::GatewayClient::new(config)?.with_page_size(size))
+        }
     };
     Ok(Adapter::new(client))
 }
@@ -368,6 +375,15 @@ impl ProviderKind {
             Self::Periskope => periskope::RATE_STYLE,
             Self::Wacr => wacr::RATE_STYLE,
             Self::Gateway => gateway::RATE_STYLE,
+        }
+    }
+
+    /// The most records a list page of the provider holds.
+    pub fn max_page_size(self) -> u32 {
+        match self {
+            Self::Periskope => periskope::client::MAX_PAGE,
+            Self::Wacr => wacr::client::MAX_PAGE,
+            Self::Gateway => gateway::client::MAX_PAGE,
         }
     }
 

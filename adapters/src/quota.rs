@@ -216,11 +216,29 @@ impl QuotaState {
         i64::from(self.limit) - self.used.max(self.server_used)
     }
 
-    /// The smallest gap between two sends: the window's pace, run 10% fast so that
-    /// it smooths bursts without ever being what holds throughput under the quota
-    /// (the window is the hard stop).
+    /// Whether sends keep to the window's exact pace, one at a time: while the
+    /// quota is ours to guess (no headers yet, or a provider that sends none), the
+    /// provider's windows may not line up with ours, and only an even pace keeps
+    /// every window of theirs within the limit. Once the provider tells its
+    /// windows, a whole window may go at once and the window is the hard stop.
+    fn strict(&self) -> bool {
+        !self.learned
+    }
+
+    /// The gap between two sends at the window's pace (run 10% fast once the
+    /// window is the provider's, so the pace never holds throughput under it).
     fn pace_ms(&self) -> u64 {
-        (self.window_ms as f64 / (f64::from(self.limit.max(1)) * 1.1)) as u64
+        let speed = if self.strict() { 1.0 } else { 1.1 };
+        (self.window_ms as f64 / (f64::from(self.limit.max(1)) * speed)).ceil() as u64
+    }
+
+    /// How far ahead of the pace a send may go: a whole window's burst, or none.
+    fn tolerance_ms(&self) -> u64 {
+        if self.strict() {
+            0
+        } else {
+            self.pace_ms() * u64::from(self.limit.max(1) - 1)
+        }
     }
 
     fn background_floor(&self, config: &QuotaConfig) -> i64 {
@@ -266,7 +284,7 @@ impl QuotaState {
         if self.paused_until_ms > now {
             return Err(self.paused_until_ms - now);
         }
-        let tolerance = self.pace_ms() * u64::from(self.limit.max(1) - 1);
+        let tolerance = self.tolerance_ms();
         if self.next_slot_ms > now + tolerance {
             return Err(self.next_slot_ms - tolerance - now);
         }
@@ -368,12 +386,14 @@ impl QuotaState {
             },
             RateStyle::Laravel => {
                 if server_count == Some(1) {
-                    // The first request of a window: it began before this answer.
+                    // The first request of a window: it began before this answer,
+                    // so it ends no later than a window from now. What we sent
+                    // since our own estimate's start stays counted: answers come
+                    // out of order, and which of the sends in flight fell in the
+                    // new window is unknown, so all of them may have.
                     self.window_start_ms = now;
                     self.window_end_ms = now + self.window_ms + ESTIMATE_MARGIN_MS;
-                    self.used = self.in_flight + 1;
                     self.server_used = 1;
-                    self.background_used = 0;
                 } else if let Some(u) = server_count {
                     self.server_used = self.server_used.max(u);
                 }
@@ -665,6 +685,14 @@ mod tests {
         }
     }
 
+    /// A state that has learned `limit` per 1 s window from the provider.
+    fn learned(c: &QuotaConfig, limit: u32) -> QuotaState {
+        let mut s = QuotaState::new(c);
+        s.limit = limit;
+        s.learned = true;
+        s
+    }
+
     /// Takes every slot it can at `now`; returns how many.
     fn drain(s: &mut QuotaState, now: u64, p: Priority, waiting: u64, c: &QuotaConfig) -> usize {
         let mut n = 0;
@@ -706,31 +734,44 @@ mod tests {
     #[test]
     fn interactive_callers_go_first_above_the_background_floor() {
         let c = cfg(RateStyle::Reset, 10);
-        let mut s = QuotaState::new(&c);
+        let mut s = learned(&c, 10);
         let t = 1_000_000_000_000;
         // With interactive callers waiting, background gets its floor (2 of 10) only.
         assert_eq!(drain(&mut s, t, Priority::Background, 3, &c), 2);
         assert_eq!(drain(&mut s, t, Priority::Interactive, 0, &c), 8);
         // Nobody waiting: background may take what is left of a fresh window.
-        let mut s = QuotaState::new(&c);
+        let mut s = learned(&c, 10);
         assert_eq!(drain(&mut s, t, Priority::Background, 0, &c), 10);
     }
 
     #[test]
-    fn a_burst_of_a_window_then_the_windows_pace() {
-        let c = cfg(RateStyle::Silent, 10);
-        let mut s = QuotaState::new(&c);
+    fn a_burst_of_a_learned_window_then_the_windows_pace() {
+        let c = cfg(RateStyle::Reset, 100);
+        let mut s = learned(&c, 10);
         let t = 1_000_000_000_000;
         for _ in 0..10 {
             s.try_acquire(t, Priority::Background, 0, &c)
-                .expect("a burst of ten");
+                .expect("a burst of the window");
         }
         // Were the window's count whole again at once, the pacer still spaces
         // sends at a tenth of the window, run 10% fast.
         s.used = 0;
         s.try_acquire(t + 100, Priority::Background, 0, &c)
             .expect("one slot");
-        assert_eq!(s.try_acquire(t + 100, Priority::Background, 0, &c), Err(80));
+        assert_eq!(s.try_acquire(t + 100, Priority::Background, 0, &c), Err(82));
+    }
+
+    #[test]
+    fn a_guessed_quota_keeps_an_even_pace() {
+        // No headers: any window of the provider's, wherever it starts, sees at
+        // most the limit.
+        let c = cfg(RateStyle::Silent, 5);
+        let mut s = QuotaState::new(&c);
+        let t = 1_000_000_000_000;
+        s.try_acquire(t, Priority::Background, 0, &c)
+            .expect("first");
+        assert_eq!(s.try_acquire(t, Priority::Background, 0, &c), Err(200));
+        assert!(s.try_acquire(t + 200, Priority::Background, 0, &c).is_ok());
     }
 
     #[test]

@@ -183,6 +183,7 @@ pub trait SimApi: Send + Sync + 'static {
 
 #[derive(Debug, Default)]
 struct Window {
+    /// Epoch ms.
     start: u64,
     count: u32,
 }
@@ -358,13 +359,22 @@ fn admit(control: &Control, style: RateHeaders) -> (Vec<(String, String)>, Optio
         return (Vec::new(), None);
     };
     let now = epoch_secs_f64();
-    let window = rate.window_secs.max(1);
-    let start = (now as u64 / window) * window;
-    let reset = start + window;
+    let now_ms = (now * 1000.0) as u64;
+    let window_ms = rate.window_secs.max(1) * 1000;
     let mut w = lock(&control.window);
+    let start = match style {
+        // Laravel's throttle: a window begins with the first hit after the last
+        // one ended, and lasts the decay time (its cache entry's TTL).
+        RateHeaders::Laravel if w.start != 0 && now_ms < w.start + window_ms => w.start,
+        RateHeaders::Laravel => now_ms,
+        // Fixed windows aligned to epoch time.
+        _ => (now_ms / window_ms) * window_ms,
+    };
     if w.start != start {
         *w = Window { start, count: 0 };
     }
+    // Epoch seconds, rounded up: the first whole second the window is over.
+    let reset = (start + window_ms).div_ceil(1000);
     let over = w.count >= rate.limit;
     if !over {
         w.count += 1;

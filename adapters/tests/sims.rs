@@ -54,6 +54,7 @@ fn config(
         default_country: None,
         upstream,
         quota: None,
+        page_size: None,
     }
 }
 

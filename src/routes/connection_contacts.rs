@@ -21,6 +21,8 @@ use crate::state::State;
 pub struct LiveReadQuery {
     /// Skip the cache and ask the provider now.
     pub fresh: Option<bool>,
+    /// `remote_data` adds the provider's raw object.
+    pub include: Option<String>,
 }
 
 fn etag_matches(req: &HttpRequest, etag: &str) -> bool {
@@ -57,6 +59,7 @@ pub async fn get_connection_contact(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let q: LiveReadQuery = parse_query(req.query_string())?;
+    let include_remote_data = service::parse_include(q.include.as_deref())?;
     let (connection_id, raw_remote_id) = path.into_inner();
     let read = service::read_live(
         &state,
@@ -64,6 +67,7 @@ pub async fn get_connection_contact(
         &connection_id,
         &raw_remote_id,
         q.fresh.unwrap_or(false),
+        include_remote_data,
     )
     .await?;
     let contact = &read.contact;

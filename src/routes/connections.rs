@@ -18,6 +18,7 @@ use crate::service::connections::{
 };
 use crate::state::State;
 use crate::store::connections::{Connection, ConnectionSettings};
+use unicontacts_adapters::quota::QuotaReport;
 
 // ---- responses ------------------------------------------------------------
 
@@ -33,6 +34,52 @@ pub struct ConnectionView {
     pub settings: ConnectionSettings,
     pub created_at: String,
     pub updated_at: String,
+    /// The provider's rate limit for this connection's credential as last learned
+    /// (only on `GET /v1/admin/connections/{id}`; `null` until a call was made).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_quota: Option<QuotaView>,
+}
+
+/// A credential's upstream quota, shared by every connection that uses it.
+#[derive(Serialize, ToSchema)]
+pub struct QuotaView {
+    /// Requests per window (the provider's figure once learned, else the
+    /// connection's `rate_limit_per_second` per second).
+    pub limit: u32,
+    pub window_seconds: f64,
+    /// Whether `limit` and the window come from the provider's headers.
+    pub learned: bool,
+    /// Requests left in the current window, as far as we know.
+    pub remaining: u32,
+    #[schema(format = DateTime)]
+    pub reset_at: Option<String>,
+    /// Set after a 429: nobody calls the provider before then.
+    #[schema(format = DateTime)]
+    pub paused_until: Option<String>,
+    pub requests_last_hour: u64,
+    /// 429s received in the last hour.
+    pub throttled_last_hour: u64,
+}
+
+impl From<QuotaReport> for QuotaView {
+    fn from(r: QuotaReport) -> Self {
+        let at = |ms: u64| {
+            (ms > 0)
+                .then(|| chrono::DateTime::from_timestamp_millis(ms as i64))
+                .flatten()
+                .map(|t| ids::rfc3339(t.naive_utc()))
+        };
+        QuotaView {
+            limit: r.now.limit,
+            window_seconds: r.now.window_ms as f64 / 1000.0,
+            learned: r.now.learned,
+            remaining: r.now.remaining,
+            reset_at: at(r.now.reset_at_ms),
+            paused_until: at(r.now.paused_until_ms),
+            requests_last_hour: r.requests_last_hour,
+            throttled_last_hour: r.throttled_last_hour,
+        }
+    }
 }
 
 /// Credentials as shown: the API key reduced to its last four characters.
@@ -71,6 +118,7 @@ impl From<&Connection> for ConnectionView {
             settings: c.settings.clone(),
             created_at: ids::rfc3339(c.created_at),
             updated_at: ids::rfc3339(c.updated_at),
+            upstream_quota: None,
         }
     }
 }
@@ -138,7 +186,11 @@ pub async fn get_connection(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let c = service::get(&state, &admin.0.org_id, &path).await?;
-    Ok(HttpResponse::Ok().json(ConnectionView::from(&c)))
+    let mut view = ConnectionView::from(&c);
+    view.upstream_quota = service::upstream_quota(&state, &c)
+        .await
+        .map(QuotaView::from);
+    Ok(HttpResponse::Ok().json(view))
 }
 
 /// Change a connection's name, base URL, credentials or settings.

@@ -6,7 +6,7 @@ use unicontacts_adapters::canonical::CanonicalContact;
 use utoipa::IntoParams;
 use validator::Validate;
 
-use crate::error::{ApiError, FieldErrors};
+use crate::error::ApiError;
 use crate::http::auth::{Authorized, ReadScope};
 use crate::http::extract::{parse_list_query, parse_query};
 use crate::http::responses::{AuthErrors, InvalidQuery, NotFound};
@@ -55,16 +55,7 @@ pub async fn get_contact(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let q: GetContactQuery = parse_query(req.query_string())?;
-    let include_remote = match q.include.as_deref() {
-        None | Some("") => false,
-        Some("remote_data") => true,
-        Some(_) => {
-            return Err(FieldErrors::single(
-                "include",
-                "the only include is `remote_data`",
-            ))
-        }
-    };
+    let include_remote = service::parse_include(q.include.as_deref())?;
     let contact = service::get(&state, &caller.0.org_id, &path, include_remote).await?;
     Ok(HttpResponse::Ok().json(contact))
 }

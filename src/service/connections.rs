@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer};
+use unicontacts_adapters::quota::QuotaReport;
 use unicontacts_adapters::{CredentialField, ProviderKind};
 use utoipa::ToSchema;
 use validator::{Validate, ValidationError};
@@ -71,6 +72,12 @@ pub struct SettingsInput {
     pub sync_interval_seconds: Option<u64>,
     #[validate(range(max = 86400, message = "must be from 0 to 86400 seconds"))]
     pub cache_ttl_seconds: Option<u64>,
+    /// Records per list page when syncing, at most the provider's own maximum
+    /// (Periskope 2000, WA.cr 100, Gateway 200); `null` goes back to that maximum.
+    #[serde(default, deserialize_with = "double_option")]
+    #[validate(range(min = 1, max = 2000, message = "must be from 1 to 2000"))]
+    #[schema(value_type = Option<u32>)]
+    pub page_size: Option<Option<u32>>,
 }
 
 /// Changes to a connection; omitted fields stay as they are. Credentials merge
@@ -205,7 +212,25 @@ fn require_credentials(provider: ProviderKind, creds: &Credentials, errors: &mut
     }
 }
 
-fn merge_settings(input: &SettingsInput, s: &mut ConnectionSettings) {
+fn merge_settings(
+    provider: ProviderKind,
+    input: &SettingsInput,
+    s: &mut ConnectionSettings,
+    errors: &mut FieldErrors,
+) {
+    if let Some(size) = input.page_size {
+        match size {
+            Some(n) if n > provider.max_page_size() && !errors.has("settings.page_size") => errors
+                .add(
+                    "settings.page_size",
+                    format!(
+                        "must be at most {} for provider `{provider}`",
+                        provider.max_page_size()
+                    ),
+                ),
+            _ => s.page_size = size,
+        }
+    }
     if let Some(c) = &input.default_country {
         s.default_country = c.as_ref().map(|c| c.to_ascii_uppercase());
     }
@@ -253,7 +278,7 @@ pub async fn create(
     require_credentials(body.provider, &credentials, &mut errors);
     let base_url = resolve_base_url(body.provider, body.base_url.as_deref(), &mut errors);
     let mut settings = ConnectionSettings::default();
-    merge_settings(&body.settings, &mut settings);
+    merge_settings(body.provider, &body.settings, &mut settings, &mut errors);
     errors.into_result()?;
 
     let now = ids::now();
@@ -358,7 +383,7 @@ pub async fn update(
         merge_credentials(c.provider, input, &mut c.credentials, &mut errors);
     }
     if let Some(input) = &body.settings {
-        merge_settings(input, &mut c.settings);
+        merge_settings(c.provider, input, &mut c.settings, &mut errors);
     }
     errors.into_result()?;
     c.updated_at = ids::now();
@@ -388,4 +413,10 @@ pub async fn delete(state: &State, org_id: &str, id: &str) -> Result<(), ApiErro
     state.forget_connection(id);
     tracing::info!(connection_id = %id, "connection deleted");
     Ok(())
+}
+
+/// The connection's credential quota as last learned (every connection of the
+/// credential shares it); `None` until a call was made.
+pub async fn upstream_quota(state: &State, c: &Connection) -> Option<QuotaReport> {
+    state.providers.quota_report(c)
 }

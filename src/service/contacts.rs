@@ -58,6 +58,18 @@ pub fn phone_param(raw: &str, field: &str) -> Result<String, ApiError> {
     })
 }
 
+/// `include`: empty, or `remote_data` (the provider's own object alongside).
+pub fn parse_include(include: Option<&str>) -> Result<bool, ApiError> {
+    match include {
+        None | Some("") => Ok(false),
+        Some("remote_data") => Ok(true),
+        Some(_) => Err(FieldErrors::single(
+            "include",
+            "the only include is `remote_data`",
+        )),
+    }
+}
+
 /// The org's contacts, oldest first, filtered.
 pub async fn list(
     state: &State,
@@ -166,13 +178,16 @@ fn etag_of(body: &[u8]) -> String {
 
 /// Reads one contact of the org's connection by the provider's id in any written
 /// form: the cache, else (once per key, however many wait) the provider, whose
-/// answer is stored and linked. `fresh` skips the cache.
+/// answer is stored and linked. `fresh` skips the cache; `include_remote_data`
+/// answers the stored copy with the provider's object (read from the store after
+/// the cache or the provider answered, so it is the same version).
 pub async fn read_live(
     state: &State,
     org_id: &str,
     connection_id: &str,
     raw_remote_id: &str,
     fresh: bool,
+    include_remote_data: bool,
 ) -> Result<LiveRead, ApiError> {
     let c = connections::get_cached(state, org_id, connection_id).await?;
     let remote_id = c
@@ -217,6 +232,11 @@ pub async fn read_live(
             (v, status)
         }
         Err(e) => on_failure(state, &c, &key, &e).await?,
+    };
+    let contact = if include_remote_data {
+        with_remote_data(state, &c, &key, &contact).await?
+    } else {
+        contact
     };
     Ok(LiveRead {
         contact,
@@ -264,6 +284,30 @@ async fn on_failure(
         .with_retry_after(left.as_secs()),
         LoadError::Adapter(a) => ApiError::from(a.clone()),
     })
+}
+
+/// The stored copy of a contact just read, with the provider's object.
+async fn with_remote_data(
+    state: &State,
+    c: &Connection,
+    key: &CacheKey,
+    read: &CachedContact,
+) -> Result<Arc<CachedContact>, ApiError> {
+    let (connection_id, remote_id) = (c.id.clone(), key.remote_id.clone());
+    let row = state
+        .store
+        .run(move |conn| queries::find_contact_by_remote(conn, &connection_id, &remote_id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("contact"))?;
+    let canonical = queries::to_canonical(&row, true)?;
+    let body = Bytes::from(serde_json::to_vec(&canonical).map_err(ApiError::internal)?);
+    Ok(Arc::new(CachedContact {
+        etag: etag_of(&body),
+        body,
+        loaded_at: read.loaded_at,
+        fetched_at: read.fetched_at,
+        ttl: read.ttl,
+    }))
 }
 
 /// A copy to serve when the provider fails: the cache's, else the store's.

@@ -45,6 +45,9 @@ pub struct ConnectionSettings {
     pub sync_interval_seconds: u64,
     /// How long a live read stays fresh in the cache.
     pub cache_ttl_seconds: u64,
+    /// Records per list page when syncing; unset: the most the provider gives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_size: Option<u32>,
 }
 
 impl Default for ConnectionSettings {
@@ -54,6 +57,7 @@ impl Default for ConnectionSettings {
             rate_limit_per_second: 10,
             sync_interval_seconds: 900,
             cache_ttl_seconds: 60,
+            page_size: None,
         }
     }
 }

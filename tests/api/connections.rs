@@ -394,7 +394,48 @@ async fn lists_page_with_an_opaque_cursor_without_gaps_or_repeats(backend: Backe
     assert_eq!(page["data"], json!([]));
 }
 
+/// Every error of a body at once: the field rules and the provider's own (its
+/// credentials, its base URL, its page size) together, not one stage at a time.
+async fn every_field_error_of_a_body_comes_at_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let res = send(app.post(
+        "/v1/admin/connections",
+        &app.admin_key,
+        &json!({
+            "provider": "wacr", "name": "",
+            "credentials": {},
+            "settings": {"page_size": 500, "rate_limit_per_second": 0}
+        }),
+    ))
+    .await;
+    let err = assert_error(res, 422, "validation_failed").await;
+    let fields = err["error"]["details"]["fields"]
+        .as_object()
+        .expect("fields");
+    let mut names: Vec<&str> = fields.keys().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            "base_url",
+            "credentials.api_key",
+            "name",
+            "settings.page_size",
+            "settings.rate_limit_per_second"
+        ],
+        "{err}"
+    );
+    assert!(
+        fields["settings.page_size"][0]
+            .as_str()
+            .expect("message")
+            .contains("at most 100"),
+        "{err}"
+    );
+}
+
 crate::db_tests!(
+    every_field_error_of_a_body_comes_at_once,
     a_connection_can_be_created_read_listed_updated_and_deleted,
     credentials_never_come_back_in_any_response,
     base_url_defaults_for_periskope_and_is_required_for_wacr_and_gateway,

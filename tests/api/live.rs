@@ -532,7 +532,45 @@ async fn a_corrupt_stored_contact_is_a_500_that_keeps_its_cause_out_of_the_body(
     }
 }
 
+/// `include=remote_data` as on `GET /v1/contacts/{id}`: the provider's object
+/// beside the canonical contact, whether the copy came from the provider or the cache.
+async fn a_live_read_includes_the_providers_object_when_asked(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app.connect_sims(37, 20, json!({})).await;
+    let reader = app.reader_key().await;
+    let digits = first_periskope_digits(&sims);
+    let path = live_path(&sims.periskope, &digits);
+    let plain: Value = send(app.get(&path, &reader))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(plain["remote_data"].is_null(), "{plain}");
+    for _ in 0..2 {
+        let res = send(app.get(&format!("{path}?include=remote_data"), &reader)).await;
+        assert_eq!(res.status(), 200);
+        let full: Value = res.json().await.expect("json");
+        assert_eq!(
+            full["remote_data"]["contact_id"],
+            format!("{digits}@c.us"),
+            "{full}"
+        );
+        assert_eq!(full["id"], plain["id"]);
+    }
+    let body = assert_error(
+        send(app.get(&format!("{path}?include=everything"), &reader)).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert!(
+        body["error"]["details"]["fields"]["include"].is_array(),
+        "{body}"
+    );
+}
+
 crate::db_tests!(
+    a_live_read_includes_the_providers_object_when_asked,
     a_corrupt_stored_contact_is_a_500_that_keeps_its_cause_out_of_the_body,
     a_miss_then_a_hit_with_a_strong_etag_and_304,
     a_hundred_concurrent_misses_make_one_upstream_call,

@@ -15,5 +15,6 @@ mod layers;
 mod live;
 mod openapi;
 mod people;
+mod quota;
 mod schema;
 mod sync;
