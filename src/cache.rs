@@ -98,6 +98,10 @@ impl ContactCache {
         self.inner.insert(key, value).await;
     }
 
+    pub fn invalidate_all(&self) {
+        self.inner.invalidate_all();
+    }
+
     /// Drops every entry of the connection.
     pub fn invalidate_connection(&self, connection_id: &str) {
         let id = connection_id.to_string();
@@ -147,6 +151,10 @@ impl KeyCache {
         self.inner.insert(hash, row).await;
     }
 
+    pub fn forget_all(&self) {
+        self.inner.invalidate_all();
+    }
+
     /// Drops the key with this id (after a revoke).
     pub fn forget_key(&self, key_id: &str) {
         let id = key_id.to_string();
@@ -184,5 +192,9 @@ impl ConnectionCache {
     pub fn forget(&self, connection_id: &str) {
         let id = connection_id.to_string();
         invalidate_where(&self.inner, "connections", move |k, _| k.1 == id);
+    }
+
+    pub fn forget_all(&self) {
+        self.inner.invalidate_all();
     }
 }

@@ -188,6 +188,13 @@ fn valid_log_filter(filter: &str) -> Result<(), ValidationError> {
         })
 }
 
+fn valid_redis_url(url: &str) -> Result<(), ValidationError> {
+    redis::Client::open(url).map(|_| ()).map_err(|_| {
+        ValidationError::new("redis_url")
+            .with_message("is not a Redis URL such as redis://127.0.0.1:6379".into())
+    })
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -266,6 +273,16 @@ pub struct Settings {
     #[default(90)]
     #[validate(range(min = 0, max = 36_500))]
     pub sync_run_retention_days: u32,
+    /// Redis shared by every replica (`redis://host:6379`): upstream quotas,
+    /// inbound limits per API key and cache notices. Unset: one process is the
+    /// supported deployment (each process keeps its own).
+    #[validate(custom(function = "valid_redis_url"))]
+    pub redis_url: Option<String>,
+    /// Processes sharing Redis. While Redis cannot be reached each keeps to this
+    /// share of a provider's quota on its own (1/replicas).
+    #[default(2)]
+    #[validate(range(min = 1, max = 1000))]
+    pub replicas: u32,
     /// Whose name a person shows first: providers, comma-separated.
     #[default(vec![ProviderKind::Wacr, ProviderKind::Periskope, ProviderKind::Gateway])]
     #[serde(with = "precedence")]

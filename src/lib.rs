@@ -1,6 +1,6 @@
 //! unicontacts: one contacts API over the WhatsApp CRMs a business uses.
-//! This file only declares the modules; `docs/ARCHITECTURE.md` maps them. They
-//! are listed from the top of the graph down: a module uses only those below it.
+//! This file only declares the modules; `docs/ARCHITECTURE.md` maps them in
+//! layers (a module uses only those below it; `tests/api/layers.rs` checks).
 
 pub mod cache;
 pub mod cli;
@@ -11,8 +11,10 @@ pub mod error;
 pub mod http;
 pub mod ids;
 pub mod limits;
+pub mod notices;
 pub mod page;
 pub mod providers;
+pub mod redis;
 pub mod routes;
 pub mod service;
 pub mod startup;

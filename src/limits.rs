@@ -1,7 +1,11 @@
-//! The inbound limiter: a governor keyed limiter per API key, built once and shared
-//! by every worker, pruned on a timer. Its state becomes `X-RateLimit-Limit`
-//! (the burst), `X-RateLimit-Remaining` and `X-RateLimit-Reset` (epoch seconds when
-//! the burst is whole again), the convention Periskope uses.
+//! The inbound limiter per API key: GCRA at `rate_limit_per_second` with a burst
+//! of `rate_limit_burst`. In one process a governor keyed limiter, built once and
+//! shared by every worker, pruned on a timer; with Redis, the same rule in one Lua
+//! script per request over shared state, so a key's quota is one across replicas
+//! (and while Redis cannot be reached, the in-process limiter again, logged once).
+//! Its state becomes `X-RateLimit-Limit` (the burst), `X-RateLimit-Remaining` and
+//! `X-RateLimit-Reset` (epoch seconds when the burst is whole again), the
+//! convention Periskope uses.
 
 use std::num::NonZeroU32;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -30,6 +34,36 @@ pub struct InboundLimiter {
     burst: u32,
     period: Duration,
     clock: DefaultClock,
+    shared: Option<Shared>,
+}
+
+/// GCRA over a key's theoretical arrival time (epoch ms): one script per request,
+/// so concurrent requests of every replica are counted exactly once.
+/// ARGV: now (ms), emission interval (ms), burst. Returns allowed (1/0), remaining,
+/// ms until the burst is whole, ms until the next request is allowed.
+const GCRA_SCRIPT: &str = r"
+local now = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local burst = tonumber(ARGV[3])
+local tolerance = interval * (burst - 1)
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local allow_at = tat - tolerance
+if now < allow_at then
+  return {0, 0, math.ceil(tat - now), math.ceil(allow_at - now)}
+end
+local new_tat = tat + interval
+redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1000)
+local remaining = math.floor((now + tolerance - new_tat) / interval) + 1
+if remaining < 0 then remaining = 0 end
+return {1, remaining, math.ceil(new_tat - now), 0}
+";
+
+struct Shared {
+    redis: crate::redis::ConnectionManager,
+    script: redis::Script,
+    /// Set while Redis cannot be reached: when to try it again.
+    down: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 fn epoch_secs_after(d: Duration) -> u64 {
@@ -49,10 +83,73 @@ impl InboundLimiter {
             burst: burst_nz.get(),
             period: Duration::from_secs(1) / rate.get(),
             clock: DefaultClock::default(),
+            shared: None,
         }
     }
 
-    pub fn check(&self, key_id: &str) -> RateInfo {
+    /// The limiter with its state in Redis, shared by every replica.
+    pub fn shared(per_second: u32, burst: u32, redis: crate::redis::ConnectionManager) -> Self {
+        Self {
+            shared: Some(Shared {
+                redis,
+                script: redis::Script::new(GCRA_SCRIPT),
+                down: std::sync::Mutex::new(None),
+            }),
+            ..Self::new(per_second, burst)
+        }
+    }
+
+    /// Counts a request of the key: how much of its quota is left, or how long to wait.
+    pub async fn check(&self, key_id: &str) -> RateInfo {
+        let Some(shared) = &self.shared else {
+            return self.check_here(key_id);
+        };
+        let retry_later = {
+            let down = shared.down.lock().unwrap_or_else(|p| p.into_inner());
+            down.is_some_and(|until| std::time::Instant::now() < until)
+        };
+        if retry_later {
+            return self.check_here(key_id);
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let result: redis::RedisResult<(i64, i64, i64, i64)> = shared
+            .script
+            .key(format!("unicontacts:inbound:{key_id}"))
+            .arg(now)
+            .arg(self.period.as_micros() as f64 / 1000.0)
+            .arg(self.burst)
+            .invoke_async(&mut shared.redis.clone())
+            .await;
+        let mut down = shared.down.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok((allowed, remaining, reset_ms, retry_ms)) => {
+                if down.take().is_some() {
+                    tracing::warn!("Redis is reachable again; inbound limits are shared again");
+                }
+                let after = |ms: i64| epoch_secs_after(Duration::from_millis(ms.max(0) as u64));
+                RateInfo {
+                    limit: self.burst,
+                    remaining: remaining.clamp(0, i64::from(self.burst)) as u32,
+                    reset: after(reset_ms),
+                    retry_after: (allowed == 0)
+                        .then(|| (retry_ms.max(1) as u64).div_ceil(1000).max(1)),
+                }
+            }
+            Err(e) => {
+                if down.is_none() {
+                    tracing::warn!(error = %e, "Redis is unreachable; inbound limits fall back to this process");
+                }
+                *down = Some(std::time::Instant::now() + Duration::from_secs(1));
+                drop(down);
+                self.check_here(key_id)
+            }
+        }
+    }
+
+    fn check_here(&self, key_id: &str) -> RateInfo {
         match self.limiter.check_key(&key_id.to_string()) {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
@@ -88,13 +185,13 @@ mod tests {
     #[test]
     fn a_key_is_refused_past_its_burst_and_others_are_not_affected() {
         let limiter = InboundLimiter::new(1, 3);
-        let infos: Vec<RateInfo> = (0..4).map(|_| limiter.check("a")).collect();
+        let infos: Vec<RateInfo> = (0..4).map(|_| limiter.check_here("a")).collect();
         assert_eq!(
             infos.iter().map(|i| i.remaining).collect::<Vec<_>>(),
             vec![2, 1, 0, 0]
         );
         assert!(infos[..3].iter().all(|i| i.retry_after.is_none()));
         assert_eq!(infos[3].retry_after, Some(1));
-        assert_eq!(limiter.check("b").remaining, 2);
+        assert_eq!(limiter.check_here("b").remaining, 2);
     }
 }

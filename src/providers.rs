@@ -140,13 +140,14 @@ pub struct Providers {
 
 impl Providers {
     /// `upstream_timeout`: the deadline of one interactive provider call;
-    /// `background_floor`: the share of each window a sync always gets.
-    pub fn new(upstream_timeout: Duration, background_floor: f64) -> Self {
+    /// `background_floor`: the share of each window a sync always gets; `quotas`:
+    /// this process's alone, or shared through Redis.
+    pub fn new(upstream_timeout: Duration, background_floor: f64, quotas: QuotaRegistry) -> Self {
         Self {
             upstream_timeout,
             background_floor,
             interactive: Arc::new(Mutex::new(HashMap::new())),
-            quotas: QuotaRegistry::default(),
+            quotas,
         }
     }
 
@@ -166,9 +167,10 @@ impl Providers {
     }
 
     /// The connection's credential quota as this process last saw it.
-    pub fn quota_report(&self, c: &Connection) -> Option<QuotaReport> {
+    pub async fn quota_report(&self, c: &Connection) -> Option<QuotaReport> {
         self.quotas
             .report(&connection_config(c, UpstreamConfig::default()).credential_id())
+            .await
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
@@ -208,6 +210,12 @@ impl Providers {
     /// Forgets a changed or deleted connection's adapter.
     pub fn forget(&self, connection_id: &str) {
         self.lock().remove(connection_id);
+    }
+
+    /// Forgets every connection's adapter (their quotas stay: they are the
+    /// credentials', whatever the connections).
+    pub fn forget_all(&self) {
+        self.lock().clear();
     }
 }
 

@@ -66,6 +66,10 @@ impl Application {
                 },
             ));
         }
+        // What the other replicas change, this one forgets.
+        state
+            .notices
+            .listen(state.forgetter(), state.runner.tasks().stop_token());
         // Forget keys whose quota is whole again, so the limiter's map stays small.
         let pruned = state.clone();
         let stop = state.runner.tasks().stop_token();

@@ -8,10 +8,12 @@ use std::time::Duration;
 use crate::cache::{ConnectionCache, ContactCache, KeyCache};
 use crate::config::Settings;
 use crate::limits::InboundLimiter;
+use crate::notices::{Notice, Notices};
 use crate::providers::Providers;
 use crate::store::Store;
 use crate::sync::Runner;
 use crate::tasks::BackgroundTasks;
+use unicontacts_adapters::quota::QuotaRegistry;
 
 pub struct State {
     pub store: Store,
@@ -28,15 +30,33 @@ pub struct State {
     pub limiter: InboundLimiter,
     /// Starts sync runs; its tasks are stopped and recorded at shutdown.
     pub runner: Runner,
+    /// The Redis replicas share, when there is one.
+    pub redis: Option<crate::redis::ConnectionManager>,
+    /// How this process tells the others what changed.
+    pub notices: Notices,
 }
 
 impl State {
     /// Builds the state over an opened store (from within a tokio runtime: sync
     /// runs go on the current one).
     pub fn new(settings: Settings, store: Store) -> Self {
+        let redis = settings.redis_url.as_deref().and_then(|url| match crate::redis::connect(url) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                // The URL was checked at start-up; a client that cannot be built
+                // leaves this process on its own, which the log says.
+                tracing::error!(error = %e, "cannot use Redis; this process keeps its own quotas");
+                None
+            }
+        });
+        let quotas = match &redis {
+            Some(r) => QuotaRegistry::shared(r.clone(), settings.replicas),
+            None => QuotaRegistry::default(),
+        };
         let providers = Providers::new(
             Duration::from_millis(settings.upstream_timeout_ms),
             f64::from(settings.sync_quota_share_percent) / 100.0,
+            quotas,
         );
         let runner = Runner::new(
             store.clone(),
@@ -48,19 +68,57 @@ impl State {
             contacts: ContactCache::new(settings.cache_max_bytes),
             connections: ConnectionCache::default(),
             keys: KeyCache::default(),
-            limiter: InboundLimiter::new(settings.rate_limit_per_second, settings.rate_limit_burst),
+            limiter: match &redis {
+                Some(r) => InboundLimiter::shared(
+                    settings.rate_limit_per_second,
+                    settings.rate_limit_burst,
+                    r.clone(),
+                ),
+                None => {
+                    InboundLimiter::new(settings.rate_limit_per_second, settings.rate_limit_burst)
+                }
+            },
+            notices: Notices::new(
+                redis.as_ref().zip(settings.redis_url.as_deref()),
+                &store,
+                &settings.database_url,
+            ),
             providers,
             runner,
+            redis,
             store,
             settings,
         }
     }
 
-    /// Forgets a changed or deleted connection in this process: its cached copy,
-    /// its adapters and its cached contacts.
-    pub fn forget_connection(&self, connection_id: &str) {
-        self.connections.forget(connection_id);
-        self.providers.forget(connection_id);
-        self.contacts.invalidate_connection(connection_id);
+    /// What drops this process's cached copies of what a notice names.
+    pub fn forgetter(&self) -> impl Fn(Notice) + Send + Sync + 'static {
+        let (keys, connections, providers, contacts) = (
+            self.keys.clone(),
+            self.connections.clone(),
+            self.providers.clone(),
+            self.contacts.clone(),
+        );
+        move |notice| match notice {
+            Notice::Key(id) => keys.forget_key(&id),
+            Notice::Connection(id) => {
+                connections.forget(&id);
+                providers.forget(&id);
+                contacts.invalidate_connection(&id);
+            }
+            Notice::All => {
+                keys.forget_all();
+                connections.forget_all();
+                providers.forget_all();
+                contacts.invalidate_all();
+            }
+        }
+    }
+
+    /// Something changed: this process forgets its copies at once, and every
+    /// other replica within a second.
+    pub async fn changed(&self, notice: Notice) {
+        (self.forgetter())(notice.clone());
+        self.notices.publish(&notice).await;
     }
 }

@@ -22,10 +22,15 @@
 //!   counts the window as spent.
 //!
 //! The decisions are [`QuotaState`]'s, a pure state machine over a clock in epoch
-//! milliseconds: the in-process quota holds one behind a mutex, and the Redis one
-//! (`quota_redis`) runs the same rules in a Lua script over shared state.
+//! milliseconds. A quota of one process holds it behind a mutex. A quota shared
+//! by replicas keeps it in Redis: each change is computed here from the state as
+//! last seen and written by one compare-and-set script, which fails (and hands
+//! back the current state to compute again) when another process changed it
+//! meanwhile; so the rules are written once, and every change is atomic across
+//! processes. While Redis cannot be reached, each process falls back to the state
+//! it last saw, at 1/`replicas` of the limit, logs it once, and tries Redis again
+//! every second.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -174,8 +179,10 @@ pub struct QuotaSnapshot {
     pub paused_until_ms: u64,
 }
 
-/// The rules, over a clock in epoch ms. See the module doc.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// The rules, over a clock in epoch ms. See the module doc. Serialised whole
+/// when it is shared through Redis.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct QuotaState {
     pub limit: u32,
     pub window_ms: u64,
@@ -200,6 +207,16 @@ pub struct QuotaState {
     pub window_start_ms: u64,
     /// `window_end_ms` is the provider's own word (a `Reset`), not our estimate.
     pub provider_window: bool,
+    /// The deadlines (epoch ms) of the interactive callers waiting now, in every
+    /// process that shares the quota (one that died is forgotten at its deadline).
+    pub waiters: Vec<u64>,
+    /// (minute since epoch, requests, 429s) for the last hour.
+    pub minutes: Vec<(u64, u64, u64)>,
+    /// The provider's own limit per window, when it said (0: not said).
+    pub provider_limit: u32,
+    /// This process's share while it cannot share the quota: `limit` is the
+    /// provider's divided by it (0 or 1: the whole).
+    pub divisor: u32,
 }
 
 impl QuotaState {
@@ -213,7 +230,11 @@ impl QuotaState {
 
     /// Requests still allowed in this window.
     fn budget(&self) -> i64 {
-        i64::from(self.limit) - self.used.max(self.server_used)
+        if self.provider_limit == 0 {
+            return i64::from(self.limit) - self.used.max(self.server_used);
+        }
+        // Ours (a share of it, on the fallback) and the provider's count of all.
+        (i64::from(self.limit) - self.used).min(i64::from(self.provider_limit) - self.server_used)
     }
 
     /// Whether sends keep to the window's exact pace, one at a time: while the
@@ -272,15 +293,18 @@ impl QuotaState {
     }
 
     /// Takes a slot now, or says how long to wait before asking again.
-    /// `interactive_waiting`: interactive callers (of every process) waiting now.
+    /// `others_waiting`: interactive callers waiting besides those in `waiters`
+    /// (tests give it; callers register in `waiters`).
     pub fn try_acquire(
         &mut self,
         now: u64,
         priority: Priority,
-        interactive_waiting: u64,
+        others_waiting: u64,
         config: &QuotaConfig,
     ) -> Result<(), u64> {
         self.roll(now, config);
+        self.waiters.retain(|deadline| *deadline > now);
+        let interactive_waiting = others_waiting + self.waiters.len() as u64;
         if self.paused_until_ms > now {
             return Err(self.paused_until_ms - now);
         }
@@ -333,7 +357,8 @@ impl QuotaState {
             if self.learned && now.saturating_sub(self.last_header_ms) > self.window_ms.max(1000) {
                 self.learned = false;
                 self.provider_window = false;
-                self.limit = config.per_second.max(1);
+                self.provider_limit = 0;
+                self.limit = (config.per_second / self.divisor.max(1)).max(1);
                 self.window_ms = 1000;
                 self.window_end_ms = 0;
                 self.server_used = 0;
@@ -342,19 +367,22 @@ impl QuotaState {
         }
         self.last_header_ms = now;
         if let Some(l) = obs.limit {
-            if !self.learned || l != self.limit {
-                self.limit = l.max(1);
+            let l = l.max(1);
+            let share = (l / self.divisor.max(1)).max(1);
+            if !self.learned || l != self.provider_limit || share != self.limit {
+                self.limit = share;
                 if config.style == RateStyle::Laravel && !self.learned {
                     // A first guess at the window: the limit at the configured rate,
                     // within what the provider documents; a 429's Reset corrects it.
-                    let guess = u64::from(self.limit) * 1000 / u64::from(config.per_second.max(1));
+                    let guess = u64::from(l) * 1000 / u64::from(config.per_second.max(1));
                     self.window_ms = guess.clamp(1000, LARAVEL_MAX_WINDOW_MS);
                 }
             }
+            self.provider_limit = l;
             self.learned = true;
         }
-        let server_count = match (obs.remaining, self.learned) {
-            (Some(r), true) => Some(i64::from(self.limit) - r as i64),
+        let server_count = match (obs.remaining, self.provider_limit) {
+            (Some(r), l) if l > 0 => Some(i64::from(l) - r as i64),
             _ => None,
         };
         match config.style {
@@ -411,7 +439,7 @@ impl QuotaState {
             .unwrap_or(1000);
         let until = now + wait;
         self.paused_until_ms = self.paused_until_ms.max(until);
-        self.server_used = i64::from(self.limit);
+        self.server_used = i64::from(self.limit.max(self.provider_limit));
         if config.style == RateStyle::Laravel {
             if let Some(reset) = obs.reset_ms.or(Some(until)) {
                 if self.window_start_ms != 0 && reset > self.window_start_ms {
@@ -421,6 +449,28 @@ impl QuotaState {
                 self.window_end_ms = reset.max(self.window_end_ms);
             }
         }
+    }
+
+    /// Counts a request (and whether it was answered 429) in its minute.
+    pub fn count(&mut self, now: u64, throttled: bool) {
+        let minute = now / 60_000;
+        self.minutes.retain(|(at, _, _)| at + 60 > minute);
+        match self.minutes.iter_mut().find(|(at, _, _)| *at == minute) {
+            Some(slot) => {
+                slot.1 += 1;
+                slot.2 += u64::from(throttled);
+            }
+            None => self.minutes.push((minute, 1, u64::from(throttled))),
+        }
+    }
+
+    /// Requests and 429s of the last hour.
+    pub fn last_hour(&self, now: u64) -> (u64, u64) {
+        let minute = now / 60_000;
+        self.minutes
+            .iter()
+            .filter(|(at, _, _)| at + 60 > minute)
+            .fold((0, 0), |(r, t), (_, rr, tt)| (r + rr, t + tt))
     }
 
     pub fn snapshot(&self, now: u64) -> QuotaSnapshot {
@@ -444,36 +494,6 @@ impl QuotaState {
     }
 }
 
-/// Requests and 429s per minute over the last hour.
-#[derive(Debug, Default)]
-struct HourCounters {
-    /// (minute since epoch, requests, 429s) for the last 60 minutes.
-    minutes: Mutex<Vec<(u64, u64, u64)>>,
-}
-
-impl HourCounters {
-    fn add(&self, now_ms: u64, requests: u64, throttled: u64) {
-        let minute = now_ms / 60_000;
-        let mut m = self.minutes.lock().unwrap_or_else(|p| p.into_inner());
-        m.retain(|(at, _, _)| at + 60 > minute);
-        match m.iter_mut().find(|(at, _, _)| *at == minute) {
-            Some(slot) => {
-                slot.1 += requests;
-                slot.2 += throttled;
-            }
-            None => m.push((minute, requests, throttled)),
-        }
-    }
-
-    fn last_hour(&self, now_ms: u64) -> (u64, u64) {
-        let minute = now_ms / 60_000;
-        let m = self.minutes.lock().unwrap_or_else(|p| p.into_inner());
-        m.iter()
-            .filter(|(at, _, _)| at + 60 > minute)
-            .fold((0, 0), |(r, t), (_, rr, tt)| (r + rr, t + tt))
-    }
-}
-
 /// What a quota reports to operators.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct QuotaReport {
@@ -483,23 +503,58 @@ pub struct QuotaReport {
     pub throttled_last_hour: u64,
 }
 
-/// One credential's quota in this process. Cheap to share (`Arc`).
+/// How long an idle credential's shared state stays in Redis.
+const SHARED_TTL_SECS: u64 = 3600;
+/// How long a quota keeps to its in-process fallback before trying Redis again.
+const RETRY_REDIS_AFTER: Duration = Duration::from_secs(1);
+
+/// Compare-and-set of a quota's state: written only if it is still what the
+/// caller read, else the current value comes back. One script per change, so a
+/// change is atomic across every process sharing the quota.
+const CAS_SCRIPT: &str = r"
+local current = redis.call('GET', KEYS[1])
+if current == false then current = '' end
+if current == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return {1, ''}
+end
+return {0, current}
+";
+
+/// A quota's state in Redis, with the in-process fallback for when Redis cannot
+/// be reached: the learned limit divided by the number of processes sharing it.
+struct Shared {
+    redis: redis::aio::ConnectionManager,
+    key: String,
+    script: redis::Script,
+    /// The state as last read or written: the expected value of the next change.
+    cached: Mutex<String>,
+    /// Processes sharing the quota, to divide the limit by while on the fallback.
+    divisor: u32,
+    /// Set while Redis is unreachable: the fallback state, and when to try again.
+    fallback: Mutex<Option<(QuotaState, Instant)>>,
+}
+
+/// One credential's quota. Cheap to share (`Arc`).
 pub struct Quota {
     config: QuotaConfig,
-    state: Mutex<QuotaState>,
-    interactive_waiting: AtomicU64,
-    hour: HourCounters,
+    /// The state when it is this process's alone.
+    local: Mutex<QuotaState>,
+    /// The state when replicas share it through Redis.
+    shared: Option<Shared>,
 }
 
 impl std::fmt::Debug for Quota {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Quota")
             .field("config", &self.config)
+            .field("shared", &self.shared.is_some())
             .finish_non_exhaustive()
     }
 }
 
-/// A slot taken: report the reply with [`Permit::replied`] (or drop it unsent).
+/// A slot taken: report the reply with [`Permit::replied`] or [`Permit::failed`]
+/// (or drop it: unsent, the slot is given back).
 pub struct Permit {
     quota: Arc<Quota>,
     sent: bool,
@@ -513,29 +568,32 @@ impl Permit {
     }
 
     /// The provider answered `status` with `headers`; returns what they said.
-    pub fn replied(mut self, status: u16, headers: &HeaderMap) -> Observation {
+    pub async fn replied(mut self, status: u16, headers: &HeaderMap) -> Observation {
         self.settled = true;
         let now = epoch_ms();
         let obs = observe_headers(self.quota.config.style, headers, now);
-        let q = &self.quota;
-        let mut s = q.lock();
-        s.observe(now, true, &obs, &q.config);
-        if status == 429 {
-            s.throttled(now, &obs, &q.config);
-        }
-        drop(s);
-        q.hour.add(now, 1, u64::from(status == 429));
+        self.quota
+            .update(|s, c| {
+                s.observe(now, true, &obs, c);
+                if status == 429 {
+                    s.throttled(now, &obs, c);
+                }
+                s.count(now, status == 429);
+            })
+            .await;
         obs
     }
 
     /// No answer came (a timeout, a broken connection).
-    pub fn failed(mut self) {
+    pub async fn failed(mut self) {
         self.settled = true;
         let now = epoch_ms();
         self.quota
-            .lock()
-            .observe(now, false, &Observation::default(), &self.quota.config);
-        self.quota.hour.add(now, 1, 0);
+            .update(|s, c| {
+                s.observe(now, false, &Observation::default(), c);
+                s.count(now, false);
+            })
+            .await;
     }
 }
 
@@ -544,36 +602,77 @@ impl Drop for Permit {
         if self.settled {
             return;
         }
-        let mut s = self.quota.lock();
-        if self.sent {
-            s.observe(
-                epoch_ms(),
-                false,
-                &Observation::default(),
-                &self.quota.config,
-            );
-        } else {
-            s.release_unsent();
+        let (quota, sent) = (self.quota.clone(), self.sent);
+        let release = async move {
+            quota
+                .update(|s, c| {
+                    if sent {
+                        s.observe(epoch_ms(), false, &Observation::default(), c);
+                    } else {
+                        s.release_unsent();
+                    }
+                })
+                .await;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(release);
         }
     }
 }
 
-/// Counts an interactive caller as waiting while it lives.
-struct Waiting<'a>(&'a AtomicU64);
+/// Takes an interactive caller off the waiters when it goes (granted, past its
+/// deadline, or dropped).
+struct Waiting {
+    quota: Arc<Quota>,
+    deadline: u64,
+}
 
-impl Drop for Waiting<'_> {
+impl Drop for Waiting {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        let (quota, deadline) = (self.quota.clone(), self.deadline);
+        let leave = async move {
+            quota
+                .update(|s, _| {
+                    if let Some(i) = s.waiters.iter().position(|d| *d == deadline) {
+                        s.waiters.swap_remove(i);
+                    }
+                })
+                .await;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(leave);
+        }
     }
 }
 
 impl Quota {
+    /// A quota of this process alone.
     pub fn new(config: QuotaConfig) -> Arc<Self> {
         Arc::new(Self {
-            state: Mutex::new(QuotaState::new(&config)),
+            local: Mutex::new(QuotaState::new(&config)),
             config,
-            interactive_waiting: AtomicU64::new(0),
-            hour: HourCounters::default(),
+            shared: None,
+        })
+    }
+
+    /// A quota shared through Redis under `key` by `divisor` processes.
+    pub fn shared(
+        config: QuotaConfig,
+        redis: redis::aio::ConnectionManager,
+        key: String,
+        divisor: u32,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            local: Mutex::new(QuotaState::new(&config)),
+            shared: Some(Shared {
+                redis,
+                key,
+                script: redis::Script::new(CAS_SCRIPT),
+                cached: Mutex::new(String::new()),
+                divisor: divisor.max(1),
+                fallback: Mutex::new(None),
+            }),
+            config,
         })
     }
 
@@ -581,8 +680,107 @@ impl Quota {
         self.config
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, QuotaState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies `f` to the state, atomically for every process sharing it. `f`
+    /// may run more than once (a compare-and-set lost to another process).
+    async fn update<T>(&self, mut f: impl FnMut(&mut QuotaState, &QuotaConfig) -> T) -> T {
+        let Some(shared) = &self.shared else {
+            return f(&mut Self::lock(&self.local), &self.config);
+        };
+        let on_fallback = Self::lock(&shared.fallback)
+            .as_ref()
+            .is_some_and(|(_, retry_at)| Instant::now() < *retry_at);
+        if !on_fallback {
+            match self.update_shared(shared, &mut f).await {
+                Ok(out) => {
+                    if Self::lock(&shared.fallback).take().is_some() {
+                        tracing::warn!(quota = %shared.key, "Redis is reachable again; the quota is shared again");
+                    }
+                    return out;
+                }
+                Err(e) => {
+                    let mut fb = Self::lock(&shared.fallback);
+                    match fb.as_mut() {
+                        Some((_, retry_at)) => *retry_at = Instant::now() + RETRY_REDIS_AFTER,
+                        None => {
+                            tracing::warn!(
+                                quota = %shared.key, error = %e, divisor = shared.divisor,
+                                "Redis is unreachable; the upstream quota falls back to this process, at a share of its limit"
+                            );
+                            *fb = Some((
+                                self.fallback_state(shared),
+                                Instant::now() + RETRY_REDIS_AFTER,
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        let mut fb = Self::lock(&shared.fallback);
+        let config = self.fallback_config(shared);
+        match fb.as_mut() {
+            Some((state, _)) => f(state, &config),
+            None => f(&mut Self::lock(&self.local), &config),
+        }
+    }
+
+    /// The quota this process may use alone while Redis is away: the last known
+    /// state, its limit divided among the processes that share it.
+    fn fallback_state(&self, shared: &Shared) -> QuotaState {
+        let cached = Self::lock(&shared.cached).clone();
+        let mut state: QuotaState =
+            serde_json::from_str(&cached).unwrap_or_else(|_| QuotaState::new(&self.config));
+        state.divisor = shared.divisor;
+        let whole = if state.provider_limit > 0 {
+            state.provider_limit
+        } else {
+            state.limit
+        };
+        state.limit = (whole / shared.divisor).max(1);
+        // What every process used of the current window stays counted.
+        state.in_flight = 0;
+        state.waiters.clear();
+        state
+    }
+
+    fn fallback_config(&self, shared: &Shared) -> QuotaConfig {
+        QuotaConfig {
+            per_second: (self.config.per_second / shared.divisor).max(1),
+            ..self.config
+        }
+    }
+
+    async fn update_shared<T>(
+        &self,
+        shared: &Shared,
+        f: &mut impl FnMut(&mut QuotaState, &QuotaConfig) -> T,
+    ) -> Result<T, redis::RedisError> {
+        let mut redis = shared.redis.clone();
+        loop {
+            let expected = Self::lock(&shared.cached).clone();
+            let mut state = if expected.is_empty() {
+                QuotaState::new(&self.config)
+            } else {
+                serde_json::from_str(&expected).unwrap_or_else(|_| QuotaState::new(&self.config))
+            };
+            let out = f(&mut state, &self.config);
+            let written = serde_json::to_string(&state).unwrap_or_default();
+            let (done, current): (i64, String) = shared
+                .script
+                .key(&shared.key)
+                .arg(&expected)
+                .arg(&written)
+                .arg(SHARED_TTL_SECS)
+                .invoke_async(&mut redis)
+                .await?;
+            *Self::lock(&shared.cached) = if done == 1 { written } else { current };
+            if done == 1 {
+                return Ok(out);
+            }
+        }
     }
 
     /// Waits for a slot; an interactive caller only until `deadline` (then
@@ -594,12 +792,10 @@ impl Quota {
         deadline: Option<Instant>,
     ) -> Result<(Permit, Duration), AdapterError> {
         let started = Instant::now();
-        let mut waiting: Option<Waiting<'_>> = None;
+        let mut waiting: Option<Waiting> = None;
         loop {
             let now = epoch_ms();
-            let others =
-                self.interactive_waiting.load(Ordering::Relaxed) - u64::from(waiting.is_some());
-            let decision = self.lock().try_acquire(now, priority, others, &self.config);
+            let decision = self.update(|s, c| s.try_acquire(now, priority, 0, c)).await;
             match decision {
                 Ok(()) => {
                     return Ok((
@@ -621,8 +817,17 @@ impl Quota {
                         }
                     }
                     if priority == Priority::Interactive && waiting.is_none() {
-                        self.interactive_waiting.fetch_add(1, Ordering::Relaxed);
-                        waiting = Some(Waiting(&self.interactive_waiting));
+                        // Known to every process, so background callers yield to it.
+                        let until = now
+                            + deadline
+                                .map(|d| d.saturating_duration_since(Instant::now()))
+                                .unwrap_or(Duration::from_secs(60))
+                                .as_millis() as u64;
+                        self.update(|s, _| s.waiters.push(until)).await;
+                        waiting = Some(Waiting {
+                            quota: self.clone(),
+                            deadline: until,
+                        });
                     }
                     tokio::time::sleep(wait).await;
                 }
@@ -630,37 +835,63 @@ impl Quota {
         }
     }
 
-    pub fn report(&self) -> QuotaReport {
+    pub async fn report(&self) -> QuotaReport {
         let now = epoch_ms();
-        let (requests, throttled) = self.hour.last_hour(now);
-        QuotaReport {
-            now: self.lock().snapshot(now),
-            requests_last_hour: requests,
-            throttled_last_hour: throttled,
-        }
+        self.update(|s, _| {
+            let (requests, throttled) = s.last_hour(now);
+            QuotaReport {
+                now: s.snapshot(now),
+                requests_last_hour: requests,
+                throttled_last_hour: throttled,
+            }
+        })
+        .await
     }
 }
 
 /// The quotas of this process, one per credential id (see
-/// `ConnectionConfig::credential_id`). Cheap to clone (shared inside).
+/// `ConnectionConfig::credential_id`), in this process or shared through Redis.
+/// Cheap to clone (shared inside).
 #[derive(Clone, Default)]
 pub struct QuotaRegistry {
     quotas: Arc<Mutex<std::collections::HashMap<String, Arc<Quota>>>>,
+    /// Redis, and the number of processes that share it.
+    shared: Option<(redis::aio::ConnectionManager, u32)>,
 }
 
 impl QuotaRegistry {
+    /// Quotas shared with every process on the same Redis; while it cannot be
+    /// reached, each process keeps to 1/`divisor` of the limit on its own.
+    pub fn shared(redis: redis::aio::ConnectionManager, divisor: u32) -> Self {
+        Self {
+            quotas: Arc::default(),
+            shared: Some((redis, divisor)),
+        }
+    }
+
     /// The credential's quota; the first caller's settings make it.
     pub fn quota(&self, credential_id: &str, config: QuotaConfig) -> Arc<Quota> {
         let mut map = self.quotas.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(credential_id.to_string())
-            .or_insert_with(|| Quota::new(config))
+            .or_insert_with(|| match &self.shared {
+                Some((redis, divisor)) => Quota::shared(
+                    config,
+                    redis.clone(),
+                    format!("unicontacts:quota:{credential_id}"),
+                    *divisor,
+                ),
+                None => Quota::new(config),
+            })
             .clone()
     }
 
     /// What the credential's quota looks like now, if this process has used it.
-    pub fn report(&self, credential_id: &str) -> Option<QuotaReport> {
-        let map = self.quotas.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(credential_id).map(|q| q.report())
+    pub async fn report(&self, credential_id: &str) -> Option<QuotaReport> {
+        let quota = {
+            let map = self.quotas.lock().unwrap_or_else(|p| p.into_inner());
+            map.get(credential_id).cloned()
+        }?;
+        Some(quota.report().await)
     }
 }
 
@@ -840,7 +1071,7 @@ mod tests {
             .acquire(Priority::Interactive, None)
             .await
             .expect("first slot");
-        p.failed();
+        p.failed().await;
         let started = Instant::now();
         let err = q
             .acquire(

@@ -263,7 +263,7 @@ impl Upstream {
                 Ok(res) => {
                     let status = res.status().as_u16();
                     let headers = res.headers().clone();
-                    let observed = permit.replied(status, &headers);
+                    let observed = permit.replied(status, &headers).await;
                     match res.bytes().await {
                         Ok(body) => Ok((
                             UpstreamResponse {
@@ -280,7 +280,7 @@ impl Upstream {
                     }
                 }
                 Err(e) => {
-                    permit.failed();
+                    permit.failed().await;
                     if e.is_timeout() {
                         Err(AdapterError::Timeout)
                     } else {

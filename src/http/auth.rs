@@ -70,7 +70,7 @@ impl FromRequest for Caller {
             let row = api_keys::authenticate(&state, key).await?;
             let scopes = row.scopes.split(',').filter_map(Scope::parse).collect();
             // The quota is per key; the middleware puts the figures on the response.
-            let rate = state.limiter.check(&row.id);
+            let rate = state.limiter.check(&row.id).await;
             request.extensions_mut().insert(rate);
             if let Some(wait) = rate.retry_after {
                 return Err(ApiError::new(

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::ids;
+use crate::notices::Notice;
 use crate::page::{Page, PageRequest};
 use crate::state::State;
 use crate::store::models::{ApiKeyRow, Org};
@@ -236,7 +237,7 @@ pub async fn revoke(state: &State, org_id: &str, id: &str) -> Result<(), ApiErro
     if !found {
         return Err(ApiError::not_found("API key"));
     }
-    state.keys.forget_key(id);
+    state.changed(Notice::Key(id.to_string())).await;
     tracing::info!(api_key_id = %id, "API key revoked");
     Ok(())
 }

@@ -13,6 +13,7 @@ use validator::{Validate, ValidationError};
 
 use crate::error::{ApiError, FieldErrors};
 use crate::ids;
+use crate::notices::Notice;
 use crate::page::{Page, PageRequest};
 use crate::state::State;
 use crate::store::connections::{self as queries, Connection, ConnectionSettings, Credentials};
@@ -395,7 +396,7 @@ pub async fn update(
     if !found {
         return Err(ApiError::not_found("connection"));
     }
-    state.forget_connection(&c.id);
+    state.changed(Notice::Connection(c.id.clone())).await;
     tracing::info!(connection_id = %c.id, "connection updated");
     Ok(c)
 }
@@ -410,7 +411,7 @@ pub async fn delete(state: &State, org_id: &str, id: &str) -> Result<(), ApiErro
     if !found {
         return Err(ApiError::not_found("connection"));
     }
-    state.forget_connection(id);
+    state.changed(Notice::Connection(id.to_string())).await;
     tracing::info!(connection_id = %id, "connection deleted");
     Ok(())
 }
@@ -418,5 +419,5 @@ pub async fn delete(state: &State, org_id: &str, id: &str) -> Result<(), ApiErro
 /// The connection's credential quota as last learned (every connection of the
 /// credential shares it); `None` until a call was made.
 pub async fn upstream_quota(state: &State, c: &Connection) -> Option<QuotaReport> {
-    state.providers.quota_report(c)
+    state.providers.quota_report(c).await
 }

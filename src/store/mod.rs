@@ -500,3 +500,44 @@ pub fn describe_schema(
     }
     Ok(schema)
 }
+
+/// The channel replicas tell each other about changes on (PostgreSQL).
+pub const NOTICE_CHANNEL: &str = "unicontacts_notices";
+
+/// Sends `payload` to every process listening on PostgreSQL (no-op on SQLite,
+/// which one process uses).
+pub fn notify(conn: &mut DbConnection, payload: &str) -> Result<(), StoreError> {
+    if let DbConnection::Postgresql(c) = conn {
+        diesel::sql_query("SELECT pg_notify($1, $2)")
+            .bind::<Text, _>(NOTICE_CHANNEL)
+            .bind::<Text, _>(payload)
+            .execute(c)?;
+    }
+    Ok(())
+}
+
+/// A PostgreSQL connection of its own, listening for notices.
+pub struct NoticeListener {
+    conn: PgConnection,
+}
+
+impl NoticeListener {
+    /// Connects to `url` and listens on the notice channel.
+    pub fn connect(url: &str) -> Result<Self, StoreError> {
+        openssl_sys::init();
+        let mut conn =
+            PgConnection::establish(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        conn.batch_execute(&format!("LISTEN {NOTICE_CHANNEL}"))?;
+        Ok(Self { conn })
+    }
+
+    /// The notices that arrived since the last call (never blocks); an error
+    /// when the connection broke.
+    pub fn poll(&mut self) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for n in self.conn.notifications_iter() {
+            out.push(n?.payload);
+        }
+        Ok(out)
+    }
+}

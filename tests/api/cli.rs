@@ -435,7 +435,11 @@ async fn sync_once(
 ) -> SyncRunRow {
     let runner = unicontacts::sync::Runner::new(
         store.clone(),
-        unicontacts::providers::Providers::new(Duration::from_secs(5), 0.2),
+        unicontacts::providers::Providers::new(
+            Duration::from_secs(5),
+            0.2,
+            unicontacts_adapters::quota::QuotaRegistry::default(),
+        ),
         unicontacts::tasks::BackgroundTasks::on_current_runtime("sync runs"),
         ttl.to_std().expect("a positive ttl"),
     );

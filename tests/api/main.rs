@@ -16,5 +16,6 @@ mod live;
 mod openapi;
 mod people;
 mod quota;
+mod replicas;
 mod schema;
 mod sync;

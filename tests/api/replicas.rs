@@ -1,0 +1,613 @@
+//! Several `unicontacts serve` processes on one PostgreSQL database and one
+//! Redis, as a scaled-out deployment runs: one upstream quota across them, one
+//! inbound quota per key, a revoked key or a deleted connection gone from every
+//! replica within a second, a killed replica's run taken over after its lease,
+//! schedulers that never run one connection twice at once, and Redis going away
+//! mid-run. PostgreSQL only (SQLite is one process's).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use unicontacts::service::api_keys::{self, OrgRef, Scope};
+use unicontacts::store::Store;
+use unicontacts_adapters::periskope;
+use unicontacts_adapters::sim::{RateLimit, World};
+
+use crate::helpers::{send, test_settings, Backend, TestDb, SIM_KEY};
+
+const BIN: &str = env!("CARGO_BIN_EXE_unicontacts");
+
+/// The machine's Redis for these tests (`UNICONTACTS_TEST_REDIS_URL`).
+fn redis_url() -> String {
+    std::env::var("UNICONTACTS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// One `unicontacts serve` child; killed when dropped.
+struct Replica {
+    child: Option<Child>,
+    base: String,
+    pid: u32,
+}
+
+impl Replica {
+    /// `redis`: the shared Redis, or "" for none.
+    fn start(db: &TestDb, redis: &str, env: &[(&str, &str)]) -> Replica {
+        let url = match &db.url {
+            unicontacts::config::DatabaseUrl::Postgres(u) => u.clone(),
+            unicontacts::config::DatabaseUrl::Sqlite(p) => p.display().to_string(),
+        };
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear()
+            .current_dir(std::env::temp_dir())
+            .arg("serve")
+            .env("UNICONTACTS_DATABASE_URL", url)
+            .env("UNICONTACTS_REPLICAS", "3")
+            .env("UNICONTACTS_BIND", "127.0.0.1:0")
+            .env("UNICONTACTS_LOG_FORMAT", "json")
+            .env("UNICONTACTS_WORKERS", "2")
+            .env("UNICONTACTS_SCHEDULER_TICK_MS", "0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if !redis.is_empty() {
+            cmd.env("UNICONTACTS_REDIS_URL", redis);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let port = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the replica starts");
+            if let Some(port) = serde_json::from_str::<Value>(&line)
+                .ok()
+                .and_then(|v| v["fields"]["port"].as_u64())
+            {
+                break port;
+            }
+        };
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in rx {});
+        Replica {
+            pid: child.id(),
+            child: Some(child),
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A fresh database (migrated), an org with an admin key, and a Periskope
+/// simulator of about `contacts` contacts at `limit` requests a second.
+async fn setup(
+    contacts: usize,
+    limit: u32,
+) -> Option<(TestDb, Store, String, periskope::sim::PeriskopeSim)> {
+    let backend = Backend::postgres()?;
+    let redis = redis_url();
+    let reachable = redis::Client::open(redis.as_str())
+        .ok()
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)).ok())
+        .is_some();
+    if !reachable {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("Redis at {redis} is required on CI");
+        }
+        eprintln!("no Redis at {redis}: skipped");
+        return None;
+    }
+    let db = TestDb::new(&backend);
+    let store = unicontacts::startup::open_store(&test_settings(&db))
+        .await
+        .expect("store");
+    let key = api_keys::create(
+        &store,
+        OrgRef::Name("acme"),
+        "ops",
+        &[Scope::Admin, Scope::ContactsRead],
+    )
+    .await
+    .expect("key")
+    .key;
+    let world = World::generate(95, contacts * 100 / 65 + 5);
+    let sim = periskope::sim::start(
+        &world,
+        SIM_KEY,
+        "127.0.0.1:0".parse().expect("addr"),
+        Some(RateLimit {
+            limit,
+            window_secs: 1,
+        }),
+    )
+    .await
+    .expect("sim");
+    Some((db, store, key, sim))
+}
+
+async fn create_connection(r: &Replica, key: &str, sim: &periskope::sim::PeriskopeSim) -> String {
+    let res = send(
+        reqwest::Client::new()
+            .post(r.url("/v1/admin/connections"))
+            .bearer_auth(key)
+            .json(&json!({
+                "provider": "periskope", "name": "shared", "base_url": sim.api_base(),
+                "credentials": {"api_key": SIM_KEY, "phone": "918527184400"},
+                "settings": {"rate_limit_per_second": 5, "page_size": 50}
+            })),
+    )
+    .await;
+    assert_eq!(res.status(), 201);
+    res.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string()
+}
+
+async fn get(r: &Replica, path: &str, key: &str) -> reqwest::Response {
+    send(reqwest::Client::new().get(r.url(path)).bearer_auth(key)).await
+}
+
+/// Polls the run on `r` until it ends (bounded).
+async fn wait_for_run(r: &Replica, key: &str, run_id: &str) -> Value {
+    for _ in 0..1200 {
+        let res = get(r, &format!("/v1/admin/sync-runs/{run_id}"), key).await;
+        if res.status() == 200 {
+            let run: Value = res.json().await.expect("json");
+            if run["status"] != "running" {
+                return run;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("run {run_id} did not end");
+}
+
+fn digits_of(sim: &periskope::sim::PeriskopeSim) -> Vec<String> {
+    sim.api().with_store(|s| {
+        s.all()
+            .iter()
+            .map(|c| {
+                c["contact_id"]
+                    .as_str()
+                    .expect("id")
+                    .trim_end_matches("@c.us")
+                    .to_string()
+            })
+            .collect()
+    })
+}
+
+/// Live reads (`fresh`) of distinct contacts spread over the replicas, a client
+/// per replica: the statuses.
+async fn reads_on_every_replica(
+    replicas: &[&Replica],
+    key: &str,
+    connection: &str,
+    digits: &[String],
+    per_replica: usize,
+) -> Vec<u16> {
+    let mut tasks = Vec::new();
+    for (i, r) in replicas.iter().enumerate() {
+        let urls: Vec<String> = digits
+            .iter()
+            .skip(i * per_replica)
+            .take(per_replica)
+            .map(|d| {
+                r.url(&format!(
+                    "/v1/connections/{connection}/contacts/{d}?fresh=true"
+                ))
+            })
+            .collect();
+        let key = key.to_string();
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut statuses = Vec::new();
+            for url in urls {
+                let res = client
+                    .get(&url)
+                    .bearer_auth(&key)
+                    .send()
+                    .await
+                    .expect("sent");
+                statuses.push(res.status().as_u16());
+            }
+            statuses
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("join"));
+    }
+    all
+}
+
+/// Requests the simulator took, over what its windows from the first to the
+/// last allowed.
+fn use_of_the_quota(sim: &periskope::sim::PeriskopeSim, limit: u32) -> f64 {
+    let at: Vec<u64> = sim.requests().iter().map(|r| r.at_ms).collect();
+    let (first, last) = (
+        at.iter().min().copied().unwrap_or(0),
+        at.iter().max().copied().unwrap_or(0),
+    );
+    let windows = last / 1000 - first / 1000 + 1;
+    at.len() as f64 / (windows as f64 * f64::from(limit))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_share_one_upstream_quota_and_tell_each_other_what_changed() {
+    let Some((db, _store, admin, sim)) = setup(1000, 5).await else {
+        return;
+    };
+    let redis = redis_url();
+    let replicas: Vec<Replica> = (0..3).map(|_| Replica::start(&db, &redis, &[])).collect();
+    let (a, b, c) = (&replicas[0], &replicas[1], &replicas[2]);
+    let connection = create_connection(a, &admin, &sim).await;
+    let digits = digits_of(&sim);
+
+    // A sync through A and live reads on all three at once: one quota.
+    let res = send(
+        reqwest::Client::new()
+            .post(a.url(&format!("/v1/admin/connections/{connection}/sync")))
+            .bearer_auth(&admin)
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(res.status(), 202);
+    let run_id = res.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let statuses = reads_on_every_replica(&[a, b, c], &admin, &connection, &digits, 10).await;
+    let run = wait_for_run(b, &admin, &run_id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["throttled_429"], 0, "{run}");
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(sim.served_429(), 0, "no 429 was answered");
+    let used = use_of_the_quota(&sim, 5);
+    eprintln!("three replicas used {used:.2} of the upstream quota");
+    assert!(used >= 0.9, "aggregate throughput {used:.2} of the quota");
+
+    // A key revoked through A stops working on B and C within a second.
+    let res = send(
+        reqwest::Client::new()
+            .post(a.url("/v1/admin/api-keys"))
+            .bearer_auth(&admin)
+            .json(&json!({"name": "temp", "scopes": ["contacts:read"]})),
+    )
+    .await;
+    assert_eq!(res.status(), 201);
+    let created: Value = res.json().await.expect("json");
+    let (temp, temp_id) = (
+        created["key"].as_str().expect("key").to_string(),
+        created["id"].as_str().expect("id").to_string(),
+    );
+    for r in [b, c] {
+        assert_eq!(
+            get(r, "/v1/contacts?limit=1", &temp).await.status(),
+            200,
+            "cached on each"
+        );
+    }
+    let res = send(
+        reqwest::Client::new()
+            .delete(a.url(&format!("/v1/admin/api-keys/{temp_id}")))
+            .bearer_auth(&admin),
+    )
+    .await;
+    assert_eq!(res.status(), 204);
+    let revoked = Instant::now();
+    for r in [b, c] {
+        loop {
+            if get(r, "/v1/contacts?limit=1", &temp).await.status() == 401 {
+                break;
+            }
+            assert!(
+                revoked.elapsed() < Duration::from_secs(1),
+                "still accepted after a second"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    // A connection deleted through A is 404 on B, whose cache held it.
+    let live = format!("/v1/connections/{connection}/contacts/{}", digits[0]);
+    assert_eq!(get(b, &live, &admin).await.status(), 200);
+    let res = send(
+        reqwest::Client::new()
+            .delete(a.url(&format!("/v1/admin/connections/{connection}")))
+            .bearer_auth(&admin),
+    )
+    .await;
+    assert_eq!(res.status(), 204);
+    let deleted = Instant::now();
+    loop {
+        if get(b, &live, &admin).await.status() == 404 {
+            break;
+        }
+        assert!(
+            deleted.elapsed() < Duration::from_secs(1),
+            "still served after a second"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Without Redis, replicas on one PostgreSQL still hear of a revoked key (LISTEN/NOTIFY).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_a_revoked_key_is_refused_by_every_replica_within_a_second() {
+    let Some((db, _store, admin, _sim)) = setup(10, 5).await else {
+        return;
+    };
+    let (a, b) = (Replica::start(&db, "", &[]), Replica::start(&db, "", &[]));
+    let res = send(
+        reqwest::Client::new()
+            .post(a.url("/v1/admin/api-keys"))
+            .bearer_auth(&admin)
+            .json(&json!({"name": "temp", "scopes": ["contacts:read"]})),
+    )
+    .await;
+    let created: Value = res.json().await.expect("json");
+    let (temp, temp_id) = (
+        created["key"].as_str().expect("key").to_string(),
+        created["id"].as_str().expect("id").to_string(),
+    );
+    assert_eq!(get(&b, "/v1/contacts?limit=1", &temp).await.status(), 200);
+    let res = send(
+        reqwest::Client::new()
+            .delete(a.url(&format!("/v1/admin/api-keys/{temp_id}")))
+            .bearer_auth(&admin),
+    )
+    .await;
+    assert_eq!(res.status(), 204);
+    let revoked = Instant::now();
+    while get(&b, "/v1/contacts?limit=1", &temp).await.status() != 401 {
+        assert!(
+            revoked.elapsed() < Duration::from_secs(1),
+            "still accepted after a second"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_keys_inbound_quota_is_one_across_replicas() {
+    let Some((db, _store, admin, _sim)) = setup(10, 5).await else {
+        return;
+    };
+    let redis = redis_url();
+    // A burst of 10 and 1 a second more, per key: across both replicas, not each.
+    let env = [
+        ("UNICONTACTS_RATE_LIMIT_BURST", "10"),
+        ("UNICONTACTS_RATE_LIMIT_PER_SECOND", "1"),
+    ];
+    let (a, b) = (
+        Replica::start(&db, &redis, &env),
+        Replica::start(&db, &redis, &env),
+    );
+    let started = Instant::now();
+    let mut allowed = 0;
+    for i in 0..30 {
+        let r = if i % 2 == 0 { &a } else { &b };
+        let res = get(r, "/v1/contacts?limit=1", &admin).await;
+        match res.status().as_u16() {
+            200 => allowed += 1,
+            429 => assert!(res.headers().contains_key("retry-after")),
+            other => panic!("{other}"),
+        }
+    }
+    let refill = started.elapsed().as_secs() + 1;
+    assert!(
+        (10..=10 + refill as usize).contains(&allowed),
+        "{allowed} allowed in {:?}: one quota, not one per replica",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_replicas_run_is_taken_over_and_schedulers_never_overlap() {
+    let Some((db, store, admin, sim)) = setup(1000, 5).await else {
+        return;
+    };
+    let redis = redis_url();
+    let env = [
+        ("UNICONTACTS_SCHEDULER_TICK_MS", "200"),
+        ("UNICONTACTS_SYNC_LEASE_SECONDS", "2"),
+    ];
+    let mut replicas: Vec<Replica> = (0..3).map(|_| Replica::start(&db, &redis, &env)).collect();
+    let connection = create_connection(&replicas[0], &admin, &sim).await;
+    // A scheduler takes the new connection; once it wrote two pages, its process dies.
+    let holder = loop {
+        let id = connection.clone();
+        let found: Option<(String, i64)> = store
+            .run(move |conn| {
+                use diesel::prelude::*;
+                use unicontacts::store::schema::{sync_leases, sync_runs};
+                Ok(sync_leases::table
+                    .inner_join(sync_runs::table.on(sync_runs::id.eq(sync_leases::run_id)))
+                    .filter(sync_leases::connection_id.eq(id))
+                    .select((sync_leases::holder, sync_runs::pages))
+                    .first(conn)
+                    .optional()?)
+            })
+            .await
+            .expect("lease");
+        if let Some((holder, pages)) = found {
+            if pages >= 2 {
+                break holder;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let victim = replicas
+        .iter()
+        .position(|r| holder.starts_with(&format!("pid{}-", r.pid)))
+        .expect("the lease holder is one of the replicas");
+    replicas[victim].kill();
+    // Another replica's scheduler takes the run over once the lease expires.
+    let runs = loop {
+        let res = get(
+            &replicas[(victim + 1) % 3],
+            &format!("/v1/admin/sync-runs?connection_id={connection}"),
+            &admin,
+        )
+        .await;
+        let runs: Value = res.json().await.expect("json");
+        let data = runs["data"].as_array().expect("runs").clone();
+        if data.iter().any(|r| r["status"] == "succeeded") {
+            break data;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let abandoned = runs
+        .iter()
+        .find(|r| r["status"] == "failed")
+        .expect("the killed run is recorded");
+    assert!(
+        abandoned["error"]
+            .as_str()
+            .expect("error")
+            .contains("abandoned"),
+        "{abandoned}"
+    );
+    // Never two runs of the connection at once.
+    let span = |r: &Value| {
+        let t = |k: &str| {
+            r[k].as_str()
+                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        };
+        (t("started_at").expect("start"), t("finished_at"))
+    };
+    for (i, x) in runs.iter().enumerate() {
+        for y in runs.iter().skip(i + 1) {
+            let ((xs, xf), (ys, yf)) = (span(x), span(y));
+            let (xf, yf) = (xf.expect("ended"), yf.expect("ended"));
+            assert!(!(xs < yf && ys < xf), "overlapping runs: {x} {y}");
+        }
+    }
+    // The store ends equal to the provider.
+    let id = connection.clone();
+    let stored: Vec<String> = store
+        .run(move |conn| {
+            use diesel::prelude::*;
+            use unicontacts::store::schema::contacts;
+            Ok(contacts::table
+                .filter(contacts::connection_id.eq(id))
+                .filter(contacts::remote_was_deleted.eq(false))
+                .select(contacts::remote_id)
+                .load(conn)?)
+        })
+        .await
+        .expect("contacts");
+    let mut upstream: Vec<String> = digits_of(&sim)
+        .into_iter()
+        .map(|d| format!("{d}@c.us"))
+        .collect();
+    let mut stored = stored;
+    upstream.sort();
+    stored.sort();
+    assert_eq!(stored, upstream);
+    assert_eq!(sim.served_429(), 0);
+}
+
+/// A Redis server of the test's own on a free port.
+struct OwnRedis(Child, String);
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_going_away_mid_run_costs_no_errors() {
+    let Some((db, _store, admin, sim)) = setup(1000, 5).await else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server (installed with the machine's Redis)");
+    let own = OwnRedis(child, format!("redis://127.0.0.1:{port}"));
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let replicas: Vec<Replica> = (0..2).map(|_| Replica::start(&db, &own.1, &[])).collect();
+    let (a, b) = (&replicas[0], &replicas[1]);
+    let connection = create_connection(a, &admin, &sim).await;
+    let digits = digits_of(&sim);
+    let res = send(
+        reqwest::Client::new()
+            .post(a.url(&format!("/v1/admin/connections/{connection}/sync")))
+            .bearer_auth(&admin)
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(res.status(), 202);
+    let run_id = res.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let before = reads_on_every_replica(&[a, b], &admin, &connection, &digits, 5).await;
+    drop(own);
+    let after = reads_on_every_replica(&[a, b], &admin, &connection, &digits[10..], 10).await;
+    let run = wait_for_run(b, &admin, &run_id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    for s in before.iter().chain(&after) {
+        assert!(
+            *s < 500 || *s == 503,
+            "no server error: {before:?} {after:?}"
+        );
+    }
+    assert!(
+        after.iter().filter(|s| **s == 200).count() >= 15,
+        "reads go on: {after:?}"
+    );
+    let served = sim.served_429();
+    eprintln!("429s received with Redis gone mid-run: {served}");
+    assert!(served <= 2, "{served} 429s");
+}
