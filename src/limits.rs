@@ -37,14 +37,16 @@ pub struct InboundLimiter {
     shared: Option<Shared>,
 }
 
-/// GCRA over a key's theoretical arrival time (epoch ms): one script per request,
-/// so concurrent requests of every replica are counted exactly once.
-/// ARGV: now (ms), emission interval (ms), burst. Returns allowed (1/0), remaining,
+/// GCRA over a key's theoretical arrival time (epoch ms), taking up to `want`
+/// requests' worth at once: one script per take, so concurrent takes of every
+/// replica are counted exactly once. ARGV: now (ms), emission interval (ms),
+/// burst, want. Returns how many were granted (0: over the quota), remaining,
 /// ms until the burst is whole, ms until the next request is allowed.
 const GCRA_SCRIPT: &str = r"
 local now = tonumber(ARGV[1])
 local interval = tonumber(ARGV[2])
 local burst = tonumber(ARGV[3])
+local want = tonumber(ARGV[4])
 local tolerance = interval * (burst - 1)
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
@@ -52,18 +54,39 @@ local allow_at = tat - tolerance
 if now < allow_at then
   return {0, 0, math.ceil(tat - now), math.ceil(allow_at - now)}
 end
-local new_tat = tat + interval
+local available = math.floor((now + tolerance - tat) / interval) + 1
+local granted = math.min(want, available)
+local new_tat = tat + granted * interval
 redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1000)
 local remaining = math.floor((now + tolerance - new_tat) / interval) + 1
 if remaining < 0 then remaining = 0 end
-return {1, remaining, math.ceil(new_tat - now), 0}
+return {granted, remaining, math.ceil(new_tat - now), 0}
 ";
+
+/// How long requests taken ahead from Redis may be used by this replica; what
+/// is left then is forgotten (so a replica never sits on another's share).
+const TAKEN_FOR: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Requests of a key this replica took from Redis ahead of use.
+#[derive(Debug, Clone, Copy)]
+struct Taken {
+    left: u32,
+    until: std::time::Instant,
+    /// What Redis said was left when they were taken.
+    remaining: u32,
+    reset: u64,
+}
 
 struct Shared {
     redis: crate::redis::ConnectionManager,
     script: redis::Script,
     /// Set while Redis cannot be reached: when to try it again.
     down: std::sync::Mutex<Option<std::time::Instant>>,
+    /// How many requests' worth one take asks for: a twentieth of the burst (at
+    /// most 100), so a replica holds at most that much of a key's quota ahead,
+    /// and a key with a small quota is counted one request at a time.
+    batch: u32,
+    taken: std::sync::Mutex<std::collections::HashMap<String, Taken>>,
 }
 
 fn epoch_secs_after(d: Duration) -> u64 {
@@ -94,6 +117,8 @@ impl InboundLimiter {
                 redis,
                 script: redis::Script::new(GCRA_SCRIPT),
                 down: std::sync::Mutex::new(None),
+                batch: (burst / 20).clamp(1, 100),
+                taken: std::sync::Mutex::new(std::collections::HashMap::new()),
             }),
             ..Self::new(per_second, burst)
         }
@@ -111,6 +136,20 @@ impl InboundLimiter {
         if retry_later {
             return self.check_here(key_id);
         }
+        {
+            let mut taken = shared.taken.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(t) = taken.get_mut(key_id) {
+                if t.left > 0 && std::time::Instant::now() < t.until {
+                    t.left -= 1;
+                    return RateInfo {
+                        limit: self.burst,
+                        remaining: t.remaining + t.left,
+                        reset: t.reset,
+                        retry_after: None,
+                    };
+                }
+            }
+        }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -121,21 +160,49 @@ impl InboundLimiter {
             .arg(now)
             .arg(self.period.as_micros() as f64 / 1000.0)
             .arg(self.burst)
+            .arg(shared.batch)
             .invoke_async(&mut shared.redis.clone())
             .await;
         let mut down = shared.down.lock().unwrap_or_else(|p| p.into_inner());
         match result {
-            Ok((allowed, remaining, reset_ms, retry_ms)) => {
+            Ok((granted, remaining, reset_ms, retry_ms)) => {
                 if down.take().is_some() {
                     tracing::warn!("Redis is reachable again; inbound limits are shared again");
                 }
+                drop(down);
                 let after = |ms: i64| epoch_secs_after(Duration::from_millis(ms.max(0) as u64));
-                RateInfo {
+                let info = RateInfo {
                     limit: self.burst,
                     remaining: remaining.clamp(0, i64::from(self.burst)) as u32,
                     reset: after(reset_ms),
-                    retry_after: (allowed == 0)
+                    retry_after: (granted == 0)
                         .then(|| (retry_ms.max(1) as u64).div_ceil(1000).max(1)),
+                };
+                if granted > 1 {
+                    // Concurrent takes of one key add up: none is thrown away (a
+                    // request took each from the key's quota in Redis).
+                    let fresh = Taken {
+                        left: (granted - 1) as u32,
+                        until: std::time::Instant::now() + TAKEN_FOR,
+                        remaining: info.remaining,
+                        reset: info.reset,
+                    };
+                    let mut taken = shared.taken.lock().unwrap_or_else(|p| p.into_inner());
+                    match taken.get_mut(key_id) {
+                        Some(t) if t.until > std::time::Instant::now() => {
+                            *t = Taken {
+                                left: t.left + fresh.left,
+                                ..fresh
+                            };
+                        }
+                        _ => {
+                            taken.insert(key_id.to_string(), fresh);
+                        }
+                    }
+                }
+                RateInfo {
+                    remaining: info.remaining + granted.max(1) as u32 - 1,
+                    ..info
                 }
             }
             Err(e) => {
@@ -172,9 +239,17 @@ impl InboundLimiter {
         }
     }
 
-    /// Forgets keys whose state is back to full, so the map does not grow forever.
+    /// Forgets keys whose state is back to full, so the maps do not grow forever.
     pub fn prune(&self) {
         self.limiter.retain_recent();
+        if let Some(shared) = &self.shared {
+            let now = std::time::Instant::now();
+            shared
+                .taken
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|_, t| t.until > now);
+        }
     }
 }
 

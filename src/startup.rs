@@ -145,6 +145,10 @@ fn run(listener: TcpListener, state: web::Data<State>) -> std::io::Result<Server
     })
     .workers(workers)
     .shutdown_timeout(shutdown)
+    // A client that closes its side has gone: its request is dropped at once, so
+    // a live read waiting for the provider's quota gives its place up and sends
+    // nothing (HTTP/1 clients that half-close and wait are not ones we serve).
+    .h1_allow_half_closed(false)
     .listen(listener)?
     .run();
     Ok(server)

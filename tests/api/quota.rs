@@ -17,6 +17,8 @@ struct Upstream {
     kind: ProviderKind,
     base_url: String,
     served_429: Box<dyn Fn() -> u64 + Send + Sync>,
+    /// The paths it was asked for, in order.
+    requests: Box<dyn Fn() -> Vec<String> + Send + Sync>,
     /// Remote ids of contacts it holds.
     ids: Vec<String>,
     /// Contacts it holds.
@@ -40,11 +42,12 @@ async fn upstream(kind: ProviderKind, seed: u64, contacts: usize, rate: RateLimi
                     .collect()
             });
             let sim = Arc::new(sim);
-            let s = sim.clone();
+            let (s, r) = (sim.clone(), sim.clone());
             Upstream {
                 kind,
                 base_url: sim.api_base(),
                 served_429: Box::new(move || s.served_429()),
+                requests: Box::new(move || r.requests().into_iter().map(|q| q.path).collect()),
                 len: ids.len(),
                 ids,
                 _keep: Box::new(sim),
@@ -59,11 +62,12 @@ async fn upstream(kind: ProviderKind, seed: u64, contacts: usize, rate: RateLimi
                 .api()
                 .with_store(|s| s.all().map(|c| c["id"].to_string()).collect());
             let sim = Arc::new(sim);
-            let s = sim.clone();
+            let (s, r) = (sim.clone(), sim.clone());
             Upstream {
                 kind,
                 base_url: sim.api_base(),
                 served_429: Box::new(move || s.served_429()),
+                requests: Box::new(move || r.requests().into_iter().map(|q| q.path).collect()),
                 len: ids.len(),
                 ids,
                 _keep: Box::new(sim),
@@ -80,11 +84,12 @@ async fn upstream(kind: ProviderKind, seed: u64, contacts: usize, rate: RateLimi
                     .collect()
             });
             let sim = Arc::new(sim);
-            let s = sim.clone();
+            let (s, r) = (sim.clone(), sim.clone());
             Upstream {
                 kind,
                 base_url: sim.api_base(),
                 served_429: Box::new(move || s.served_429()),
+                requests: Box::new(move || r.requests().into_iter().map(|q| q.path).collect()),
                 len: ids.len(),
                 ids,
                 _keep: Box::new(sim),
@@ -375,8 +380,54 @@ async fn a_learned_limit_relaxes_when_the_provider_stops_limiting(backend: Backe
 }
 
 crate::db_tests!(
+    a_read_whose_client_went_away_sends_nothing,
     every_header_style_keeps_a_sync_and_live_reads_clear_of_429s,
     two_connections_of_one_api_key_share_its_quota,
     a_live_read_never_waits_past_its_deadline,
     a_learned_limit_relaxes_when_the_provider_stops_limiting,
 );
+
+/// A live read waiting for the quota whose client goes away gives its place up:
+/// nothing is sent for it, and the next caller gets the slot.
+async fn a_read_whose_client_went_away_sends_nothing(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.upstream_timeout_ms = 10_000).await;
+    let reader = app.reader_key().await;
+    let up = upstream(
+        ProviderKind::Periskope,
+        89,
+        20,
+        RateLimit {
+            limit: 1,
+            window_secs: 3,
+        },
+    )
+    .await;
+    let connection = connect(&app, &up, "slow", json!({"rate_limit_per_second": 1})).await;
+    // The window's one request.
+    let res = send(app.get(&live_path(&connection, &up.ids[0]), &reader)).await;
+    assert_eq!(res.status(), 200);
+    // The next read must wait for the next window; its client gives up first.
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .expect("client");
+    let gone = impatient
+        .get(app.url(&live_path(&connection, &up.ids[1])))
+        .bearer_auth(&reader)
+        .send()
+        .await;
+    assert!(gone.is_err(), "the client gave up");
+    // A patient reader of another contact gets the next window's slot.
+    let res = send(app.get(&live_path(&connection, &up.ids[2]), &reader)).await;
+    assert_eq!(res.status(), 200);
+    // Nothing can show up later either: a read still waiting would have had a
+    // slot within a window (it is the absence of an event, so it is waited for).
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let digits = |id: &str| id.trim_end_matches("@c.us").to_string();
+    let asked: Vec<String> = (up.requests)().into_iter().collect();
+    assert!(
+        !asked.iter().any(|p| p.ends_with(&digits(&up.ids[1]))),
+        "nothing was sent for the read whose client went away: {asked:?}"
+    );
+    assert_eq!((up.served_429)(), 0);
+}

@@ -611,3 +611,58 @@ async fn redis_going_away_mid_run_costs_no_errors() {
     eprintln!("429s received with Redis gone mid-run: {served}");
     assert!(served <= 2, "{served} 429s");
 }
+
+/// Two replicas' inbound limiters of one key on one Redis, each taking requests
+/// ahead in batches: together they allow the key's burst, never more, and waste
+/// at most a batch each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_limiters_taking_ahead_never_allow_more_than_the_burst() {
+    let url = redis_url();
+    let Some(conns) = (async {
+        let mut out = Vec::new();
+        for _ in 0..2 {
+            out.push(unicontacts::redis::connect(&url).ok()?);
+        }
+        let mut probe = out[0].clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut probe)
+            .await
+            .ok()?;
+        Some(out)
+    })
+    .await
+    else {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("Redis at {url} is required on CI");
+        }
+        return;
+    };
+    // A burst of 1000 and 1 a second more: batches of 50, taken by 32 callers at once.
+    let limiters: Vec<_> = conns
+        .into_iter()
+        .map(|c| std::sync::Arc::new(unicontacts::limits::InboundLimiter::shared(1, 1000, c)))
+        .collect();
+    let key = format!("key_test_{}", ulid::Ulid::new());
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..32 {
+        let (limiter, key) = (limiters[t % 2].clone(), key.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut allowed = 0;
+            for _ in 0..60 {
+                if limiter.check(&key).await.retry_after.is_none() {
+                    allowed += 1;
+                }
+            }
+            allowed
+        }));
+    }
+    let mut allowed = 0;
+    for t in tasks {
+        allowed += t.await.expect("join");
+    }
+    let refill = started.elapsed().as_secs() as usize + 1;
+    assert!(allowed <= 1000 + refill, "{allowed} allowed");
+    // Each replica may leave at most what it took ahead unused.
+    assert!(allowed >= 1000 - 2 * 50, "{allowed} allowed");
+}
