@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use unicontacts_adapters::sim::{RateLimit, World};
+use unicontacts_adapters::sim::{RateLimit, SimApi, SimServer, World};
 use unicontacts_adapters::{gateway, periskope, wacr, ProviderKind};
 
 use crate::helpers::{send, spawn_app_with, Backend, Sims, TestApp, SIM_KEY, SIM_SESSION};
@@ -26,7 +26,23 @@ struct Upstream {
     _keep: Box<dyn std::any::Any + Send + Sync>,
 }
 
-/// A simulator of `kind` with about `contacts` contacts, limited to `rate`.
+/// Wraps a running simulator and the remote ids of its contacts.
+fn wrap<A: SimApi + 'static>(kind: ProviderKind, sim: SimServer<A>, ids: Vec<String>) -> Upstream {
+    let sim = Arc::new(sim);
+    let (s, r) = (sim.clone(), sim.clone());
+    Upstream {
+        kind,
+        base_url: sim.api_base(),
+        served_429: Box::new(move || s.served_429()),
+        requests: Box::new(move || r.requests().into_iter().map(|q| q.path).collect()),
+        len: ids.len(),
+        ids,
+        _keep: Box::new(sim),
+    }
+}
+
+/// A simulator of `kind` with about `contacts` contacts, limited to `rate`
+/// (worlds are sized by each provider's share of the people).
 async fn upstream(kind: ProviderKind, seed: u64, contacts: usize, rate: RateLimit) -> Upstream {
     let addr = "127.0.0.1:0".parse().expect("addr");
     match kind {
@@ -35,65 +51,35 @@ async fn upstream(kind: ProviderKind, seed: u64, contacts: usize, rate: RateLimi
             let sim = periskope::sim::start(&world, SIM_KEY, addr, Some(rate))
                 .await
                 .expect("sim");
-            let ids: Vec<String> = sim.api().with_store(|s| {
+            let ids = sim.api().with_store(|s| {
                 s.all()
                     .iter()
                     .map(|c| c["contact_id"].as_str().expect("id").to_string())
                     .collect()
             });
-            let sim = Arc::new(sim);
-            let (s, r) = (sim.clone(), sim.clone());
-            Upstream {
-                kind,
-                base_url: sim.api_base(),
-                served_429: Box::new(move || s.served_429()),
-                requests: Box::new(move || r.requests().into_iter().map(|q| q.path).collect()),
-                len: ids.len(),
-                ids,
-                _keep: Box::new(sim),
-            }
+            wrap(kind, sim, ids)
         }
         ProviderKind::Wacr => {
             let world = World::generate(seed, contacts * 100 / 35 + 5);
             let sim = wacr::sim::start(&world, SIM_KEY, addr, Some(rate))
                 .await
                 .expect("sim");
-            let ids: Vec<String> = sim
+            let ids = sim
                 .api()
                 .with_store(|s| s.all().map(|c| c["id"].to_string()).collect());
-            let sim = Arc::new(sim);
-            let (s, r) = (sim.clone(), sim.clone());
-            Upstream {
-                kind,
-                base_url: sim.api_base(),
-                served_429: Box::new(move || s.served_429()),
-                requests: Box::new(move || r.requests().into_iter().map(|q| q.path).collect()),
-                len: ids.len(),
-                ids,
-                _keep: Box::new(sim),
-            }
+            wrap(kind, sim, ids)
         }
         ProviderKind::Gateway => {
             let world = World::generate(seed, contacts * 100 / 32 + 5);
             let sim = gateway::sim::start(&world, SIM_KEY, SIM_SESSION, addr, Some(rate))
                 .await
                 .expect("sim");
-            let ids: Vec<String> = sim.api().with_store(|s| {
+            let ids = sim.api().with_store(|s| {
                 s.all()
                     .map(|c| c["identity"]["lid"].as_str().expect("lid").to_string())
                     .collect()
             });
-            let sim = Arc::new(sim);
-            let (s, r) = (sim.clone(), sim.clone());
-            Upstream {
-                kind,
-                base_url: sim.api_base(),
-                served_429: Box::new(move || s.served_429()),
-                requests: Box::new(move || r.requests().into_iter().map(|q| q.path).collect()),
-                len: ids.len(),
-                ids,
-                _keep: Box::new(sim),
-            }
+            wrap(kind, sim, ids)
         }
     }
 }
