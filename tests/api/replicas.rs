@@ -169,6 +169,22 @@ async fn create_connection(r: &Replica, key: &str, sim: &periskope::sim::Perisko
         .to_string()
 }
 
+/// Starts a sync of the connection through `r`; returns the run's id.
+async fn start_sync(r: &Replica, key: &str, connection: &str) -> String {
+    let res = send(
+        reqwest::Client::new()
+            .post(r.url(&format!("/v1/admin/connections/{connection}/sync")))
+            .bearer_auth(key)
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(res.status(), 202);
+    res.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string()
+}
+
 async fn get(r: &Replica, path: &str, key: &str) -> reqwest::Response {
     send(reqwest::Client::new().get(r.url(path)).bearer_auth(key)).await
 }
@@ -313,18 +329,7 @@ async fn three_replicas_share_one_upstream_quota_and_tell_each_other_what_change
     let digits = digits_of(&sim);
 
     // A sync through A and live reads on all three at once: one quota.
-    let res = send(
-        reqwest::Client::new()
-            .post(a.url(&format!("/v1/admin/connections/{connection}/sync")))
-            .bearer_auth(&admin)
-            .json(&json!({})),
-    )
-    .await;
-    assert_eq!(res.status(), 202);
-    let run_id = res.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let run_id = start_sync(a, &admin, &connection).await;
     let statuses = reads_on_every_replica(&[a, b, c], &admin, &connection, &digits, 10).await;
     let run = wait_for_run(b, &admin, &run_id).await;
     assert_eq!(run["status"], "succeeded", "{run}");
@@ -556,18 +561,7 @@ async fn redis_going_away_mid_run_costs_no_errors() {
     let (a, b) = (&replicas[0], &replicas[1]);
     let connection = create_connection(a, &admin, &sim).await;
     let digits = digits_of(&sim);
-    let res = send(
-        reqwest::Client::new()
-            .post(a.url(&format!("/v1/admin/connections/{connection}/sync")))
-            .bearer_auth(&admin)
-            .json(&json!({})),
-    )
-    .await;
-    assert_eq!(res.status(), 202);
-    let run_id = res.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let run_id = start_sync(a, &admin, &connection).await;
     let before = reads_on_every_replica(&[a, b], &admin, &connection, &digits, 5).await;
     drop(own);
     let after = reads_on_every_replica(&[a, b], &admin, &connection, &digits[10..], 10).await;
