@@ -102,6 +102,13 @@ impl ContactCache {
         self.inner.invalidate_all();
     }
 
+    /// Drops one contact's copy (after a write): gone for every read from now on
+    /// (moka checks the predicate on each read until the entry is evicted).
+    pub fn forget(&self, key: &CacheKey) {
+        let key = key.clone();
+        invalidate_where(&self.inner, "contacts", move |k, _| *k == key);
+    }
+
     /// Drops every entry of the connection.
     pub fn invalidate_connection(&self, connection_id: &str) {
         let id = connection_id.to_string();

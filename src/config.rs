@@ -273,6 +273,10 @@ pub struct Settings {
     #[default(90)]
     #[validate(range(min = 0, max = 36_500))]
     pub sync_run_retention_days: u32,
+    /// Hours an `Idempotency-Key` and its answer are kept for replay.
+    #[default(24)]
+    #[validate(range(min = 1, max = 720))]
+    pub idempotency_retention_hours: u32,
     /// Redis shared by every replica (`redis://host:6379`): upstream quotas,
     /// inbound limits per API key and cache notices. Unset: one process is the
     /// supported deployment (each process keeps its own).

@@ -32,6 +32,8 @@ pub enum ErrorCode {
     ServiceUnavailable,
     UpstreamUnavailable,
     UpstreamTimeout,
+    IdempotencyKeyReused,
+    IdempotencyInProgress,
 }
 
 impl ErrorCode {
@@ -53,6 +55,8 @@ impl ErrorCode {
             Self::ServiceUnavailable => "service_unavailable",
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::IdempotencyInProgress => "idempotency_in_progress",
         }
     }
 
@@ -63,10 +67,10 @@ impl ErrorCode {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict => StatusCode::CONFLICT,
+            Self::Conflict | Self::IdempotencyInProgress => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::ValidationFailed | Self::UnsupportedByProvider => {
+            Self::ValidationFailed | Self::UnsupportedByProvider | Self::IdempotencyKeyReused => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,

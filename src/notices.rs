@@ -25,6 +25,8 @@ pub enum Notice {
     Key(String),
     /// A connection changed or went away.
     Connection(String),
+    /// A contact was written: its live-read copy (connection id, remote id).
+    Contact(String, String),
     /// Anything may have changed (a listener that was away).
     All,
 }
@@ -34,6 +36,7 @@ impl Notice {
         match self {
             Self::Key(id) => format!("key:{id}"),
             Self::Connection(id) => format!("connection:{id}"),
+            Self::Contact(c, r) => format!("contact:{c} {r}"),
             Self::All => "all".into(),
         }
     }
@@ -42,6 +45,9 @@ impl Notice {
         match s.split_once(':') {
             Some(("key", id)) => Some(Self::Key(id.to_string())),
             Some(("connection", id)) => Some(Self::Connection(id.to_string())),
+            Some(("contact", rest)) => rest
+                .split_once(' ')
+                .map(|(c, r)| Self::Contact(c.to_string(), r.to_string())),
             _ if s == "all" => Some(Self::All),
             _ => None,
         }
@@ -224,6 +230,7 @@ mod tests {
         for n in [
             Notice::Key("key_01".into()),
             Notice::Connection("con_01".into()),
+            Notice::Contact("con_01".into(), "919537851844@c.us".into()),
             Notice::All,
         ] {
             assert_eq!(Notice::decode(&n.encode()), Some(n));

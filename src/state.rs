@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::cache::{ConnectionCache, ContactCache, KeyCache};
+use crate::cache::{CacheKey, ConnectionCache, ContactCache, KeyCache};
 use crate::config::Settings;
 use crate::limits::InboundLimiter;
 use crate::notices::{Notice, Notices};
@@ -106,6 +106,10 @@ impl State {
                 providers.forget(&id);
                 contacts.invalidate_connection(&id);
             }
+            Notice::Contact(connection_id, remote_id) => contacts.forget(&CacheKey {
+                connection_id,
+                remote_id,
+            }),
             Notice::All => {
                 keys.forget_all();
                 connections.forget_all();

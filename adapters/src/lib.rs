@@ -39,23 +39,69 @@ pub struct ContactPage {
     pub items_are_partial: bool,
 }
 
-/// A contact to create, in canonical terms; each provider takes what it supports.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// A contact to write, in canonical terms; each provider takes what its
+/// capabilities list for the operation (see [`ContactInput::fields`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContactInput {
     pub display_name: Option<String>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
-    /// Any written form; providers get it in theirs.
+    /// E.164 (`+919537851844`); each provider gets it in its own form.
     pub phone: Option<String>,
     pub email: Option<String>,
     pub company: Option<String>,
     pub kind: Option<canonical::ContactKind>,
+    /// Replaces the contact's labels.
     pub labels: Option<Vec<String>>,
     pub is_internal: Option<bool>,
     pub notes: Option<String>,
-    /// Provider-specific fields passed through as they are (WA.cr `status_id`, `source_id`, …).
-    #[serde(default)]
-    pub extra: serde_json::Map<String, serde_json::Value>,
+    pub address: Option<canonical::Address>,
+    /// WA.cr's status and source ids (they must exist at the provider).
+    pub status_id: Option<i64>,
+    pub source_id: Option<i64>,
+    /// WA.cr CRM lists (`groups`); replaces the contact's lists.
+    pub crm_list_ids: Option<Vec<i64>>,
+}
+
+impl ContactInput {
+    /// The fields this input sets.
+    pub fn fields(&self) -> Vec<WriteField> {
+        let mut out = Vec::new();
+        let mut set = |present: bool, f: WriteField| {
+            if present {
+                out.push(f);
+            }
+        };
+        set(self.display_name.is_some(), WriteField::DisplayName);
+        set(self.first_name.is_some(), WriteField::FirstName);
+        set(self.last_name.is_some(), WriteField::LastName);
+        set(self.phone.is_some(), WriteField::Phone);
+        set(self.email.is_some(), WriteField::Email);
+        set(self.company.is_some(), WriteField::Company);
+        set(self.kind.is_some(), WriteField::Kind);
+        set(self.labels.is_some(), WriteField::Labels);
+        set(self.is_internal.is_some(), WriteField::IsInternal);
+        set(self.notes.is_some(), WriteField::Notes);
+        set(self.address.is_some(), WriteField::Address);
+        set(self.status_id.is_some(), WriteField::StatusId);
+        set(self.source_id.is_some(), WriteField::SourceId);
+        set(self.crm_list_ids.is_some(), WriteField::CrmListIds);
+        out
+    }
+
+    /// The name to create a contact under where a provider has one name field:
+    /// the display name, else first and last joined.
+    pub fn full_name(&self) -> Option<String> {
+        self.display_name.clone().or_else(|| {
+            let parts: Vec<&str> = [&self.first_name, &self.last_name]
+                .into_iter()
+                .flatten()
+                .map(|s| s.trim())
+                .filter(|s| !s.is_empty())
+                .collect();
+            (!parts.is_empty()).then(|| parts.join(" "))
+        })
+    }
 }
 
 /// Outcome of a batch write.
@@ -225,7 +271,24 @@ impl Adapter {
         input: &ContactInput,
     ) -> Result<ContactRecord, AdapterError> {
         self.check(Operation::Create)?;
-        self.client.create_contact(input).await
+        self.in_our_terms(self.client.create_contact(input).await)
+    }
+
+    /// A provider's validation errors under our field names, each field's
+    /// messages as a list: `{"first_name": ["First name is required"]}`.
+    fn in_our_terms<T>(&self, result: Result<T, AdapterError>) -> Result<T, AdapterError> {
+        result.map_err(|e| match e {
+            AdapterError::Rejected {
+                status,
+                message,
+                fields,
+            } => AdapterError::Rejected {
+                status,
+                message,
+                fields: self.kind().fields_in_our_terms(&fields),
+            },
+            other => other,
+        })
     }
 
     pub async fn update_contact(
@@ -234,7 +297,7 @@ impl Adapter {
         input: &ContactInput,
     ) -> Result<ContactRecord, AdapterError> {
         self.check(Operation::Update)?;
-        self.client.update_contact(remote_id, input).await
+        self.in_our_terms(self.client.update_contact(remote_id, input).await)
     }
 
     pub async fn delete_contact(&self, remote_id: &str) -> Result<(), AdapterError> {
@@ -385,6 +448,80 @@ impl ProviderKind {
             Self::Wacr => wacr::client::MAX_PAGE,
             Self::Gateway => gateway::client::MAX_PAGE,
         }
+    }
+
+    /// A provider's per-field errors (each provider's shape) under our field
+    /// names, each with its messages.
+    pub fn fields_in_our_terms(self, fields: &serde_json::Value) -> serde_json::Value {
+        let Some(map) = fields.as_object() else {
+            return serde_json::Value::Object(Default::default());
+        };
+        let mut out = serde_json::Map::new();
+        for (name, value) in map {
+            let ours = match self {
+                Self::Periskope => periskope::client::canonical_field(name),
+                Self::Wacr => wacr::client::canonical_field(name),
+                Self::Gateway => name.as_str(),
+            };
+            let messages: Vec<serde_json::Value> = match value {
+                serde_json::Value::Array(items) => items
+                    .iter()
+                    .filter_map(|m| m.as_str().map(|s| serde_json::Value::String(s.into())))
+                    .collect(),
+                serde_json::Value::String(m) => vec![serde_json::Value::String(m.clone())],
+                other => other
+                    .get("message")
+                    .and_then(|m| m.as_str())
+                    .map(|m| vec![serde_json::Value::String(m.into())])
+                    .unwrap_or_default(),
+            };
+            let slot = out
+                .entry(ours.to_string())
+                .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+            if let serde_json::Value::Array(list) = slot {
+                list.extend(messages);
+            }
+        }
+        serde_json::Value::Object(out)
+    }
+
+    /// What a create at the provider cannot do without: each missing field, and why.
+    pub fn missing_on_create(self, input: &ContactInput) -> Vec<(WriteField, &'static str)> {
+        let mut missing = Vec::new();
+        match self {
+            // `contact_id` (the phone) and `contact_name` are required (§1.2).
+            Self::Periskope => {
+                if input.phone.is_none() {
+                    missing.push((
+                        WriteField::Phone,
+                        "is required by Periskope (it is the contact's id)",
+                    ));
+                }
+                if input.full_name().is_none() {
+                    missing.push((
+                        WriteField::DisplayName,
+                        "is required by Periskope (or first_name and last_name)",
+                    ));
+                }
+            }
+            // Required on create (§2.3).
+            Self::Wacr => {
+                for (present, field) in [
+                    (input.first_name.is_some(), WriteField::FirstName),
+                    (input.last_name.is_some(), WriteField::LastName),
+                    (input.phone.is_some(), WriteField::Phone),
+                    (input.kind.is_some(), WriteField::Kind),
+                    (input.status_id.is_some(), WriteField::StatusId),
+                    (input.source_id.is_some(), WriteField::SourceId),
+                ] {
+                    if !present {
+                        missing.push((field, "is required by WA.cr to create a contact"));
+                    }
+                }
+            }
+            Self::Gateway => {}
+        }
+        missing
     }
 
     /// What the provider can do (its module's `CAPABILITIES`).

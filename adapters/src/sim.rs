@@ -38,6 +38,9 @@ pub struct RecordedRequest {
     pub headers: Vec<(String, String)>,
     /// When it arrived, epoch milliseconds.
     pub at_ms: u64,
+    /// The body as sent (empty when none).
+    #[serde(default)]
+    pub body: String,
 }
 
 impl RecordedRequest {
@@ -46,6 +49,11 @@ impl RecordedRequest {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON (`Null` when it is none or not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
     }
 
     pub fn query_pairs(&self) -> Vec<(String, String)> {
@@ -74,6 +82,9 @@ pub struct Faults {
     pub malformed_rate: f64,
     pub fail_next: u32,
     pub timeout_next: u32,
+    /// The next N requests are done, but their replies are held past any
+    /// client's deadline (a write the provider made whose answer was lost).
+    pub lose_reply_next: u32,
     pub malformed_next: u32,
     /// Let this many requests through, then fail every one (a run dying on page N).
     pub fail_after: Option<u32>,
@@ -311,10 +322,12 @@ fn epoch_secs_f64() -> f64 {
         .unwrap_or(0.0)
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
     None,
     Error(u16),
     Timeout,
+    LoseReply,
     Malformed,
 }
 
@@ -335,6 +348,10 @@ fn pick_fault(control: &Control) -> (Fault, u64) {
     if f.timeout_next > 0 {
         f.timeout_next -= 1;
         return (Fault::Timeout, latency);
+    }
+    if f.lose_reply_next > 0 {
+        f.lose_reply_next -= 1;
+        return (Fault::LoseReply, latency);
     }
     if f.malformed_next > 0 {
         f.malformed_next -= 1;
@@ -438,6 +455,7 @@ async fn serve<A: SimApi>(
         query: raw_query.clone(),
         headers: headers.clone(),
         at_ms: (epoch_secs_f64() * 1000.0) as u64,
+        body: String::from_utf8_lossy(&body).into_owned(),
     });
     let request = SimRequest {
         method,
@@ -465,13 +483,14 @@ async fn serve<A: SimApi>(
         unauthorized
     } else {
         match fault {
-            Fault::Timeout => {
-                // Hold the request far past any client deadline (until the sim stops).
+            Fault::Timeout | Fault::LoseReply => {
+                let done = (fault == Fault::LoseReply).then(|| api.handle(&request));
+                // Hold the reply far past any client deadline (until the sim stops).
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(300)) => {}
                     _ = stop.changed() => {}
                 }
-                SimResponse::empty(504)
+                done.unwrap_or_else(|| SimResponse::empty(504))
             }
             Fault::Error(status) => api.error(status, "internal", "injected fault"),
             Fault::Malformed => {

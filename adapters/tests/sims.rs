@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use unicontacts_adapters::gateway::client::GatewayClient;
 use unicontacts_adapters::periskope::client::PeriskopeClient;
 use unicontacts_adapters::quota::Priority;
@@ -502,10 +501,8 @@ async fn writes_go_through_where_the_provider_has_them_and_are_refused_elsewhere
         last_name: Some("Test".into()),
         phone: Some(phone.into()),
         kind: Some(unicontacts_adapters::canonical::ContactKind::Lead),
-        extra: json!({"status_id": 1, "source_id": 2})
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
+        status_id: Some(1),
+        source_id: Some(2),
         ..ContactInput::default()
     };
     let one = wc

@@ -103,6 +103,11 @@ impl RequiredScope for ReadScope {
     const SCOPE: Scope = Scope::ContactsRead;
 }
 
+pub struct WriteScope;
+impl RequiredScope for WriteScope {
+    const SCOPE: Scope = Scope::ContactsWrite;
+}
+
 /// An authenticated caller holding scope `S`: 401 without a valid key, 403 without the scope.
 pub struct Authorized<S>(pub Caller, std::marker::PhantomData<S>);
 

@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod connection_contacts;
 pub mod connections;
+pub mod contact_writes;
 pub mod contacts;
 pub mod health;
 pub mod people;
@@ -35,6 +36,11 @@ use crate::error::{ApiError, ErrorCode};
         api_keys::delete_api_key,
         contacts::list_contacts,
         contacts::get_contact,
+        contact_writes::create_contact,
+        contact_writes::update_contact,
+        contact_writes::delete_contact,
+        contact_writes::batch_create,
+        contact_writes::batch_delete,
         connection_contacts::get_connection_contact,
         people::get_person,
         people::list_people,
@@ -79,9 +85,27 @@ pub fn configure(cfg: &mut web::ServiceConfig, openapi: utoipa::openapi::OpenApi
         // Swagger UI with its assets vendored into the binary: the page works offline.
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi))
         .service(web::resource("/v1/contacts").route(web::get().to(contacts::list_contacts)))
-        .service(web::resource("/v1/contacts/{id}").route(web::get().to(contacts::get_contact)))
+        .service(
+            web::resource("/v1/contacts/{id}")
+                .route(web::get().to(contacts::get_contact))
+                .route(web::patch().to(contact_writes::update_contact))
+                .route(web::delete().to(contact_writes::delete_contact)),
+        )
         .service(web::resource("/v1/people").route(web::get().to(people::list_people)))
         .service(web::resource("/v1/people/{id}").route(web::get().to(people::get_person)))
+        .service(
+            web::resource("/v1/connections/{connection_id}/contacts")
+                .route(web::post().to(contact_writes::create_contact)),
+        )
+        // The batches before `{remote_id}`, which would take `batch` for an id.
+        .service(
+            web::resource("/v1/connections/{connection_id}/contacts/batch")
+                .route(web::post().to(contact_writes::batch_create)),
+        )
+        .service(
+            web::resource("/v1/connections/{connection_id}/contacts/batch-delete")
+                .route(web::post().to(contact_writes::batch_delete)),
+        )
         .service(
             web::resource("/v1/connections/{connection_id}/contacts/{remote_id}")
                 .route(web::get().to(connection_contacts::get_connection_contact)),

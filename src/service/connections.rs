@@ -79,6 +79,19 @@ pub struct SettingsInput {
     #[validate(range(min = 1, max = 2000, message = "must be from 1 to 2000"))]
     #[schema(value_type = Option<u32>)]
     pub page_size: Option<Option<u32>>,
+    /// The status, source and kind a created contact gets when its body does not
+    /// say (WA.cr requires all three); `null` clears one.
+    #[serde(default, deserialize_with = "double_option")]
+    #[validate(range(min = 1, message = "must be a positive id"))]
+    #[schema(value_type = Option<i64>)]
+    pub default_status_id: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[validate(range(min = 1, message = "must be a positive id"))]
+    #[schema(value_type = Option<i64>)]
+    pub default_source_id: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, example = "lead")]
+    pub default_kind: Option<Option<unicontacts_adapters::canonical::ContactKind>>,
 }
 
 /// Changes to a connection; omitted fields stay as they are. Credentials merge
@@ -243,6 +256,15 @@ fn merge_settings(
     }
     if let Some(v) = input.cache_ttl_seconds {
         s.cache_ttl_seconds = v;
+    }
+    if let Some(v) = input.default_status_id {
+        s.default_status_id = v;
+    }
+    if let Some(v) = input.default_source_id {
+        s.default_source_id = v;
+    }
+    if let Some(v) = input.default_kind {
+        s.default_kind = v;
     }
 }
 

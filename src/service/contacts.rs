@@ -286,6 +286,37 @@ async fn on_failure(
     })
 }
 
+/// Stores a record the provider just gave (a live read, a write): written if
+/// new or changed, and linked into its person in the same transaction.
+pub(crate) async fn store_record(
+    store: &Store,
+    c: &Connection,
+    record: unicontacts_adapters::ContactRecord,
+    fetched_at: chrono::NaiveDateTime,
+) -> Result<crate::store::models::ContactRow, StoreError> {
+    let (org_id, connection_id, provider) = (c.org_id.clone(), c.id.clone(), c.provider);
+    store
+        .write(move |conn| {
+            let origin = Origin {
+                org_id: &org_id,
+                connection_id: &connection_id,
+                provider,
+            };
+            store_fns::in_transaction(conn, |conn| {
+                people::lock_org(conn, &org_id)?;
+                let (row, what) = queries::upsert_contact(conn, &origin, &record, fetched_at)?;
+                if what == queries::Upserted::Unchanged {
+                    return Ok(row);
+                }
+                // A new or changed contact joins its person at once.
+                link::link_contacts(conn, &org_id, std::slice::from_ref(&row.id))?;
+                queries::find_contact(conn, &org_id, &row.id)?
+                    .ok_or_else(|| StoreError::Corrupt(format!("contact {} vanished", row.id)))
+            })
+        })
+        .await
+}
+
 /// The stored copy of a contact just read, with the provider's object.
 async fn with_remote_data(
     state: &State,
@@ -345,25 +376,7 @@ async fn load(
     breaker.record(&result.as_ref().map(|_| ()));
     let record = result.map_err(LoadError::Adapter)?;
     let fetched_at = ids::now();
-    let row = store
-        .write(move |conn| {
-            let origin = Origin {
-                org_id: &c.org_id,
-                connection_id: &c.id,
-                provider: c.provider,
-            };
-            store_fns::in_transaction(conn, |conn| {
-                people::lock_org(conn, &c.org_id)?;
-                let (row, what) = queries::upsert_contact(conn, &origin, &record, fetched_at)?;
-                if what == queries::Upserted::Unchanged {
-                    return Ok(row);
-                }
-                // A new or changed contact joins its person at once.
-                link::link_contacts(conn, &c.org_id, std::slice::from_ref(&row.id))?;
-                queries::find_contact(conn, &c.org_id, &row.id)?
-                    .ok_or_else(|| StoreError::Corrupt(format!("contact {} vanished", row.id)))
-            })
-        })
+    let row = store_record(&store, &c, record, fetched_at)
         .await
         .map_err(LoadError::Store)?;
     let canonical = queries::to_canonical(&row, false).map_err(LoadError::Store)?;

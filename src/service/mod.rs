@@ -7,6 +7,7 @@
 
 pub mod api_keys;
 pub mod connections;
+pub mod contact_writes;
 pub mod contacts;
 pub mod health;
 pub mod people;

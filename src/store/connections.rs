@@ -48,6 +48,15 @@ pub struct ConnectionSettings {
     /// Records per list page when syncing; unset: the most the provider gives.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page_size: Option<u32>,
+    /// What a created contact gets when its body does not say (WA.cr requires
+    /// a status, a source and a kind on create).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_status_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_source_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "lead")]
+    pub default_kind: Option<unicontacts_adapters::canonical::ContactKind>,
 }
 
 impl Default for ConnectionSettings {
@@ -58,6 +67,9 @@ impl Default for ConnectionSettings {
             sync_interval_seconds: 900,
             cache_ttl_seconds: 60,
             page_size: None,
+            default_status_id: None,
+            default_source_id: None,
+            default_kind: None,
         }
     }
 }

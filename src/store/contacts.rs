@@ -490,3 +490,47 @@ pub fn to_canonical(
         fetched_at: Some(row.fetched_at.and_utc()),
     })
 }
+
+/// The id of the connection's live contact holding `value`: a phone (E.164,
+/// through its key) or an email (through the search text).
+pub fn find_by_key(
+    conn: &mut DbConnection,
+    org_id: &str,
+    connection_id: &str,
+    field: &str,
+    value: &str,
+) -> Result<Option<String>, StoreError> {
+    let base = contacts::table
+        .filter(contacts::org_id.eq(org_id))
+        .filter(contacts::connection_id.eq(connection_id))
+        .filter(contacts::remote_was_deleted.eq(false))
+        .select(contacts::id)
+        .into_boxed();
+    let query = match field {
+        "phone" => base.filter(
+            contacts::id.eq_any(
+                contact_keys::table
+                    .filter(contact_keys::kind.eq("phone"))
+                    .filter(contact_keys::value.eq(value.to_string()))
+                    .select(contact_keys::contact_id),
+            ),
+        ),
+        _ => base.filter(
+            contacts::search_text
+                .like(like_pattern(&value.to_lowercase()))
+                .escape('\\'),
+        ),
+    };
+    Ok(query.first::<String>(conn).optional()?)
+}
+
+/// Marks the contact gone upstream (a delete the provider confirmed).
+pub fn mark_deleted(conn: &mut DbConnection, id: &str) -> Result<(), StoreError> {
+    diesel::update(contacts::table.filter(contacts::id.eq(id)))
+        .set((
+            contacts::remote_was_deleted.eq(true),
+            contacts::updated_at.eq(ids::now()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}

@@ -5,6 +5,7 @@
 pub mod api_keys;
 pub mod connections;
 pub mod contacts;
+pub mod idempotency;
 pub mod models;
 pub mod orgs;
 pub mod people;

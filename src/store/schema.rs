@@ -113,6 +113,37 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    idempotency_keys (org_id, idem_key) {
+        org_id -> Text,
+        idem_key -> Text,
+        fingerprint -> Text,
+        state -> Text,
+        locked_until -> Timestamp,
+        status -> Nullable<Integer>,
+        location -> Nullable<Text>,
+        content_type -> Nullable<Text>,
+        body -> Nullable<Text>,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> Text,
+        org_id -> Text,
+        at -> Timestamp,
+        api_key_id -> Nullable<Text>,
+        api_key_prefix -> Nullable<Text>,
+        action -> Text,
+        target_ids -> Text,
+        provider -> Nullable<Text>,
+        status -> Integer,
+        request_id -> Text,
+    }
+}
+
 diesel::joinable!(contacts -> connections (connection_id));
 diesel::joinable!(sync_runs -> connections (connection_id));
 diesel::joinable!(contact_keys -> contacts (contact_id));
@@ -125,5 +156,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     sync_runs,
     sync_leases,
     sync_seen,
-    people
+    people,
+    idempotency_keys,
+    audit_events
 );

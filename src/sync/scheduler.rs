@@ -4,7 +4,7 @@
 //! time per connection, across processes too. A process has at most
 //! `sync_max_concurrent_runs` scheduled runs going at once (due connections past
 //! that start on a later tick), and prunes the run history past
-//! `sync_run_retention_days` once an hour.
+//! `sync_run_retention_days` and the expired `Idempotency-Key`s once an hour.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -91,6 +91,7 @@ pub async fn run_scheduler(runner: Runner, schedule: Schedule) {
         schedule.max_concurrent_runs as usize,
     ));
     let mut pruned_at: Option<Instant> = None;
+    let mut keys_pruned_at: Option<Instant> = None;
     let store = runner.store().clone();
     loop {
         tokio::select! {
@@ -114,6 +115,18 @@ pub async fn run_scheduler(runner: Runner, schedule: Schedule) {
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "could not prune the sync run history"),
+            }
+        }
+        if keys_pruned_at.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            keys_pruned_at = Some(Instant::now());
+            let now = crate::ids::now();
+            match store
+                .write(move |conn| crate::store::idempotency::prune(conn, now))
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(pruned = n, "pruned expired idempotency keys"),
+                Err(e) => tracing::warn!(error = %e, "could not prune idempotency keys"),
             }
         }
         let loaded = store

@@ -19,3 +19,4 @@ mod quota;
 mod replicas;
 mod schema;
 mod sync;
+mod writes;

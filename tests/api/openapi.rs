@@ -3,7 +3,7 @@ use serde_json::Value;
 use crate::helpers::{send, spawn_app, Backend};
 
 /// Every route the app serves (besides the docs themselves).
-const ROUTES: [(&str, &str); 18] = [
+const ROUTES: [(&str, &str); 23] = [
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("post", "/v1/admin/connections"),
@@ -21,6 +21,14 @@ const ROUTES: [(&str, &str); 18] = [
     ("get", "/v1/people/{id}"),
     ("get", "/v1/contacts"),
     ("get", "/v1/contacts/{id}"),
+    ("patch", "/v1/contacts/{id}"),
+    ("delete", "/v1/contacts/{id}"),
+    ("post", "/v1/connections/{connection_id}/contacts"),
+    ("post", "/v1/connections/{connection_id}/contacts/batch"),
+    (
+        "post",
+        "/v1/connections/{connection_id}/contacts/batch-delete",
+    ),
     (
         "get",
         "/v1/connections/{connection_id}/contacts/{remote_id}",

@@ -72,6 +72,15 @@ pub fn x_phone(raw: &str) -> Option<String> {
     (only_separators && (7..=15).contains(&digits.len())).then_some(digits)
 }
 
+/// Our field name for one of Periskope's (in its validation errors).
+pub fn canonical_field(periskope: &str) -> &str {
+    match periskope {
+        "contact_id" => "phone",
+        "contact_name" => "display_name",
+        other => other,
+    }
+}
+
 /// Periskope's error answer (`{code, message, fields}`) as an `AdapterError`.
 pub fn classify(res: &UpstreamResponse) -> AdapterError {
     let body: ErrorBody = serde_json::from_slice(&res.body).unwrap_or_default();
@@ -185,18 +194,9 @@ impl Provider for PeriskopeClient {
         let phone = input.phone.as_deref().ok_or_else(|| {
             AdapterError::InvalidInput("Periskope needs `phone` to create a contact".into())
         })?;
-        let name = input
-            .display_name
-            .clone()
-            .or_else(|| match (&input.first_name, &input.last_name) {
-                (Some(f), Some(l)) => Some(format!("{f} {l}")),
-                (Some(f), None) => Some(f.clone()),
-                (None, Some(l)) => Some(l.clone()),
-                (None, None) => None,
-            })
-            .ok_or_else(|| {
-                AdapterError::InvalidInput("Periskope needs a name to create a contact".into())
-            })?;
+        let name = input.full_name().ok_or_else(|| {
+            AdapterError::InvalidInput("Periskope needs a name to create a contact".into())
+        })?;
         let body = CreateContact {
             contact_id: contact_digits(phone)?,
             contact_name: name,

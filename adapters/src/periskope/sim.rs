@@ -344,6 +344,17 @@ impl PeriskopeApi {
         if !fields.is_empty() {
             return validation("Invalid body", Value::Object(fields));
         }
+        if self.with_store(|s| s.index.contains_key(id)) {
+            // Undocumented: a contact's id is its phone, so a second create of
+            // one phone is refused (PROVIDERS.md lists duplicates as UNVERIFIED).
+            return error(
+                409,
+                "CONFLICT",
+                "Conflict",
+                "Contact already exists",
+                Value::Null,
+            );
+        }
         let (label_ids, labels) = labels_of(body["labels"].as_str().unwrap_or(""));
         let contact = json!({
             "contact_id": format!("{id}@c.us"), "org_id": ORG_ID, "contact_name": name,

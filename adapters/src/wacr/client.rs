@@ -54,6 +54,7 @@ pub fn classify(res: &UpstreamResponse) -> AdapterError {
     error::classify(res.status, &res.body, report)
 }
 
+/// A write's body in WA.cr's field names (PROVIDERS.md §2.3).
 fn body_of(input: &ContactInput) -> Value {
     let mut body = Map::new();
     let mut put = |k: &str, v: Option<Value>| {
@@ -61,20 +62,43 @@ fn body_of(input: &ContactInput) -> Value {
             body.insert(k.to_string(), v);
         }
     };
-    put("firstname", input.first_name.clone().map(Value::String));
-    put("lastname", input.last_name.clone().map(Value::String));
-    put("phone", input.phone.clone().map(Value::String));
-    put("email", input.email.clone().map(Value::String));
-    put("company", input.company.clone().map(Value::String));
+    let text = |v: &Option<String>| v.clone().map(Value::String);
+    put("firstname", text(&input.first_name));
+    put("lastname", text(&input.last_name));
+    put("phone", text(&input.phone));
+    put("email", text(&input.email));
+    put("company", text(&input.company));
     put(
         "type",
         input.kind.map(|k| Value::String(k.as_str().to_string())),
     );
-    put("description", input.notes.clone().map(Value::String));
-    for (k, v) in &input.extra {
-        body.insert(k.clone(), v.clone());
+    put("description", text(&input.notes));
+    put("status_id", input.status_id.map(Value::from));
+    put("source_id", input.source_id.map(Value::from));
+    put("groups", input.crm_list_ids.as_ref().map(|ids| json!(ids)));
+    if let Some(a) = &input.address {
+        put("address", text(&a.street));
+        put("city", text(&a.city));
+        put("state", text(&a.state));
+        put("zip", text(&a.postal_code));
     }
     Value::Object(body)
+}
+
+/// Our field name for one of WA.cr's (in its validation errors).
+pub fn canonical_field(wacr: &str) -> &str {
+    match wacr {
+        "firstname" => "first_name",
+        "lastname" => "last_name",
+        "type" => "kind",
+        "description" => "notes",
+        "groups" | "groups.*" => "crm_list_ids",
+        "address" => "address.street",
+        "city" => "address.city",
+        "state" => "address.state",
+        "zip" => "address.postal_code",
+        other => other,
+    }
 }
 
 impl WacrClient {
@@ -231,14 +255,42 @@ impl Provider for WacrClient {
                     .get("index")
                     .and_then(Value::as_u64)
                     .unwrap_or(u64::MAX) as usize;
-                let reason = item
-                    .get("reason")
-                    .or_else(|| item.get("message"))
-                    .or_else(|| item.get("error"))
-                    .map(|v| {
-                        v.as_str()
-                            .map(str::to_string)
-                            .unwrap_or_else(|| v.to_string())
+                // Laravel's field messages, in our field names, say most.
+                let fields: Vec<String> = item
+                    .get("errors")
+                    .and_then(Value::as_object)
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|(field, messages)| {
+                        let field = canonical_field(field).to_string();
+                        let messages: Vec<String> = match messages {
+                            Value::Array(list) => list
+                                .iter()
+                                .map(|m| {
+                                    m.as_str()
+                                        .map(str::to_string)
+                                        .unwrap_or_else(|| m.to_string())
+                                })
+                                .collect(),
+                            other => vec![other
+                                .as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| other.to_string())],
+                        };
+                        messages.into_iter().map(move |m| format!("{field}: {m}"))
+                    })
+                    .collect();
+                let reason = (!fields.is_empty())
+                    .then(|| fields.join("; "))
+                    .or_else(|| {
+                        item.get("reason")
+                            .or_else(|| item.get("message"))
+                            .or_else(|| item.get("error"))
+                            .map(|v| {
+                                v.as_str()
+                                    .map(str::to_string)
+                                    .unwrap_or_else(|| v.to_string())
+                            })
                     })
                     .unwrap_or_else(|| key.to_string());
                 failures.push((index, reason));

@@ -1,0 +1,805 @@
+//! Contacts written through to the providers: `POST /v1/connections/{id}/contacts`,
+//! `PATCH`/`DELETE /v1/contacts/{id}` and the batches, over real HTTP against the
+//! simulators, with the upstream request each one made asserted.
+
+use std::time::Duration;
+
+use reqwest::RequestBuilder;
+use serde_json::{json, Value};
+use unicontacts::service::api_keys::Scope;
+use unicontacts_adapters::sim::{Faults, RecordedRequest};
+
+use crate::helpers::{assert_error, send, spawn_app, spawn_app_with, Backend, Sims, TestApp};
+
+/// The writes a simulator received (GETs left out).
+fn writes(requests: &[RecordedRequest]) -> Vec<RecordedRequest> {
+    requests
+        .iter()
+        .filter(|r| r.method != "GET")
+        .cloned()
+        .collect()
+}
+
+async fn writer_key(app: &TestApp) -> String {
+    app.create_key("test-org", &[Scope::ContactsRead, Scope::ContactsWrite])
+        .await
+        .1
+}
+
+fn contacts_of(connection: &Value) -> String {
+    format!("/v1/connections/{}/contacts", Sims::id(connection))
+}
+
+async fn json_of(req: RequestBuilder, status: u16) -> Value {
+    let res = send(req).await;
+    let got = res.status().as_u16();
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    assert_eq!(got, status, "{body}");
+    body
+}
+
+/// Contacts stored for the connection, deleted ones included.
+async fn stored_count(app: &TestApp, connection: &Value) -> i64 {
+    let id = Sims::id(connection);
+    app.store
+        .run(move |conn| {
+            use diesel::prelude::*;
+            use unicontacts::store::schema::contacts;
+            Ok(contacts::table
+                .filter(contacts::connection_id.eq(&id))
+                .count()
+                .get_result::<i64>(conn)?)
+        })
+        .await
+        .expect("count")
+}
+
+/// A phone no simulated world holds.
+const NEW_PHONE: &str = "+91 98111 22334";
+const NEW_E164: &str = "+919811122334";
+
+async fn wacr_create_update_delete_send_exactly_wacrs_request(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app
+        .connect_sims(
+            41,
+            30,
+            json!({"default_status_id": 1, "default_source_id": 1, "default_kind": "lead"}),
+        )
+        .await;
+    app.load_all(&sims).await;
+    let key = writer_key(&app).await;
+    // The phone of a Periskope contact: the new WA.cr contact joins its person.
+    let periskope_phone = sims.set.periskope.api().with_store(|s| {
+        s.all()[0]["contact_id"]
+            .as_str()
+            .expect("id")
+            .trim_end_matches("@c.us")
+            .to_string()
+    });
+    sims.set.wacr.clear_requests();
+
+    let res = send(app.post(
+        &contacts_of(&sims.wacr),
+        &key,
+        &json!({
+            "first_name": "Asha", "last_name": "Rao", "phone": format!("+{periskope_phone}"),
+            "email": "asha.rao@example.com", "company": "Rao Textiles", "notes": "met at expo",
+            "address": {"street": "4 MG Road", "city": "Pune", "state": "MH", "postal_code": "411001"},
+            "crm_list_ids": [1]
+        }),
+    ))
+    .await;
+    assert_eq!(res.status(), 201);
+    let location = res.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    let created: Value = res.json().await.expect("json");
+    assert_eq!(
+        location,
+        format!("/v1/contacts/{}", created["id"].as_str().expect("id"))
+    );
+    let sent = writes(&sims.set.wacr.requests());
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        (sent[0].method.as_str(), sent[0].path.as_str()),
+        ("POST", "/api/v2/contacts")
+    );
+    assert_eq!(
+        sent[0].json(),
+        json!({
+            "firstname": "Asha", "lastname": "Rao", "phone": format!("+{periskope_phone}"),
+            "email": "asha.rao@example.com", "company": "Rao Textiles", "description": "met at expo",
+            "type": "lead", "status_id": 1, "source_id": 1, "groups": [1],
+            "address": "4 MG Road", "city": "Pune", "state": "MH", "zip": "411001"
+        })
+    );
+    let remote_id = created["remote_id"]
+        .as_str()
+        .expect("remote id")
+        .to_string();
+    assert!(remote_id.parse::<i64>().is_ok(), "{remote_id}");
+    assert_eq!(created["first_name"], "Asha");
+    assert_eq!(created["emails"][0]["address"], "asha.rao@example.com");
+
+    // Found at once: by id, by phone, and in the person it shares with Periskope.
+    let reader = app.reader_key().await;
+    let id = created["id"].as_str().expect("id").to_string();
+    let got = json_of(app.get(&format!("/v1/contacts/{id}"), &reader), 200).await;
+    assert_eq!(got["remote_id"], remote_id.as_str());
+    let by_phone = json_of(
+        app.get(&format!("/v1/contacts?phone=%2B{periskope_phone}"), &reader),
+        200,
+    )
+    .await;
+    let providers: Vec<&str> = by_phone["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|c| c["provider"].as_str())
+        .collect();
+    assert!(
+        providers.contains(&"wacr") && providers.contains(&"periskope"),
+        "{by_phone}"
+    );
+    let person_id = got["person_id"].as_str().expect("linked to a person");
+    let person = json_of(app.get(&format!("/v1/people/{person_id}"), &reader), 200).await;
+    let ids: Vec<&str> = person["contacts"]
+        .as_array()
+        .expect("contacts")
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert!(ids.contains(&id.as_str()), "{person}");
+    assert!(
+        person["contacts"]
+            .as_array()
+            .expect("contacts")
+            .iter()
+            .any(|c| c["provider"] == "periskope"),
+        "{person}"
+    );
+
+    // The next sync sees exactly what was stored.
+    let run = app.sync_now(&sims.wacr).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(
+        (
+            run["counts"]["created"].as_i64(),
+            run["counts"]["updated"].as_i64()
+        ),
+        (Some(0), Some(0)),
+        "{run}"
+    );
+
+    // A live read caches the contact; the write drops that copy.
+    let live = format!("{}/{remote_id}", contacts_of(&sims.wacr));
+    json_of(app.get(&live, &reader), 200).await;
+    let res = send(app.get(&live, &reader)).await;
+    assert_eq!(res.headers()["x-cache"], "HIT");
+
+    // Update: only the fields named, in WA.cr's names; groups replace.
+    sims.set.wacr.clear_requests();
+    let updated = json_of(
+        app.patch(
+            &format!("/v1/contacts/{id}"),
+            &key,
+            &json!({"company": "Rao & Sons", "kind": "customer", "crm_list_ids": [2, 3]}),
+        ),
+        200,
+    )
+    .await;
+    assert_eq!(updated["company"], "Rao & Sons");
+    assert_eq!(updated["kind"], "customer");
+    let sent = writes(&sims.set.wacr.requests());
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        (sent[0].method.as_str(), sent[0].path.clone()),
+        ("PATCH", format!("/api/v2/contacts/{remote_id}"))
+    );
+    assert_eq!(
+        sent[0].json(),
+        json!({"company": "Rao & Sons", "type": "customer", "groups": [2, 3]})
+    );
+    let res = send(app.get(&live, &reader)).await;
+    assert_eq!(res.headers()["x-cache"], "MISS");
+    assert_eq!(
+        res.json::<Value>().await.expect("json")["company"],
+        "Rao & Sons"
+    );
+    let run = app.sync_now(&sims.wacr).await;
+    assert_eq!(
+        (
+            run["counts"]["created"].as_i64(),
+            run["counts"]["updated"].as_i64()
+        ),
+        (Some(0), Some(0)),
+        "{run}"
+    );
+
+    // Delete: 204, marked deleted at once.
+    sims.set.wacr.clear_requests();
+    let res = send(app.delete(&format!("/v1/contacts/{id}"), &key)).await;
+    assert_eq!(res.status(), 204);
+    let sent = writes(&sims.set.wacr.requests());
+    assert_eq!(
+        sent.iter()
+            .map(|r| (r.method.as_str(), r.path.clone()))
+            .collect::<Vec<_>>(),
+        [("DELETE", format!("/api/v2/contacts/{remote_id}"))]
+    );
+    let got = json_of(app.get(&format!("/v1/contacts/{id}"), &reader), 200).await;
+    assert_eq!(got["remote_was_deleted"], true);
+    assert!(sims
+        .set
+        .wacr
+        .api()
+        .with_store(|s| s.get(remote_id.parse().expect("int")).is_none()));
+}
+
+async fn periskope_create_and_update_send_its_forms_and_refuse_what_it_cannot(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app.connect_sims(42, 20, json!({})).await;
+    app.load(&sims.periskope).await;
+    let key = writer_key(&app).await;
+    sims.set.periskope.clear_requests();
+
+    let created = json_of(
+        app.post(
+            &contacts_of(&sims.periskope),
+            &key,
+            &json!({"first_name": "Ravi", "last_name": "Menon", "phone": NEW_PHONE, "labels": ["vip", "expo"], "is_internal": false}),
+        ),
+        201,
+    )
+    .await;
+    let sent = writes(&sims.set.periskope.requests());
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        (sent[0].method.as_str(), sent[0].path.as_str()),
+        ("POST", "/v1/contacts/create")
+    );
+    assert_eq!(
+        sent[0].json(),
+        json!({"contact_id": "919811122334", "contact_name": "Ravi Menon", "is_internal": false, "labels": "vip,expo"})
+    );
+    assert_eq!(created["remote_id"], "919811122334@c.us");
+    assert_eq!(created["display_name"], "Ravi Menon");
+    assert_eq!(created["phones"][0]["e164"], NEW_E164);
+    let id = created["id"].as_str().expect("id").to_string();
+
+    sims.set.periskope.clear_requests();
+    let updated = json_of(
+        app.patch(
+            &format!("/v1/contacts/{id}"),
+            &key,
+            &json!({"display_name": "Ravi M.", "labels": ["vip"]}),
+        ),
+        200,
+    )
+    .await;
+    assert_eq!(updated["display_name"], "Ravi M.");
+    assert_eq!(updated["labels"], json!(["vip"]));
+    let sent = writes(&sims.set.periskope.requests());
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        (sent[0].method.as_str(), sent[0].path.as_str()),
+        ("PATCH", "/v1/contacts/919811122334")
+    );
+    assert_eq!(
+        sent[0].json(),
+        json!({"contact_name": "Ravi M.", "labels": "vip"})
+    );
+    let run = app.sync_now(&sims.periskope).await;
+    assert_eq!(
+        (
+            run["counts"]["created"].as_i64(),
+            run["counts"]["updated"].as_i64()
+        ),
+        (Some(0), Some(0)),
+        "{run}"
+    );
+
+    // What Periskope cannot do is refused before any call.
+    sims.set.periskope.clear_requests();
+    let err = assert_error(
+        send(app.patch(
+            &format!("/v1/contacts/{id}"),
+            &key,
+            &json!({"email": "ravi@example.com", "display_name": "R"}),
+        ))
+        .await,
+        422,
+        "unsupported_by_provider",
+    )
+    .await;
+    assert_eq!(err["error"]["details"]["fields"], json!(["email"]), "{err}");
+    assert_eq!(err["error"]["details"]["operation"], "update");
+    let err = assert_error(
+        send(app.delete(&format!("/v1/contacts/{id}"), &key)).await,
+        422,
+        "unsupported_by_provider",
+    )
+    .await;
+    assert_eq!(err["error"]["details"]["operation"], "delete");
+    let err = assert_error(
+        send(app.post(
+            &format!("{}/batch-delete", contacts_of(&sims.periskope)),
+            &key,
+            &json!({"ids": [id]}),
+        ))
+        .await,
+        422,
+        "unsupported_by_provider",
+    )
+    .await;
+    assert_eq!(err["error"]["details"]["operation"], "batch_delete");
+    assert!(sims.set.periskope.requests().is_empty());
+}
+
+async fn the_gateway_takes_no_writes_and_bad_bodies_name_every_field(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app.connect_sims(43, 10, json!({})).await;
+    let key = writer_key(&app).await;
+    sims.set.gateway.clear_requests();
+    let err = assert_error(
+        send(app.post(
+            &contacts_of(&sims.gateway),
+            &key,
+            &json!({"display_name": "X", "phone": NEW_PHONE}),
+        ))
+        .await,
+        422,
+        "unsupported_by_provider",
+    )
+    .await;
+    assert_eq!(err["error"]["details"]["operation"], "create");
+    assert!(sims.set.gateway.requests().is_empty());
+
+    // WA.cr without defaults: every missing and every bad field at once, nothing sent.
+    sims.set.wacr.clear_requests();
+    let err = assert_error(
+        send(app.post(
+            &contacts_of(&sims.wacr),
+            &key,
+            &json!({"first_name": "", "phone": "call me", "email": "nope"}),
+        ))
+        .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    let fields = &err["error"]["details"]["fields"];
+    for f in [
+        "first_name",
+        "last_name",
+        "phone",
+        "email",
+        "status_id",
+        "source_id",
+        "kind",
+    ] {
+        assert!(fields[f].is_array(), "{f}: {err}");
+    }
+    // Unknown fields and wrong types are 422 too, never a 500.
+    assert_error(
+        send(app.post(&contacts_of(&sims.wacr), &key, &json!({"nickname": "x"}))).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_error(
+        send(app.patch("/v1/contacts/ctc_nope", &key, &json!({"company": "x"}))).await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert!(writes(&sims.set.wacr.requests()).is_empty());
+}
+
+async fn duplicates_failures_and_timeouts_store_nothing_unconfirmed(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.upstream_timeout_ms = 700).await;
+    let sims = app
+        .connect_sims(
+            44,
+            20,
+            json!({"default_status_id": 1, "default_source_id": 1, "default_kind": "lead"}),
+        )
+        .await;
+    app.load_all(&sims).await;
+    let key = writer_key(&app).await;
+
+    // A phone WA.cr holds: 409 naming the contact we hold.
+    let (taken_id, taken_phone) = sims.set.wacr.api().with_store(|s| {
+        let c = s
+            .all()
+            .find(|c| c["phone"].as_str().is_some_and(|p| p.starts_with('+')))
+            .expect("a phone");
+        (
+            c["id"].as_i64().expect("id"),
+            c["phone"].as_str().expect("phone").to_string(),
+        )
+    });
+    let err = assert_error(
+        send(app.post(
+            &contacts_of(&sims.wacr),
+            &key,
+            &json!({"first_name": "D", "last_name": "Up", "phone": taken_phone}),
+        ))
+        .await,
+        409,
+        "conflict",
+    )
+    .await;
+    let existing = err["error"]["details"]["existing_contact_id"]
+        .as_str()
+        .expect("existing id");
+    let reader = app.reader_key().await;
+    let held = json_of(app.get(&format!("/v1/contacts/{existing}"), &reader), 200).await;
+    assert_eq!(held["remote_id"], taken_id.to_string());
+
+    // Periskope: a second create of one phone.
+    let p_phone = sims.set.periskope.api().with_store(|s| {
+        s.all()[0]["contact_id"]
+            .as_str()
+            .expect("id")
+            .trim_end_matches("@c.us")
+            .to_string()
+    });
+    let err = assert_error(
+        send(app.post(
+            &contacts_of(&sims.periskope),
+            &key,
+            &json!({"display_name": "Again", "phone": format!("+{p_phone}")}),
+        ))
+        .await,
+        409,
+        "conflict",
+    )
+    .await;
+    assert!(
+        err["error"]["details"]["existing_contact_id"].is_string(),
+        "{err}"
+    );
+
+    // A provider's 500: 502, sent once, nothing stored.
+    let before = stored_count(&app, &sims.wacr).await;
+    sims.set.wacr.clear_requests();
+    sims.set.wacr.set_faults(Faults {
+        fail_next: 1,
+        ..Faults::default()
+    });
+    assert_error(
+        send(app.post(
+            &contacts_of(&sims.wacr),
+            &key,
+            &json!({"first_name": "F", "last_name": "Ail", "phone": NEW_PHONE}),
+        ))
+        .await,
+        502,
+        "upstream_error",
+    )
+    .await;
+    let sent = writes(&sims.set.wacr.requests());
+    assert_eq!(sent.len(), 1, "never retried: {sent:?}");
+    assert_eq!(stored_count(&app, &sims.wacr).await, before);
+
+    // The provider writes but its answer is lost: 504, outcome unknown; the
+    // retry with the same key finds the contact rather than creating a second.
+    let before = stored_count(&app, &sims.periskope).await;
+    sims.set.periskope.clear_requests();
+    sims.set.periskope.set_faults(Faults {
+        lose_reply_next: 1,
+        ..Faults::default()
+    });
+    let body = json!({"display_name": "Lost Reply", "phone": NEW_PHONE});
+    let attempt = || {
+        app.post(&contacts_of(&sims.periskope), &key, &body)
+            .header("Idempotency-Key", "lost-reply-1")
+    };
+    let err = assert_error(send(attempt()).await, 504, "upstream_timeout").await;
+    assert_eq!(err["error"]["details"]["outcome"], "unknown");
+    assert_eq!(
+        stored_count(&app, &sims.periskope).await,
+        before,
+        "nothing stored unconfirmed"
+    );
+    let created = json_of(attempt(), 201).await;
+    assert_eq!(created["display_name"], "Lost Reply");
+    let creates = sims
+        .set
+        .periskope
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .count();
+    assert_eq!(creates, 1, "looked up, not created again");
+    assert_eq!(stored_count(&app, &sims.periskope).await, before + 1);
+    // And its answer is the one replayed from now on.
+    let res = send(attempt()).await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.headers()["idempotent-replayed"], "true");
+}
+
+async fn an_idempotency_key_replays_refuses_reuse_and_holds_concurrent_twins(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app.connect_sims(45, 10, json!({})).await;
+    let key = writer_key(&app).await;
+    let path = contacts_of(&sims.periskope);
+    let body = json!({"display_name": "Once", "phone": NEW_PHONE});
+    sims.set.periskope.clear_requests();
+
+    let first = send(
+        app.post(&path, &key, &body)
+            .header("Idempotency-Key", "k-1"),
+    )
+    .await;
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let location = first.headers()["location"].clone();
+    let first: Value = first.json().await.expect("json");
+    let again = send(
+        app.post(&path, &key, &body)
+            .header("Idempotency-Key", "k-1"),
+    )
+    .await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.headers()["location"], location);
+    assert_eq!(again.json::<Value>().await.expect("json"), first);
+    assert_eq!(
+        writes(&sims.set.periskope.requests()).len(),
+        1,
+        "one upstream call for two requests"
+    );
+
+    // Another request with the key: refused, nothing sent.
+    assert_error(
+        send(
+            app.post(
+                &path,
+                &key,
+                &json!({"display_name": "Other", "phone": "+91 98111 22335"}),
+            )
+            .header("Idempotency-Key", "k-1"),
+        )
+        .await,
+        422,
+        "idempotency_key_reused",
+    )
+    .await;
+    assert_eq!(writes(&sims.set.periskope.requests()).len(), 1);
+    // A key is per org: another org's same key is its own.
+    let (_, other) = app.create_key("other-org", &[Scope::ContactsWrite]).await;
+    assert_error(
+        send(
+            app.post(&path, &other, &body)
+                .header("Idempotency-Key", "k-1"),
+        )
+        .await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_error(
+        send(
+            app.post(&path, &key, &body)
+                .header("Idempotency-Key", "k".repeat(256)),
+        )
+        .await,
+        400,
+        "bad_request",
+    )
+    .await;
+
+    // Two at once with one key: one runs (201), the other is told it runs (409).
+    sims.set.periskope.set_faults(Faults {
+        latency_ms: 400,
+        ..Faults::default()
+    });
+    let twin = json!({"display_name": "Twin", "phone": "+91 98111 22336"});
+    let (a, b) = tokio::join!(
+        send(
+            app.post(&path, &key, &twin)
+                .header("Idempotency-Key", "k-2")
+        ),
+        async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            send(
+                app.post(&path, &key, &twin)
+                    .header("Idempotency-Key", "k-2"),
+            )
+            .await
+        }
+    );
+    let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409]);
+    assert_error(b, 409, "idempotency_in_progress").await;
+    assert_eq!(writes(&sims.set.periskope.requests()).len(), 2);
+}
+
+async fn scopes_and_orgs_guard_every_write(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app.connect_sims(46, 10, json!({})).await;
+    app.load(&sims.wacr).await;
+    let reader = app.reader_key().await;
+    let contact = json_of(app.get("/v1/contacts?provider=wacr&limit=1", &reader), 200).await
+        ["data"][0]
+        .clone();
+    let id = contact["id"].as_str().expect("id").to_string();
+    let wacr = contacts_of(&sims.wacr);
+    let cases = |key: &str| {
+        vec![
+            app.post(&wacr, key, &json!({"display_name": "x"})),
+            app.patch(&format!("/v1/contacts/{id}"), key, &json!({"company": "x"})),
+            app.delete(&format!("/v1/contacts/{id}"), key),
+            app.post(
+                &format!("{wacr}/batch"),
+                key,
+                &json!({"contacts": [{"display_name": "x"}]}),
+            ),
+            app.post(&format!("{wacr}/batch-delete"), key, &json!({"ids": [id]})),
+        ]
+    };
+    sims.set.wacr.clear_requests();
+    for req in cases(&reader) {
+        assert_error(send(req).await, 403, "forbidden").await;
+    }
+    let (_, other) = app
+        .create_key("other-org", &[Scope::ContactsRead, Scope::ContactsWrite])
+        .await;
+    for req in cases(&other) {
+        assert_error(send(req).await, 404, "not_found").await;
+    }
+    assert!(writes(&sims.set.wacr.requests()).is_empty());
+}
+
+async fn batches_answer_item_by_item(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app
+        .connect_sims(
+            47,
+            10,
+            json!({"default_status_id": 1, "default_source_id": 1, "default_kind": "lead"}),
+        )
+        .await;
+    app.load_all(&sims).await;
+    let key = writer_key(&app).await;
+    let taken = sims.set.wacr.api().with_store(|s| {
+        s.all()
+            .find_map(|c| {
+                c["phone"]
+                    .as_str()
+                    .filter(|p| p.starts_with('+'))
+                    .map(str::to_string)
+            })
+            .expect("a phone")
+    });
+    sims.set.wacr.clear_requests();
+    let result = json_of(
+        app.post(
+            &format!("{}/batch", contacts_of(&sims.wacr)),
+            &key,
+            &json!({"contacts": [
+                {"first_name": "A", "last_name": "One", "phone": "+91 98111 22341"},
+                {"first_name": "B", "last_name": "Two", "phone": "not a phone"},
+                {"first_name": "C", "last_name": "Three", "phone": taken},
+                {"first_name": "D", "last_name": "Four", "phone": "+91 98111 22344", "email": "d@example.com"},
+            ]}),
+        ),
+        200,
+    )
+    .await;
+    let statuses: Vec<u64> = result["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["status"].as_u64().expect("status"))
+        .collect();
+    assert_eq!(statuses, [201, 422, 422, 201], "{result}");
+    assert_eq!(result["summary"], json!({"created": 2, "failed": 2}));
+    assert_eq!(result["results"][1]["error"]["code"], "validation_failed");
+    assert!(
+        result["results"][1]["error"]["details"]["fields"]["phone"].is_array(),
+        "{result}"
+    );
+    assert!(
+        result["results"][2]["error"]["message"].is_string(),
+        "{result}"
+    );
+    // One native batch call, with the three items that passed our checks.
+    let sent = writes(&sims.set.wacr.requests());
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        (sent[0].method.as_str(), sent[0].path.as_str()),
+        ("POST", "/api/v2/contacts/batch")
+    );
+    assert_eq!(sent[0].json()["contacts"].as_array().map(Vec::len), Some(3));
+    let new_ids: Vec<String> = [0, 3]
+        .iter()
+        .map(|i| {
+            result["results"][*i]["contact"]["id"]
+                .as_str()
+                .expect("id")
+                .to_string()
+        })
+        .collect();
+    let reader = app.reader_key().await;
+    for id in &new_ids {
+        json_of(app.get(&format!("/v1/contacts/{id}"), &reader), 200).await;
+    }
+
+    // Periskope has no batch: single calls, each answered.
+    let result = json_of(
+        app.post(
+            &format!("{}/batch", contacts_of(&sims.periskope)),
+            &key,
+            &json!({"contacts": [
+                {"display_name": "P One", "phone": "+91 98111 22351"},
+                {"display_name": "P Two", "email": "p@example.com", "phone": "+91 98111 22352"},
+            ]}),
+        ),
+        200,
+    )
+    .await;
+    assert_eq!(result["results"][0]["status"], 201, "{result}");
+    assert_eq!(result["results"][1]["status"], 422, "{result}");
+    assert_eq!(
+        result["results"][1]["error"]["code"],
+        "unsupported_by_provider"
+    );
+
+    // Batch delete: ours at WA.cr go; an unknown id is a 404 item.
+    sims.set.wacr.clear_requests();
+    let result = json_of(
+        app.post(
+            &format!("{}/batch-delete", contacts_of(&sims.wacr)),
+            &key,
+            &json!({"ids": [new_ids[0], "ctc_unknown", new_ids[1]]}),
+        ),
+        200,
+    )
+    .await;
+    let statuses: Vec<u64> = result["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["status"].as_u64().expect("status"))
+        .collect();
+    assert_eq!(statuses, [204, 404, 204], "{result}");
+    let sent = writes(&sims.set.wacr.requests());
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        (sent[0].method.as_str(), sent[0].path.as_str()),
+        ("DELETE", "/api/v2/contacts/batch")
+    );
+    for id in &new_ids {
+        let got = json_of(app.get(&format!("/v1/contacts/{id}"), &reader), 200).await;
+        assert_eq!(got["remote_was_deleted"], true);
+    }
+    // Too many, or none: 422 before anything is sent.
+    let many: Vec<Value> = (0..101).map(|_| json!({"display_name": "x"})).collect();
+    assert_error(
+        send(app.post(
+            &format!("{}/batch", contacts_of(&sims.wacr)),
+            &key,
+            &json!({"contacts": many}),
+        ))
+        .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+}
+
+crate::db_tests!(
+    wacr_create_update_delete_send_exactly_wacrs_request,
+    periskope_create_and_update_send_its_forms_and_refuse_what_it_cannot,
+    the_gateway_takes_no_writes_and_bad_bodies_name_every_field,
+    duplicates_failures_and_timeouts_store_nothing_unconfirmed,
+    an_idempotency_key_replays_refuses_reuse_and_holds_concurrent_twins,
+    scopes_and_orgs_guard_every_write,
+    batches_answer_item_by_item,
+);
