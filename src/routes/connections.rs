@@ -3,7 +3,7 @@
 
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
-use unicontacts_adapters::ProviderKind;
+use unicontacts_adapters::{Capabilities, ProviderKind};
 use utoipa::{IntoParams, ToSchema};
 use validator::Validate;
 
@@ -32,6 +32,8 @@ pub struct ConnectionView {
     pub base_url: String,
     pub credentials: CredentialsView,
     pub settings: ConnectionSettings,
+    /// What the provider can do: its operations and the fields each write takes.
+    pub capabilities: Capabilities,
     pub created_at: String,
     pub updated_at: String,
     /// The provider's rate limit for this connection's credential as last learned
@@ -116,6 +118,7 @@ impl From<&Connection> for ConnectionView {
                 session: c.credentials.session.clone(),
             },
             settings: c.settings.clone(),
+            capabilities: *c.provider.capabilities(),
             created_at: ids::rfc3339(c.created_at),
             updated_at: ids::rfc3339(c.updated_at),
             upstream_quota: None,

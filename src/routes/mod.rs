@@ -8,6 +8,7 @@ pub mod contact_writes;
 pub mod contacts;
 pub mod health;
 pub mod people;
+pub mod providers;
 pub mod sync_runs;
 
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
@@ -44,6 +45,7 @@ use crate::error::{ApiError, ErrorCode};
         connection_contacts::get_connection_contact,
         people::get_person,
         people::list_people,
+        providers::list_providers,
         sync_runs::trigger_sync,
         sync_runs::list_sync_runs,
         sync_runs::get_sync_run,
@@ -92,6 +94,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, openapi: utoipa::openapi::OpenApi
                 .route(web::delete().to(contact_writes::delete_contact)),
         )
         .service(web::resource("/v1/people").route(web::get().to(people::list_people)))
+        .service(web::resource("/v1/providers").route(web::get().to(providers::list_providers)))
         .service(web::resource("/v1/people/{id}").route(web::get().to(people::get_person)))
         .service(
             web::resource("/v1/connections/{connection_id}/contacts")

@@ -802,4 +802,85 @@ crate::db_tests!(
     an_idempotency_key_replays_refuses_reuse_and_holds_concurrent_twins,
     scopes_and_orgs_guard_every_write,
     batches_answer_item_by_item,
+    providers_and_connections_say_what_each_can_write,
 );
+
+async fn providers_and_connections_say_what_each_can_write(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app.connect_sims(48, 5, json!({})).await;
+    let reader = app.reader_key().await;
+    let listed = json_of(app.get("/v1/providers", &reader), 200).await;
+    let of = |p: &str| {
+        listed["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .find(|v| v["provider"] == p)
+            .cloned()
+            .expect("listed")
+    };
+    let (periskope, wacr, gateway) = (of("periskope"), of("wacr"), of("gateway"));
+    assert_eq!(gateway["operations"], json!(["get", "list"]));
+    assert_eq!(gateway["create_fields"], json!([]));
+    assert_eq!(
+        periskope["operations"],
+        json!(["get", "list", "create", "update"])
+    );
+    assert_eq!(
+        periskope["update_fields"],
+        json!(["display_name", "is_internal", "labels"])
+    );
+    assert_eq!(
+        wacr["operations"],
+        json!([
+            "get",
+            "list",
+            "create",
+            "update",
+            "delete",
+            "batch_create",
+            "batch_delete"
+        ])
+    );
+    let required: Vec<&str> = wacr["required_on_create"]
+        .as_array()
+        .expect("required")
+        .iter()
+        .filter_map(|r| r["field"].as_str())
+        .collect();
+    assert_eq!(
+        required,
+        [
+            "first_name",
+            "last_name",
+            "phone",
+            "kind",
+            "status_id",
+            "source_id"
+        ]
+    );
+    // Each connection carries its provider's.
+    for (c, p) in [
+        (&sims.periskope, &periskope),
+        (&sims.wacr, &wacr),
+        (&sims.gateway, &gateway),
+    ] {
+        let got = json_of(
+            app.get(
+                &format!("/v1/admin/connections/{}", Sims::id(c)),
+                &app.admin_key,
+            ),
+            200,
+        )
+        .await;
+        for k in ["operations", "create_fields", "update_fields"] {
+            assert_eq!(got["capabilities"][k], p[k], "{k}");
+        }
+    }
+    assert_error(
+        send(app.client.get(app.url("/v1/providers"))).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+}
