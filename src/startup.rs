@@ -10,6 +10,7 @@ use utoipa::OpenApi;
 
 use crate::config::Settings;
 use crate::error::{ApiError, FieldErrors};
+use crate::http::audit::audit;
 use crate::http::idempotency::idempotency;
 use crate::http::middleware::request_context;
 use crate::routes::{self, ApiDoc};
@@ -140,6 +141,7 @@ fn run(listener: TcpListener, state: web::Data<State>) -> std::io::Result<Server
                 web::QueryConfig::default()
                     .error_handler(|e, _| FieldErrors::single("(query)", e.to_string()).into()),
             )
+            .wrap(middleware::from_fn(audit))
             .wrap(middleware::from_fn(idempotency))
             .wrap(middleware::from_fn(request_context))
             .configure(|cfg| routes::configure(cfg, openapi.clone()))

@@ -8,6 +8,7 @@ use std::pin::Pin;
 use actix_web::{dev::Payload, http::header, web, FromRequest, HttpMessage, HttpRequest};
 
 use crate::error::{ApiError, ErrorCode};
+use crate::http::audit::Identity;
 use crate::service::api_keys::{self, Scope};
 use crate::state::State;
 
@@ -68,6 +69,11 @@ impl FromRequest for Caller {
                 }
             };
             let row = api_keys::authenticate(&state, key).await?;
+            request.extensions_mut().insert(Identity {
+                org_id: row.org_id.clone(),
+                key_id: row.id.clone(),
+                key_prefix: row.prefix.clone(),
+            });
             let scopes = row.scopes.split(',').filter_map(Scope::parse).collect();
             // The quota is per key; the middleware puts the figures on the response.
             let rate = state.limiter.check(&row.id).await;

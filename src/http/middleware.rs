@@ -12,6 +12,7 @@ use actix_web::{HttpMessage, HttpResponse};
 use tracing::Instrument;
 
 use crate::error::{ApiError, ErrorCode};
+use crate::http::audit::RequestId;
 use crate::limits::RateInfo;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -40,6 +41,7 @@ pub async fn request_context(
     let path = req.path().to_string();
     let span = tracing::info_span!("request", request_id = %id, method = %method, path = %path);
     let started = Instant::now();
+    req.extensions_mut().insert(RequestId(id.clone()));
     let res = next.call(req).instrument(span.clone()).await?;
     let mut res = into_envelope(res.map_into_boxed_body(), &method, &path);
     if let Ok(v) = HeaderValue::from_str(&id) {

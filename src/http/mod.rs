@@ -4,6 +4,7 @@
 //! on writes (`idempotency`), and the error
 //! responses every route documents (`responses`).
 
+pub mod audit;
 pub mod auth;
 pub mod extract;
 pub mod idempotency;

@@ -7,6 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 use validator::Validate;
 
 use crate::error::ApiError;
+use crate::http::audit;
 use crate::http::auth::AdminCaller;
 use crate::http::extract::{parse_list_query, read_json};
 use crate::http::responses::{AuthErrors, BodyErrors, InvalidQuery, NotFound};
@@ -92,6 +93,7 @@ pub async fn create_api_key(
         &body.scopes,
     )
     .await?;
+    audit::note(&req, [created.row.id.clone()], None);
     Ok(HttpResponse::Created()
         .insert_header((
             header::LOCATION,

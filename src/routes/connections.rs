@@ -8,6 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use validator::Validate;
 
 use crate::error::ApiError;
+use crate::http::audit;
 use crate::http::auth::AdminCaller;
 use crate::http::extract::{parse_list_query, read_json};
 use crate::http::responses::{AuthErrors, BodyErrors, InvalidQuery, NotFound};
@@ -152,6 +153,7 @@ pub async fn create_connection(
 ) -> Result<HttpResponse, ApiError> {
     let body: CreateConnectionRequest = read_json(&req, body).await?;
     let c = service::create(&state, &admin.0.org_id, body).await?;
+    audit::note(&req, [c.id.clone()], Some(c.provider));
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/v1/admin/connections/{}", c.id)))
         .json(ConnectionView::from(&c)))
@@ -217,6 +219,7 @@ pub async fn update_connection(
     service::get(&state, &admin.0.org_id, &path).await?;
     let body: UpdateConnectionRequest = read_json(&req, body).await?;
     let c = service::update(&state, &admin.0.org_id, &path, body).await?;
+    audit::note(&req, [], Some(c.provider));
     Ok(HttpResponse::Ok().json(ConnectionView::from(&c)))
 }
 

@@ -8,6 +8,7 @@ use unicontacts_adapters::canonical::CanonicalContact;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
+use crate::http::audit;
 use crate::http::auth::{Authorized, WriteScope};
 use crate::http::extract::read_json;
 use crate::http::idempotency::write_options;
@@ -52,6 +53,7 @@ pub async fn create_contact(
     let body: ContactWrite = read_json(&req, body).await?;
     let contact =
         service::create(&state, &caller.0.org_id, &path, &body, write_options(&req)).await?;
+    audit::note(&req, [contact.id.clone()], Some(contact.provider));
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/v1/contacts/{}", contact.id)))
         .json(contact))
@@ -79,6 +81,7 @@ pub async fn update_contact(
 ) -> Result<HttpResponse, ApiError> {
     let body: ContactWrite = read_json(&req, body).await?;
     let contact = service::update(&state, &caller.0.org_id, &path, &body).await?;
+    audit::note(&req, [], Some(contact.provider));
     Ok(HttpResponse::Ok().json(contact))
 }
 
@@ -98,8 +101,10 @@ pub async fn delete_contact(
     state: web::Data<State>,
     caller: Authorized<WriteScope>,
     path: web::Path<String>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    service::delete(&state, &caller.0.org_id, &path).await?;
+    let provider = service::delete(&state, &caller.0.org_id, &path).await?;
+    audit::note(&req, [], Some(provider));
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -121,6 +126,11 @@ pub async fn batch_create(
 ) -> Result<HttpResponse, ApiError> {
     let body: BatchCreateRequest = read_json(&req, body).await?;
     let result = service::batch_create(&state, &caller.0.org_id, &path, &body.contacts).await?;
+    let created = result
+        .results
+        .iter()
+        .filter_map(|r| r.contact.as_ref().map(|c| c.id.clone()));
+    audit::note(&req, created.collect::<Vec<_>>(), Some(result.provider));
     Ok(HttpResponse::Ok().json(result))
 }
 
@@ -142,5 +152,6 @@ pub async fn batch_delete(
 ) -> Result<HttpResponse, ApiError> {
     let body: BatchDeleteRequest = read_json(&req, body).await?;
     let result = service::batch_delete(&state, &caller.0.org_id, &path, &body.ids).await?;
+    audit::note(&req, body.ids.iter().cloned(), Some(result.provider));
     Ok(HttpResponse::Ok().json(result))
 }

@@ -2,6 +2,7 @@
 //! A handler parses the request, calls one service function and shapes the answer.
 
 pub mod api_keys;
+pub mod audit;
 pub mod connection_contacts;
 pub mod connections;
 pub mod contact_writes;
@@ -35,6 +36,7 @@ use crate::error::{ApiError, ErrorCode};
         api_keys::create_api_key,
         api_keys::list_api_keys,
         api_keys::delete_api_key,
+        audit::list_audit_events,
         contacts::list_contacts,
         contacts::get_contact,
         contact_writes::create_contact,
@@ -140,6 +142,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, openapi: utoipa::openapi::OpenApi
                     web::resource("/api-keys")
                         .route(web::post().to(api_keys::create_api_key))
                         .route(web::get().to(api_keys::list_api_keys)),
+                )
+                .service(
+                    web::resource("/audit-events").route(web::get().to(audit::list_audit_events)),
                 )
                 .service(
                     web::resource("/api-keys/{id}")

@@ -6,6 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
+use crate::http::audit;
 use crate::http::auth::AdminCaller;
 use crate::http::extract::parse_list_query;
 use crate::http::responses::{AuthErrors, InvalidQuery, NotFound};
@@ -78,8 +79,10 @@ pub async fn trigger_sync(
     state: web::Data<State>,
     admin: AdminCaller,
     path: web::Path<String>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let run = service::trigger(&state, &admin.0.org_id, &path).await?;
+    let (run, provider) = service::trigger(&state, &admin.0.org_id, &path).await?;
+    audit::note(&req, [run.id.clone()], Some(provider));
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/v1/admin/sync-runs/{}", run.id)))
         .json(SyncRunView::from(&run)))

@@ -87,6 +87,9 @@ pub struct AddressWrite {
 pub struct BatchResult {
     pub results: Vec<BatchItem>,
     pub summary: BatchSummary,
+    /// The provider written to (for the audit log).
+    #[serde(skip)]
+    pub provider: ProviderKind,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -398,7 +401,7 @@ pub async fn update(
 
 /// Deletes the org's contact at its provider; the stored copy is marked deleted
 /// upstream at once (also when the provider had lost it already: then 404).
-pub async fn delete(state: &State, org_id: &str, id: &str) -> Result<(), ApiError> {
+pub async fn delete(state: &State, org_id: &str, id: &str) -> Result<ProviderKind, ApiError> {
     let (row, c) = stored(state, org_id, id).await?;
     if !c.provider.capabilities().supports(Operation::Delete) {
         return Err(unsupported_operation(c.provider, Operation::Delete));
@@ -409,7 +412,7 @@ pub async fn delete(state: &State, org_id: &str, id: &str) -> Result<(), ApiErro
         Ok(()) | Err(AdapterError::NotFound) => {
             mark_deleted(state, &c, &row).await?;
             match outcome {
-                Ok(()) => Ok(()),
+                Ok(()) => Ok(c.provider),
                 Err(e) => Err(ApiError::new(
                     ErrorCode::NotFound,
                     "the contact was already gone at the provider; it is marked deleted here",
@@ -453,10 +456,11 @@ fn failed_item(index: usize, e: &ApiError) -> BatchItem {
     }
 }
 
-fn summarise(mut results: Vec<BatchItem>) -> BatchResult {
+fn summarise(provider: ProviderKind, mut results: Vec<BatchItem>) -> BatchResult {
     results.sort_by_key(|r| r.index);
     let created = results.iter().filter(|r| r.status < 300).count();
     BatchResult {
+        provider,
         summary: BatchSummary {
             created,
             failed: results.len() - created,
@@ -557,7 +561,7 @@ pub async fn batch_create(
             }
         }
     }
-    Ok(summarise(results))
+    Ok(summarise(c.provider, results))
 }
 
 /// Deletes up to 100 of the connection's contacts (our ids) at its provider:
@@ -655,5 +659,5 @@ pub async fn batch_delete(
             results.push(item);
         }
     }
-    Ok(summarise(results))
+    Ok(summarise(c.provider, results))
 }

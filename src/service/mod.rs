@@ -6,6 +6,7 @@
 //! [`ApiError`]: crate::error::ApiError
 
 pub mod api_keys;
+pub mod audit;
 pub mod connections;
 pub mod contact_writes;
 pub mod contacts;

@@ -6,6 +6,8 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use validator::Validate;
 
+use unicontacts_adapters::ProviderKind;
+
 use crate::error::ApiError;
 use crate::page::{Page, PageRequest};
 use crate::service::connections;
@@ -23,17 +25,18 @@ pub struct RunFilters {
     pub status: Option<RunStatus>,
 }
 
-/// Starts a sync of the org's connection now, in the background; the run as it begins.
+/// Starts a sync of the org's connection now, in the background; the run as it
+/// begins, and the connection's provider.
 pub async fn trigger(
     state: &State,
     org_id: &str,
     connection_id: &str,
-) -> Result<SyncRunRow, ApiError> {
+) -> Result<(SyncRunRow, ProviderKind), ApiError> {
     let c = connections::get_cached(state, org_id, connection_id).await?;
     let begun = state.runner.begin(&c, Trigger::Api, None).await?;
     let run = begun.run.clone();
     state.runner.spawn(begun, ());
-    Ok(run)
+    Ok((run, c.provider))
 }
 
 /// Syncs the connection and waits for the end (waiting first for a run already

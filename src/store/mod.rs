@@ -3,6 +3,7 @@
 //! and running queries off the async workers.
 
 pub mod api_keys;
+pub mod audit;
 pub mod connections;
 pub mod contacts;
 pub mod idempotency;

@@ -3,7 +3,7 @@ use serde_json::Value;
 use crate::helpers::{send, spawn_app, Backend};
 
 /// Every route the app serves (besides the docs themselves).
-const ROUTES: [(&str, &str); 24] = [
+const ROUTES: [(&str, &str); 25] = [
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("post", "/v1/admin/connections"),
@@ -14,6 +14,7 @@ const ROUTES: [(&str, &str); 24] = [
     ("post", "/v1/admin/api-keys"),
     ("get", "/v1/admin/api-keys"),
     ("delete", "/v1/admin/api-keys/{id}"),
+    ("get", "/v1/admin/audit-events"),
     ("post", "/v1/admin/connections/{id}/sync"),
     ("get", "/v1/admin/sync-runs"),
     ("get", "/v1/admin/sync-runs/{id}"),

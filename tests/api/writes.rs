@@ -803,6 +803,7 @@ crate::db_tests!(
     scopes_and_orgs_guard_every_write,
     batches_answer_item_by_item,
     providers_and_connections_say_what_each_can_write,
+    every_write_is_audited_with_who_what_and_how_it_ended,
 );
 
 async fn providers_and_connections_say_what_each_can_write(backend: Backend) {
@@ -883,4 +884,196 @@ async fn providers_and_connections_say_what_each_can_write(backend: Backend) {
         "unauthorized",
     )
     .await;
+}
+
+/// The org's audit events with `query`, every page.
+async fn audit_events(app: &TestApp, key: &str, query: &str) -> Vec<Value> {
+    let mut events = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/v1/admin/audit-events?limit=3&{query}");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page = json_of(app.get(&path, key), 200).await;
+        events.extend(page["data"].as_array().expect("data").iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return events,
+        }
+    }
+}
+
+async fn every_write_is_audited_with_who_what_and_how_it_ended(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app
+        .connect_sims(
+            49,
+            5,
+            json!({"default_status_id": 1, "default_source_id": 1, "default_kind": "lead"}),
+        )
+        .await;
+    let writer = app
+        .create_key("test-org", &[Scope::ContactsRead, Scope::ContactsWrite])
+        .await
+        .1;
+    let wacr = Sims::id(&sims.wacr);
+
+    // A contact created, changed, deleted; a batch; a sync; a key; a refusal.
+    let res = send(app.post(
+        &contacts_of(&sims.wacr),
+        &writer,
+        &json!({"first_name": "Au", "last_name": "Dit", "phone": NEW_PHONE}),
+    ))
+    .await;
+    assert_eq!(res.status(), 201);
+    let request_id = res.headers()["x-request-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    let contact: Value = res.json().await.expect("json");
+    let id = contact["id"].as_str().expect("id").to_string();
+    json_of(
+        app.patch(
+            &format!("/v1/contacts/{id}"),
+            &writer,
+            &json!({"company": "Audit Co"}),
+        ),
+        200,
+    )
+    .await;
+    let res = send(app.delete(&format!("/v1/contacts/{id}"), &writer)).await;
+    assert_eq!(res.status(), 204);
+    let batch = json_of(
+        app.post(
+            &format!("{}/batch", contacts_of(&sims.wacr)),
+            &writer,
+            &json!({"contacts": [{"first_name": "B", "last_name": "One", "phone": "+91 98111 22361"}]}),
+        ),
+        200,
+    )
+    .await;
+    let batch_id = batch["results"][0]["contact"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let run = app.sync_now(&sims.wacr).await;
+    let created_key = json_of(
+        app.post(
+            "/v1/admin/api-keys",
+            &app.admin_key,
+            &json!({"name": "ci", "scopes": ["contacts:read"]}),
+        ),
+        201,
+    )
+    .await;
+    let reader = created_key["key"].as_str().expect("key").to_string();
+    assert_error(
+        send(app.patch(
+            &format!("/v1/contacts/{batch_id}"),
+            &reader,
+            &json!({"company": "x"}),
+        ))
+        .await,
+        403,
+        "forbidden",
+    )
+    .await;
+    json_of(
+        app.patch(
+            &format!("/v1/admin/connections/{wacr}"),
+            &app.admin_key,
+            &json!({"name": "W2"}),
+        ),
+        200,
+    )
+    .await;
+
+    let events = audit_events(&app, &app.admin_key, "").await;
+    let actions: Vec<&str> = events.iter().filter_map(|e| e["action"].as_str()).collect();
+    // Newest first; the three connections of `connect_sims` came first of all.
+    assert_eq!(
+        actions,
+        [
+            "connection.update",
+            "contact.update",
+            "api_key.create",
+            "sync.trigger",
+            "contact.batch_create",
+            "contact.delete",
+            "contact.update",
+            "contact.create",
+            "connection.create",
+            "connection.create",
+            "connection.create",
+        ]
+    );
+    let create = &events[7];
+    assert_eq!(create["request_id"], request_id.as_str());
+    assert_eq!(create["status"], 201);
+    assert_eq!(create["provider"], "wacr");
+    assert_eq!(create["target_ids"], json!([wacr, id]));
+    let prefix = create["api_key_prefix"].as_str().expect("prefix");
+    assert!(
+        writer.starts_with(prefix) && prefix.len() < writer.len() / 2,
+        "{create}"
+    );
+    assert_eq!(events[1]["status"], 403, "the refusal is recorded");
+    assert_eq!(events[1]["api_key_id"], created_key["id"]);
+    assert_eq!(events[3]["target_ids"], json!([wacr, run["id"]]));
+    assert_eq!(events[4]["target_ids"], json!([wacr, batch_id]));
+    assert_eq!(events[2]["target_ids"], json!([created_key["id"]]));
+
+    // Filters: by action, by any id an event names.
+    let deletes = audit_events(&app, &app.admin_key, "action=contact.delete").await;
+    assert_eq!(deletes.len(), 1);
+    let about = audit_events(&app, &app.admin_key, &format!("target_id={id}")).await;
+    let about: Vec<&str> = about.iter().filter_map(|e| e["action"].as_str()).collect();
+    assert_eq!(
+        about,
+        ["contact.delete", "contact.update", "contact.create"]
+    );
+    let err = assert_error(
+        send(app.get(
+            "/v1/admin/audit-events?action=contact.explode",
+            &app.admin_key,
+        ))
+        .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert!(err["error"]["details"]["fields"]["action"].is_array());
+    // Admins only; another org sees none of it.
+    assert_error(
+        send(app.get("/v1/admin/audit-events", &writer)).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    let (_, other) = app.create_key("other-org", &[Scope::Admin]).await;
+    assert!(audit_events(&app, &other, "").await.is_empty());
+
+    // Never a credential or a key: not in the answers, not in the table.
+    let dump = app
+        .store
+        .run(|conn| {
+            use diesel::prelude::*;
+            use unicontacts::store::audit::AuditEventRow;
+            use unicontacts::store::schema::audit_events;
+            Ok(audit_events::table
+                .select(AuditEventRow::as_select())
+                .load::<AuditEventRow>(conn)?)
+        })
+        .await
+        .expect("rows");
+    let text = format!("{dump:?} {events:?}");
+    for secret in [
+        crate::helpers::SIM_KEY,
+        writer.as_str(),
+        reader.as_str(),
+        app.admin_key.as_str(),
+    ] {
+        assert!(!text.contains(secret), "a secret in the audit log");
+    }
 }
