@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use unicontacts::config::SecretKey;
 use unicontacts::config::{DatabaseUrl, Settings};
 use unicontacts::service::api_keys::{self, OrgRef, Scope};
 use unicontacts::service::connections::{
@@ -55,6 +56,7 @@ async fn serve(db: &str, port: u16, redis: Option<&str>) -> Server {
     cmd.arg("serve")
         .env_clear()
         .env("UNICONTACTS_DATABASE_URL", db)
+        .env("UNICONTACTS_SECRET_KEY", bench_key())
         .env("UNICONTACTS_BIND", format!("127.0.0.1:{port}"))
         .env("UNICONTACTS_LOG_LEVEL", "warn")
         .env("UNICONTACTS_SCHEDULER_TICK_MS", "0")
@@ -119,6 +121,7 @@ async fn seed(
 ) -> (String, String) {
     let settings = Settings {
         database_url: db.clone(),
+        secret_key: Some(SecretKey(bench_key().to_string())),
         ..Settings::default()
     };
     let store = unicontacts::startup::open_store(&settings)
@@ -347,4 +350,10 @@ async fn main() {
         // 50 pages of 2000 and 40 reads at 5 a window.
         sync_with_live_reads(5, 100_000).await;
     }
+}
+
+/// The key this run seals credentials with (a fresh one per run).
+fn bench_key() -> &'static str {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(unicontacts::secrets::Sealer::generate_key)
 }

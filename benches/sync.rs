@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::Connection as _;
+use unicontacts::config::SecretKey;
 use unicontacts::config::{DatabaseUrl, Settings};
 use unicontacts::service::api_keys::{self, OrgRef, Scope};
 use unicontacts::service::connections::{
@@ -62,6 +63,7 @@ async fn run(backend: &str, url: DatabaseUrl, size: usize) {
     drop(world);
     let settings = Settings {
         database_url: url.clone(),
+        secret_key: Some(SecretKey(bench_key().to_string())),
         ..Settings::default()
     };
     let store = unicontacts::startup::open_store(&settings)
@@ -114,6 +116,7 @@ async fn run(backend: &str, url: DatabaseUrl, size: usize) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_unicontacts"))
         .args(["sync", "--connection", &c.id])
         .env("UNICONTACTS_DATABASE_URL", db_arg)
+        .env("UNICONTACTS_SECRET_KEY", bench_key())
         .env(
             "UNICONTACTS_LOG_LEVEL",
             log_filter.as_deref().unwrap_or("warn"),
@@ -208,4 +211,10 @@ async fn main() {
             }
         }
     }
+}
+
+/// The key this run seals credentials with (a fresh one per run).
+fn bench_key() -> &'static str {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(unicontacts::secrets::Sealer::generate_key)
 }

@@ -109,6 +109,72 @@ pub async fn create_key(
     Ok(())
 }
 
+/// `secrets rotate --new-key KEY`: every connection's credentials re-sealed with
+/// the new key in one transaction. On SQLite without `secret_key` the key file
+/// then holds the new key (written beside it first, put in its place after the
+/// commit; a start after a crash between the two completes the swap).
+pub async fn rotate_secret(settings: Settings, new_key: &str) -> Result<(), String> {
+    use crate::config::DatabaseUrl;
+    use crate::secrets::{self, Sealer};
+    let new_key = if new_key == "-" {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the new key from standard input: {e}"))?;
+        line.trim().to_string()
+    } else {
+        new_key.trim().to_string()
+    };
+    let new = Sealer::from_base64(&new_key).map_err(|e| format!("--new-key: {e}"))?;
+    let store = open_store(&settings).await.map_err(|e| e.to_string())?;
+    let old = store.sealer().map_err(|e| e.to_string())?;
+    if old.key_id() == new.key_id() {
+        return Err(format!("--new-key is the key in use ({})", new.key_id()));
+    }
+    let key_file = match (&settings.secret_key, &settings.database_url) {
+        (None, DatabaseUrl::Sqlite(path)) => Some(secrets::key_file_of(path)),
+        _ => None,
+    };
+    let pending = key_file.as_deref().map(secrets::pending_file_of);
+    if let Some(p) = &pending {
+        secrets::write_key_file(p, &new_key).map_err(|e| e.to_string())?;
+    }
+    let resealer = new.clone();
+    let resealed = store
+        .write(move |conn| crate::store::connections::reseal_all(conn, &old, &resealer))
+        .await;
+    let count = match resealed {
+        Ok(n) => n,
+        Err(e) => {
+            if let Some(p) = &pending {
+                let _ = std::fs::remove_file(p);
+            }
+            return Err(format!("nothing rotated: {e}"));
+        }
+    };
+    match (&key_file, &pending) {
+        (Some(file), Some(p)) => {
+            std::fs::rename(p, file).map_err(|e| {
+                format!(
+                    "the credentials are sealed with the new key, but {} could not replace {}: {e} (the next start completes it)",
+                    p.display(),
+                    file.display()
+                )
+            })?;
+            println!(
+                "rotated the credentials of {count} connections to key {}; {} holds it",
+                new.key_id(),
+                file.display()
+            );
+        }
+        _ => println!(
+            "rotated the credentials of {count} connections to key {}; set UNICONTACTS_SECRET_KEY to the new key and restart every replica",
+            new.key_id()
+        ),
+    }
+    Ok(())
+}
+
 /// The simulators' options for `sim`.
 #[cfg(feature = "sim")]
 pub struct SimOptions {

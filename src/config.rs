@@ -195,6 +195,23 @@ fn valid_redis_url(url: &str) -> Result<(), ValidationError> {
     })
 }
 
+/// A secret setting: never printed.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretKey(pub String);
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKey(***)")
+    }
+}
+
+fn valid_secret_key(key: &SecretKey) -> Result<(), ValidationError> {
+    crate::secrets::Sealer::from_base64(&key.0)
+        .map(|_| ())
+        .map_err(|e| ValidationError::new("secret_key").with_message(e.to_string().into()))
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -277,6 +294,11 @@ pub struct Settings {
     #[default(24)]
     #[validate(range(min = 1, max = 720))]
     pub idempotency_retention_hours: u32,
+    /// The key provider credentials are sealed with at rest: base64 of 32 bytes.
+    /// Unset on SQLite: a key file beside the database (`<database>.key`, made
+    /// at first start); PostgreSQL needs it set.
+    #[validate(custom(function = "valid_secret_key"))]
+    pub secret_key: Option<SecretKey>,
     /// Redis shared by every replica (`redis://host:6379`): upstream quotas,
     /// inbound limits per API key and cache notices. Unset: one process is the
     /// supported deployment (each process keeps its own).

@@ -16,6 +16,7 @@ pub mod page;
 pub mod providers;
 pub mod redis;
 pub mod routes;
+pub mod secrets;
 pub mod service;
 pub mod startup;
 pub mod state;

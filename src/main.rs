@@ -1,5 +1,6 @@
 //! The `unicontacts` command: parses the command line and calls the library's
-//! `cli` functions (`serve`, the default; `migrate`, `sync`, `keys create`, `sim`).
+//! `cli` functions (`serve`, the default; `migrate`, `sync`, `keys create`,
+//! `secrets generate-key`, `secrets rotate`, `sim`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +42,11 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// The key provider credentials are sealed with at rest.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
     },
     /// Run the three provider simulators (Periskope, WA.cr, Gateway) on loopback until Ctrl-C.
     #[cfg(feature = "sim")]
@@ -97,6 +103,21 @@ enum KeysCommand {
         /// A label for the key.
         #[arg(long, default_value = "cli")]
         name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Print a fresh random key (base64 of 32 bytes) for UNICONTACTS_SECRET_KEY.
+    GenerateKey,
+    /// Re-seal every connection's credentials with a new key, in one transaction.
+    /// The current key is UNICONTACTS_SECRET_KEY or, on SQLite, the key file,
+    /// which then holds the new key.
+    Rotate {
+        /// The new key, base64 of 32 bytes; `-` reads it from standard input
+        /// (keeping it out of the process list).
+        #[arg(long, value_name = "KEY")]
+        new_key: String,
     },
 }
 
@@ -170,6 +191,15 @@ fn main() -> ExitCode {
             Command::Keys {
                 command: KeysCommand::Create { org, scopes, name },
             } => cli::create_key(settings, &org, &scopes.0, &name).await,
+            Command::Secrets {
+                command: SecretsCommand::GenerateKey,
+            } => {
+                println!("{}", unicontacts::secrets::Sealer::generate_key());
+                Ok(())
+            }
+            Command::Secrets {
+                command: SecretsCommand::Rotate { new_key },
+            } => cli::rotate_secret(settings, &new_key).await,
             #[cfg(feature = "sim")]
             Command::Sim(a) => {
                 cli::run_sims(cli::SimOptions {

@@ -8,14 +8,15 @@ use actix_web::dev::Server;
 use actix_web::{middleware, web, App, HttpServer};
 use utoipa::OpenApi;
 
-use crate::config::Settings;
+use crate::config::{DatabaseUrl, SecretKey, Settings};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::audit::audit;
 use crate::http::idempotency::idempotency;
 use crate::http::middleware::request_context;
 use crate::routes::{self, ApiDoc};
+use crate::secrets::{self, Sealer, SecretError};
 use crate::state::State;
-use crate::store::{Store, StoreError};
+use crate::store::{self, Store, StoreError};
 use crate::sync::scheduler::{self, Schedule};
 
 #[derive(Debug, thiserror::Error)]
@@ -110,18 +111,29 @@ impl Application {
     }
 }
 
-/// Connects and migrates, off the async threads.
+/// Connects and migrates, loads the key credentials are sealed with (checking
+/// that it opens every stored row) and seals the rows stored plain, off the
+/// async threads.
 pub async fn open_store(settings: &Settings) -> Result<Store, StoreError> {
     let url = settings.database_url.clone();
     let pool_size = settings.database_pool_size;
     let timeout = Duration::from_secs(settings.database_timeout_seconds);
+    let key = settings.secret_key.clone();
     tokio::task::spawn_blocking(move || {
         let store = Store::connect(&url, pool_size, timeout)?;
         let applied = store.migrate()?;
         if !applied.is_empty() {
             tracing::info!(?applied, backend = url.backend_name(), "migrations applied");
         }
-        Ok(store)
+        let sealer = load_sealer(&store, &url, key.as_ref())?;
+        let sealed = {
+            let mut conn = store.get()?;
+            store::connections::seal_plain_rows(&mut conn, &sealer)?
+        };
+        if sealed > 0 {
+            tracing::info!(sealed, key = sealer.key_id(), "sealed stored credentials");
+        }
+        Ok(store.with_sealer(sealer))
     })
     .await
     .map_err(|e| StoreError::Task(e.to_string()))?
@@ -156,4 +168,59 @@ fn run(listener: TcpListener, state: web::Data<State>) -> std::io::Result<Server
     .listen(listener)?
     .run();
     Ok(server)
+}
+
+/// The key credentials are sealed with: the `secret_key` setting; else, on
+/// SQLite, the key file beside the database (made at first start, or the one a
+/// rotation that stopped after its commit left pending); PostgreSQL needs the
+/// setting.
+fn load_sealer(
+    store: &Store,
+    url: &DatabaseUrl,
+    key: Option<&SecretKey>,
+) -> Result<Sealer, StoreError> {
+    if let Some(key) = key {
+        return Ok(Sealer::from_base64(&key.0)?);
+    }
+    let DatabaseUrl::Sqlite(path) = url else {
+        return Err(StoreError::Secret(SecretError::Missing));
+    };
+    let file = secrets::key_file_of(path);
+    let pending_file = secrets::pending_file_of(&file);
+    let in_use = {
+        let mut conn = store.get()?;
+        store::connections::sealed_key_ids(&mut conn)?
+    };
+    let current = secrets::read_key_file(&file)?;
+    if let Some(pending) = secrets::read_key_file(&pending_file)? {
+        // A rotation wrote the new key, then stopped: if its commit happened the
+        // rows are sealed with the new key, which takes the file's place.
+        if in_use.iter().any(|k| k == pending.key_id()) {
+            std::fs::rename(&pending_file, &file).map_err(|e| SecretError::KeyFile {
+                path: file.display().to_string(),
+                message: e.to_string(),
+            })?;
+            tracing::warn!(
+                key = pending.key_id(),
+                "completed an interrupted key rotation"
+            );
+            return Ok(pending);
+        }
+        let _ = std::fs::remove_file(&pending_file);
+    }
+    if let Some(current) = current {
+        return Ok(current);
+    }
+    if let Some(found) = in_use.first() {
+        return Err(StoreError::Secret(SecretError::KeyFile {
+            path: file.display().to_string(),
+            message: format!(
+                "is missing, and the stored credentials are sealed with key {found}: restore the file or set UNICONTACTS_SECRET_KEY"
+            ),
+        }));
+    }
+    let key = Sealer::generate_key();
+    secrets::write_key_file(&file, &key)?;
+    tracing::info!(file = %file.display(), "generated the key file that seals provider credentials");
+    Ok(Sealer::from_base64(&key)?)
 }

@@ -317,9 +317,10 @@ pub async fn create(
         updated_at: now,
     };
     let saved = connection.clone();
+    let sealer = state.store.sealer()?;
     state
         .store
-        .run(move |conn| queries::insert_connection(conn, &saved))
+        .run(move |conn| queries::insert_connection(conn, &sealer, &saved))
         .await?;
     tracing::info!(connection_id = %connection.id, provider = %connection.provider, "connection created");
     Ok(connection)
@@ -334,10 +335,18 @@ pub async fn list(
 ) -> Result<Page<Connection>, ApiError> {
     let org_id = org_id.to_string();
     let fetch = page.fetch();
+    let sealer = state.store.sealer()?;
     let rows = state
         .store
         .run(move |conn| {
-            queries::list_connections(conn, &org_id, provider, page.after.as_deref(), fetch)
+            queries::list_connections(
+                conn,
+                &sealer,
+                &org_id,
+                provider,
+                page.after.as_deref(),
+                fetch,
+            )
         })
         .await?;
     Ok(Page::from_rows(rows, page.limit, |c| &c.id))
@@ -346,9 +355,10 @@ pub async fn list(
 /// The org's connection, read from the database; another org's is 404.
 pub async fn get(state: &State, org_id: &str, id: &str) -> Result<Connection, ApiError> {
     let (org, id) = (org_id.to_string(), id.to_string());
+    let sealer = state.store.sealer()?;
     state
         .store
-        .run(move |conn| queries::find_connection(conn, &org, &id))
+        .run(move |conn| queries::find_connection(conn, &sealer, &org, &id))
         .await?
         .ok_or_else(|| ApiError::not_found("connection"))
 }
@@ -375,9 +385,10 @@ pub async fn find_by_name(
     name: &str,
 ) -> Result<Option<Connection>, ApiError> {
     let (org, name) = (org_id.to_string(), name.to_string());
+    let sealer = state.store.sealer()?;
     Ok(state
         .store
-        .run(move |conn| queries::find_connection_by_name(conn, &org, &name))
+        .run(move |conn| queries::find_connection_by_name(conn, &sealer, &org, &name))
         .await?)
 }
 
@@ -411,9 +422,10 @@ pub async fn update(
     errors.into_result()?;
     c.updated_at = ids::now();
     let saved = c.clone();
+    let sealer = state.store.sealer()?;
     let found = state
         .store
-        .run(move |conn| queries::update_connection(conn, &saved))
+        .run(move |conn| queries::update_connection(conn, &sealer, &saved))
         .await?;
     if !found {
         return Err(ApiError::not_found("connection"));

@@ -90,8 +90,11 @@ pub async fn connections_to_sync(
     state: &State,
     only: Option<String>,
 ) -> Result<Vec<Connection>, ApiError> {
+    let sealer = state.store.sealer()?;
     Ok(state
         .store
-        .run(move |conn| crate::store::connections::list_all_connections(conn, only.as_deref()))
+        .run(move |conn| {
+            crate::store::connections::list_all_connections(conn, &sealer, only.as_deref())
+        })
         .await?)
 }

@@ -8,7 +8,8 @@ use utoipa::ToSchema;
 
 use super::models::ConnectionRow;
 use super::schema::connections;
-use super::{DbConnection, StoreError};
+use super::{in_transaction, DbConnection, StoreError};
+use crate::secrets::Sealer;
 
 /// What a provider needs to be called. Write-only: never serialized into a response
 /// or a log line (see `Debug`).
@@ -88,15 +89,15 @@ pub struct Connection {
     pub updated_at: NaiveDateTime,
 }
 
-impl TryFrom<ConnectionRow> for Connection {
-    type Error = StoreError;
-
-    fn try_from(row: ConnectionRow) -> Result<Self, StoreError> {
+impl Connection {
+    /// The row as a connection, its credentials opened with `sealer`.
+    fn from_row(row: ConnectionRow, sealer: &Sealer) -> Result<Self, StoreError> {
         let corrupt = |what: &str| StoreError::Corrupt(format!("connection {}: {what}", row.id));
+        let credentials = sealer.open(&row.id, &row.credentials)?;
         Ok(Connection {
             provider: ProviderKind::parse(&row.provider)
                 .ok_or_else(|| corrupt("unknown provider"))?,
-            credentials: serde_json::from_str(&row.credentials)
+            credentials: serde_json::from_str(&credentials)
                 .map_err(|_| corrupt("unreadable credentials"))?,
             settings: serde_json::from_str(&row.settings)
                 .map_err(|_| corrupt("unreadable settings"))?,
@@ -111,7 +112,8 @@ impl TryFrom<ConnectionRow> for Connection {
 }
 
 impl Connection {
-    fn to_row(&self) -> Result<ConnectionRow, StoreError> {
+    /// The connection as a row, its credentials sealed with `sealer`.
+    fn to_row(&self, sealer: &Sealer) -> Result<ConnectionRow, StoreError> {
         let json =
             |r: serde_json::Result<String>| r.map_err(|e| StoreError::Corrupt(e.to_string()));
         Ok(ConnectionRow {
@@ -120,7 +122,7 @@ impl Connection {
             provider: self.provider.as_str().to_string(),
             name: self.name.clone(),
             base_url: self.base_url.clone(),
-            credentials: json(serde_json::to_string(&self.credentials))?,
+            credentials: sealer.seal(&self.id, &json(serde_json::to_string(&self.credentials))?),
             settings: json(serde_json::to_string(&self.settings))?,
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -139,9 +141,13 @@ fn map_unique(e: diesel::result::Error, name: &str) -> StoreError {
     }
 }
 
-pub fn insert_connection(conn: &mut DbConnection, c: &Connection) -> Result<(), StoreError> {
+pub fn insert_connection(
+    conn: &mut DbConnection,
+    sealer: &Sealer,
+    c: &Connection,
+) -> Result<(), StoreError> {
     diesel::insert_into(connections::table)
-        .values(&c.to_row()?)
+        .values(&c.to_row(sealer)?)
         .execute(conn)
         .map_err(|e| map_unique(e, &c.name))?;
     Ok(())
@@ -150,6 +156,7 @@ pub fn insert_connection(conn: &mut DbConnection, c: &Connection) -> Result<(), 
 /// The org's connection with this id; another org's is `None`, as if it did not exist.
 pub fn find_connection(
     conn: &mut DbConnection,
+    sealer: &Sealer,
     org_id: &str,
     id: &str,
 ) -> Result<Option<Connection>, StoreError> {
@@ -159,13 +166,14 @@ pub fn find_connection(
         .select(ConnectionRow::as_select())
         .first(conn)
         .optional()?
-        .map(Connection::try_from)
+        .map(|row| Connection::from_row(row, sealer))
         .transpose()
 }
 
 /// The org's connection of that name.
 pub fn find_connection_by_name(
     conn: &mut DbConnection,
+    sealer: &Sealer,
     org_id: &str,
     name: &str,
 ) -> Result<Option<Connection>, StoreError> {
@@ -175,13 +183,14 @@ pub fn find_connection_by_name(
         .select(ConnectionRow::as_select())
         .first(conn)
         .optional()?
-        .map(Connection::try_from)
+        .map(|row| Connection::from_row(row, sealer))
         .transpose()
 }
 
 /// One page of the org's connections in creation order, after the cursor id.
 pub fn list_connections(
     conn: &mut DbConnection,
+    sealer: &Sealer,
     org_id: &str,
     provider: Option<ProviderKind>,
     after: Option<&str>,
@@ -202,13 +211,17 @@ pub fn list_connections(
     query
         .load(conn)?
         .into_iter()
-        .map(Connection::try_from)
+        .map(|row| Connection::from_row(row, sealer))
         .collect()
 }
 
 /// Saves every field of the connection; `false` when the org has no such connection.
-pub fn update_connection(conn: &mut DbConnection, c: &Connection) -> Result<bool, StoreError> {
-    let row = c.to_row()?;
+pub fn update_connection(
+    conn: &mut DbConnection,
+    sealer: &Sealer,
+    c: &Connection,
+) -> Result<bool, StoreError> {
+    let row = c.to_row(sealer)?;
     let n = diesel::update(
         connections::table
             .filter(connections::org_id.eq(&c.org_id))
@@ -246,6 +259,7 @@ pub fn delete_connection(
 /// (the scheduler and `unicontacts sync`, which act for all orgs).
 pub fn list_all_connections(
     conn: &mut DbConnection,
+    sealer: &Sealer,
     only: Option<&str>,
 ) -> Result<Vec<Connection>, StoreError> {
     let mut query = connections::table
@@ -258,6 +272,75 @@ pub fn list_all_connections(
     query
         .load(conn)?
         .into_iter()
-        .map(Connection::try_from)
+        .map(|row| Connection::from_row(row, sealer))
         .collect()
+}
+
+/// Every row's id and stored credentials, sealed or not.
+fn stored_credentials(conn: &mut DbConnection) -> Result<Vec<(String, String)>, StoreError> {
+    Ok(connections::table
+        .select((connections::id, connections::credentials))
+        .order(connections::id.asc())
+        .load(conn)?)
+}
+
+fn set_credentials(conn: &mut DbConnection, id: &str, sealed: &str) -> Result<(), StoreError> {
+    diesel::update(connections::table.filter(connections::id.eq(id)))
+        .set(connections::credentials.eq(sealed))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The key ids the stored credentials are sealed with.
+pub fn sealed_key_ids(conn: &mut DbConnection) -> Result<Vec<String>, StoreError> {
+    let mut ids: Vec<String> = stored_credentials(conn)?
+        .iter()
+        .filter_map(|(_, c)| Sealer::sealed_with(c).map(str::to_string))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// Start-up's step: checks that every sealed row opens with `sealer` (a wrong
+/// key is an error naming both key ids) and seals the rows stored plain before
+/// sealing existed, in one transaction. Returns how many it sealed.
+pub fn seal_plain_rows(conn: &mut DbConnection, sealer: &Sealer) -> Result<usize, StoreError> {
+    in_transaction(conn, |conn| {
+        let rows = stored_credentials(conn)?;
+        let mut sealed = 0;
+        for (id, stored) in rows {
+            if Sealer::is_sealed(&stored) {
+                sealer.open(&id, &stored)?;
+            } else {
+                serde_json::from_str::<Credentials>(&stored).map_err(|_| {
+                    StoreError::Corrupt(format!("connection {id}: unreadable credentials"))
+                })?;
+                set_credentials(conn, &id, &sealer.seal(&id, &stored))?;
+                sealed += 1;
+            }
+        }
+        Ok(sealed)
+    })
+}
+
+/// Re-seals every row's credentials from `old` to `new` in one transaction: all
+/// rows move to the new key, or none does. Returns how many.
+pub fn reseal_all(
+    conn: &mut DbConnection,
+    old: &Sealer,
+    new: &Sealer,
+) -> Result<usize, StoreError> {
+    in_transaction(conn, |conn| {
+        let rows = stored_credentials(conn)?;
+        for (id, stored) in &rows {
+            let plain = if Sealer::is_sealed(stored) {
+                old.open(id, stored)?
+            } else {
+                stored.clone()
+            };
+            set_credentials(conn, id, &new.seal(id, &plain))?;
+        }
+        Ok(rows.len())
+    })
 }

@@ -26,6 +26,7 @@ use diesel::{PgConnection, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::config::DatabaseUrl;
+use crate::secrets::{Sealer, SecretError};
 
 /// One pooled connection of either backend.
 #[derive(diesel::MultiConnection)]
@@ -60,6 +61,9 @@ pub enum StoreError {
     Query(#[source] DieselError),
     #[error("database task failed: {0}")]
     Task(String),
+    /// Stored credentials could not be sealed or opened with the key given.
+    #[error("{0}")]
+    Secret(#[from] SecretError),
     /// A sync run's lease expired and another run took it over.
     #[error("the run lost its lease to another run (it stalled past the lease's expiry)")]
     LeaseLost,
@@ -178,6 +182,8 @@ pub struct Store {
     sqlite_writer: Option<std::sync::Arc<SqliteWriter>>,
     /// SQLite: the checkpointer thread runs while any clone of the store lives.
     _checkpointer: Option<std::sync::Arc<()>>,
+    /// Seals and opens the connections' credentials (set by start-up).
+    sealer: Option<std::sync::Arc<Sealer>>,
 }
 
 /// SQLite's writer: one connection of its own, used by one transaction at a time
@@ -302,12 +308,26 @@ impl Store {
             .connection_timeout(timeout)
             .build_unchecked(Manager { target });
         Ok(Self {
+            sealer: None,
             _checkpointer: checkpointer,
             sqlite_writer,
             pool,
             backend,
             sqlite_path,
         })
+    }
+
+    /// The store, sealing credentials with `sealer`.
+    pub fn with_sealer(mut self, sealer: Sealer) -> Self {
+        self.sealer = Some(std::sync::Arc::new(sealer));
+        self
+    }
+
+    /// What seals the credentials; an error when start-up gave none.
+    pub fn sealer(&self) -> Result<std::sync::Arc<Sealer>, StoreError> {
+        self.sealer
+            .clone()
+            .ok_or_else(|| StoreError::Secret(SecretError::BadKey))
     }
 
     /// Applies pending migrations of this backend; returns the versions applied.

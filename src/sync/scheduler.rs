@@ -129,9 +129,16 @@ pub async fn run_scheduler(runner: Runner, schedule: Schedule) {
                 Err(e) => tracing::warn!(error = %e, "could not prune idempotency keys"),
             }
         }
+        let sealer = match store.sealer() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduler cannot open the connections");
+                continue;
+            }
+        };
         let loaded = store
-            .run(|conn| {
-                let conns = connections::list_all_connections(conn, None)?;
+            .run(move |conn| {
+                let conns = connections::list_all_connections(conn, &sealer, None)?;
                 let last: HashMap<_, _> = sync_runs::last_finished(conn)?.into_iter().collect();
                 Ok((conns, last))
             })

@@ -15,7 +15,7 @@ use crate::helpers::{send, Backend, TestDb};
 const BIN: &str = env!("CARGO_BIN_EXE_unicontacts");
 
 /// The binary with a clean environment: only what the test gives it.
-fn unicontacts(db: Option<&TestDb>) -> Command {
+pub fn unicontacts(db: Option<&TestDb>) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env_clear();
     let dir = std::env::temp_dir();
@@ -26,11 +26,14 @@ fn unicontacts(db: Option<&TestDb>) -> Command {
             unicontacts::config::DatabaseUrl::Postgres(u) => u.clone(),
         };
         cmd.env("UNICONTACTS_DATABASE_URL", url);
+        if let Some(key) = &db.secret_key {
+            cmd.env("UNICONTACTS_SECRET_KEY", key);
+        }
     }
     cmd
 }
 
-fn run(cmd: &mut Command) -> Output {
+pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run unicontacts")
 }
 
@@ -46,7 +49,7 @@ fn stdout_lines(child: &mut std::process::Child) -> mpsc::Receiver<String> {
     rx
 }
 
-fn text(bytes: &[u8]) -> String {
+pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 

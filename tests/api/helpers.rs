@@ -69,6 +69,8 @@ macro_rules! db_tests {
 /// A database of one test.
 pub struct TestDb {
     pub url: DatabaseUrl,
+    /// The key credentials are sealed with on PostgreSQL (SQLite uses its key file).
+    pub secret_key: Option<String>,
     _dir: Option<tempfile::TempDir>,
     postgres: Option<(String, String)>,
 }
@@ -81,6 +83,7 @@ impl TestDb {
                 let path = dir.path().join("test.db");
                 TestDb {
                     url: DatabaseUrl::Sqlite(path),
+                    secret_key: None,
                     _dir: Some(dir),
                     postgres: None,
                 }
@@ -95,6 +98,7 @@ impl TestDb {
                 url.set_path(&name);
                 TestDb {
                     url: DatabaseUrl::Postgres(url.to_string()),
+                    secret_key: Some(unicontacts::secrets::Sealer::generate_key()),
                     _dir: None,
                     postgres: Some((admin_url.clone(), name)),
                 }
@@ -147,6 +151,7 @@ pub struct TestApp {
 pub fn test_settings(db: &TestDb) -> Settings {
     Settings {
         database_url: db.url.clone(),
+        secret_key: db.secret_key.clone().map(unicontacts::config::SecretKey),
         bind: "127.0.0.1:0".parse().expect("addr"),
         workers: 1,
         database_pool_size: 4,
@@ -340,9 +345,13 @@ impl TestApp {
 
     /// The stored connection.
     pub async fn connection(&self, id: &str) -> unicontacts::store::connections::Connection {
+        let sealer = self.store.sealer();
         let (org, id) = (self.org_id.clone(), id.to_string());
         self.store
-            .run(move |conn| unicontacts::store::connections::find_connection(conn, &org, &id))
+            .run(move |conn| {
+                let sealer = sealer?;
+                unicontacts::store::connections::find_connection(conn, &sealer, &org, &id)
+            })
             .await
             .expect("query")
             .expect("connection exists")

@@ -23,7 +23,7 @@ const LAYERS: &[&[&str]] = &[
     &["cache", "limits", "redis"],
     &["store"],
     &["telemetry", "config"],
-    &["ids"],
+    &["secrets", "ids"],
 ];
 
 fn layer_of(module: &str) -> usize {

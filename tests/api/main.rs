@@ -18,5 +18,6 @@ mod people;
 mod quota;
 mod replicas;
 mod schema;
+mod secrets;
 mod sync;
 mod writes;

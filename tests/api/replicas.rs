@@ -54,6 +54,9 @@ impl Replica {
         if !redis.is_empty() {
             cmd.env("UNICONTACTS_REDIS_URL", redis);
         }
+        if let Some(key) = &db.secret_key {
+            cmd.env("UNICONTACTS_SECRET_KEY", key);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
