@@ -285,6 +285,16 @@ fn print_demo(info: &crate::demo::DemoInfo, sims: &unicontacts_adapters::sim::Si
             );
         }
     }
+    if let Some((wacr, _)) = info
+        .connections
+        .iter()
+        .find(|(c, _)| c.provider == unicontacts_adapters::ProviderKind::Wacr)
+    {
+        println!(
+            "  curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' '{base}/v1/connections/{}/contacts' -d '{{\"first_name\": \"Asha\", \"last_name\": \"Rao\", \"phone\": \"+91 98111 22334\"}}'   # create at WA.cr",
+            wacr.id
+        );
+    }
     println!("API docs: {base}/docs/");
 }
 

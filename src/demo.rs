@@ -73,7 +73,7 @@ pub async fn setup(state: &State, sims: &SimSet) -> Result<DemoInfo, String> {
                     name: None,
                     base_url: Some(Some(base_url)),
                     credentials: Some(credentials(provider)),
-                    settings: None,
+                    settings: Some(settings(provider)),
                 },
             )
             .await
@@ -86,12 +86,7 @@ pub async fn setup(state: &State, sims: &SimSet) -> Result<DemoInfo, String> {
                     name: name.to_string(),
                     base_url: Some(base_url),
                     credentials: credentials(provider),
-                    settings: SettingsInput {
-                        default_country: Some(Some("IN".into())),
-                        // Simulators on loopback take more than a real provider would.
-                        rate_limit_per_second: Some(200),
-                        ..SettingsInput::default()
-                    },
+                    settings: settings(provider),
                 },
             )
             .await
@@ -114,4 +109,19 @@ pub async fn setup(state: &State, sims: &SimSet) -> Result<DemoInfo, String> {
         admin_key: key.key,
         connections: loaded,
     })
+}
+
+/// The demo connections' settings: simulators on loopback take more than a real
+/// provider would; WA.cr's writes take the status, source and kind it requires
+/// from the connection (the simulator's status 1 is "New", source 1 "Website").
+fn settings(provider: ProviderKind) -> SettingsInput {
+    let wacr = provider == ProviderKind::Wacr;
+    SettingsInput {
+        default_country: Some(Some("IN".into())),
+        rate_limit_per_second: Some(200),
+        default_status_id: wacr.then_some(Some(1)),
+        default_source_id: wacr.then_some(Some(1)),
+        default_kind: wacr.then_some(Some(unicontacts_adapters::canonical::ContactKind::Lead)),
+        ..SettingsInput::default()
+    }
 }

@@ -61,6 +61,8 @@ fn every_command_has_help() {
         vec!["migrate", "--help"],
         vec!["keys", "--help"],
         vec!["keys", "create", "--help"],
+        vec!["secrets", "rotate", "--help"],
+        vec!["secrets", "generate-key", "--help"],
     ] {
         let out = run(unicontacts(None).args(&args));
         assert!(out.status.success(), "{args:?}");
@@ -332,7 +334,7 @@ async fn serve_demo_loads_three_providers_and_prints_a_working_key(backend: Back
         }
     }
     let key = key.expect("the key is printed");
-    assert_eq!(curls.len(), 3, "three ready-to-paste curl lines");
+    assert_eq!(curls.len(), 4, "four ready-to-paste curl lines");
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{}", port.expect("port"));
     let all: Value = send(
@@ -367,6 +369,33 @@ async fn serve_demo_loads_three_providers_and_prints_a_working_key(backend: Back
         .await
         .expect("json");
     assert_eq!(found["data"].as_array().expect("data").len(), 3, "{found}");
+    // The printed create makes a contact at WA.cr, found by its phone at once.
+    let create = curls
+        .iter()
+        .find(|l| l.contains(" -d "))
+        .expect("create curl");
+    let parts: Vec<&str> = create.split('\'').collect();
+    let (create_url, body) = (parts[7], parts[9]);
+    let res = send(
+        client
+            .post(create_url)
+            .bearer_auth(&key)
+            .header("Content-Type", "application/json")
+            .header("Idempotency-Key", "demo-1")
+            .body(body.to_string()),
+    )
+    .await;
+    assert_eq!(res.status(), 201, "{:?}", res.text().await);
+    let created: Value = send(
+        client
+            .get(format!("{url}/v1/contacts?phone=%2B919811122334"))
+            .bearer_auth(&key),
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(created["data"][0]["provider"], "wacr", "{created}");
     let pid = child.id().to_string();
     let _ = Command::new("kill").args(["-TERM", &pid]).status();
     let _ = tokio::task::spawn_blocking(move || child.wait()).await;

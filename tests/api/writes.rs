@@ -804,6 +804,7 @@ crate::db_tests!(
     batches_answer_item_by_item,
     providers_and_connections_say_what_each_can_write,
     every_write_is_audited_with_who_what_and_how_it_ended,
+    provider_refusals_are_answered_in_our_terms,
 );
 
 async fn providers_and_connections_say_what_each_can_write(backend: Backend) {
@@ -1076,4 +1077,88 @@ async fn every_write_is_audited_with_who_what_and_how_it_ended(backend: Backend)
     ] {
         assert!(!text.contains(secret), "a secret in the audit log");
     }
+}
+
+async fn provider_refusals_are_answered_in_our_terms(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app
+        .connect_sims(
+            50,
+            10,
+            json!({"default_status_id": 1, "default_source_id": 1, "default_kind": "lead"}),
+        )
+        .await;
+    app.load(&sims.wacr).await;
+    let key = writer_key(&app).await;
+    let reader = app.reader_key().await;
+    let contact = json_of(app.get("/v1/contacts?provider=wacr&limit=1", &reader), 200).await
+        ["data"][0]
+        .clone();
+    let id = contact["id"].as_str().expect("id").to_string();
+
+    // WA.cr's 422: its messages under our field names.
+    let err = assert_error(
+        send(app.patch(
+            &format!("/v1/contacts/{id}"),
+            &key,
+            &json!({"status_id": 999, "crm_list_ids": [1]}),
+        ))
+        .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    let fields = &err["error"]["details"]["fields"];
+    assert!(
+        fields["status_id"][0]
+            .as_str()
+            .is_some_and(|m| m.contains("status")),
+        "{err}"
+    );
+    assert!(fields.get("status").is_none(), "{err}");
+
+    // Gone at the provider: 404.
+    let remote: i64 = contact["remote_id"]
+        .as_str()
+        .expect("remote")
+        .parse()
+        .expect("int");
+    sims.set.wacr.api().with_store(|s| s.remove(remote));
+    assert_error(
+        send(app.patch(
+            &format!("/v1/contacts/{id}"),
+            &key,
+            &json!({"company": "x"}),
+        ))
+        .await,
+        404,
+        "not_found",
+    )
+    .await;
+
+    // Credentials refused: 502 saying so.
+    let bad = app
+        .create_connection(json!({
+            "provider": "wacr", "name": "W-bad", "base_url": sims.set.wacr.api_base(),
+            "credentials": {"api_key": "not-the-key-0123456789"},
+            "settings": {"default_status_id": 1, "default_source_id": 1, "default_kind": "lead"}
+        }))
+        .await;
+    let err = assert_error(
+        send(app.post(
+            &contacts_of(&bad),
+            &key,
+            &json!({"first_name": "N", "last_name": "O", "phone": NEW_PHONE}),
+        ))
+        .await,
+        502,
+        "upstream_error",
+    )
+    .await;
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("credentials")),
+        "{err}"
+    );
 }
