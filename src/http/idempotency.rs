@@ -183,7 +183,14 @@ pub async fn idempotency(
     // provider's failure: the next attempt looks first), nor our own 503.
     let unknown = matches!(status.as_u16(), 502 | 504);
     let keep = !unknown && !matches!(status.as_u16(), 401 | 403 | 429) && !status.is_server_error();
-    let answer = StoredAnswer {
+    // An answer that carries a secret shown once (a new API key) is not kept: its
+    // key still stops a second write, and a replay says where the first result is.
+    let no_store = head
+        .headers()
+        .get(header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("no-store"));
+    let mut answer = StoredAnswer {
         status: status.as_u16(),
         location: head
             .headers()
@@ -197,6 +204,15 @@ pub async fn idempotency(
             .map(str::to_string),
         body: String::from_utf8_lossy(&bytes).into_owned(),
     };
+    if no_store && keep {
+        let err = ApiError::conflict(
+            "this request was done already; its answer held a secret that is shown once and not kept (the result is at `details.location`)",
+        )
+        .with_details(serde_json::json!({ "location": answer.location }));
+        answer.status = err.code.status().as_u16();
+        answer.content_type = Some("application/json".into());
+        answer.body = serde_json::to_string(&err.body()).unwrap_or_default();
+    }
     let saved = state
         .store
         .write(move |conn| {

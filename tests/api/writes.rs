@@ -805,6 +805,8 @@ crate::db_tests!(
     providers_and_connections_say_what_each_can_write,
     every_write_is_audited_with_who_what_and_how_it_ended,
     provider_refusals_are_answered_in_our_terms,
+    admin_writes_take_an_idempotency_key_too_and_secrets_are_not_kept,
+    expired_idempotency_keys_are_new_again_and_pruned,
 );
 
 async fn providers_and_connections_say_what_each_can_write(backend: Backend) {
@@ -1161,4 +1163,150 @@ async fn provider_refusals_are_answered_in_our_terms(backend: Backend) {
             .is_some_and(|m| m.contains("credentials")),
         "{err}"
     );
+}
+
+async fn admin_writes_take_an_idempotency_key_too_and_secrets_are_not_kept(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let body = crate::helpers::periskope_connection("Sales", "pk_live_0123456789abcdef");
+    let first = send(
+        app.post("/v1/admin/connections", &app.admin_key, &body)
+            .header("Idempotency-Key", "conn-1"),
+    )
+    .await;
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.expect("json");
+    let again = send(
+        app.post("/v1/admin/connections", &app.admin_key, &body)
+            .header("Idempotency-Key", "conn-1"),
+    )
+    .await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.expect("json"), first);
+    // Another process on the same database knows the key too.
+    let beside = app.spawn_beside(|_| {}).await;
+    let there = send(
+        app.client
+            .post(format!("{beside}/v1/admin/connections"))
+            .bearer_auth(&app.admin_key)
+            .header("Idempotency-Key", "conn-1")
+            .json(&body),
+    )
+    .await;
+    assert_eq!(there.status(), 201);
+    assert_eq!(there.headers()["idempotent-replayed"], "true");
+    let listed = json_of(app.get("/v1/admin/connections", &app.admin_key), 200).await;
+    assert_eq!(
+        listed["data"].as_array().map(Vec::len),
+        Some(1),
+        "one connection"
+    );
+
+    // A new API key is shown once: the retry does not create a second one, and
+    // the key is not kept for a replay.
+    let key_body = json!({"name": "ci", "scopes": ["contacts:read"]});
+    let created = send(
+        app.post("/v1/admin/api-keys", &app.admin_key, &key_body)
+            .header("Idempotency-Key", "key-1"),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    let location = created.headers()["location"]
+        .to_str()
+        .expect("loc")
+        .to_string();
+    let created: Value = created.json().await.expect("json");
+    let secret = created["key"].as_str().expect("key").to_string();
+    let again = send(
+        app.post("/v1/admin/api-keys", &app.admin_key, &key_body)
+            .header("Idempotency-Key", "key-1"),
+    )
+    .await;
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let err = assert_error(again, 409, "conflict").await;
+    assert_eq!(err["error"]["details"]["location"], location.as_str());
+    assert!(!err.to_string().contains(&secret));
+    let keys = json_of(app.get("/v1/admin/api-keys", &app.admin_key), 200).await;
+    assert_eq!(
+        keys["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .filter(|k| k["name"] == "ci")
+            .count(),
+        1
+    );
+    let kept = app
+        .store
+        .run(|conn| {
+            use diesel::prelude::*;
+            use unicontacts::store::schema::idempotency_keys as k;
+            Ok(k::table.select(k::body).load::<Option<String>>(conn)?)
+        })
+        .await
+        .expect("rows");
+    assert_eq!(kept.len(), 2);
+    assert!(
+        !format!("{kept:?}").contains(&secret),
+        "the key is not in the database"
+    );
+
+    // DELETE replays its 204.
+    let path = format!(
+        "/v1/admin/connections/{}",
+        first["id"].as_str().expect("id")
+    );
+    for replayed in [false, true] {
+        let res = send(
+            app.delete(&path, &app.admin_key)
+                .header("Idempotency-Key", "del-1"),
+        )
+        .await;
+        assert_eq!(res.status(), 204);
+        assert_eq!(res.headers().contains_key("idempotent-replayed"), replayed);
+    }
+}
+
+async fn expired_idempotency_keys_are_new_again_and_pruned(backend: Backend) {
+    use unicontacts::store::idempotency::{begin, finish, prune, Begin, StoredAnswer};
+    let app = spawn_app(backend).await;
+    let org = app.org_id.clone();
+    let now = unicontacts::ids::now();
+    let hour = chrono::Duration::hours(1);
+    let outcome = app
+        .store
+        .write(move |conn| {
+            let first = begin(conn, &org, "k", "fp", now - hour * 2, now, now - hour)?;
+            finish(
+                conn,
+                &org,
+                "k",
+                &StoredAnswer {
+                    status: 201,
+                    location: None,
+                    content_type: None,
+                    body: "{}".into(),
+                },
+            )?;
+            // Past its time the key is a new one, even with another request.
+            let later = begin(conn, &org, "k", "other", now, now + hour, now + hour * 24)?;
+            let pruned_now = prune(conn, now)?;
+            let pruned_later = prune(conn, now + hour * 25)?;
+            Ok((first, later, pruned_now, pruned_later))
+        })
+        .await
+        .expect("store");
+    assert_eq!(
+        outcome.0,
+        Begin::Go {
+            after_unknown: false
+        }
+    );
+    assert_eq!(
+        outcome.1,
+        Begin::Go {
+            after_unknown: false
+        }
+    );
+    assert_eq!((outcome.2, outcome.3), (0, 1));
 }
