@@ -807,6 +807,7 @@ crate::db_tests!(
     provider_refusals_are_answered_in_our_terms,
     admin_writes_take_an_idempotency_key_too_and_secrets_are_not_kept,
     expired_idempotency_keys_are_new_again_and_pruned,
+    writes_wait_their_turn_in_the_providers_quota,
 );
 
 async fn providers_and_connections_say_what_each_can_write(backend: Backend) {
@@ -1309,4 +1310,37 @@ async fn expired_idempotency_keys_are_new_again_and_pruned(backend: Backend) {
         }
     );
     assert_eq!((outcome.2, outcome.3), (0, 1));
+}
+
+async fn writes_wait_their_turn_in_the_providers_quota(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app
+        .connect_sims(53, 5, json!({"rate_limit_per_second": 2}))
+        .await;
+    let key = writer_key(&app).await;
+    sims.set
+        .periskope
+        .set_rate_limit(Some(unicontacts_adapters::sim::RateLimit {
+            limit: 2,
+            window_secs: 1,
+        }));
+    sims.set.periskope.clear_requests();
+    let path = contacts_of(&sims.periskope);
+    let creates = (0..6).map(|i| {
+        let body = json!({"display_name": format!("Q{i}"), "phone": format!("+91 98111 2240{i}")});
+        let req = app.post(&path, &key, &body);
+        async move { send(req).await.status().as_u16() }
+    });
+    let statuses = futures_util::future::join_all(creates).await;
+    assert_eq!(statuses, [201; 6]);
+    assert_eq!(
+        sims.set.periskope.served_429(),
+        0,
+        "never over the provider's limit"
+    );
+    let mut per_window = std::collections::BTreeMap::new();
+    for r in sims.set.periskope.requests() {
+        *per_window.entry(r.at_ms / 1000).or_insert(0) += 1;
+    }
+    assert!(per_window.values().all(|n| *n <= 2), "{per_window:?}");
 }
