@@ -64,6 +64,41 @@ pub struct ContactRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub remote_data: Option<Value>,
+    /// The fields the answer this record came from does not carry (a Periskope
+    /// list item has no `chat_ids`): storing it keeps the stored values of these,
+    /// rather than taking their absence for a change.
+    #[serde(skip)]
+    pub unknown: Vec<RecordField>,
+}
+
+/// A canonical field that some answers of a provider do not carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordField {
+    Memberships,
+    HasDirectChat,
+}
+
+impl ContactRecord {
+    /// Takes the fields this record does not know from `stored`.
+    pub fn keep_unknown_from(&mut self, stored: &ContactRecord) {
+        for f in std::mem::take(&mut self.unknown) {
+            match f {
+                RecordField::Memberships => self.memberships = stored.memberships.clone(),
+                RecordField::HasDirectChat => self.has_direct_chat = stored.has_direct_chat,
+            }
+        }
+    }
+
+    /// Clears `fields` (to compare what an answer without them can see).
+    pub fn blank(&mut self, fields: &[RecordField]) {
+        for f in fields {
+            match f {
+                RecordField::Memberships => self.memberships.clear(),
+                RecordField::HasDirectChat => self.has_direct_chat = None,
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]

@@ -6,7 +6,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use sha2::{Digest, Sha256};
-use unicontacts_adapters::canonical::{CanonicalContact, ContactRecord};
+use unicontacts_adapters::canonical::{CanonicalContact, ContactRecord, RecordField};
 use unicontacts_adapters::ProviderKind;
 
 use super::models::ContactRow;
@@ -39,6 +39,12 @@ pub struct Prepared {
     record_json: String,
     remote_data: Option<String>,
     hash: String,
+    /// The hash of what the provider's list answers carry (set when they lack
+    /// fields the record has): what a sync compares when the stored copy came
+    /// from a fuller answer.
+    list_hash: Option<String>,
+    /// The fields the record's answer did not carry: kept from the stored copy.
+    unknown: Vec<RecordField>,
     search_text: String,
     keys: Vec<(&'static str, String)>,
 }
@@ -47,6 +53,28 @@ impl Prepared {
     /// The content hash the record is stored under (what a sync compares).
     pub fn hash(&self) -> &str {
         &self.hash
+    }
+
+    /// The hash of what the provider's lists carry, when they lack fields.
+    pub fn list_hash(&self) -> Option<&str> {
+        self.list_hash.as_deref()
+    }
+
+    /// This record with the fields it does not know taken from the stored row.
+    fn merged_with(
+        &self,
+        stored: &ContactRow,
+        lacks: &[RecordField],
+    ) -> Result<Prepared, StoreError> {
+        let corrupt =
+            |e: serde_json::Error| StoreError::Corrupt(format!("contact {}: {e}", stored.id));
+        let kept: ContactRecord = serde_json::from_str(&stored.record).map_err(corrupt)?;
+        let mut record: ContactRecord = serde_json::from_str(&self.record_json).map_err(corrupt)?;
+        record.unknown = self.unknown.clone();
+        record.keep_unknown_from(&kept);
+        let mut merged = prepare(record, lacks)?;
+        merged.remote_data = self.remote_data.clone();
+        Ok(merged)
     }
 
     /// The row of a new contact (a new id, no person yet).
@@ -79,19 +107,29 @@ impl Prepared {
 }
 
 /// Takes the record apart into what a row holds (no copy of `remote_data`).
-pub fn prepare(mut record: ContactRecord) -> Result<Prepared, StoreError> {
+///
+/// The content hash covers the canonical record: what we know of the contact. The
+/// provider's raw object is not in it (a list item's and a detail answer's raw
+/// objects differ for one unchanged contact). `lacks`: the fields the provider's
+/// list answers do not carry, for the list hash.
+pub fn prepare(mut record: ContactRecord, lacks: &[RecordField]) -> Result<Prepared, StoreError> {
     let remote_data = record.remote_data.take();
+    let unknown = std::mem::take(&mut record.unknown);
     let record_json =
         serde_json::to_string(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let remote_data = remote_data
         .map(|v| serde_json::to_string(&v))
         .transpose()
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let mut hasher = Sha256::new();
-    hasher.update(record_json.as_bytes());
-    hasher.update([0]);
-    hasher.update(remote_data.as_deref().unwrap_or("").as_bytes());
-    let hash = hex::encode(hasher.finalize());
+    let hash = hex::encode(Sha256::digest(record_json.as_bytes()));
+    let list_hash = if lacks.is_empty() {
+        None
+    } else {
+        let mut seen = record.clone();
+        seen.blank(lacks);
+        let json = serde_json::to_string(&seen).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Some(hex::encode(Sha256::digest(json.as_bytes())))
+    };
 
     let mut search = Vec::new();
     for s in [
@@ -133,6 +171,8 @@ pub fn prepare(mut record: ContactRecord) -> Result<Prepared, StoreError> {
         record_json,
         remote_data,
         hash,
+        list_hash,
+        unknown,
         search_text: search.join("\n"),
         keys,
     })
@@ -159,7 +199,12 @@ impl NewContacts {
             for (kind, value) in &p.keys {
                 keys.push((rows.len(), *kind, value.clone()));
             }
-            rows.push(p.new_row(origin, fetched_at, now, list_hash.clone()));
+            rows.push(p.new_row(
+                origin,
+                fetched_at,
+                now,
+                list_hash.clone().or_else(|| p.list_hash.clone()),
+            ));
         }
         NewContacts { rows, keys }
     }
@@ -314,7 +359,12 @@ pub fn upsert_contact(
     record: &ContactRecord,
     fetched_at: NaiveDateTime,
 ) -> Result<(ContactRow, Upserted), StoreError> {
-    upsert_prepared(conn, origin, &prepare(record.clone())?, fetched_at)
+    upsert_prepared(
+        conn,
+        origin,
+        &prepare(record.clone(), origin.provider.list_lacks())?,
+        fetched_at,
+    )
 }
 
 /// `upsert_contact` for a record already prepared.
@@ -341,9 +391,18 @@ fn upsert_once(
     fetched_at: NaiveDateTime,
 ) -> Result<(ContactRow, Upserted), StoreError> {
     let now = ids::now();
-    match find_contact_by_remote(conn, origin.connection_id, &p.remote_id)? {
+    let stored = find_contact_by_remote(conn, origin.connection_id, &p.remote_id)?;
+    let merged;
+    let p = match &stored {
+        Some(row) if !p.unknown.is_empty() => {
+            merged = p.merged_with(row, origin.provider.list_lacks())?;
+            &merged
+        }
+        _ => p,
+    };
+    match stored {
         None => {
-            let row = p.new_row(origin, fetched_at, now, None);
+            let row = p.new_row(origin, fetched_at, now, p.list_hash.clone());
             diesel::insert_into(contacts::table)
                 .values(&row)
                 .execute(conn)?;
@@ -351,8 +410,14 @@ fn upsert_once(
             Ok((row, Upserted::Created))
         }
         Some(mut row) if row.content_hash == p.hash && !row.remote_was_deleted => {
+            if p.list_hash.is_some() {
+                row.list_hash = p.list_hash.clone();
+            }
             diesel::update(contacts::table.filter(contacts::id.eq(&row.id)))
-                .set(contacts::fetched_at.eq(fetched_at))
+                .set((
+                    contacts::fetched_at.eq(fetched_at),
+                    contacts::list_hash.eq(&row.list_hash),
+                ))
                 .execute(conn)?;
             row.fetched_at = fetched_at;
             Ok((row, Upserted::Unchanged))
@@ -366,8 +431,12 @@ fn upsert_once(
             row.fetched_at = fetched_at;
             row.remote_was_deleted = false;
             row.updated_at = now;
+            if p.list_hash.is_some() {
+                row.list_hash = p.list_hash.clone();
+            }
             diesel::update(contacts::table.filter(contacts::id.eq(&row.id)))
                 .set((
+                    contacts::list_hash.eq(&row.list_hash),
                     contacts::search_text.eq(&row.search_text),
                     contacts::record.eq(&row.record),
                     contacts::remote_data.eq(&row.remote_data),

@@ -280,7 +280,7 @@ async fn classify(
             }
             match provider.get_contact(&item.remote_id).await {
                 Ok(full) => {
-                    let full = contacts::prepare(full)?;
+                    let full = contacts::prepare(full, c.provider.list_lacks())?;
                     match known {
                         None => out.fresh.push((full, Some(h))),
                         Some(_) => out.changed.push((full, Some(h))),
@@ -307,9 +307,17 @@ async fn classify(
                 }
             }
         } else {
-            let prepared = contacts::prepare(item)?;
+            let prepared = contacts::prepare(item, c.provider.list_lacks())?;
+            // What the list carries is compared with what it carried (or would
+            // have) for the stored copy, which may come from a fuller answer.
+            let same = |k: &contacts::Existing| {
+                k.content_hash == prepared.hash()
+                    || prepared
+                        .list_hash()
+                        .is_some_and(|h| k.list_hash.as_deref() == Some(h))
+            };
             match known {
-                Some(k) if !k.deleted && k.content_hash == prepared.hash() => out.unchanged += 1,
+                Some(k) if !k.deleted && same(k) => out.unchanged += 1,
                 Some(_) => out.changed.push((prepared, None)),
                 None => out.fresh.push((prepared, None)),
             }

@@ -7,6 +7,7 @@ use crate::canonical::{
 };
 use crate::error::{from_value, AdapterError};
 use crate::periskope::wire::{Chat, ChatMember, Contact};
+use crate::periskope::LIST_LACKS;
 use crate::phone::{normalize_lid, phone_from_digits, phone_from_jid, Jid, JidKind};
 
 /// Maps one raw contact object; the raw value becomes `remote_data`.
@@ -82,6 +83,13 @@ pub fn map_contact(c: &Contact) -> ContactRecord {
         avatar_url: clean(c.contact_image.as_deref()),
         color: clean(c.contact_color.as_deref()),
         remote_updated_at: c.updated_at.as_deref().and_then(parse_timestamp),
+        // Only the detail answer carries `chat_ids` (PROVIDERS.md §1.2); without
+        // them the chats are not known, not absent.
+        unknown: if c.chat_ids.is_none() {
+            LIST_LACKS.to_vec()
+        } else {
+            Vec::new()
+        },
         ..ContactRecord::default()
     }
 }

@@ -11,7 +11,12 @@ pub mod map;
 pub mod sim;
 pub mod wire;
 
+use crate::canonical::RecordField;
 use crate::capabilities::{Capabilities, Operation, WriteField};
+
+/// What a list item (and a create or update answer) does not carry: the chats
+/// (`chat_ids`), from which memberships and the direct chat come.
+pub const LIST_LACKS: &[RecordField] = &[RecordField::Memberships, RecordField::HasDirectChat];
 
 /// No delete exists; update takes only the name, `is_internal` and labels
 /// (PROVIDERS.md §1.2); create needs the phone and a name (first and last joined).
