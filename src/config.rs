@@ -290,6 +290,10 @@ pub struct Settings {
     #[default(90)]
     #[validate(range(min = 0, max = 36_500))]
     pub sync_run_retention_days: u32,
+    /// Days an event stays in the change feed (`GET /v1/events`).
+    #[default(30)]
+    #[validate(range(min = 1, max = 3650))]
+    pub event_retention_days: u32,
     /// Hours an `Idempotency-Key` and its answer are kept for replay.
     #[default(24)]
     #[validate(range(min = 1, max = 720))]

@@ -355,6 +355,11 @@ impl FieldErrors {
         self.0.is_empty()
     }
 
+    /// Every message, in field order.
+    pub fn messages(&self) -> Vec<String> {
+        self.0.values().flatten().cloned().collect()
+    }
+
     /// Whether `field` has a message already.
     pub fn has(&self, field: &str) -> bool {
         self.0.contains_key(field)

@@ -66,6 +66,7 @@ impl Application {
                     tick: Duration::from_millis(s.scheduler_tick_ms),
                     max_concurrent_runs: s.sync_max_concurrent_runs,
                     retention_days: s.sync_run_retention_days,
+                    event_retention_days: s.event_retention_days,
                 },
             ));
         }

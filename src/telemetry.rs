@@ -37,3 +37,18 @@ pub fn init(settings: &Settings, target: LogTarget) {
     // Already installed (tests build several apps in one process): keep the first.
     let _ = result;
 }
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// Runs `f` with `id` as the current request's id (see [`request_id`]).
+pub async fn with_request_id<F: std::future::Future>(id: String, f: F) -> F::Output {
+    REQUEST_ID.scope(id, f).await
+}
+
+/// The id of the request being served on this task, if any (for the events a
+/// request causes).
+pub fn request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}

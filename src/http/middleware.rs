@@ -42,7 +42,9 @@ pub async fn request_context(
     let span = tracing::info_span!("request", request_id = %id, method = %method, path = %path);
     let started = Instant::now();
     req.extensions_mut().insert(RequestId(id.clone()));
-    let res = next.call(req).instrument(span.clone()).await?;
+    let res = crate::telemetry::with_request_id(id.clone(), next.call(req))
+        .instrument(span.clone())
+        .await?;
     let mut res = into_envelope(res.map_into_boxed_body(), &method, &path);
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, v);

@@ -7,6 +7,7 @@ pub mod connection_contacts;
 pub mod connections;
 pub mod contact_writes;
 pub mod contacts;
+pub mod events;
 pub mod health;
 pub mod people;
 pub mod providers;
@@ -47,6 +48,7 @@ use crate::error::{ApiError, ErrorCode};
         connection_contacts::get_connection_contact,
         people::get_person,
         people::list_people,
+        events::list_events,
         providers::list_providers,
         sync_runs::trigger_sync,
         sync_runs::list_sync_runs,
@@ -96,6 +98,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, openapi: utoipa::openapi::OpenApi
                 .route(web::delete().to(contact_writes::delete_contact)),
         )
         .service(web::resource("/v1/people").route(web::get().to(people::list_people)))
+        .service(web::resource("/v1/events").route(web::get().to(events::list_events)))
         .service(web::resource("/v1/providers").route(web::get().to(providers::list_providers)))
         .service(web::resource("/v1/people/{id}").route(web::get().to(people::get_person)))
         .service(

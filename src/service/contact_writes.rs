@@ -24,6 +24,7 @@ use crate::service::contacts::store_record;
 use crate::state::State;
 use crate::store::connections::Connection;
 use crate::store::contacts as queries;
+use crate::store::events;
 use crate::store::models::ContactRow;
 
 /// Most contacts in one batch.
@@ -318,7 +319,8 @@ async fn confirmed(
     record: ContactRecord,
 ) -> Result<CanonicalContact, ApiError> {
     let remote_id = record.remote_id.clone();
-    let row = store_record(&state.store, c, record, ids::now()).await?;
+    let cause = events::Cause::api_write(crate::telemetry::request_id());
+    let row = store_record(&state.store, c, record, ids::now(), cause).await?;
     state
         .changed(Notice::Contact(c.id.clone(), remote_id))
         .await;
@@ -426,6 +428,7 @@ pub async fn delete(state: &State, org_id: &str, id: &str) -> Result<ProviderKin
 
 async fn mark_deleted(state: &State, c: &Connection, row: &ContactRow) -> Result<(), ApiError> {
     let (org, id) = (c.org_id.clone(), row.id.clone());
+    let cause = events::Cause::api_write(crate::telemetry::request_id());
     state
         .store
         .write(move |conn| {
@@ -433,6 +436,15 @@ async fn mark_deleted(state: &State, c: &Connection, row: &ContactRow) -> Result
                 crate::store::people::lock_org(conn, &org)?;
                 queries::mark_deleted(conn, &id)?;
                 crate::sync::link::link_contacts(conn, &org, std::slice::from_ref(&id))?;
+                let row = queries::find_contact(conn, &org, &id)?.ok_or_else(|| {
+                    crate::store::StoreError::Corrupt(format!("contact {id} vanished"))
+                })?;
+                events::append(
+                    conn,
+                    &org,
+                    crate::ids::now(),
+                    vec![events::contact_event("contact.deleted", &row, None, &cause)],
+                )?;
                 Ok(())
             })
         })

@@ -24,6 +24,7 @@ use crate::service::connections;
 use crate::state::State;
 use crate::store::connections::Connection;
 use crate::store::contacts::{self as queries, ContactFilter, Origin};
+use crate::store::events;
 use crate::store::{self as store_fns, people, Store, StoreError};
 use crate::sync::link;
 
@@ -293,6 +294,7 @@ pub(crate) async fn store_record(
     c: &Connection,
     record: unicontacts_adapters::ContactRecord,
     fetched_at: chrono::NaiveDateTime,
+    cause: events::Cause,
 ) -> Result<crate::store::models::ContactRow, StoreError> {
     let (org_id, connection_id, provider) = (c.org_id.clone(), c.id.clone(), c.provider);
     store
@@ -305,13 +307,27 @@ pub(crate) async fn store_record(
             store_fns::in_transaction(conn, |conn| {
                 people::lock_org(conn, &org_id)?;
                 let (row, what) = queries::upsert_contact(conn, &origin, &record, fetched_at)?;
-                if what == queries::Upserted::Unchanged {
+                let Some(kind) = what.event_type() else {
                     return Ok(row);
-                }
+                };
                 // A new or changed contact joins its person at once.
                 link::link_contacts(conn, &org_id, std::slice::from_ref(&row.id))?;
-                queries::find_contact(conn, &org_id, &row.id)?
-                    .ok_or_else(|| StoreError::Corrupt(format!("contact {} vanished", row.id)))
+                let row = queries::find_contact(conn, &org_id, &row.id)?
+                    .ok_or_else(|| StoreError::Corrupt(format!("contact {} vanished", row.id)))?;
+                let changed = match &what {
+                    queries::Upserted::Updated {
+                        changed,
+                        restored: false,
+                    } => Some(changed.as_slice()),
+                    _ => None,
+                };
+                events::append(
+                    conn,
+                    &org_id,
+                    fetched_at,
+                    vec![events::contact_event(kind, &row, changed, &cause)],
+                )?;
+                Ok(row)
             })
         })
         .await
@@ -376,7 +392,8 @@ async fn load(
     breaker.record(&result.as_ref().map(|_| ()));
     let record = result.map_err(LoadError::Adapter)?;
     let fetched_at = ids::now();
-    let row = store_record(&store, &c, record, fetched_at)
+    let cause = events::Cause::live_read(crate::telemetry::request_id());
+    let row = store_record(&store, &c, record, fetched_at, cause)
         .await
         .map_err(LoadError::Store)?;
     let canonical = queries::to_canonical(&row, false).map_err(LoadError::Store)?;

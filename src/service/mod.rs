@@ -10,6 +10,7 @@ pub mod audit;
 pub mod connections;
 pub mod contact_writes;
 pub mod contacts;
+pub mod events;
 pub mod health;
 pub mod people;
 pub mod sync_runs;

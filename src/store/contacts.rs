@@ -15,11 +15,28 @@ use super::{DbConnection, StoreError};
 use crate::ids;
 
 /// What an upsert did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Upserted {
     Created,
-    Updated,
+    /// `changed`: the canonical fields that differ; `restored`: the contact had
+    /// been deleted upstream and is back.
+    Updated {
+        changed: Vec<String>,
+        restored: bool,
+    },
     Unchanged,
+}
+
+impl Upserted {
+    /// The contact event it makes, if any.
+    pub fn event_type(&self) -> Option<&'static str> {
+        match self {
+            Self::Created => Some("contact.created"),
+            Self::Updated { restored: true, .. } => Some("contact.restored"),
+            Self::Updated { .. } => Some("contact.updated"),
+            Self::Unchanged => None,
+        }
+    }
 }
 
 /// Where a record comes from.
@@ -352,6 +369,30 @@ pub fn find_contact(
         .optional()?)
 }
 
+/// The org's contacts `items` name (by id), each with what was done to it, as
+/// stored now (their people as linked).
+pub fn find_contacts<T: Clone>(
+    conn: &mut DbConnection,
+    org_id: &str,
+    items: &[(String, T)],
+) -> Result<Vec<(ContactRow, T)>, StoreError> {
+    let mut out = Vec::with_capacity(items.len());
+    for chunk in items.chunks(500) {
+        let ids: Vec<&str> = chunk.iter().map(|(id, _)| id.as_str()).collect();
+        let rows: Vec<ContactRow> = contacts::table
+            .filter(contacts::org_id.eq(org_id))
+            .filter(contacts::id.eq_any(ids))
+            .select(ContactRow::as_select())
+            .load(conn)?;
+        for (id, what) in chunk {
+            if let Some(row) = rows.iter().find(|r| &r.id == id) {
+                out.push((row.clone(), what.clone()));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Writes the record if it is new or changed; a contact seen again is no longer deleted.
 pub fn upsert_contact(
     conn: &mut DbConnection,
@@ -423,6 +464,8 @@ fn upsert_once(
             Ok((row, Upserted::Unchanged))
         }
         Some(mut row) => {
+            let changed = changed_fields(&row.record, &p.record_json);
+            let restored = row.remote_was_deleted;
             row.search_text = p.search_text.clone();
             row.record = p.record_json.clone();
             row.remote_data = p.remote_data.clone();
@@ -448,7 +491,7 @@ fn upsert_once(
                 ))
                 .execute(conn)?;
             write_keys(conn, &row.id, &p.keys)?;
-            Ok((row, Upserted::Updated))
+            Ok((row, Upserted::Updated { changed, restored }))
         }
     }
 }
@@ -602,4 +645,23 @@ pub fn mark_deleted(conn: &mut DbConnection, id: &str) -> Result<(), StoreError>
         ))
         .execute(conn)?;
     Ok(())
+}
+
+/// The canonical fields whose values differ between two stored records (JSON
+/// objects), by name, in order. An unreadable record differs in every field.
+pub fn changed_fields(old: &str, new: &str) -> Vec<String> {
+    let parse = |s: &str| {
+        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(s).unwrap_or_default()
+    };
+    let (old, new) = (parse(old), parse(new));
+    let mut fields: Vec<String> = new
+        .iter()
+        .filter(|(k, v)| old.get(*k) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .chain(old.keys().filter(|k| !new.contains_key(*k)).cloned())
+        .filter(|k| k != "remote_id")
+        .collect();
+    fields.sort();
+    fields.dedup();
+    fields
 }

@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod connections;
 pub mod contacts;
+pub mod events;
 pub mod idempotency;
 pub mod models;
 pub mod orgs;

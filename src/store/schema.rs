@@ -147,6 +147,24 @@ diesel::table! {
 diesel::joinable!(contacts -> connections (connection_id));
 diesel::joinable!(sync_runs -> connections (connection_id));
 diesel::joinable!(contact_keys -> contacts (contact_id));
+diesel::table! {
+    events (org_id, seq) {
+        org_id -> Text,
+        seq -> BigInt,
+        event_type -> Text,
+        occurred_at -> Timestamp,
+        connection_id -> Nullable<Text>,
+        data -> Text,
+    }
+}
+
+diesel::table! {
+    event_counters (org_id) {
+        org_id -> Text,
+        last_seq -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     orgs,
     api_keys,
@@ -158,5 +176,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     sync_seen,
     people,
     idempotency_keys,
-    audit_events
+    audit_events,
+    events,
+    event_counters
 );

@@ -181,6 +181,8 @@ pub fn drop_seen_sets(conn: &mut DbConnection, connection_id: &str) -> Result<()
 /// when the connection's next run starts.)
 pub fn finish_run(conn: &mut DbConnection, run: &SyncRunRow) -> Result<(), StoreError> {
     conn.transaction(|conn| {
+        // The org's lock first, as every writer of its events takes it.
+        super::people::lock_org(conn, &run.org_id)?;
         save_progress(conn, run)?;
         diesel::update(sync_runs::table.filter(sync_runs::id.eq(&run.id)))
             .set((
@@ -190,6 +192,29 @@ pub fn finish_run(conn: &mut DbConnection, run: &SyncRunRow) -> Result<(), Store
             ))
             .execute(conn)?;
         diesel::delete(sync_leases::table.filter(sync_leases::run_id.eq(&run.id))).execute(conn)?;
+        let data = serde_json::json!({
+            "run_id": run.id,
+            "connection_id": run.connection_id,
+            "trigger": run.trigger_kind.as_str(),
+            "status": run.status.as_str(),
+            "counts": {
+                "created": run.created,
+                "updated": run.updated,
+                "unchanged": run.unchanged,
+                "deleted": run.deleted,
+            },
+            "error": run.error,
+        });
+        super::events::append(
+            conn,
+            &run.org_id,
+            run.finished_at.unwrap_or_else(crate::ids::now),
+            vec![super::events::NewEvent {
+                event_type: "sync_run.finished",
+                connection_id: Some(run.connection_id.clone()),
+                data,
+            }],
+        )?;
         Ok(())
     })
 }

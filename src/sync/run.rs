@@ -14,6 +14,7 @@ use super::link;
 use crate::ids;
 use crate::store::connections::Connection;
 use crate::store::contacts::{self, NewContacts, Origin, Prepared, Upserted};
+use crate::store::events;
 use crate::store::models::{RunStatus, SyncRunRow};
 use crate::store::sync_runs;
 use crate::store::{self as store_fns, DbConnection, Store, StoreError};
@@ -94,6 +95,9 @@ fn write_page(
             };
             // Contacts whose keys may have changed: linked before the page commits.
             let mut relink: Vec<String> = Vec::new();
+            let cause = events::Cause::sync(&progress.id);
+            let mut upserted: Vec<(String, Upserted)> = Vec::new();
+            let mut page_events: Vec<events::NewEvent> = Vec::new();
             let mut one_by_one: Vec<&(Prepared, Option<String>)> = changed.iter().collect();
             if !batch_new {
                 one_by_one.extend(fresh.iter());
@@ -105,11 +109,12 @@ fn write_page(
                 }
                 match what {
                     Upserted::Created => out.created += 1,
-                    Upserted::Updated => out.updated += 1,
+                    Upserted::Updated { .. } => out.updated += 1,
                     Upserted::Unchanged => out.unchanged += 1,
                 }
                 if what != Upserted::Unchanged {
-                    relink.push(row.id);
+                    relink.push(row.id.clone());
+                    upserted.push((row.id, what));
                 }
             }
             if batch_new {
@@ -133,9 +138,33 @@ fn write_page(
                 }
                 new.insert(conn)?;
                 out.created += new.rows.len() as i64;
+                page_events.extend(
+                    new.rows
+                        .iter()
+                        .map(|row| events::contact_event("contact.created", row, None, &cause)),
+                );
             } else {
                 link::link_contacts(conn, &c.org_id, &relink)?;
             }
+            // The upserted contacts as linked (their people are in the events).
+            for (row, what) in contacts::find_contacts(conn, &c.org_id, &upserted)? {
+                if let Some(kind) = what.event_type() {
+                    let changed = match &what {
+                        Upserted::Updated {
+                            changed,
+                            restored: false,
+                        } => Some(changed.as_slice()),
+                        _ => None,
+                    };
+                    page_events.push(events::contact_event(kind, &row, changed, &cause));
+                }
+            }
+            events::append(
+                conn,
+                &c.org_id,
+                fetched_at,
+                std::mem::take(&mut page_events),
+            )?;
             // A run that stalled past its lease's expiry has been taken over: it
             // must not write beside its successor (nor, later, take the contacts its
             // dropped seen set lacks for deleted).
@@ -506,6 +535,15 @@ async fn mark_unseen_deleted(
                     )?;
                     let ids: Vec<String> = gone.iter().map(|(_, id)| id.clone()).collect();
                     link::link_contacts(conn, &connection.org_id, &ids)?;
+                    let cause = events::Cause::sync(&run_id);
+                    let marked: Vec<(String, ())> = ids.iter().map(|id| (id.clone(), ())).collect();
+                    let deleted = contacts::find_contacts(conn, &connection.org_id, &marked)?
+                        .iter()
+                        .map(|(row, ())| {
+                            events::contact_event("contact.deleted", row, None, &cause)
+                        })
+                        .collect();
+                    events::append(conn, &connection.org_id, ids::now(), deleted)?;
                     Ok(gone)
                 })
             })

@@ -81,6 +81,8 @@ pub struct Schedule {
     pub max_concurrent_runs: u32,
     /// Days a finished run stays in the history (0: forever).
     pub retention_days: u32,
+    /// Days an event stays in the change feed.
+    pub event_retention_days: u32,
 }
 
 /// Runs until this process shuts down (the runner's tasks stop), checking every tick.
@@ -127,6 +129,20 @@ pub async fn run_scheduler(runner: Runner, schedule: Schedule) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(pruned = n, "pruned expired idempotency keys"),
                 Err(e) => tracing::warn!(error = %e, "could not prune idempotency keys"),
+            }
+            let before = now - chrono::Duration::days(i64::from(schedule.event_retention_days));
+            match store
+                .write(move |conn| crate::store::events::prune(conn, before, PRUNE_BATCH))
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(pruned = n, "pruned old events");
+                    if n as i64 >= PRUNE_BATCH {
+                        keys_pruned_at = None;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not prune old events"),
             }
         }
         let sealer = match store.sealer() {

@@ -10,6 +10,7 @@ mod cli;
 mod connections;
 mod contacts;
 mod errors;
+mod events;
 mod health;
 mod layers;
 mod live;

@@ -3,7 +3,7 @@ use serde_json::Value;
 use crate::helpers::{send, spawn_app, Backend};
 
 /// Every route the app serves (besides the docs themselves).
-const ROUTES: [(&str, &str); 25] = [
+const ROUTES: [(&str, &str); 26] = [
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("post", "/v1/admin/connections"),
@@ -20,6 +20,7 @@ const ROUTES: [(&str, &str); 25] = [
     ("get", "/v1/admin/sync-runs/{id}"),
     ("get", "/v1/people"),
     ("get", "/v1/providers"),
+    ("get", "/v1/events"),
     ("get", "/v1/people/{id}"),
     ("get", "/v1/contacts"),
     ("get", "/v1/contacts/{id}"),

@@ -118,6 +118,13 @@ impl WacrStore {
         self.contacts.remove(&id)
     }
 
+    /// Puts a contact (back) under its `id`.
+    pub fn restore(&mut self, contact: Value) {
+        if let Some(id) = contact["id"].as_i64() {
+            self.contacts.insert(id, contact);
+        }
+    }
+
     pub fn all(&self) -> impl Iterator<Item = &Value> {
         self.contacts.values()
     }

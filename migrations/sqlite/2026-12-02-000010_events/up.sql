@@ -1,0 +1,20 @@
+-- The change feed, an outbox: every change to a contact or person appends its
+-- event in the change's own transaction. `seq` is the org's, given out under the
+-- org's lock, so events are in commit order and a reader following the feed
+-- never skips one that commits late.
+CREATE TABLE events (
+    org_id          TEXT NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+    seq             INTEGER NOT NULL,
+    event_type      TEXT NOT NULL,
+    occurred_at     TIMESTAMP NOT NULL,
+    connection_id   TEXT,
+    data            TEXT NOT NULL,
+    PRIMARY KEY (org_id, seq)
+);
+CREATE INDEX events_occurred ON events (occurred_at);
+
+-- The last event number given out per org.
+CREATE TABLE event_counters (
+    org_id          TEXT PRIMARY KEY NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+    last_seq        INTEGER NOT NULL
+);
