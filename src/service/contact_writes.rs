@@ -435,16 +435,14 @@ async fn mark_deleted(state: &State, c: &Connection, row: &ContactRow) -> Result
             crate::store::in_transaction(conn, |conn| {
                 crate::store::people::lock_org(conn, &org)?;
                 queries::mark_deleted(conn, &id)?;
-                crate::sync::link::link_contacts(conn, &org, std::slice::from_ref(&id))?;
+                let linked =
+                    crate::sync::link::link_contacts(conn, &org, std::slice::from_ref(&id))?;
                 let row = queries::find_contact(conn, &org, &id)?.ok_or_else(|| {
                     crate::store::StoreError::Corrupt(format!("contact {id} vanished"))
                 })?;
-                events::append(
-                    conn,
-                    &org,
-                    crate::ids::now(),
-                    vec![events::contact_event("contact.deleted", &row, None, &cause)],
-                )?;
+                let mut new = vec![events::contact_event("contact.deleted", &row, None, &cause)];
+                new.extend(linked.changes.events(&cause));
+                events::append(conn, &org, crate::ids::now(), new)?;
                 Ok(())
             })
         })

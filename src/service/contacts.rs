@@ -311,7 +311,7 @@ pub(crate) async fn store_record(
                     return Ok(row);
                 };
                 // A new or changed contact joins its person at once.
-                link::link_contacts(conn, &org_id, std::slice::from_ref(&row.id))?;
+                let linked = link::link_contacts(conn, &org_id, std::slice::from_ref(&row.id))?;
                 let row = queries::find_contact(conn, &org_id, &row.id)?
                     .ok_or_else(|| StoreError::Corrupt(format!("contact {} vanished", row.id)))?;
                 let changed = match &what {
@@ -321,12 +321,9 @@ pub(crate) async fn store_record(
                     } => Some(changed.as_slice()),
                     _ => None,
                 };
-                events::append(
-                    conn,
-                    &org_id,
-                    fetched_at,
-                    vec![events::contact_event(kind, &row, changed, &cause)],
-                )?;
+                let mut new = linked.changes.events(&cause);
+                new.push(events::contact_event(kind, &row, changed, &cause));
+                events::append(conn, &org_id, fetched_at, new)?;
                 Ok(row)
             })
         })

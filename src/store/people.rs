@@ -353,31 +353,38 @@ pub fn delete_empty_people(
     conn: &mut DbConnection,
     org_id: &str,
     among: Option<&[String]>,
-) -> Result<usize, StoreError> {
-    let empty = diesel::dsl::not(diesel::dsl::exists(
-        contacts::table.filter(contacts::person_id.eq(people::id.nullable())),
-    ));
+) -> Result<Vec<String>, StoreError> {
+    let empty = || {
+        diesel::dsl::not(diesel::dsl::exists(
+            contacts::table.filter(contacts::person_id.eq(people::id.nullable())),
+        ))
+    };
+    // Read, then deleted by id: which ones went is told (for their events).
+    let mut gone: Vec<String> = Vec::new();
     match among {
-        None => Ok(diesel::delete(
-            people::table
+        None => {
+            gone = people::table
                 .filter(people::org_id.eq(org_id))
-                .filter(empty),
-        )
-        .execute(conn)?),
+                .filter(empty())
+                .select(people::id)
+                .load(conn)?;
+        }
         Some(ids) => {
-            let mut removed = 0;
             for chunk in ids.chunks(500) {
-                removed += diesel::delete(
+                gone.extend(
                     people::table
                         .filter(people::org_id.eq(org_id))
                         .filter(people::id.eq_any(chunk))
-                        .filter(diesel::dsl::not(diesel::dsl::exists(
-                            contacts::table.filter(contacts::person_id.eq(people::id.nullable())),
-                        ))),
-                )
-                .execute(conn)?;
+                        .filter(empty())
+                        .select(people::id)
+                        .load::<String>(conn)?,
+                );
             }
-            Ok(removed)
         }
     }
+    gone.sort();
+    for chunk in gone.chunks(500) {
+        diesel::delete(people::table.filter(people::id.eq_any(chunk))).execute(conn)?;
+    }
+    Ok(gone)
 }

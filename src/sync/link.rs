@@ -12,7 +12,10 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use serde_json::Value;
+
 use crate::ids;
+use crate::store::events::{Cause, NewEvent};
 use crate::store::people as queries;
 use crate::store::{DbConnection, StoreError};
 
@@ -79,12 +82,81 @@ fn write_flush(
     queries::set_people(conn, &moves)
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct LinkCounts {
     pub people: usize,
     pub contacts_moved: usize,
     pub people_created: usize,
     pub people_removed: usize,
+    /// What happened to people, for their events.
+    pub changes: PersonChanges,
+}
+
+/// What a settlement did to people (ids as ULIDs, `removed` as ids).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PersonChanges {
+    /// People made for a group that had none to keep.
+    pub created: Vec<u128>,
+    /// `(kept, absorbed)`: people whose every contact joined the kept one.
+    pub merged: Vec<(u128, Vec<u128>)>,
+    /// `(person, into)`: a person whose contacts now belong to several (itself
+    /// among them when it kept some).
+    pub split: Vec<(u128, Vec<u128>)>,
+    /// People left without contacts, deleted.
+    pub removed: Vec<String>,
+}
+
+impl PersonChanges {
+    /// Their events, in this order: created, merged, split, deleted.
+    pub fn events(&self, cause: &Cause) -> Vec<NewEvent> {
+        let id = |p: &u128| Value::from(id_of(ids::PERSON, *p));
+        let ids = |ps: &[u128]| Value::from(ps.iter().map(id).collect::<Vec<_>>());
+        let mut out = Vec::new();
+        for p in &self.created {
+            out.push(person_event(
+                "person.created",
+                [("person_id", id(p))],
+                cause,
+            ));
+        }
+        for (kept, absorbed) in &self.merged {
+            out.push(person_event(
+                "person.merged",
+                [
+                    ("person_id", id(kept)),
+                    ("merged_person_ids", ids(absorbed)),
+                ],
+                cause,
+            ));
+        }
+        for (person, into) in &self.split {
+            out.push(person_event(
+                "person.split",
+                [("person_id", id(person)), ("into_person_ids", ids(into))],
+                cause,
+            ));
+        }
+        for p in &self.removed {
+            out.push(person_event(
+                "person.deleted",
+                [("person_id", Value::from(p.as_str()))],
+                cause,
+            ));
+        }
+        out
+    }
+}
+
+fn person_event<const N: usize>(
+    event_type: &'static str,
+    fields: [(&str, Value); N],
+    cause: &Cause,
+) -> NewEvent {
+    let data = fields
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    crate::store::events::person_event(event_type, data, cause)
 }
 
 /// `ctc_…`/`per_…` ids are a prefix and a ULID: 16 bytes instead of a string.
@@ -150,10 +222,18 @@ pub fn settle(
     let mut new_people: Vec<u128> = Vec::new();
     let mut moves: Vec<(u32, u128)> = Vec::new();
     let mut touched: BTreeSet<u128> = BTreeSet::new();
+    // Each group's former people, and where each former person's contacts went.
+    let mut merges: Vec<(u128, Vec<u128>)> = Vec::new();
+    let mut went_to: HashMap<u128, BTreeSet<u128>> = HashMap::new();
     for &(run_start, run_len) in &runs {
         let (start, end) = (run_start as usize, (run_start + run_len) as usize);
         let group = &by_root[start..end];
         counts.people += 1;
+        let former: BTreeSet<u128> = group
+            .iter()
+            .map(|&i| person_of[i as usize])
+            .filter(|&p| p != 0)
+            .collect();
         let mut votes: HashMap<u128, usize> = HashMap::new();
         for &i in group {
             let p = person_of[i as usize];
@@ -173,6 +253,7 @@ pub fn settle(
                 let p = ulid::Ulid::new().0;
                 new_people.push(p);
                 counts.people_created += 1;
+                counts.changes.created.push(p);
                 if new_people.len() >= 500 {
                     flush(Flush {
                         new_people: &new_people,
@@ -183,6 +264,15 @@ pub fn settle(
                 (p, false)
             }
         };
+        for &f in &former {
+            went_to.entry(f).or_default().insert(person);
+        }
+        if former.iter().any(|&f| f != person) {
+            merges.push((
+                person,
+                former.into_iter().filter(|&f| f != person).collect(),
+            ));
+        }
         for &i in group {
             let old = person_of[i as usize];
             if incoming.get(i as usize).copied().unwrap_or(false) {
@@ -215,6 +305,24 @@ pub fn settle(
             new_people: &new_people,
             moves: &moves,
         })?;
+    }
+    // A former person whose contacts went to several people split; one whose
+    // contacts all went to another was merged into it.
+    let mut split: Vec<(u128, Vec<u128>)> = went_to
+        .iter()
+        .filter(|(_, to)| to.len() > 1)
+        .map(|(&p, to)| (p, to.iter().copied().collect()))
+        .collect();
+    split.sort_unstable();
+    counts.changes.split = split;
+    for (kept, former) in merges {
+        let absorbed: Vec<u128> = former
+            .into_iter()
+            .filter(|f| went_to.get(f).is_some_and(|to| to.len() == 1))
+            .collect();
+        if !absorbed.is_empty() {
+            counts.changes.merged.push((kept, absorbed));
+        }
     }
     Ok((counts, assigned, touched))
 }
@@ -290,7 +398,8 @@ pub fn link_org(conn: &mut DbConnection, org_id: &str) -> Result<LinkCounts, Sto
         let (mut counts, _) = settle_and_write(conn, org_id, &ids_of, &person_of, &roots, &[])?;
         // Deleted contacts belong to nobody; people without contacts go.
         queries::unlink_deleted(conn, org_id)?;
-        counts.people_removed = queries::delete_empty_people(conn, org_id, None)?;
+        counts.changes.removed = queries::delete_empty_people(conn, org_id, None)?;
+        counts.people_removed = counts.changes.removed.len();
         Ok(counts)
     })
 }
@@ -483,7 +592,9 @@ pub fn link_incoming(
         .collect();
     queries::unlink_contacts(conn, &orphaned)?;
     let persons: Vec<String> = persons_seen.into_iter().collect();
-    counts.people_removed += queries::delete_empty_people(conn, org_id, Some(&persons))?;
+    let removed = queries::delete_empty_people(conn, org_id, Some(&persons))?;
+    counts.people_removed += removed.len();
+    counts.changes.removed.extend(removed);
     Ok((counts, assigned))
 }
 

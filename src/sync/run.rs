@@ -131,7 +131,8 @@ fn write_page(
                 for (row, kind, value) in &new.keys {
                     incoming[*row].keys.push((kind, value));
                 }
-                let (_, people) = link::link_incoming(conn, &c.org_id, &relink, &incoming)?;
+                let (linked, people) = link::link_incoming(conn, &c.org_id, &relink, &incoming)?;
+                page_events.extend(linked.changes.events(&cause));
                 drop(incoming);
                 for row in &mut new.rows {
                     row.person_id = people.get(&row.id).cloned();
@@ -144,7 +145,8 @@ fn write_page(
                         .map(|row| events::contact_event("contact.created", row, None, &cause)),
                 );
             } else {
-                link::link_contacts(conn, &c.org_id, &relink)?;
+                let linked = link::link_contacts(conn, &c.org_id, &relink)?;
+                page_events.extend(linked.changes.events(&cause));
             }
             // The upserted contacts as linked (their people are in the events).
             for (row, what) in contacts::find_contacts(conn, &c.org_id, &upserted)? {
@@ -534,15 +536,17 @@ async fn mark_unseen_deleted(
                         1000,
                     )?;
                     let ids: Vec<String> = gone.iter().map(|(_, id)| id.clone()).collect();
-                    link::link_contacts(conn, &connection.org_id, &ids)?;
+                    let linked = link::link_contacts(conn, &connection.org_id, &ids)?;
                     let cause = events::Cause::sync(&run_id);
                     let marked: Vec<(String, ())> = ids.iter().map(|id| (id.clone(), ())).collect();
-                    let deleted = contacts::find_contacts(conn, &connection.org_id, &marked)?
-                        .iter()
-                        .map(|(row, ())| {
-                            events::contact_event("contact.deleted", row, None, &cause)
-                        })
-                        .collect();
+                    let mut deleted: Vec<events::NewEvent> =
+                        contacts::find_contacts(conn, &connection.org_id, &marked)?
+                            .iter()
+                            .map(|(row, ())| {
+                                events::contact_event("contact.deleted", row, None, &cause)
+                            })
+                            .collect();
+                    deleted.extend(linked.changes.events(&cause));
                     events::append(conn, &connection.org_id, ids::now(), deleted)?;
                     Ok(gone)
                 })

@@ -295,4 +295,101 @@ crate::db_tests!(
     every_change_is_an_event_in_the_feed,
     the_feed_pages_filters_and_guards,
     a_reader_following_the_feed_during_a_sync_sees_every_event_once,
+    people_merging_and_splitting_are_events,
 );
+
+async fn people_merging_and_splitting_are_events(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app.connect_sims(74, 200, json!({})).await;
+    for c in [&sims.periskope, &sims.wacr] {
+        app.sync_now(c).await;
+    }
+    let reader = app.reader_key().await;
+    let first = feed(&app, &reader, "", 500).await;
+    // A first sync makes a person per contact that shares nothing.
+    assert!(!of_type(&first, "person.created").is_empty());
+    let p = sims
+        .set
+        .world
+        .people
+        .iter()
+        .find(|p| p.in_periskope && p.in_wacr && !p.in_gateway)
+        .expect("a person in Periskope and WA.cr")
+        .clone();
+    let e164 = p.e164().expect("phone");
+    let person_of = |phone: String| {
+        let app = &app;
+        let reader = reader.clone();
+        async move {
+            let q: String = url::form_urlencoded::byte_serialize(phone.as_bytes()).collect();
+            let page: Value = send(app.get(&format!("/v1/people?phone={q}"), &reader))
+                .await
+                .json()
+                .await
+                .expect("json");
+            page["data"][0]["id"].as_str().expect("person").to_string()
+        }
+    };
+    let kept = person_of(e164.clone()).await;
+
+    // WA.cr gives them another number: the person splits.
+    let (id, old) = sims.set.wacr.api().with_store(|s| {
+        let id = s
+            .all()
+            .find(|c| {
+                c["phone"].as_str().is_some_and(|ph| {
+                    ph.chars().filter(char::is_ascii_digit).collect::<String>() == e164[1..]
+                })
+            })
+            .and_then(|c| c["id"].as_i64())
+            .expect("wacr contact");
+        let c = s.get_mut(id).expect("contact");
+        let old = c["phone"].clone();
+        c["phone"] = json!("+447700900777");
+        (id, old)
+    });
+    let mark = last_id(&app, &reader).await;
+    app.sync_now(&sims.wacr).await;
+    let after = feed(
+        &app,
+        &reader,
+        &format!("after={mark}&types=person.created,person.split,person.merged,person.deleted"),
+        500,
+    )
+    .await;
+    let split_off = person_of("+447700900777".into()).await;
+    let types: Vec<&str> = after.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(types, ["person.created", "person.split"], "{after:?}");
+    assert_eq!(after[0]["data"]["person_id"], split_off.as_str());
+    assert_eq!(after[1]["data"]["person_id"], kept.as_str());
+    let mut into = vec![kept.clone(), split_off.clone()];
+    into.sort();
+    let mut got: Vec<String> = after[1]["data"]["into_person_ids"]
+        .as_array()
+        .expect("into")
+        .iter()
+        .map(|v| v.as_str().expect("id").to_string())
+        .collect();
+    got.sort();
+    assert_eq!(got, into);
+    assert_eq!(after[1]["data"]["cause"], "sync");
+
+    // And back: merged into the kept person, the other deleted.
+    sims.set.wacr.api().with_store(|s| {
+        s.get_mut(id).expect("contact")["phone"] = old.clone();
+    });
+    let mark = last_id(&app, &reader).await;
+    app.sync_now(&sims.wacr).await;
+    let after = feed(
+        &app,
+        &reader,
+        &format!("after={mark}&types=person.created,person.split,person.merged,person.deleted"),
+        500,
+    )
+    .await;
+    let types: Vec<&str> = after.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(types, ["person.merged", "person.deleted"], "{after:?}");
+    assert_eq!(after[0]["data"]["person_id"], kept.as_str());
+    assert_eq!(after[0]["data"]["merged_person_ids"], json!([split_off]));
+    assert_eq!(after[1]["data"]["person_id"], split_off.as_str());
+}
