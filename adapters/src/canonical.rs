@@ -90,6 +90,14 @@ impl ContactRecord {
         }
     }
 
+    /// Whether `fields` hold nothing already.
+    pub fn is_blank(&self, fields: &[RecordField]) -> bool {
+        fields.iter().all(|f| match f {
+            RecordField::Memberships => self.memberships.is_empty(),
+            RecordField::HasDirectChat => self.has_direct_chat.is_none(),
+        })
+    }
+
     /// Clears `fields` (to compare what an answer without them can see).
     pub fn blank(&mut self, fields: &[RecordField]) {
         for f in fields {

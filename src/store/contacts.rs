@@ -141,11 +141,17 @@ pub fn prepare(mut record: ContactRecord, lacks: &[RecordField]) -> Result<Prepa
     let hash = hex::encode(Sha256::digest(record_json.as_bytes()));
     let list_hash = if lacks.is_empty() {
         None
+    } else if record.is_blank(lacks) {
+        // A list item: nothing to blank, the same hash.
+        Some(hash.clone())
     } else {
         let mut seen = record.clone();
         seen.blank(lacks);
-        let json = serde_json::to_string(&seen).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Some(hex::encode(Sha256::digest(json.as_bytes())))
+        {
+            let json =
+                serde_json::to_string(&seen).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            Some(hex::encode(Sha256::digest(json.as_bytes())))
+        }
     };
 
     let mut search = Vec::new();

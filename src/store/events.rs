@@ -7,7 +7,6 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use serde_json::Value;
 
 use super::schema::{event_counters as counters, events};
 use super::{DbConnection, StoreError};
@@ -20,7 +19,8 @@ const INSERT_CHUNK: usize = 1000;
 pub struct NewEvent {
     pub event_type: &'static str,
     pub connection_id: Option<String>,
-    pub data: Value,
+    /// JSON.
+    pub data: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
@@ -70,16 +70,24 @@ impl Cause {
             request_id,
         }
     }
+}
 
-    fn put(&self, data: &mut serde_json::Map<String, Value>) {
-        data.insert("cause".into(), Value::from(self.kind));
-        if let Some(r) = &self.run_id {
-            data.insert("run_id".into(), Value::from(r.as_str()));
-        }
-        if let Some(r) = &self.request_id {
-            data.insert("request_id".into(), Value::from(r.as_str()));
-        }
-    }
+/// A contact event's data, serialised straight from borrowed fields (a sync
+/// page makes thousands).
+#[derive(serde::Serialize)]
+struct ContactData<'a> {
+    contact_id: &'a str,
+    person_id: Option<&'a str>,
+    connection_id: &'a str,
+    provider: &'a str,
+    remote_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    changed_fields: Option<&'a [String]>,
+    cause: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
 }
 
 /// A contact's event: its ids, the changed fields (for `contact.updated`), the cause.
@@ -89,43 +97,60 @@ pub fn contact_event(
     changed: Option<&[String]>,
     cause: &Cause,
 ) -> NewEvent {
-    let mut data = serde_json::Map::new();
-    data.insert("contact_id".into(), Value::from(row.id.as_str()));
-    data.insert(
-        "person_id".into(),
-        row.person_id
-            .as_deref()
-            .map(Value::from)
-            .unwrap_or(Value::Null),
-    );
-    data.insert(
-        "connection_id".into(),
-        Value::from(row.connection_id.as_str()),
-    );
-    data.insert("provider".into(), Value::from(row.provider.as_str()));
-    data.insert("remote_id".into(), Value::from(row.remote_id.as_str()));
-    if let Some(fields) = changed {
-        data.insert("changed_fields".into(), Value::from(fields.to_vec()));
-    }
-    cause.put(&mut data);
+    let data = ContactData {
+        contact_id: &row.id,
+        person_id: row.person_id.as_deref(),
+        connection_id: &row.connection_id,
+        provider: &row.provider,
+        remote_id: &row.remote_id,
+        changed_fields: changed,
+        cause: cause.kind,
+        run_id: cause.run_id.as_deref(),
+        request_id: cause.request_id.as_deref(),
+    };
     NewEvent {
         event_type,
         connection_id: Some(row.connection_id.clone()),
-        data: Value::Object(data),
+        data: serde_json::to_string(&data).unwrap_or_default(),
     }
 }
 
-/// An event about people (`person.created`, `merged`, `split`, `deleted`).
+/// A person event's data.
+#[derive(serde::Serialize)]
+struct PersonData<'a> {
+    person_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    merged_person_ids: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    into_person_ids: Option<&'a [String]>,
+    cause: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+}
+
+/// An event about a person (`person.created`, `merged` with the people it
+/// absorbed, `split` with the people its contacts went to, `deleted`).
 pub fn person_event(
     event_type: &'static str,
-    mut data: serde_json::Map<String, Value>,
+    person_id: &str,
+    merged: Option<&[String]>,
+    into: Option<&[String]>,
     cause: &Cause,
 ) -> NewEvent {
-    cause.put(&mut data);
+    let data = PersonData {
+        person_id,
+        merged_person_ids: merged,
+        into_person_ids: into,
+        cause: cause.kind,
+        run_id: cause.run_id.as_deref(),
+        request_id: cause.request_id.as_deref(),
+    };
     NewEvent {
         event_type,
         connection_id: None,
-        data: Value::Object(data),
+        data: serde_json::to_string(&data).unwrap_or_default(),
     }
 }
 
@@ -183,7 +208,7 @@ pub fn append(
             event_type: e.event_type.to_string(),
             occurred_at,
             connection_id: e.connection_id,
-            data: e.data.to_string(),
+            data: e.data,
         })
         .collect();
     match conn {
@@ -202,6 +227,44 @@ pub fn append(
         }
     }
     Ok(())
+}
+
+/// The org's last event number (0 before its first).
+pub fn last_seq(conn: &mut DbConnection, org_id: &str) -> Result<i64, StoreError> {
+    Ok(counters::table
+        .filter(counters::org_id.eq(org_id))
+        .select(counters::last_seq)
+        .first(conn)
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// The number of the org's last event before `t` (0: none kept).
+pub fn last_seq_before(
+    conn: &mut DbConnection,
+    org_id: &str,
+    t: NaiveDateTime,
+) -> Result<i64, StoreError> {
+    let seq: Option<i64> = events::table
+        .filter(events::org_id.eq(org_id))
+        .filter(events::occurred_at.lt(t))
+        .select(diesel::dsl::max(events::seq))
+        .first(conn)?;
+    Ok(seq.unwrap_or(0))
+}
+
+/// One event, while it is kept.
+pub fn find(
+    conn: &mut DbConnection,
+    org_id: &str,
+    seq: i64,
+) -> Result<Option<EventRow>, StoreError> {
+    Ok(events::table
+        .filter(events::org_id.eq(org_id))
+        .filter(events::seq.eq(seq))
+        .select(EventRow::as_select())
+        .first(conn)
+        .optional()?)
 }
 
 /// The org's events after `after` (an event number), in order.

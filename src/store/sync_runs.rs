@@ -212,7 +212,7 @@ pub fn finish_run(conn: &mut DbConnection, run: &SyncRunRow) -> Result<(), Store
             vec![super::events::NewEvent {
                 event_type: "sync_run.finished",
                 connection_id: Some(run.connection_id.clone()),
-                data,
+                data: data.to_string(),
             }],
         )?;
         Ok(())

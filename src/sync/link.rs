@@ -12,10 +12,8 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use serde_json::Value;
-
 use crate::ids;
-use crate::store::events::{Cause, NewEvent};
+use crate::store::events::{person_event, Cause, NewEvent};
 use crate::store::people as queries;
 use crate::store::{DbConnection, StoreError};
 
@@ -109,54 +107,37 @@ pub struct PersonChanges {
 impl PersonChanges {
     /// Their events, in this order: created, merged, split, deleted.
     pub fn events(&self, cause: &Cause) -> Vec<NewEvent> {
-        let id = |p: &u128| Value::from(id_of(ids::PERSON, *p));
-        let ids = |ps: &[u128]| Value::from(ps.iter().map(id).collect::<Vec<_>>());
+        let id = |p: &u128| id_of(ids::PERSON, *p);
+        let ids = |ps: &[u128]| ps.iter().map(id).collect::<Vec<_>>();
         let mut out = Vec::new();
         for p in &self.created {
-            out.push(person_event(
-                "person.created",
-                [("person_id", id(p))],
-                cause,
-            ));
+            out.push(person_event("person.created", &id(p), None, None, cause));
         }
         for (kept, absorbed) in &self.merged {
+            let absorbed = ids(absorbed);
             out.push(person_event(
                 "person.merged",
-                [
-                    ("person_id", id(kept)),
-                    ("merged_person_ids", ids(absorbed)),
-                ],
+                &id(kept),
+                Some(&absorbed),
+                None,
                 cause,
             ));
         }
         for (person, into) in &self.split {
+            let into = ids(into);
             out.push(person_event(
                 "person.split",
-                [("person_id", id(person)), ("into_person_ids", ids(into))],
+                &id(person),
+                None,
+                Some(&into),
                 cause,
             ));
         }
         for p in &self.removed {
-            out.push(person_event(
-                "person.deleted",
-                [("person_id", Value::from(p.as_str()))],
-                cause,
-            ));
+            out.push(person_event("person.deleted", p, None, None, cause));
         }
         out
     }
-}
-
-fn person_event<const N: usize>(
-    event_type: &'static str,
-    fields: [(&str, Value); N],
-    cause: &Cause,
-) -> NewEvent {
-    let data = fields
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-    crate::store::events::person_event(event_type, data, cause)
 }
 
 /// `ctc_…`/`per_…` ids are a prefix and a ULID: 16 bytes instead of a string.
