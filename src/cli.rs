@@ -58,6 +58,12 @@ pub async fn serve(settings: Settings, demo: bool) -> Result<(), String> {
     };
     #[cfg(not(feature = "sim"))]
     let _ = demo;
+    let mut settings = settings;
+    if demo {
+        // The demo's receivers are on this machine (see the README's webhook example).
+        settings.webhook_allow_http = true;
+        settings.webhook_allow_private_targets = true;
+    }
     let app = Application::build(settings.clone())
         .await
         .map_err(|e| e.to_string())?;

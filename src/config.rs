@@ -179,6 +179,38 @@ mod precedence {
     }
 }
 
+/// `5000,300000`: milliseconds, comma-separated.
+mod millis_list {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<u64>, D::Error> {
+        let raw = String::deserialize(de)?;
+        raw.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<u64>().map_err(|_| {
+                    serde::de::Error::custom(format!("`{s}` is not a whole number of milliseconds"))
+                })
+            })
+            .collect()
+    }
+
+    pub fn serialize<S: Serializer>(list: &[u64], s: S) -> Result<S::Ok, S::Error> {
+        let parts: Vec<String> = list.iter().map(u64::to_string).collect();
+        s.serialize_str(&parts.join(","))
+    }
+}
+
+fn valid_retry_schedule(list: &[u64]) -> Result<(), ValidationError> {
+    if list.iter().all(|ms| (1..=7 * 24 * 3_600_000).contains(ms)) {
+        Ok(())
+    } else {
+        Err(ValidationError::new("webhook_retry_schedule_ms")
+            .with_message("each wait must be from 1 ms to 7 days".into()))
+    }
+}
+
 fn valid_log_filter(filter: &str) -> Result<(), ValidationError> {
     tracing_subscriber::EnvFilter::try_new(filter)
         .map(|_| ())
@@ -294,6 +326,32 @@ pub struct Settings {
     #[default(30)]
     #[validate(range(min = 1, max = 3650))]
     pub event_retention_days: u32,
+    /// How often this process looks for webhook deliveries due; `0`: it
+    /// delivers none (another replica does).
+    #[default(1_000)]
+    #[validate(range(min = 0, max = 3_600_000))]
+    pub webhook_poll_ms: u64,
+    /// The waits before each retry of a failed webhook delivery, in
+    /// milliseconds, comma-separated; when spent the event is given up (recorded
+    /// `failed`) and the next one goes.
+    #[default(vec![5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000])]
+    #[serde(with = "millis_list")]
+    #[validate(length(min = 1, max = 20), custom(function = "valid_retry_schedule"))]
+    pub webhook_retry_schedule_ms: Vec<u64>,
+    /// A webhook endpoint failing this long (no 2xx) is disabled.
+    #[default(5 * 24 * 3600)]
+    #[validate(range(min = 1, max = 31_536_000))]
+    pub webhook_disable_after_seconds: u64,
+    /// Webhook endpoints this process delivers to at once.
+    #[default(16)]
+    #[validate(range(min = 1, max = 1_000))]
+    pub webhook_concurrency: u32,
+    /// Allow plain `http` webhook URLs (default: `https` only).
+    pub webhook_allow_http: bool,
+    /// Allow webhook URLs on loopback, private and link-local addresses (tests,
+    /// the demo, a receiver inside your network). Cloud metadata addresses are
+    /// refused whatever this says.
+    pub webhook_allow_private_targets: bool,
     /// Hours an `Idempotency-Key` and its answer are kept for replay.
     #[default(24)]
     #[validate(range(min = 1, max = 720))]

@@ -7,6 +7,8 @@ pub const CONNECTION: &str = "con";
 pub const CONTACT: &str = "ctc";
 pub const SYNC_RUN: &str = "run";
 pub const PERSON: &str = "per";
+pub const WEBHOOK: &str = "whk";
+pub const DELIVERY: &str = "dlv";
 
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", ulid::Ulid::new().to_string().to_lowercase())

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 #[cfg(feature = "sim")]
+pub mod delivery;
 pub mod demo;
 pub mod error;
 pub mod http;

@@ -70,6 +70,23 @@ impl Application {
                 },
             ));
         }
+        if s.webhook_poll_ms > 0 {
+            let worker = std::sync::Arc::new(crate::delivery::Worker::new(
+                state.store.clone(),
+                crate::delivery::DeliveryConfig {
+                    poll: Duration::from_millis(s.webhook_poll_ms),
+                    retry_schedule: s
+                        .webhook_retry_schedule_ms
+                        .iter()
+                        .map(|ms| Duration::from_millis(*ms))
+                        .collect(),
+                    disable_after: Duration::from_secs(s.webhook_disable_after_seconds),
+                    concurrency: s.webhook_concurrency as usize,
+                    policy: crate::service::webhooks::policy(&state),
+                },
+            ));
+            state.runner.tasks().spawn(|stop| worker.run(stop));
+        }
         // What the other replicas change, this one forgets.
         state
             .notices

@@ -12,6 +12,7 @@ pub mod health;
 pub mod people;
 pub mod providers;
 pub mod sync_runs;
+pub mod webhooks;
 
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -53,6 +54,15 @@ use crate::error::{ApiError, ErrorCode};
         sync_runs::trigger_sync,
         sync_runs::list_sync_runs,
         sync_runs::get_sync_run,
+        webhooks::create_webhook,
+        webhooks::list_webhooks,
+        webhooks::get_webhook,
+        webhooks::update_webhook,
+        webhooks::delete_webhook,
+        webhooks::rotate_secret,
+        webhooks::list_deliveries,
+        webhooks::replay_delivery,
+        webhooks::recover,
     ),
     components(schemas(crate::error::ErrorBody, crate::service::api_keys::Scope)),
     modifiers(&BearerAuth),
@@ -60,6 +70,7 @@ use crate::error::{ApiError, ErrorCode};
         (name = "contacts", description = "Canonical contacts and people across providers (scope `contacts:read`)"),
         (name = "admin", description = "Connections and API keys (scope `admin`)"),
         (name = "sync", description = "Reconciliation runs: start one, read the history (scope `admin`)"),
+        (name = "webhooks", description = "Signed webhooks of the change feed's events, their delivery log, replay and recovery (scope `admin`)"),
         (name = "operations", description = "Health and readiness probes"),
     )
 )]
@@ -152,6 +163,33 @@ pub fn configure(cfg: &mut web::ServiceConfig, openapi: utoipa::openapi::OpenApi
                 .service(
                     web::resource("/api-keys/{id}")
                         .route(web::delete().to(api_keys::delete_api_key)),
+                )
+                .service(
+                    web::resource("/webhooks")
+                        .route(web::post().to(webhooks::create_webhook))
+                        .route(web::get().to(webhooks::list_webhooks)),
+                )
+                .service(
+                    web::resource("/webhooks/{id}")
+                        .route(web::get().to(webhooks::get_webhook))
+                        .route(web::patch().to(webhooks::update_webhook))
+                        .route(web::delete().to(webhooks::delete_webhook)),
+                )
+                .service(
+                    web::resource("/webhooks/{id}/rotate-secret")
+                        .route(web::post().to(webhooks::rotate_secret)),
+                )
+                .service(
+                    web::resource("/webhooks/{id}/deliveries")
+                        .route(web::get().to(webhooks::list_deliveries)),
+                )
+                .service(
+                    web::resource("/webhooks/{id}/deliveries/{delivery_id}/replay")
+                        .route(web::post().to(webhooks::replay_delivery)),
+                )
+                .service(
+                    web::resource("/webhooks/{id}/recover")
+                        .route(web::post().to(webhooks::recover)),
                 ),
         );
 }

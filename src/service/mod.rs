@@ -14,3 +14,4 @@ pub mod events;
 pub mod health;
 pub mod people;
 pub mod sync_runs;
+pub mod webhooks;

@@ -293,7 +293,9 @@ fn set_credentials(conn: &mut DbConnection, id: &str, sealed: &str) -> Result<()
 
 /// The key ids the stored credentials are sealed with.
 pub fn sealed_key_ids(conn: &mut DbConnection) -> Result<Vec<String>, StoreError> {
-    let mut ids: Vec<String> = stored_credentials(conn)?
+    let mut stored = stored_credentials(conn)?;
+    stored.extend(super::webhooks::stored_secrets(conn)?);
+    let mut ids: Vec<String> = stored
         .iter()
         .filter_map(|(_, c)| Sealer::sealed_with(c).map(str::to_string))
         .collect();
@@ -320,6 +322,10 @@ pub fn seal_plain_rows(conn: &mut DbConnection, sealer: &Sealer) -> Result<usize
                 sealed += 1;
             }
         }
+        // Webhook secrets are sealed from the start: they must open too.
+        for (id, stored) in super::webhooks::stored_secrets(conn)? {
+            sealer.open(&id, &stored)?;
+        }
         Ok(sealed)
     })
 }
@@ -340,6 +346,11 @@ pub fn reseal_all(
                 stored.clone()
             };
             set_credentials(conn, id, &new.seal(id, &plain))?;
+        }
+        let secrets = super::webhooks::stored_secrets(conn)?;
+        for (id, stored) in &secrets {
+            let plain = old.open(id, stored)?;
+            super::webhooks::set_secrets(conn, id, &new.seal(id, &plain))?;
         }
         Ok(rows.len())
     })

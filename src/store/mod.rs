@@ -13,6 +13,7 @@ pub mod orgs;
 pub mod people;
 pub mod schema;
 pub mod sync_runs;
+pub mod webhooks;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

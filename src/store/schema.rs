@@ -165,6 +165,45 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhook_endpoints (id) {
+        id -> Text,
+        org_id -> Text,
+        url -> Text,
+        event_types -> Text,
+        enabled -> Bool,
+        description -> Nullable<Text>,
+        secrets -> Text,
+        cursor_seq -> BigInt,
+        attempts -> Integer,
+        next_attempt_at -> Nullable<Timestamp>,
+        failing_since -> Nullable<Timestamp>,
+        disabled_reason -> Nullable<Text>,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Text,
+        org_id -> Text,
+        endpoint_id -> Text,
+        event_seq -> BigInt,
+        event_type -> Text,
+        status -> Text,
+        attempts -> Integer,
+        last_status_code -> Nullable<Integer>,
+        last_error -> Nullable<Text>,
+        last_latency_ms -> Nullable<BigInt>,
+        next_attempt_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     orgs,
     api_keys,
@@ -178,5 +217,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     audit_events,
     events,
-    event_counters
+    event_counters,
+    webhook_endpoints,
+    webhook_deliveries
 );

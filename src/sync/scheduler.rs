@@ -132,7 +132,11 @@ pub async fn run_scheduler(runner: Runner, schedule: Schedule) {
             }
             let before = now - chrono::Duration::days(i64::from(schedule.event_retention_days));
             match store
-                .write(move |conn| crate::store::events::prune(conn, before, PRUNE_BATCH))
+                .write(move |conn| {
+                    // Events, and the deliveries of those times (the log goes with the feed).
+                    Ok(crate::store::events::prune(conn, before, PRUNE_BATCH)?
+                        + crate::store::webhooks::prune_deliveries(conn, before, PRUNE_BATCH)?)
+                })
                 .await
             {
                 Ok(0) => {}

@@ -41,6 +41,21 @@ impl Backend {
     }
 }
 
+/// Held by the tests that run several `unicontacts serve` processes and
+/// measure them (quota use, timings): on two cores, two such tests at once
+/// starve each other's processes, and so do the many in-process tests around
+/// them: such a test holds this lock for writing (alone), every database test
+/// for reading.
+static PROCESSES: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+pub async fn processes_alone() -> tokio::sync::RwLockWriteGuard<'static, ()> {
+    PROCESSES.write().await
+}
+
+pub async fn alongside_others() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    PROCESSES.read().await
+}
+
 /// Runs each named `async fn(Backend)` as two tests: `sqlite::name` and `postgres::name`.
 #[macro_export]
 macro_rules! db_tests {
@@ -49,6 +64,7 @@ macro_rules! db_tests {
             $(
                 #[tokio::test]
                 async fn $name() {
+                    let _shared = $crate::helpers::alongside_others().await;
                     super::$name($crate::helpers::Backend::Sqlite).await;
                 }
             )+
@@ -58,6 +74,7 @@ macro_rules! db_tests {
                 #[tokio::test]
                 async fn $name() {
                     if let Some(backend) = $crate::helpers::Backend::postgres() {
+                        let _shared = $crate::helpers::alongside_others().await;
                         super::$name(backend).await;
                     }
                 }

@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["page"],
     &["error"],
     &["state"],
-    &["sync"],
+    &["sync", "delivery"],
     &["notices", "providers", "tasks"],
     &["cache", "limits", "redis"],
     &["store"],

@@ -21,4 +21,5 @@ mod replicas;
 mod schema;
 mod secrets;
 mod sync;
+mod webhooks;
 mod writes;

@@ -26,7 +26,7 @@ fn redis_url() -> String {
 }
 
 /// One `unicontacts serve` child; killed when dropped.
-struct Replica {
+pub struct Replica {
     child: Option<Child>,
     base: String,
     pid: u32,
@@ -34,7 +34,7 @@ struct Replica {
 
 impl Replica {
     /// `redis`: the shared Redis, or "" for none.
-    fn start(db: &TestDb, redis: &str, env: &[(&str, &str)]) -> Replica {
+    pub fn start(db: &TestDb, redis: &str, env: &[(&str, &str)]) -> Replica {
         let url = match &db.url {
             unicontacts::config::DatabaseUrl::Postgres(u) => u.clone(),
             unicontacts::config::DatabaseUrl::Sqlite(p) => p.display().to_string(),
@@ -92,7 +92,7 @@ impl Replica {
         format!("{}{}", self.base, path)
     }
 
-    fn kill(&mut self) {
+    pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -324,6 +324,7 @@ fn use_of_the_quota(sim: &periskope::sim::PeriskopeSim, limit: u32) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_share_one_upstream_quota_and_tell_each_other_what_changed() {
+    let _alone = crate::helpers::processes_alone().await;
     let Some((db, _store, admin, sim)) = setup(1000, 5).await else {
         return;
     };
@@ -374,6 +375,7 @@ async fn three_replicas_share_one_upstream_quota_and_tell_each_other_what_change
 /// Without Redis, replicas on one PostgreSQL still hear of a revoked key (LISTEN/NOTIFY).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_redis_a_revoked_key_is_refused_by_every_replica_within_a_second() {
+    let _alone = crate::helpers::processes_alone().await;
     let Some((db, _store, admin, _sim)) = setup(10, 5).await else {
         return;
     };
@@ -383,6 +385,7 @@ async fn without_redis_a_revoked_key_is_refused_by_every_replica_within_a_second
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_keys_inbound_quota_is_one_across_replicas() {
+    let _alone = crate::helpers::processes_alone().await;
     let Some((db, _store, admin, _sim)) = setup(10, 5).await else {
         return;
     };
@@ -417,13 +420,14 @@ async fn an_api_keys_inbound_quota_is_one_across_replicas() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_replicas_run_is_taken_over_and_schedulers_never_overlap() {
+    let _alone = crate::helpers::processes_alone().await;
     let Some((db, store, admin, sim)) = setup(1000, 5).await else {
         return;
     };
     let redis = redis_url();
     let env = [
         ("UNICONTACTS_SCHEDULER_TICK_MS", "200"),
-        ("UNICONTACTS_SYNC_LEASE_SECONDS", "2"),
+        ("UNICONTACTS_SYNC_LEASE_SECONDS", "5"),
     ];
     let mut replicas: Vec<Replica> = (0..3).map(|_| Replica::start(&db, &redis, &env)).collect();
     let connection = create_connection(&replicas[0], &admin, &sim).await;
@@ -533,6 +537,7 @@ impl Drop for OwnRedis {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_going_away_mid_run_costs_no_errors() {
+    let _alone = crate::helpers::processes_alone().await;
     let Some((db, _store, admin, sim)) = setup(1000, 5).await else {
         return;
     };
