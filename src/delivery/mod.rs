@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 use crate::ids;
 use crate::secrets::Sealer;
 use crate::store::events::{self as events, EventRow};
+use crate::store::models::DeliveryStatus;
 use crate::store::webhooks::{self as queries, EndpointProgress, EndpointRow};
 use crate::store::{Store, StoreError};
 use crate::tasks::CancellationToken;
@@ -419,19 +420,19 @@ impl Worker {
         let status;
         let mut next_attempt_at = None;
         if outcome.delivered() {
-            status = "delivered";
+            status = DeliveryStatus::Delivered;
             progress.cursor_seq = event.seq;
             progress.attempts = 0;
             progress.failing_since = None;
         } else if outcome.gone() {
-            status = "failed";
+            status = DeliveryStatus::Failed;
             progress.disabled_reason = Some("the endpoint answered 410 Gone".into());
         } else {
             let failing_since = *progress.failing_since.get_or_insert(now);
             progress.attempts += 1;
             let failed_for = (now - failing_since).to_std().unwrap_or_default();
             if failed_for >= self.config.disable_after {
-                status = "failed";
+                status = DeliveryStatus::Failed;
                 progress.disabled_reason = Some(format!(
                     "failing since {} ({} attempts at the last event)",
                     ids::rfc3339(failing_since),
@@ -443,13 +444,13 @@ impl Worker {
                 .get(progress.attempts as usize - 1)
                 .copied()
             {
-                status = "pending";
+                status = DeliveryStatus::Pending;
                 let wait = outcome.retry_after.unwrap_or(wait);
                 next_attempt_at = Some(now + chrono_of(wait));
                 progress.next_attempt_at = next_attempt_at;
             } else {
                 // Retries spent: given up, and the next event goes.
-                status = "failed";
+                status = DeliveryStatus::Failed;
                 progress.cursor_seq = event.seq;
                 progress.attempts = 0;
             }
@@ -489,7 +490,7 @@ impl Worker {
         if let Some(reason) = &progress.disabled_reason {
             tracing::warn!(webhook = %ep.id, reason = %reason, "webhook endpoint disabled");
         }
-        let go_on = status != "pending" && progress.disabled_reason.is_none();
+        let go_on = status != DeliveryStatus::Pending && progress.disabled_reason.is_none();
         ep.cursor_seq = progress.cursor_seq;
         ep.attempts = progress.attempts;
         ep.failing_since = progress.failing_since;

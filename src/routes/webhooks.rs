@@ -1,7 +1,7 @@
 //! `/v1/admin/webhooks`: where the org's events are POSTed, their delivery log,
 //! replay and recovery.
 
-use actix_web::{http::header, web, HttpRequest, HttpResponse};
+use actix_web::{http::header, web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use validator::Validate;
@@ -17,14 +17,22 @@ use crate::service::webhooks::{
     WebhookView, WebhookWithSecret,
 };
 use crate::state::State;
+use crate::store::models::DeliveryStatus;
 use crate::store::webhooks::EndpointRow;
 
 fn view(state: &State, row: &EndpointRow) -> Result<WebhookView, ApiError> {
     service::view(row, &*state.store.sealer()?)
 }
 
-fn with_secret(state: &State, row: &EndpointRow, secret: String) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok()
+/// `response` with the endpoint and its secret, never stored by a cache (nor
+/// kept for an `Idempotency-Key` replay).
+fn with_secret(
+    state: &State,
+    row: &EndpointRow,
+    secret: String,
+    mut response: HttpResponseBuilder,
+) -> Result<HttpResponse, ApiError> {
+    Ok(response
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(WebhookWithSecret {
             webhook: view(state, row)?,
@@ -51,14 +59,9 @@ pub async fn create_webhook(
     let body: CreateWebhook = read_json(&req, body).await?;
     let (row, secret) = service::create(&state, &admin.0.org_id, body).await?;
     audit::note(&req, [row.id.clone()], None);
-    let mut response = with_secret(&state, &row, secret)?;
-    *response.status_mut() = actix_web::http::StatusCode::CREATED;
-    response.headers_mut().insert(
-        header::LOCATION,
-        header::HeaderValue::from_str(&format!("/v1/admin/webhooks/{}", row.id))
-            .map_err(ApiError::internal)?,
-    );
-    Ok(response)
+    let mut created = HttpResponse::Created();
+    created.insert_header((header::LOCATION, format!("/v1/admin/webhooks/{}", row.id)));
+    with_secret(&state, &row, secret, created)
 }
 
 /// The org's webhook endpoints, oldest first.
@@ -147,7 +150,7 @@ pub async fn rotate_secret(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let (row, secret) = service::rotate_secret(&state, &admin.0.org_id, &path).await?;
-    with_secret(&state, &row, secret)
+    with_secret(&state, &row, secret, HttpResponse::Ok())
 }
 
 /// No filters but the page's.
@@ -160,8 +163,7 @@ pub struct NoFilters {}
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct DeliveryFilters {
-    /// `pending`, `delivered` or `failed`.
-    pub status: Option<String>,
+    pub status: Option<DeliveryStatus>,
 }
 
 /// The endpoint's deliveries, newest first: attempts, the last status code,

@@ -19,6 +19,7 @@ use crate::secrets::Sealer;
 use crate::service::events::TYPES;
 use crate::state::State;
 use crate::store::events as event_queries;
+use crate::store::models::DeliveryStatus;
 use crate::store::webhooks::{self as queries, DeliveryRow, EndpointRow};
 use crate::store::StoreError;
 
@@ -108,9 +109,7 @@ pub struct DeliveryView {
     /// The event (also the `webhook-id` header).
     pub event_id: String,
     pub event_type: String,
-    /// `pending` (to be retried at `next_attempt_at`), `delivered`, or `failed`
-    /// (given up: retries spent, 410 Gone, or the endpoint disabled).
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i32,
     /// The endpoint's last answer; null when it could not be reached.
     pub last_status_code: Option<i32>,
@@ -131,7 +130,7 @@ impl From<&DeliveryRow> for DeliveryView {
             id: r.id.clone(),
             event_id: event_queries::event_id(r.event_seq),
             event_type: r.event_type.clone(),
-            status: r.status.clone(),
+            status: r.status,
             attempts: r.attempts,
             last_status_code: r.last_status_code,
             last_error: r.last_error.clone(),
@@ -436,17 +435,9 @@ pub async fn list_deliveries(
     state: &State,
     org_id: &str,
     id: &str,
-    status: Option<String>,
+    status: Option<DeliveryStatus>,
     page: PageRequest,
 ) -> Result<Page<DeliveryRow>, ApiError> {
-    if let Some(s) = &status {
-        if !["pending", "delivered", "failed"].contains(&s.as_str()) {
-            return Err(FieldErrors::single(
-                "status",
-                "must be one of pending, delivered, failed",
-            ));
-        }
-    }
     let endpoint = get(state, org_id, id).await?;
     let fetch = page.fetch();
     let after = page.after.clone();
@@ -457,7 +448,7 @@ pub async fn list_deliveries(
                 conn,
                 &endpoint.org_id,
                 &endpoint.id,
-                status.as_deref(),
+                status,
                 after.as_deref(),
                 fetch,
             )
@@ -505,11 +496,10 @@ pub async fn replay(
         .send(&endpoint.url, &secrets.signing(ids::now()), &event)
         .await;
     let status = if outcome.delivered() {
-        "delivered"
+        DeliveryStatus::Delivered
     } else {
-        delivery.status.as_str()
+        delivery.status
     };
-    let status = status.to_string();
     let saved = state
         .store
         .write(move |conn| {
@@ -519,7 +509,7 @@ pub async fn replay(
                 &endpoint,
                 event.seq,
                 &event.event_type,
-                &status,
+                status,
                 outcome.code,
                 outcome.error.as_deref(),
                 outcome.latency_ms,

@@ -158,6 +158,23 @@ text_enum!(RunStatus {
     Partial => "partial",
 });
 
+/// Where one event's delivery to a webhook endpoint stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// To be tried again at `next_attempt_at`.
+    Pending,
+    Delivered,
+    /// Given up: retries spent, 410 Gone, or the endpoint disabled.
+    Failed,
+}
+
+text_enum!(DeliveryStatus {
+    Pending => "pending",
+    Delivered => "delivered",
+    Failed => "failed",
+});
+
 text_enum!(Trigger {
     Schedule => "schedule",
     Api => "api",

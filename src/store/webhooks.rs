@@ -8,14 +8,14 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::models::DeliveryStatus;
 use super::schema::{
     event_counters, webhook_deliveries as deliveries, webhook_endpoints as endpoints,
 };
 use super::{DbConnection, StoreError};
 
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable, AsChangeset)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = endpoints)]
-#[diesel(treat_none_as_null = true)]
 pub struct EndpointRow {
     pub id: String,
     pub org_id: String,
@@ -50,17 +50,16 @@ impl EndpointRow {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable, AsChangeset)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = deliveries)]
-#[diesel(treat_none_as_null = true)]
 pub struct DeliveryRow {
     pub id: String,
     pub org_id: String,
     pub endpoint_id: String,
     pub event_seq: i64,
     pub event_type: String,
-    /// pending | delivered | failed
-    pub status: String,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    pub status: DeliveryStatus,
     pub attempts: i32,
     pub last_status_code: Option<i32>,
     pub last_error: Option<String>,
@@ -345,7 +344,7 @@ pub fn record_attempt(
     endpoint: &EndpointRow,
     seq: i64,
     event_type: &str,
-    status: &str,
+    status: DeliveryStatus,
     code: Option<i32>,
     error: Option<&str>,
     latency_ms: i64,
@@ -367,7 +366,7 @@ pub fn record_attempt(
         endpoint_id: endpoint.id.clone(),
         event_seq: seq,
         event_type: event_type.to_string(),
-        status: status.to_string(),
+        status,
         attempts: found.as_ref().map(|f| f.attempts).unwrap_or(0) + 1,
         last_status_code: code,
         last_error: error.map(str::to_string),
@@ -378,11 +377,19 @@ pub fn record_attempt(
     };
     if found.is_some() {
         diesel::update(deliveries::table.filter(deliveries::id.eq(&row.id)))
-            .set(&row)
+            .set((
+                deliveries::status.eq(row.status.as_str()),
+                deliveries::attempts.eq(row.attempts),
+                deliveries::last_status_code.eq(row.last_status_code),
+                deliveries::last_error.eq(&row.last_error),
+                deliveries::last_latency_ms.eq(row.last_latency_ms),
+                deliveries::next_attempt_at.eq(row.next_attempt_at),
+                deliveries::updated_at.eq(row.updated_at),
+            ))
             .execute(conn)?;
     } else {
         diesel::insert_into(deliveries::table)
-            .values(&row)
+            .values(row.clone())
             .execute(conn)?;
     }
     Ok(row)
@@ -393,7 +400,7 @@ pub fn list_deliveries(
     conn: &mut DbConnection,
     org_id: &str,
     endpoint_id: &str,
-    status: Option<&str>,
+    status: Option<DeliveryStatus>,
     before: Option<&str>,
     limit: i64,
 ) -> Result<Vec<DeliveryRow>, StoreError> {
@@ -405,7 +412,7 @@ pub fn list_deliveries(
         .limit(limit)
         .into_boxed();
     if let Some(s) = status {
-        query = query.filter(deliveries::status.eq(s.to_string()));
+        query = query.filter(deliveries::status.eq(s.as_str()));
     }
     if let Some(b) = before {
         query = query.filter(deliveries::id.lt(b.to_string()));
@@ -436,7 +443,7 @@ pub fn prune_deliveries(
 ) -> Result<usize, StoreError> {
     let old: Vec<String> = deliveries::table
         .filter(deliveries::updated_at.lt(before))
-        .filter(deliveries::status.ne("pending"))
+        .filter(deliveries::status.ne(DeliveryStatus::Pending.as_str()))
         .select(deliveries::id)
         .limit(batch)
         .load(conn)?;

@@ -241,6 +241,23 @@ async fn endpoint(app: &TestApp, id: &str) -> Value {
         .expect("json")
 }
 
+/// The endpoint once `done` holds for it (asked every 10 ms, for up to 20 s):
+/// the worker's progress is not an event the test can await otherwise.
+async fn endpoint_once(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = endpoint(app, id).await;
+        if done(&state) {
+            return state;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the endpoint never got there: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Every delivery of an endpoint (newest first).
 async fn deliveries(app: &TestApp, id: &str, query: &str) -> Vec<Value> {
     let mut out = Vec::new();
@@ -375,15 +392,7 @@ async fn events_reach_the_endpoint_signed_and_in_feed_order(backend: Backend) {
     // The delivery log has each (once the last is recorded), delivered at the
     // first attempt.
     let last = events.last().expect("events")["id"].clone();
-    let mut state = endpoint(&app, &id).await;
-    for _ in 0..500 {
-        if state["last_event_id"] == last {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        state = endpoint(&app, &id).await;
-    }
-    assert_eq!(state["last_event_id"], last);
+    let state = endpoint_once(&app, &id, |s| s["last_event_id"] == last).await;
     let log = deliveries(&app, &id, "&status=delivered").await;
     assert_eq!(log.len(), events.len());
     assert!(log.iter().all(|d| d["attempts"] == 1
@@ -486,6 +495,20 @@ async fn a_receiver_that_was_down_gets_every_event_in_order(backend: Backend) {
         err["error"]["details"]["fields"]["since"].is_array(),
         "{err}"
     );
+    let err = assert_error(
+        send(app.get(
+            &format!("/v1/admin/webhooks/{id}/deliveries?status=lost"),
+            &app.admin_key,
+        ))
+        .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert!(
+        err["error"]["details"]["fields"]["status"].is_array(),
+        "{err}"
+    );
     assert_error(
         send(app.post(
             &format!("/v1/admin/webhooks/{id}/deliveries/dlv_nope/replay"),
@@ -520,15 +543,7 @@ async fn gone_or_failing_too_long_disables_the_endpoint(backend: Backend) {
 
     // 410: disabled at the first answer.
     gone.until(Duration::from_secs(30), |h| !h.is_empty()).await;
-    let mut state = endpoint(&app, &gid).await;
-    for _ in 0..500 {
-        if state["enabled"] == false {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        state = endpoint(&app, &gid).await;
-    }
-    assert_eq!(state["enabled"], false, "{state}");
+    let state = endpoint_once(&app, &gid, |s| s["enabled"] == false).await;
     assert!(
         state["disabled_reason"]
             .as_str()
@@ -541,15 +556,7 @@ async fn gone_or_failing_too_long_disables_the_endpoint(backend: Backend) {
     assert_eq!(log[0]["last_status_code"], 410);
 
     // 500 for more than the allowed second: disabled, with its failures on record.
-    let mut state = endpoint(&app, &fid).await;
-    for _ in 0..500 {
-        if state["enabled"] == false {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        state = endpoint(&app, &fid).await;
-    }
-    assert_eq!(state["enabled"], false, "{state}");
+    let state = endpoint_once(&app, &fid, |s| s["enabled"] == false).await;
     assert!(
         state["disabled_reason"]
             .as_str()
