@@ -144,6 +144,7 @@ async fn keys_create_prints_the_key_alone_on_the_last_line_and_it_works(backend:
         .await
         .expect("app");
     let url = format!("http://127.0.0.1:{}", app.port());
+    let _stop = crate::helpers::StopOnDrop::of(&app);
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::new();
     let res = send(

@@ -162,7 +162,28 @@ pub struct TestApp {
     /// An `admin` key of the test's own org.
     pub admin_key: String,
     pub org_id: String,
+    /// Its background work and that of the apps beside it, stopped when the test
+    /// ends (a server's notice listener is a thread of its own, which would
+    /// otherwise outlive the test and keep knocking at its dropped database).
+    /// Before `db`: fields drop in order, and the work stops before its database goes.
+    stops: std::sync::Mutex<Vec<StopOnDrop>>,
     pub db: TestDb,
+}
+
+/// Stops an app's background work (notice listener, scheduler, delivery, runs)
+/// when dropped.
+pub struct StopOnDrop(pub unicontacts::tasks::CancellationToken);
+
+impl StopOnDrop {
+    pub fn of(app: &Application) -> Self {
+        Self(app.state().runner.tasks().stop_token())
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
 }
 
 pub fn test_settings(db: &TestDb) -> Settings {
@@ -194,6 +215,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
     let app = Application::from_parts(settings, store.clone(), listener).expect("build app");
     let address = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();
+    let stop = StopOnDrop::of(&app);
     tokio::spawn(app.run_until_stopped());
     let mut test_app = TestApp {
         state,
@@ -205,6 +227,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
         store,
         admin_key: String::new(),
         org_id: String::new(),
+        stops: std::sync::Mutex::new(vec![stop]),
         db,
     };
     let (org_id, key) = test_app.create_key("test-org", &[Scope::Admin]).await;
@@ -224,6 +247,7 @@ impl TestApp {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let app = Application::from_parts(settings, store, listener).expect("build app");
         let address = format!("http://127.0.0.1:{}", app.port());
+        self.stops.lock().expect("stops").push(StopOnDrop::of(&app));
         tokio::spawn(app.run_until_stopped());
         address
     }
