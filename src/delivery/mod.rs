@@ -464,6 +464,9 @@ impl Worker {
             .store
             .write(move |conn| {
                 crate::store::in_transaction(conn, |conn| {
+                    // A commit lost to a database crash moves the cursor back one
+                    // event: that event is sent again, which at-least-once allows.
+                    crate::store::relax_commit(conn)?;
                     if !queries::save_progress(conn, &id, &owner, from, &saved, until)? {
                         return Ok(false);
                     }
