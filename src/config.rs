@@ -244,6 +244,15 @@ fn valid_secret_key(key: &SecretKey) -> Result<(), ValidationError> {
         .map_err(|e| ValidationError::new("secret_key").with_message(e.to_string().into()))
 }
 
+fn valid_metrics_token(token: &SecretKey) -> Result<(), ValidationError> {
+    let t = &token.0;
+    if t.len() < 16 || t.len() > 256 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ValidationError::new("metrics_token")
+            .with_message("must be 16 to 256 printable characters without spaces".into()));
+    }
+    Ok(())
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -352,6 +361,13 @@ pub struct Settings {
     /// the demo, a receiver inside your network). Cloud metadata addresses are
     /// refused whatever this says.
     pub webhook_allow_private_targets: bool,
+    /// A token `GET /metrics` then requires as `Authorization: Bearer <token>`;
+    /// unset, the figures are open to whoever reaches the listener.
+    #[validate(custom(function = "valid_metrics_token"))]
+    pub metrics_token: Option<SecretKey>,
+    /// Label upstream and sync figures by connection id too (a series per
+    /// connection: keep it off for many connections).
+    pub metrics_per_connection: bool,
     /// Hours an `Idempotency-Key` and its answer are kept for replay.
     #[default(24)]
     #[validate(range(min = 1, max = 720))]

@@ -12,6 +12,7 @@ pub mod error;
 pub mod http;
 pub mod ids;
 pub mod limits;
+pub mod metrics;
 pub mod notices;
 pub mod page;
 pub mod providers;

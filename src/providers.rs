@@ -102,6 +102,7 @@ fn interactive_upstream(c: &Connection, deadline: Duration) -> UpstreamConfig {
         priority: Priority::Interactive,
         deadline: Some(deadline),
         rate_limit_per_second: c.settings.rate_limit_per_second,
+        connection_id: Some(c.id.clone()),
     }
 }
 
@@ -118,6 +119,7 @@ fn sync_upstream(c: &Connection) -> UpstreamConfig {
         priority: Priority::Background,
         deadline: None,
         rate_limit_per_second: c.settings.rate_limit_per_second,
+        connection_id: Some(c.id.clone()),
     }
 }
 

@@ -57,6 +57,7 @@ impl Application {
         listener: TcpListener,
     ) -> Result<Self, StartupError> {
         let port = listener.local_addr().map_err(StartupError::Server)?.port();
+        crate::metrics::init(settings.metrics_per_connection);
         let state = web::Data::new(State::new(settings, store));
         let s = &state.settings;
         if s.scheduler_tick_ms > 0 {

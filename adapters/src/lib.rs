@@ -7,6 +7,7 @@ pub mod canonical;
 pub mod capabilities;
 pub mod error;
 pub mod gateway;
+pub mod metrics;
 pub mod periskope;
 pub mod phone;
 pub mod quota;

@@ -19,8 +19,9 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::Method;
 
 use crate::error::AdapterError;
+use crate::metrics::{self, MetricLabels};
 pub use crate::quota::retry_after;
-use crate::quota::{Priority, Quota};
+use crate::quota::{Observation, Priority, Quota};
 
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
@@ -39,6 +40,8 @@ pub struct UpstreamConfig {
     pub deadline: Option<Duration>,
     /// Starting quota of a client that is not given a shared one.
     pub rate_limit_per_second: u32,
+    /// The connection calling, for figures kept per connection.
+    pub connection_id: Option<String>,
 }
 
 impl Default for UpstreamConfig {
@@ -52,6 +55,7 @@ impl Default for UpstreamConfig {
             priority: Priority::Background,
             deadline: None,
             rate_limit_per_second: 10,
+            connection_id: None,
         }
     }
 }
@@ -88,6 +92,8 @@ pub struct UpstreamRequest {
     pub body: Option<serde_json::Value>,
     /// Safe to send twice (GET, PUT-like); only these are retried after 5xx or timeouts.
     pub idempotent: bool,
+    /// What the call does (`list_contacts`), the `operation` of its figures.
+    pub operation: &'static str,
 }
 
 impl UpstreamRequest {
@@ -99,6 +105,7 @@ impl UpstreamRequest {
             headers: Vec::new(),
             body: None,
             idempotent: true,
+            operation: "get",
         }
     }
 
@@ -110,7 +117,14 @@ impl UpstreamRequest {
             query: Vec::new(),
             headers: Vec::new(),
             body: Some(body),
+            operation: "write",
         }
+    }
+
+    /// Names what the call does in the figures (`get_contact`, `list_contacts`).
+    pub fn operation(mut self, operation: &'static str) -> Self {
+        self.operation = operation;
+        self
     }
 
     pub fn query(mut self, key: &str, value: impl ToString) -> Self {
@@ -140,6 +154,7 @@ pub struct Upstream {
     config: Arc<UpstreamConfig>,
     quota: Arc<Quota>,
     counters: Arc<Counters>,
+    labels: Arc<MetricLabels>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -151,8 +166,9 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    /// A client of `base_url` that asks `quota` before every send.
+    /// A client of `provider` at `base_url` that asks `quota` before every send.
     pub fn new(
+        provider: &'static str,
         base_url: &str,
         config: UpstreamConfig,
         quota: Arc<Quota>,
@@ -176,6 +192,10 @@ impl Upstream {
             http,
             base_url: base_url.trim_end_matches('/').to_string(),
             quota,
+            labels: Arc::new(MetricLabels {
+                provider,
+                connection_id: config.connection_id.clone(),
+            }),
             config: Arc::new(config),
             counters: Arc::new(Counters::default()),
         })
@@ -232,6 +252,16 @@ impl Upstream {
             self.counters
                 .waited_micros
                 .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
+            if !waited.is_zero() {
+                metrics::upstream()
+                    .quota_wait
+                    .with_label_values(
+                        &self
+                            .labels
+                            .values(&[self.labels.provider, self.config.priority.as_str()]),
+                    )
+                    .inc_by(waited.as_secs_f64());
+            }
             if sent_before {
                 self.counters.retries.fetch_add(1, Ordering::Relaxed);
             }
@@ -259,6 +289,7 @@ impl Upstream {
             }
             let last = attempt >= self.config.max_attempts;
             permit.sent();
+            let sent_at = Instant::now();
             let outcome = match builder.send().await {
                 Ok(res) => {
                     let status = res.status().as_u16();
@@ -289,13 +320,31 @@ impl Upstream {
                         let err = AdapterError::Unreachable {
                             message: e.to_string(),
                         };
-                        if retry_any && !last && self.pause(attempt, &left).await {
-                            continue;
+                        if retry_any && !last {
+                            self.record(req.operation, "unreachable", None, sent_at.elapsed());
+                            if self.pause(attempt, &left).await {
+                                continue;
+                            }
                         }
                         Err(err)
                     }
                 }
             };
+            let (result, answer) = match &outcome {
+                Ok((res, observed)) => (
+                    match res.status {
+                        200..=299 => "success",
+                        429 => "throttled",
+                        400..=499 => "client_error",
+                        500..=599 => "server_error",
+                        _ => "other",
+                    },
+                    Some((res.status, *observed)),
+                ),
+                Err(AdapterError::Timeout) => ("timeout", None),
+                Err(_) => ("unreachable", None),
+            };
+            self.record(req.operation, result, answer, sent_at.elapsed());
             match outcome {
                 Ok((res, observed)) if res.status == 429 => {
                     // The quota paused every caller already. A 429 was not processed,
@@ -330,6 +379,36 @@ impl Upstream {
                     }
                 }
                 Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The figures of one attempt.
+    fn record(
+        &self,
+        operation: &'static str,
+        result: &'static str,
+        answer: Option<(u16, Observation)>,
+        took: Duration,
+    ) {
+        let m = metrics::upstream();
+        let provider = self.labels.provider;
+        m.requests
+            .with_label_values(&self.labels.values(&[provider, operation, result]))
+            .inc();
+        m.duration
+            .with_label_values(&self.labels.values(&[provider, operation]))
+            .observe(took.as_secs_f64());
+        if let Some((status, observed)) = answer {
+            if status == 429 {
+                m.throttled
+                    .with_label_values(&self.labels.values(&[provider]))
+                    .inc();
+            }
+            if let Some(remaining) = observed.remaining {
+                m.quota_remaining
+                    .with_label_values(&self.labels.values(&[provider]))
+                    .set(remaining as f64);
             }
         }
     }
@@ -381,6 +460,7 @@ mod tests {
     #[test]
     fn backoff_grows_and_is_capped() {
         let up = Upstream::new(
+            "test",
             "http://127.0.0.1:1",
             UpstreamConfig {
                 backoff_base: Duration::from_millis(100),

@@ -35,6 +35,7 @@ fn fast() -> UpstreamConfig {
         priority: Priority::Interactive,
         deadline: Some(Duration::from_secs(5)),
         rate_limit_per_second: 1000,
+        connection_id: None,
     }
 }
 

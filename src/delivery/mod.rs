@@ -456,6 +456,11 @@ impl Worker {
             }
         }
         let (id, owner, from) = (ep.id.clone(), self.owner.clone(), ep.cursor_seq);
+        crate::metrics::delivery(match status {
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Pending => "retrying",
+            _ => "failed",
+        });
         let (endpoint, event_seq, event_type) = (ep.clone(), event.seq, event.event_type.clone());
         let outcome2 = outcome.clone();
         let saved = progress.clone();

@@ -63,6 +63,13 @@ pub async fn request_context(
         }
     }
     let status = res.status().as_u16();
+    let route = res.request().match_pattern();
+    crate::metrics::http_request(
+        &method,
+        route.as_deref().unwrap_or("unmatched"),
+        status,
+        started.elapsed(),
+    );
     span.in_scope(|| {
         tracing::info!(
             status,

@@ -30,6 +30,7 @@ use crate::error::{ApiError, ErrorCode};
     paths(
         health::healthz,
         health::readyz,
+        health::metrics,
         connections::create_connection,
         connections::list_connections,
         connections::get_connection,
@@ -98,6 +99,7 @@ impl Modify for BearerAuth {
 pub fn configure(cfg: &mut web::ServiceConfig, openapi: utoipa::openapi::OpenApi) {
     cfg.service(web::resource("/healthz").route(web::get().to(health::healthz)))
         .service(web::resource("/readyz").route(web::get().to(health::readyz)))
+        .service(web::resource("/metrics").route(web::get().to(health::metrics)))
         .service(web::resource("/docs").route(web::get().to(docs_redirect)))
         // Swagger UI with its assets vendored into the binary: the page works offline.
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi))

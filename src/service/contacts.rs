@@ -234,6 +234,11 @@ pub async fn read_live(
         }
         Err(e) => on_failure(state, &c, &key, &e).await?,
     };
+    crate::metrics::cache_request(match status {
+        CacheStatus::Hit => "hit",
+        CacheStatus::Miss => "miss",
+        CacheStatus::Stale => "stale",
+    });
     let contact = if include_remote_data {
         with_remote_data(state, &c, &key, &contact).await?
     } else {

@@ -352,6 +352,12 @@ impl Store {
     }
 
     /// A pooled connection, waiting at most the pool's timeout.
+    /// The pool's connections and how many of them are idle.
+    pub fn pool_state(&self) -> (u32, u32) {
+        let s = self.pool.state();
+        (s.connections, s.idle_connections)
+    }
+
     pub fn get(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
         self.pool
             .get()

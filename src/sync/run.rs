@@ -240,6 +240,7 @@ pub async fn execute(
     {
         tracing::error!(run_id = %run.id, error = %e, "could not record the end of a sync run");
     }
+    crate::metrics::sync_run(&run, c.provider.as_str(), started.elapsed());
     tracing::info!(
         run_id = %run.id, connection_id = %c.id, status = %run.status,
         created = run.created, updated = run.updated, unchanged = run.unchanged, deleted = run.deleted,

@@ -20,7 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["state"],
     &["sync", "delivery"],
     &["notices", "providers", "tasks"],
-    &["cache", "limits", "redis"],
+    &["cache", "limits", "metrics", "redis"],
     &["store"],
     &["telemetry", "config"],
     &["secrets", "ids"],

@@ -14,6 +14,7 @@ mod events;
 mod health;
 mod layers;
 mod live;
+mod metrics;
 mod openapi;
 mod people;
 mod quota;

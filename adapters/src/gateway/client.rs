@@ -54,7 +54,12 @@ impl GatewayClient {
                 AdapterError::InvalidInput("the Gateway needs a session".into())
             })?)?;
         Ok(Self {
-            upstream: Upstream::new(&config.base_url, config.upstream.clone(), config.quota())?,
+            upstream: Upstream::new(
+                "gateway",
+                &config.base_url,
+                config.upstream.clone(),
+                config.quota(),
+            )?,
             api_key: config.api_key,
             session,
             limit: MAX_PAGE,
@@ -90,16 +95,17 @@ impl Provider for GatewayClient {
             ))
         })?;
         let res = self
-            .call(UpstreamRequest::get(format!(
-                "/api/v1/sessions/{}/contacts/{lid}",
-                self.session
-            )))
+            .call(
+                UpstreamRequest::get(format!("/api/v1/sessions/{}/contacts/{lid}", self.session))
+                    .operation("get_contact"),
+            )
             .await?;
         map_detail(&lid, parse_json("Gateway contact detail", &res.body)?)
     }
 
     async fn list_contacts(&self, page: Option<&PageToken>) -> Result<ContactPage, AdapterError> {
         let mut req = UpstreamRequest::get(format!("/api/v1/sessions/{}/contacts", self.session))
+            .operation("list_contacts")
             .query("limit", self.limit);
         if let Some(cursor) = page {
             req = req.query("cursor", &cursor.0);

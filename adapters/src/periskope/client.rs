@@ -101,7 +101,12 @@ impl PeriskopeClient {
             AdapterError::InvalidInput("Periskope needs the connected phone (x-phone)".into())
         })?;
         Ok(Self {
-            upstream: Upstream::new(&config.base_url, config.upstream.clone(), config.quota())?,
+            upstream: Upstream::new(
+                "periskope",
+                &config.base_url,
+                config.upstream.clone(),
+                config.quota(),
+            )?,
             api_key: config.api_key,
             phone,
             page_size: MAX_PAGE,
@@ -137,7 +142,9 @@ impl PeriskopeClient {
             .collect::<Result<Vec<_>, _>>()?;
         let body = json!({"labels": labels.join(","), "contact_ids": ids});
         self.call(
-            UpstreamRequest::with_body(Method::PATCH, "/contacts/labels", body).idempotent(true),
+            UpstreamRequest::with_body(Method::PATCH, "/contacts/labels", body)
+                .idempotent(true)
+                .operation("update_labels"),
         )
         .await?;
         Ok(())
@@ -157,7 +164,7 @@ impl Provider for PeriskopeClient {
     async fn get_contact(&self, remote_id: &str) -> Result<ContactRecord, AdapterError> {
         let digits = contact_digits(remote_id)?;
         let res = self
-            .call(UpstreamRequest::get(format!("/contacts/{digits}")))
+            .call(UpstreamRequest::get(format!("/contacts/{digits}")).operation("get_contact"))
             .await?;
         map_contact_value(parse_json("Periskope contact", &res.body)?)
     }
@@ -171,6 +178,7 @@ impl Provider for PeriskopeClient {
         };
         // Always both: the default offset is documented as 0 and typed as 1.
         let req = UpstreamRequest::get("/contacts")
+            .operation("list_contacts")
             .query("offset", offset)
             .query("limit", self.page_size);
         let res = self.call(req).await?;
@@ -205,11 +213,10 @@ impl Provider for PeriskopeClient {
         };
         let body = serde_json::to_value(body).map_err(|e| AdapterError::decode(e.to_string()))?;
         let res = self
-            .call(UpstreamRequest::with_body(
-                Method::POST,
-                "/contacts/create",
-                body,
-            ))
+            .call(
+                UpstreamRequest::with_body(Method::POST, "/contacts/create", body)
+                    .operation("create_contact"),
+            )
             .await?;
         map_contact_value(parse_json("Periskope contact", &res.body)?)
     }
@@ -234,6 +241,7 @@ impl Provider for PeriskopeClient {
         let res = self
             .call(
                 UpstreamRequest::with_body(Method::PATCH, format!("/contacts/{digits}"), body)
+                    .operation("update_contact")
                     .idempotent(true),
             )
             .await?;

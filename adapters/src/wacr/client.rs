@@ -104,7 +104,12 @@ pub fn canonical_field(wacr: &str) -> &str {
 impl WacrClient {
     pub fn new(config: ConnectionConfig) -> Result<Self, AdapterError> {
         Ok(Self {
-            upstream: Upstream::new(&config.base_url, config.upstream.clone(), config.quota())?,
+            upstream: Upstream::new(
+                "wacr",
+                &config.base_url,
+                config.upstream.clone(),
+                config.quota(),
+            )?,
             api_key: config.api_key,
             default_region: config.default_country,
             per_page: MAX_PAGE,
@@ -128,7 +133,11 @@ impl WacrClient {
 
     async fn fetch(&self, id: i64) -> Result<ContactRecord, AdapterError> {
         let res = self
-            .call(UpstreamRequest::get(format!("/contacts/{id}")).query("include", INCLUDE))
+            .call(
+                UpstreamRequest::get(format!("/contacts/{id}"))
+                    .query("include", INCLUDE)
+                    .operation("get_contact"),
+            )
             .await?;
         self.map(unwrap_resource(parse_json("WA.cr contact", &res.body)?)?)
     }
@@ -156,6 +165,7 @@ impl Provider for WacrClient {
             })?,
         };
         let req = UpstreamRequest::get("/contacts")
+            .operation("list_contacts")
             .query("page", number)
             .query("per_page", self.per_page)
             .query("include", INCLUDE);
@@ -181,11 +191,10 @@ impl Provider for WacrClient {
 
     async fn create_contact(&self, input: &ContactInput) -> Result<ContactRecord, AdapterError> {
         let res = self
-            .call(UpstreamRequest::with_body(
-                Method::POST,
-                "/contacts",
-                body_of(input),
-            ))
+            .call(
+                UpstreamRequest::with_body(Method::POST, "/contacts", body_of(input))
+                    .operation("create_contact"),
+            )
             .await?;
         let created = unwrap_resource(parse_json("WA.cr contact", &res.body)?)?;
         // The answer carries the groups; ask again for source and status names too.
@@ -204,6 +213,7 @@ impl Provider for WacrClient {
         let id = contact_id(remote_id)?;
         self.call(
             UpstreamRequest::with_body(Method::PATCH, format!("/contacts/{id}"), body_of(input))
+                .operation("update_contact")
                 .idempotent(true),
         )
         .await?;
@@ -212,7 +222,7 @@ impl Provider for WacrClient {
 
     async fn delete_contact(&self, remote_id: &str) -> Result<(), AdapterError> {
         let id = contact_id(remote_id)?;
-        let mut req = UpstreamRequest::get(format!("/contacts/{id}"));
+        let mut req = UpstreamRequest::get(format!("/contacts/{id}")).operation("delete_contact");
         req.method = Method::DELETE;
         self.call(req).await?;
         Ok(())
@@ -224,11 +234,10 @@ impl Provider for WacrClient {
             "options": {"continue_on_error": true, "skip_duplicates": false},
         });
         let res = self
-            .call(UpstreamRequest::with_body(
-                Method::POST,
-                "/contacts/batch",
-                body,
-            ))
+            .call(
+                UpstreamRequest::with_body(Method::POST, "/contacts/batch", body)
+                    .operation("batch_create"),
+            )
             .await?;
         let answer = parse_json("WA.cr batch create", &res.body)?;
         let answer = match answer.get("data") {
@@ -311,11 +320,10 @@ impl Provider for WacrClient {
             .collect::<Result<Vec<_>, _>>()?;
         let body = json!({ "ids": ids });
         let res = self
-            .call(UpstreamRequest::with_body(
-                Method::DELETE,
-                "/contacts/batch",
-                body,
-            ))
+            .call(
+                UpstreamRequest::with_body(Method::DELETE, "/contacts/batch", body)
+                    .operation("batch_delete"),
+            )
             .await?;
         let answer = parse_json("WA.cr batch delete", &res.body)?;
         let summary = answer
