@@ -205,3 +205,40 @@ impl ConnectionCache {
         self.inner.invalidate_all();
     }
 }
+
+/// Lets a thing be done at most once per `every` for each name (a key's
+/// `last_used_at`, written once a minute however busy the key is).
+pub struct OncePer {
+    every: Duration,
+    last: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
+}
+
+impl OncePer {
+    pub fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Whether `name` is due (and, if so, it is not again for `every`).
+    pub fn due(&self, name: &str) -> bool {
+        let now = Instant::now();
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        match last.get_mut(name) {
+            Some(t) if now.duration_since(*t) < self.every => false,
+            Some(t) => {
+                *t = now;
+                true
+            }
+            None => {
+                if last.len() >= 100_000 {
+                    let every = self.every;
+                    last.retain(|_, t| now.duration_since(*t) < every);
+                }
+                last.insert(name.to_string(), now);
+                true
+            }
+        }
+    }
+}

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::cache::{CacheKey, ConnectionCache, ContactCache, KeyCache};
+use crate::cache::{CacheKey, ConnectionCache, ContactCache, KeyCache, OncePer};
 use crate::config::Settings;
 use crate::limits::InboundLimiter;
 use crate::notices::{Notice, Notices};
@@ -24,6 +24,8 @@ pub struct State {
     pub connections: ConnectionCache,
     /// Active API keys by hash.
     pub keys: KeyCache,
+    /// When each key's use was last written (once a minute at most).
+    pub key_use: OncePer,
     /// Every connection's adapters and breakers.
     pub providers: Providers,
     /// Inbound quota per API key (one for the whole process, not one per worker).
@@ -68,6 +70,7 @@ impl State {
             contacts: ContactCache::new(settings.cache_max_bytes),
             connections: ConnectionCache::default(),
             keys: KeyCache::default(),
+            key_use: OncePer::new(Duration::from_secs(60)),
             limiter: match &redis {
                 Some(r) => InboundLimiter::shared(
                     settings.rate_limit_per_second,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use validator::Validate;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::http::audit;
 use crate::http::auth::AdminCaller;
 use crate::http::extract::{parse_list_query, read_json};
@@ -25,6 +25,9 @@ pub struct CreateApiKeyRequest {
     pub name: String,
     /// At least one.
     pub scopes: Vec<Scope>,
+    /// When the key stops working (RFC 3339, in the future); none: never.
+    #[schema(example = "2027-06-30T00:00:00Z")]
+    pub expires_at: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -36,8 +39,16 @@ pub struct ApiKeyView {
     #[schema(example = "uck_Ab3dEf9h")]
     pub prefix: String,
     pub scopes: Vec<Scope>,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub revoked_at: Option<String>,
+    /// When the key was last used (recorded at most once a minute).
+    #[schema(format = DateTime)]
+    pub last_used_at: Option<String>,
+    /// When the key stops working; none: never.
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
 }
 
 /// The created key: the only response that ever carries `key`.
@@ -67,6 +78,8 @@ impl From<&ApiKeyRow> for ApiKeyView {
             scopes: service::scopes_of(r),
             created_at: ids::rfc3339(r.created_at),
             revoked_at: r.revoked_at.map(ids::rfc3339),
+            last_used_at: r.last_used_at.map(ids::rfc3339),
+            expires_at: r.expires_at.map(ids::rfc3339),
         }
     }
 }
@@ -86,11 +99,12 @@ pub async fn create_api_key(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body: CreateApiKeyRequest = read_json(&req, body).await?;
-    let created = service::create(
+    let created = service::create_expiring(
         &state.store,
         OrgRef::Id(&admin.0.org_id),
         &body.name,
         &body.scopes,
+        body.expires_at.as_deref(),
     )
     .await?;
     audit::note(&req, [created.row.id.clone()], None);
@@ -125,11 +139,13 @@ pub async fn list_api_keys(
     Ok(HttpResponse::Ok().json(page.map(|r| ApiKeyView::from(&r))))
 }
 
-/// Revoke an API key; it stops working at once.
+/// Revoke an API key; it stops working at once. The organisation's last active
+/// admin key cannot be revoked here (409): create another first.
 #[utoipa::path(delete, path = "/v1/admin/api-keys/{id}", tag = "admin",
     params(("id" = String, Path, description = "API key id")),
     responses(
         (status = 204, description = "Revoked (also when it already was)"),
+        (status = 409, description = "The organisation's last active admin key", body = ErrorBody),
         AuthErrors, NotFound,
     ),
     security(("bearer" = [])))]
@@ -138,6 +154,6 @@ pub async fn delete_api_key(
     admin: AdminCaller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    service::revoke(&state, &admin.0.org_id, &path).await?;
+    service::revoke(&state, &admin.0.org_id, &path, true).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -160,7 +160,36 @@ pub async fn create(
     name: &str,
     scopes: &[Scope],
 ) -> Result<CreatedKey, ApiError> {
+    create_expiring(store, org, name, scopes, None).await
+}
+
+/// An expiry given as RFC 3339: a time in the future.
+fn parse_expiry(text: &str) -> Result<chrono::NaiveDateTime, &'static str> {
+    let at = chrono::DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.naive_utc())
+        .map_err(|_| "must be an RFC 3339 time such as 2027-01-01T00:00:00Z")?;
+    if at <= ids::now() {
+        return Err("must be in the future");
+    }
+    Ok(at)
+}
+
+/// [`create`], with a time the key stops working at (RFC 3339, in the future).
+pub async fn create_expiring(
+    store: &Store,
+    org: OrgRef<'_>,
+    name: &str,
+    scopes: &[Scope],
+    expires_at: Option<&str>,
+) -> Result<CreatedKey, ApiError> {
     let mut errors = crate::error::FieldErrors::new();
+    let expires_at = match expires_at.map(parse_expiry).transpose() {
+        Ok(at) => at,
+        Err(message) => {
+            errors.add("expires_at", message);
+            None
+        }
+    };
     let name = name.trim().to_string();
     if name.is_empty() || name.chars().count() > 100 {
         errors.add("name", "must be 1 to 100 characters");
@@ -196,6 +225,8 @@ pub async fn create(
                 scopes: Scope::join(&scopes),
                 created_at: ids::now(),
                 revoked_at: None,
+                last_used_at: None,
+                expires_at,
             };
             queries::insert_api_key(conn, &row)?;
             Ok(CreatedKey {
@@ -227,15 +258,29 @@ pub async fn list(
 }
 
 /// Revokes the org's key; it stops working at once. Revoking twice is fine;
-/// another org's key is 404.
-pub async fn revoke(state: &State, org_id: &str, id: &str) -> Result<(), ApiError> {
+/// another org's key is 404. With `keep_an_admin` (the API), the org's last
+/// active admin key is refused with 409: an org must not lock itself out.
+pub async fn revoke(
+    state: &State,
+    org_id: &str,
+    id: &str,
+    keep_an_admin: bool,
+) -> Result<(), ApiError> {
     let (org, key) = (org_id.to_string(), id.to_string());
-    let found = state
+    let outcome = state
         .store
-        .run(move |conn| queries::revoke_api_key(conn, &org, &key))
+        .write(move |conn| queries::revoke_api_key(conn, &org, &key, keep_an_admin))
         .await?;
-    if !found {
-        return Err(ApiError::not_found("API key"));
+    match outcome {
+        queries::Revoked::Done => {}
+        queries::Revoked::NotFound => return Err(ApiError::not_found("API key")),
+        queries::Revoked::LastAdmin => {
+            return Err(ApiError::conflict(
+                "this is the organisation's last active admin key; create another \
+                 (`unicontacts keys create --org <org> --scopes admin` on the server, \
+                 or POST /v1/admin/api-keys) before revoking it",
+            ))
+        }
     }
     state.changed(Notice::Key(id.to_string())).await;
     tracing::info!(api_key_id = %id, "API key revoked");
@@ -250,7 +295,7 @@ pub async fn authenticate(state: &State, presented: &str) -> Result<Arc<ApiKeyRo
     }
     let hash = hash_key(presented);
     if let Some(row) = state.keys.get(&hash).await {
-        return Ok(row);
+        return in_use(state, row);
     }
     let lookup = hash.clone();
     let row = state
@@ -260,6 +305,26 @@ pub async fn authenticate(state: &State, presented: &str) -> Result<Arc<ApiKeyRo
         .ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
     let row = Arc::new(row);
     state.keys.insert(hash, row.clone()).await;
+    in_use(state, row)
+}
+
+/// A found key: refused past its expiry, else its use recorded (once a minute).
+fn in_use(state: &State, row: Arc<ApiKeyRow>) -> Result<Arc<ApiKeyRow>, ApiError> {
+    let now = ids::now();
+    if row.expires_at.is_some_and(|e| e <= now) {
+        return Err(ApiError::unauthorized("this API key has expired"));
+    }
+    if state.key_use.due(&row.id) {
+        let (store, id) = (state.store.clone(), row.id.clone());
+        tokio::spawn(async move {
+            if let Err(e) = store
+                .write(move |conn| queries::touch_api_key(conn, &id, now))
+                .await
+            {
+                tracing::warn!(error = %e, "could not record an API key's use");
+            }
+        });
+    }
     Ok(row)
 }
 

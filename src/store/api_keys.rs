@@ -1,5 +1,6 @@
 //! Queries on `api_keys`. Only hashes are stored; the key itself is shown once.
 
+use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::models::ApiKeyRow;
@@ -50,23 +51,80 @@ pub fn list_api_keys(
     Ok(query.load(conn)?)
 }
 
-/// Revokes the org's key. `false` when the org has no such key; revoking twice is fine.
-pub fn revoke_api_key(conn: &mut DbConnection, org_id: &str, id: &str) -> Result<bool, StoreError> {
-    let exists = api_keys::table
-        .filter(api_keys::org_id.eq(org_id))
-        .filter(api_keys::id.eq(id))
-        .select(api_keys::id)
-        .first::<String>(conn)
-        .optional()?
-        .is_some();
-    if exists {
-        diesel::update(
-            api_keys::table
-                .filter(api_keys::id.eq(id))
-                .filter(api_keys::revoked_at.is_null()),
-        )
-        .set(api_keys::revoked_at.eq(Some(ids::now())))
-        .execute(conn)?;
-    }
-    Ok(exists)
+/// What revoking a key did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoked {
+    /// Revoked now, or already.
+    Done,
+    /// The org has no such key.
+    NotFound,
+    /// It is the org's last active admin key, and `keep_an_admin` was asked.
+    LastAdmin,
+}
+
+/// Revokes the org's key (revoking twice is fine). With `keep_an_admin`, the
+/// org's last active admin key stays: checked under the org's lock, so two
+/// revocations at once cannot both pass.
+pub fn revoke_api_key(
+    conn: &mut DbConnection,
+    org_id: &str,
+    id: &str,
+    keep_an_admin: bool,
+) -> Result<Revoked, StoreError> {
+    super::in_transaction(conn, |conn| {
+        super::people::lock_org(conn, org_id)?;
+        let now = ids::now();
+        let Some(key) = api_keys::table
+            .filter(api_keys::org_id.eq(org_id))
+            .filter(api_keys::id.eq(id))
+            .select(ApiKeyRow::as_select())
+            .first(conn)
+            .optional()?
+        else {
+            return Ok(Revoked::NotFound);
+        };
+        if key.revoked_at.is_some() {
+            return Ok(Revoked::Done);
+        }
+        if keep_an_admin && key.is_admin() && key.is_active(now) {
+            let others = api_keys::table
+                .filter(api_keys::org_id.eq(org_id))
+                .filter(api_keys::id.ne(id))
+                .filter(api_keys::revoked_at.is_null())
+                .filter(
+                    api_keys::expires_at
+                        .is_null()
+                        .or(api_keys::expires_at.gt(now)),
+                )
+                .select(ApiKeyRow::as_select())
+                .load(conn)?;
+            if !others.iter().any(ApiKeyRow::is_admin) {
+                return Ok(Revoked::LastAdmin);
+            }
+        }
+        diesel::update(api_keys::table.filter(api_keys::id.eq(id)))
+            .set(api_keys::revoked_at.eq(Some(now)))
+            .execute(conn)?;
+        Ok(Revoked::Done)
+    })
+}
+
+/// Records that the key was used at `now`, unless that was recorded within the
+/// last minute (by this process or another).
+pub fn touch_api_key(
+    conn: &mut DbConnection,
+    id: &str,
+    now: NaiveDateTime,
+) -> Result<(), StoreError> {
+    let minute_ago = now - chrono::Duration::minutes(1);
+    diesel::update(
+        api_keys::table.filter(api_keys::id.eq(id)).filter(
+            api_keys::last_used_at
+                .is_null()
+                .or(api_keys::last_used_at.le(minute_ago)),
+        ),
+    )
+    .set(api_keys::last_used_at.eq(Some(now)))
+    .execute(conn)?;
+    Ok(())
 }

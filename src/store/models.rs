@@ -29,6 +29,21 @@ pub struct ApiKeyRow {
     pub scopes: String,
     pub created_at: NaiveDateTime,
     pub revoked_at: Option<NaiveDateTime>,
+    /// Written at most once a minute.
+    pub last_used_at: Option<NaiveDateTime>,
+    /// When it stops working; `None`: never.
+    pub expires_at: Option<NaiveDateTime>,
+}
+
+impl ApiKeyRow {
+    pub fn is_admin(&self) -> bool {
+        self.scopes.split(',').any(|s| s == "admin")
+    }
+
+    /// Not revoked, and not past its expiry at `now`.
+    pub fn is_active(&self, now: NaiveDateTime) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now)
+    }
 }
 
 #[derive(Clone, Queryable, Selectable, Insertable, AsChangeset)]

@@ -1,7 +1,7 @@
 use serde_json::{json, Value};
 use unicontacts::service::api_keys::Scope;
 
-use crate::helpers::{assert_error, send, spawn_app, Backend};
+use crate::helpers::{assert_error, send, spawn_app, Backend, TestApp};
 
 async fn a_created_key_is_shown_once_and_works_with_its_scopes(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -136,7 +136,165 @@ async fn bad_key_requests_are_422_naming_the_field(backend: Backend) {
     assert_error(res, 422, "validation_failed").await;
 }
 
+async fn create(app: &TestApp, body: Value) -> Value {
+    let res = send(app.post("/v1/admin/api-keys", &app.admin_key, &body)).await;
+    assert_eq!(res.status(), 201);
+    res.json().await.expect("json")
+}
+
+async fn list(app: &TestApp) -> Vec<Value> {
+    let list: Value = send(app.get("/v1/admin/api-keys", &app.admin_key))
+        .await
+        .json()
+        .await
+        .expect("json");
+    list["data"].as_array().expect("data").clone()
+}
+
+async fn the_last_admin_key_cannot_be_revoked(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mine = list(&app).await[0]["id"].as_str().expect("id").to_string();
+    let reader = create(&app, json!({"name": "r", "scopes": ["contacts:read"]})).await;
+    // Alone with a reader key: refused, pointing to how to make another.
+    let res = send(app.delete(&format!("/v1/admin/api-keys/{mine}"), &app.admin_key)).await;
+    let err = assert_error(res, 409, "conflict").await;
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("keys create"),
+        "{err}"
+    );
+    // An expired admin key is no admin.
+    let expired = create(
+        &app,
+        json!({"name": "soon", "scopes": ["admin"], "expires_at": "2099-01-01T00:00:00Z"}),
+    )
+    .await;
+    let expired_id = expired["id"].as_str().expect("id").to_string();
+    let past = chrono::Utc::now().naive_utc() - chrono::Duration::minutes(1);
+    let id = expired_id.clone();
+    app.store
+        .run(move |conn| {
+            use diesel::prelude::*;
+            use unicontacts::store::schema::api_keys;
+            diesel::update(api_keys::table.filter(api_keys::id.eq(&id)))
+                .set(api_keys::expires_at.eq(Some(past)))
+                .execute(conn)
+                .map_err(unicontacts::store::StoreError::from)
+        })
+        .await
+        .expect("expire");
+    let res = send(app.delete(&format!("/v1/admin/api-keys/{mine}"), &app.admin_key)).await;
+    assert_error(res, 409, "conflict").await;
+    // With a second admin key, the first goes; then the second is the last.
+    let second = create(
+        &app,
+        json!({"name": "a2", "scopes": ["contacts:read", "admin"]}),
+    )
+    .await;
+    let second_key = second["key"].as_str().expect("key").to_string();
+    let second_id = second["id"].as_str().expect("id");
+    let res = send(app.delete(&format!("/v1/admin/api-keys/{mine}"), &second_key)).await;
+    assert_eq!(res.status(), 204);
+    let res = send(app.delete(&format!("/v1/admin/api-keys/{second_id}"), &second_key)).await;
+    assert_error(res, 409, "conflict").await;
+    // Other keys go as before, the expired admin key too.
+    for id in [reader["id"].as_str().expect("id"), expired_id.as_str()] {
+        let res = send(app.delete(&format!("/v1/admin/api-keys/{id}"), &second_key)).await;
+        assert_eq!(res.status(), 204, "{id}");
+    }
+}
+
+async fn keys_expire_and_record_their_last_use(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // Every field error at once.
+    let res = send(app.post(
+        "/v1/admin/api-keys",
+        &app.admin_key,
+        &json!({"name": "", "scopes": ["admin"], "expires_at": "tomorrow"}),
+    ))
+    .await;
+    let err = assert_error(res, 422, "validation_failed").await;
+    for field in ["name", "expires_at"] {
+        assert!(
+            err["error"]["details"]["fields"][field].is_array(),
+            "{field}: {err}"
+        );
+    }
+    let res = send(app.post(
+        "/v1/admin/api-keys",
+        &app.admin_key,
+        &json!({"name": "x", "scopes": ["admin"], "expires_at": "2020-01-01T00:00:00Z"}),
+    ))
+    .await;
+    let err = assert_error(res, 422, "validation_failed").await;
+    assert_eq!(
+        err["error"]["details"]["fields"]["expires_at"][0],
+        "must be in the future"
+    );
+
+    let created = create(
+        &app,
+        json!({"name": "job", "scopes": ["contacts:read"], "expires_at": "2099-01-01T00:00:00+02:00"}),
+    )
+    .await;
+    assert_eq!(created["expires_at"], "2098-12-31T22:00:00.000000Z");
+    assert!(created["last_used_at"].is_null());
+    let (id, key) = (
+        created["id"].as_str().expect("id").to_string(),
+        created["key"].as_str().expect("key").to_string(),
+    );
+    assert_eq!(send(app.get("/v1/contacts", &key)).await.status(), 200);
+    // Written in the background: awaited by polling its row, bounded.
+    let mut used = Value::Null;
+    for _ in 0..200 {
+        let row = list(&app)
+            .await
+            .into_iter()
+            .find(|k| k["id"] == id)
+            .expect("listed");
+        if row["last_used_at"].is_string() {
+            used = row["last_used_at"].clone();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(used.is_string(), "last_used_at never written");
+    // Within the minute, more use writes nothing.
+    for _ in 0..3 {
+        assert_eq!(send(app.get("/v1/contacts", &key)).await.status(), 200);
+    }
+    let after = list(&app)
+        .await
+        .into_iter()
+        .find(|k| k["id"] == id)
+        .expect("listed");
+    assert_eq!(after["last_used_at"], used);
+
+    // A key past its expiry is refused, also when this process had it in memory.
+    let past = chrono::Utc::now().naive_utc() - chrono::Duration::seconds(1);
+    let id2 = id.clone();
+    app.store
+        .run(move |conn| {
+            use diesel::prelude::*;
+            use unicontacts::store::schema::api_keys;
+            diesel::update(api_keys::table.filter(api_keys::id.eq(&id2)))
+                .set(api_keys::expires_at.eq(Some(past)))
+                .execute(conn)
+                .map_err(unicontacts::store::StoreError::from)
+        })
+        .await
+        .expect("expire");
+    app.state.keys.forget_key(&id);
+    let res = send(app.get("/v1/contacts", &key)).await;
+    let err = assert_error(res, 401, "unauthorized").await;
+    assert_eq!(err["error"]["message"], "this API key has expired");
+}
+
 crate::db_tests!(
+    the_last_admin_key_cannot_be_revoked,
+    keys_expire_and_record_their_last_use,
     a_created_key_is_shown_once_and_works_with_its_scopes,
     revoked_keys_leave_the_list_unless_asked_for,
     another_orgs_key_cannot_be_seen_or_revoked,
