@@ -153,6 +153,7 @@ async fn seed(
                 ..SettingsInput::default()
             },
         },
+        false,
     )
     .await
     .expect("connection");

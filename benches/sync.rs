@@ -90,6 +90,7 @@ async fn run(backend: &str, url: DatabaseUrl, size: usize) {
                 ..SettingsInput::default()
             },
         },
+        false,
     )
     .await
     .expect("connection");

@@ -221,6 +221,14 @@ impl OncePer {
         }
     }
 
+    /// Makes `name` due again at once.
+    pub fn forget(&self, name: &str) {
+        self.last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+    }
+
     /// Whether `name` is due (and, if so, it is not again for `every`).
     pub fn due(&self, name: &str) -> bool {
         let now = Instant::now();

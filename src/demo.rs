@@ -75,6 +75,7 @@ pub async fn setup(state: &State, sims: &SimSet) -> Result<DemoInfo, String> {
                     credentials: Some(credentials(provider)),
                     settings: Some(settings(provider)),
                 },
+                true,
             )
             .await
             .map_err(demo)?,
@@ -88,6 +89,7 @@ pub async fn setup(state: &State, sims: &SimSet) -> Result<DemoInfo, String> {
                     credentials: credentials(provider),
                     settings: settings(provider),
                 },
+                true,
             )
             .await
             .map_err(demo)?,

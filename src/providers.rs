@@ -204,6 +204,15 @@ impl Providers {
         Ok((adapter, breaker))
     }
 
+    /// An adapter that lists one contact per page: checking a connection's
+    /// credentials with the cheapest call there is (an interactive one, through
+    /// the credential's quota).
+    pub fn for_check(&self, c: &Connection) -> Result<Adapter, Unusable> {
+        let mut config = self.config(c, interactive_upstream(c, self.upstream_timeout));
+        config.page_size = Some(1);
+        unicontacts_adapters::connect(config).map_err(Unusable)
+    }
+
     /// An adapter for one sync run of the connection.
     pub fn for_sync(&self, c: &Connection) -> Result<Adapter, Unusable> {
         unicontacts_adapters::connect(self.config(c, sync_upstream(c))).map_err(Unusable)

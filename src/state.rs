@@ -26,6 +26,9 @@ pub struct State {
     pub keys: KeyCache,
     /// When each key's use was last written (once a minute at most).
     pub key_use: OncePer,
+    /// When each connection's successful provider call was last written to its
+    /// health (once a minute at most; a failure makes the next one due).
+    pub calls_noted: std::sync::Arc<OncePer>,
     /// Every connection's adapters and breakers.
     pub providers: Providers,
     /// Inbound quota per API key (one for the whole process, not one per worker).
@@ -71,6 +74,7 @@ impl State {
             connections: ConnectionCache::default(),
             keys: KeyCache::default(),
             key_use: OncePer::new(Duration::from_secs(60)),
+            calls_noted: std::sync::Arc::new(OncePer::new(Duration::from_secs(60))),
             limiter: match &redis {
                 Some(r) => InboundLimiter::shared(
                     settings.rate_limit_per_second,

@@ -10,15 +10,17 @@ use validator::Validate;
 use crate::error::ApiError;
 use crate::http::audit;
 use crate::http::auth::AdminCaller;
-use crate::http::extract::{parse_list_query, read_json};
+use crate::http::extract::{parse_list_query, parse_query, read_json};
 use crate::http::responses::{AuthErrors, BodyErrors, InvalidQuery, NotFound};
 use crate::ids;
 use crate::page::{Page, PageQuery};
 use crate::service::connections::{
-    self as service, CreateConnectionRequest, UpdateConnectionRequest,
+    self as service, ConnectionDetails, CreateConnectionRequest, Health, UpdateConnectionRequest,
 };
+use crate::service::sync_runs::SyncCounts;
 use crate::state::State;
-use crate::store::connections::{Connection, ConnectionSettings};
+use crate::store::connections::ConnectionSettings;
+use crate::store::models::RunStatus;
 use unicontacts_adapters::quota::QuotaReport;
 
 // ---- responses ------------------------------------------------------------
@@ -35,12 +37,49 @@ pub struct ConnectionView {
     pub settings: ConnectionSettings,
     /// What the provider can do: its operations and the fields each write takes.
     pub capabilities: Capabilities,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
+    pub health: Health,
+    /// The last failure of a call to the provider and how many failed since the
+    /// last success (`null`: none since).
+    pub last_error: Option<LastErrorView>,
+    /// The last finished sync run.
+    pub last_sync: Option<LastSyncView>,
+    /// When the scheduler next syncs it; `null` while paused, before its
+    /// credentials are verified, or when this process runs no scheduler.
+    #[schema(format = DateTime)]
+    pub next_sync_at: Option<String>,
+    pub sync_paused: bool,
+    /// When the provider last accepted the credentials (`null`: not yet; the
+    /// scheduler waits for it).
+    #[schema(format = DateTime)]
+    pub credentials_verified_at: Option<String>,
     /// The provider's rate limit for this connection's credential as last learned
     /// (only on `GET /v1/admin/connections/{id}`; `null` until a call was made).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_quota: Option<QuotaView>,
+}
+
+/// The last failure of a call to the provider.
+#[derive(Serialize, ToSchema)]
+pub struct LastErrorView {
+    pub message: String,
+    #[schema(format = DateTime)]
+    pub at: String,
+    /// Failures since the last success.
+    pub count: i64,
+}
+
+/// The last finished sync run, in short.
+#[derive(Serialize, ToSchema)]
+pub struct LastSyncView {
+    pub run_id: String,
+    pub status: RunStatus,
+    #[schema(format = DateTime)]
+    pub finished_at: Option<String>,
+    pub counts: SyncCounts,
 }
 
 /// A credential's upstream quota, shared by every connection that uses it.
@@ -106,8 +145,9 @@ fn redact(secret: &str) -> String {
     }
 }
 
-impl From<&Connection> for ConnectionView {
-    fn from(c: &Connection) -> Self {
+impl From<&ConnectionDetails> for ConnectionView {
+    fn from(d: &ConnectionDetails) -> Self {
+        let (c, s) = (&d.connection, &d.status);
         ConnectionView {
             id: c.id.clone(),
             provider: c.provider,
@@ -122,6 +162,24 @@ impl From<&Connection> for ConnectionView {
             capabilities: *c.provider.capabilities(),
             created_at: ids::rfc3339(c.created_at),
             updated_at: ids::rfc3339(c.updated_at),
+            health: d.health,
+            last_error: match (s.error_count, &s.last_error_message, s.last_error_at) {
+                (count, Some(message), Some(at)) if count > 0 => Some(LastErrorView {
+                    message: message.clone(),
+                    at: ids::rfc3339(at),
+                    count,
+                }),
+                _ => None,
+            },
+            last_sync: d.last_sync.as_ref().map(|r| LastSyncView {
+                run_id: r.id.clone(),
+                status: r.status,
+                finished_at: r.finished_at.map(ids::rfc3339),
+                counts: SyncCounts::of(r),
+            }),
+            next_sync_at: d.next_sync_at.map(ids::rfc3339),
+            sync_paused: s.sync_paused,
+            credentials_verified_at: s.credentials_verified_at.map(ids::rfc3339),
             upstream_quota: None,
         }
     }
@@ -134,10 +192,26 @@ impl From<&Connection> for ConnectionView {
 pub struct ConnectionFilters {
     /// Only connections of this provider.
     pub provider: Option<ProviderKind>,
+    /// Only connections in this health.
+    pub health: Option<Health>,
 }
 
-/// Create a connection.
+/// Whether to check the credentials with the provider.
+#[derive(Deserialize, Validate, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct VerifyQuery {
+    /// Check the credentials with one cheap call to the provider first (default
+    /// true): refused credentials are 422 and nothing is saved. `false` saves
+    /// them unchecked; the scheduler then waits until a sync or a live read
+    /// succeeds with them.
+    pub verify: Option<bool>,
+}
+
+/// Create a connection. Its credentials are checked with the provider first
+/// (unless `?verify=false`); the first scheduled sync waits until they are accepted.
 #[utoipa::path(post, path = "/v1/admin/connections", tag = "admin",
+    params(VerifyQuery),
     request_body = CreateConnectionRequest,
     responses(
         (status = 201, description = "Created", body = ConnectionView),
@@ -151,12 +225,19 @@ pub async fn create_connection(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let verify = parse_query::<VerifyQuery>(req.query_string())?
+        .verify
+        .unwrap_or(true);
     let body: CreateConnectionRequest = read_json(&req, body).await?;
-    let c = service::create(&state, &admin.0.org_id, body).await?;
+    let c = service::create(&state, &admin.0.org_id, body, verify).await?;
     audit::note(&req, [c.id.clone()], Some(c.provider));
+    let view = ConnectionView::from(&service::detail(&state, c).await?);
     Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, format!("/v1/admin/connections/{}", c.id)))
-        .json(ConnectionView::from(&c)))
+        .insert_header((
+            header::LOCATION,
+            format!("/v1/admin/connections/{}", view.id),
+        ))
+        .json(view))
 }
 
 /// List the org's connections, oldest first.
@@ -173,7 +254,14 @@ pub async fn list_connections(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (filters, page) = parse_list_query::<ConnectionFilters, 500>(req.query_string())?;
-    let page = service::list(&state, &admin.0.org_id, filters.provider, page).await?;
+    let page = service::list(
+        &state,
+        &admin.0.org_id,
+        filters.provider,
+        filters.health,
+        page,
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(page.map(|c| ConnectionView::from(&c))))
 }
 
@@ -191,16 +279,17 @@ pub async fn get_connection(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let c = service::get(&state, &admin.0.org_id, &path).await?;
-    let mut view = ConnectionView::from(&c);
-    view.upstream_quota = service::upstream_quota(&state, &c)
-        .await
-        .map(QuotaView::from);
+    let quota = service::upstream_quota(&state, &c).await;
+    let mut view = ConnectionView::from(&service::detail(&state, c).await?);
+    view.upstream_quota = quota.map(QuotaView::from);
     Ok(HttpResponse::Ok().json(view))
 }
 
-/// Change a connection's name, base URL, credentials or settings.
+/// Change a connection's name, base URL, credentials or settings. New
+/// credentials or a new base URL are checked with the provider first (unless
+/// `?verify=false`).
 #[utoipa::path(patch, path = "/v1/admin/connections/{id}", tag = "admin",
-    params(("id" = String, Path, description = "Connection id")),
+    params(("id" = String, Path, description = "Connection id"), VerifyQuery),
     request_body = UpdateConnectionRequest,
     responses(
         (status = 200, description = "The updated connection", body = ConnectionView),
@@ -217,10 +306,60 @@ pub async fn update_connection(
 ) -> Result<HttpResponse, ApiError> {
     // 404 before anything about the body.
     service::get(&state, &admin.0.org_id, &path).await?;
+    let verify = parse_query::<VerifyQuery>(req.query_string())?
+        .verify
+        .unwrap_or(true);
     let body: UpdateConnectionRequest = read_json(&req, body).await?;
-    let c = service::update(&state, &admin.0.org_id, &path, body).await?;
+    let c = service::update(&state, &admin.0.org_id, &path, body, verify).await?;
     audit::note(&req, [], Some(c.provider));
-    Ok(HttpResponse::Ok().json(ConnectionView::from(&c)))
+    Ok(HttpResponse::Ok().json(ConnectionView::from(&service::detail(&state, c).await?)))
+}
+
+/// Pause the connection's scheduled syncs (a run going on goes to its end;
+/// cancel it to stop it). While paused, starting a sync through the API is 409.
+#[utoipa::path(post, path = "/v1/admin/connections/{id}/pause-sync", tag = "sync",
+    params(("id" = String, Path, description = "Connection id")),
+    responses(
+        (status = 200, description = "Paused (also when it already was)", body = ConnectionView),
+        AuthErrors, NotFound,
+    ),
+    security(("bearer" = [])))]
+pub async fn pause_sync(
+    state: web::Data<State>,
+    admin: AdminCaller,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    set_paused(state, admin, path, req, true).await
+}
+
+/// Resume the connection's scheduled syncs.
+#[utoipa::path(post, path = "/v1/admin/connections/{id}/resume-sync", tag = "sync",
+    params(("id" = String, Path, description = "Connection id")),
+    responses(
+        (status = 200, description = "Resumed (also when it was not paused)", body = ConnectionView),
+        AuthErrors, NotFound,
+    ),
+    security(("bearer" = [])))]
+pub async fn resume_sync(
+    state: web::Data<State>,
+    admin: AdminCaller,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    set_paused(state, admin, path, req, false).await
+}
+
+async fn set_paused(
+    state: web::Data<State>,
+    admin: AdminCaller,
+    path: web::Path<String>,
+    req: HttpRequest,
+    paused: bool,
+) -> Result<HttpResponse, ApiError> {
+    let c = service::set_sync_paused(&state, &admin.0.org_id, &path, paused).await?;
+    audit::note(&req, [], Some(c.provider));
+    Ok(HttpResponse::Ok().json(ConnectionView::from(&service::detail(&state, c).await?)))
 }
 
 /// Delete a connection, with its contacts and runs.

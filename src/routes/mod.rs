@@ -36,6 +36,8 @@ use crate::error::{ApiError, ErrorCode};
         connections::get_connection,
         connections::update_connection,
         connections::delete_connection,
+        connections::pause_sync,
+        connections::resume_sync,
         api_keys::create_api_key,
         api_keys::list_api_keys,
         api_keys::delete_api_key,
@@ -55,6 +57,7 @@ use crate::error::{ApiError, ErrorCode};
         sync_runs::trigger_sync,
         sync_runs::list_sync_runs,
         sync_runs::get_sync_run,
+        sync_runs::cancel_sync_run,
         webhooks::create_webhook,
         webhooks::list_webhooks,
         webhooks::get_webhook,
@@ -150,6 +153,18 @@ pub fn configure(cfg: &mut web::ServiceConfig, openapi: utoipa::openapi::OpenApi
                 )
                 .service(
                     web::resource("/sync-runs").route(web::get().to(sync_runs::list_sync_runs)),
+                )
+                .service(
+                    web::resource("/connections/{id}/pause-sync")
+                        .route(web::post().to(connections::pause_sync)),
+                )
+                .service(
+                    web::resource("/connections/{id}/resume-sync")
+                        .route(web::post().to(connections::resume_sync)),
+                )
+                .service(
+                    web::resource("/sync-runs/{id}/cancel")
+                        .route(web::post().to(sync_runs::cancel_sync_run)),
                 )
                 .service(
                     web::resource("/sync-runs/{id}").route(web::get().to(sync_runs::get_sync_run)),

@@ -12,17 +12,9 @@ use crate::http::extract::parse_list_query;
 use crate::http::responses::{AuthErrors, InvalidQuery, NotFound};
 use crate::ids;
 use crate::page::{Page, PageQuery};
-use crate::service::sync_runs::{self as service, RunFilters};
+use crate::service::sync_runs::{self as service, RunFilters, SyncCounts};
 use crate::state::State;
 use crate::store::models::{RunStatus, SyncRunRow, Trigger};
-
-#[derive(Serialize, ToSchema)]
-pub struct SyncCounts {
-    pub created: i64,
-    pub updated: i64,
-    pub unchanged: i64,
-    pub deleted: i64,
-}
 
 #[derive(Serialize, ToSchema)]
 pub struct SyncRunView {
@@ -48,12 +40,7 @@ impl From<&SyncRunRow> for SyncRunView {
             connection_id: r.connection_id.clone(),
             trigger: r.trigger_kind,
             status: r.status,
-            counts: SyncCounts {
-                created: r.created,
-                updated: r.updated,
-                unchanged: r.unchanged,
-                deleted: r.deleted,
-            },
+            counts: SyncCounts::of(r),
             pages: r.pages,
             upstream_requests: r.upstream_requests,
             throttled_429: r.throttled_429,
@@ -83,6 +70,29 @@ pub async fn trigger_sync(
 ) -> Result<HttpResponse, ApiError> {
     let (run, provider) = service::trigger(&state, &admin.0.org_id, &path).await?;
     audit::note(&req, [run.id.clone()], Some(provider));
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, format!("/v1/admin/sync-runs/{}", run.id)))
+        .json(SyncRunView::from(&run)))
+}
+
+/// Cancel a running sync run: it stops after the page being written (whichever
+/// process runs it) and is recorded `cancelled`; nothing is marked deleted.
+#[utoipa::path(post, path = "/v1/admin/sync-runs/{id}/cancel", tag = "sync",
+    params(("id" = String, Path, description = "Run id")),
+    responses(
+        (status = 202, description = "Asked to stop; the run as it stands (still `running` until its page is written)", body = SyncRunView),
+        (status = 409, description = "The run has already ended", body = ErrorBody),
+        AuthErrors, NotFound,
+    ),
+    security(("bearer" = [])))]
+pub async fn cancel_sync_run(
+    state: web::Data<State>,
+    admin: AdminCaller,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let run = service::cancel(&state, &admin.0.org_id, &path).await?;
+    audit::note(&req, [run.id.clone()], None);
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/v1/admin/sync-runs/{}", run.id)))
         .json(SyncRunView::from(&run)))

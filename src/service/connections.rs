@@ -5,9 +5,12 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use unicontacts_adapters::quota::QuotaReport;
-use unicontacts_adapters::{CredentialField, ProviderKind};
+use unicontacts_adapters::{AdapterError, CredentialField, ProviderKind};
+
+use crate::cache::OncePer;
+use crate::store::Store;
 use utoipa::ToSchema;
 use validator::{Validate, ValidationError};
 
@@ -16,7 +19,9 @@ use crate::ids;
 use crate::notices::Notice;
 use crate::page::{Page, PageRequest};
 use crate::state::State;
+use crate::store::connection_status::{self as status_queries, HealthFilter, StatusRow};
 use crate::store::connections::{self as queries, Connection, ConnectionSettings, Credentials};
+use crate::store::models::SyncRunRow;
 
 // ---- request bodies -------------------------------------------------------
 
@@ -285,10 +290,75 @@ fn resolve_base_url(
 // ---- the service --------------------------------------------------------
 
 /// Creates a connection for the org: every field error at once, nothing saved on any.
+/// What checking a connection's credentials with the provider found.
+enum Checked {
+    Accepted,
+    /// Refused: 422 naming the credential.
+    Refused(ApiError),
+    /// The provider could not say (down, slow, throttled): the connection is
+    /// saved unverified, with the error in its health.
+    Unknown(String),
+}
+
+/// Checks the connection's credentials with one cheap call (a one-contact page).
+async fn check_credentials(state: &State, c: &Connection) -> Checked {
+    let adapter = match state.providers.for_check(c) {
+        Ok(a) => a,
+        Err(e) => return Checked::Unknown(e.to_string()),
+    };
+    match adapter.list_contacts(None).await {
+        Ok(_) => Checked::Accepted,
+        Err(AdapterError::Unauthorized { status }) => Checked::Refused(FieldErrors::single(
+            "credentials.api_key",
+            format!("the provider refused this API key (HTTP {status})"),
+        )),
+        Err(AdapterError::Rejected {
+            message, fields, ..
+        }) if c.provider == ProviderKind::Periskope && fields.get("x-phone").is_some() => {
+            Checked::Refused(FieldErrors::single(
+                "credentials.phone",
+                format!("the provider refused this phone: {message}"),
+            ))
+        }
+        Err(AdapterError::NotFound) if c.provider == ProviderKind::Gateway => Checked::Refused(
+            FieldErrors::single("credentials.session", "the gateway has no such session"),
+        ),
+        Err(e) => Checked::Unknown(e.to_string()),
+    }
+}
+
+/// The status a connection starts with after its check (`None`: not checked).
+fn status_after_check(
+    id: &str,
+    checked: Option<&Checked>,
+    now: chrono::NaiveDateTime,
+) -> StatusRow {
+    let mut status = StatusRow::new(id);
+    match checked {
+        Some(Checked::Accepted) => {
+            status.credentials_verified_at = Some(now);
+            status.last_success_at = Some(now);
+        }
+        Some(Checked::Unknown(message)) => {
+            status.last_error_kind = Some(status_queries::UPSTREAM.to_string());
+            status.last_error_message = Some(format!("checking the credentials: {message}"));
+            status.last_error_at = Some(now);
+            status.error_count = 1;
+        }
+        Some(Checked::Refused(_)) | None => {}
+    }
+    status
+}
+
+/// Creates the org's connection. With `verify`, its credentials are checked
+/// first with one cheap call: refused → 422 naming the credential, nothing
+/// saved; the provider unreachable → saved unverified, the error in its health.
+/// The scheduler syncs a connection only once its credentials were accepted.
 pub async fn create(
     state: &State,
     org_id: &str,
     body: CreateConnectionRequest,
+    verify: bool,
 ) -> Result<Connection, ApiError> {
     let mut errors = FieldErrors::of(&body);
     let mut credentials = Credentials::default();
@@ -316,23 +386,133 @@ pub async fn create(
         created_at: now,
         updated_at: now,
     };
+    let checked = if verify {
+        Some(check_credentials(state, &connection).await)
+    } else {
+        None
+    };
+    if let Some(Checked::Refused(e)) = checked {
+        return Err(e);
+    }
+    let status = status_after_check(&connection.id, checked.as_ref(), now);
     let saved = connection.clone();
     let sealer = state.store.sealer()?;
     state
         .store
-        .run(move |conn| queries::insert_connection(conn, &sealer, &saved))
+        .write(move |conn| {
+            crate::store::in_transaction(conn, |conn| {
+                queries::insert_connection(conn, &sealer, &saved)?;
+                status_queries::insert(conn, &status)
+            })
+        })
         .await?;
     tracing::info!(connection_id = %connection.id, provider = %connection.provider, "connection created");
     Ok(connection)
 }
 
-/// The org's connections, oldest first, optionally of one provider.
+/// How a connection is doing: `healthy`; `degraded` (recent failures, stale
+/// copies served); `failing` (3 or more failures in a row); `credentials_refused`
+/// (the provider refused the credentials at the last call). A success anywhere
+/// (a sync, a live read) makes it healthy again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    Healthy,
+    Degraded,
+    Failing,
+    CredentialsRefused,
+}
+
+impl From<HealthFilter> for Health {
+    fn from(h: HealthFilter) -> Self {
+        match h {
+            HealthFilter::Healthy => Health::Healthy,
+            HealthFilter::Degraded => Health::Degraded,
+            HealthFilter::Failing => Health::Failing,
+            HealthFilter::CredentialsRefused => Health::CredentialsRefused,
+        }
+    }
+}
+
+impl From<Health> for HealthFilter {
+    fn from(h: Health) -> Self {
+        match h {
+            Health::Healthy => HealthFilter::Healthy,
+            Health::Degraded => HealthFilter::Degraded,
+            Health::Failing => HealthFilter::Failing,
+            Health::CredentialsRefused => HealthFilter::CredentialsRefused,
+        }
+    }
+}
+
+/// A connection with what operators watch: its health, last error, last sync
+/// and next scheduled one.
+pub struct ConnectionDetails {
+    pub connection: Connection,
+    pub status: StatusRow,
+    pub health: Health,
+    pub last_sync: Option<SyncRunRow>,
+    /// `None`: paused, credentials not verified yet, or no scheduler in this process.
+    pub next_sync_at: Option<chrono::NaiveDateTime>,
+}
+
+/// The details of these connections (one status read, one probe per connection
+/// for its last run).
+pub async fn details(
+    state: &State,
+    conns: Vec<Connection>,
+) -> Result<Vec<ConnectionDetails>, ApiError> {
+    let scheduled = state.settings.scheduler_tick_ms > 0;
+    let out = state
+        .store
+        .run(move |conn| {
+            let ids: Vec<String> = conns.iter().map(|c| c.id.clone()).collect();
+            let mut statuses = status_queries::find(conn, &ids)?;
+            let mut out = Vec::with_capacity(conns.len());
+            for c in conns {
+                let status = statuses
+                    .remove(&c.id)
+                    .unwrap_or_else(|| StatusRow::new(&c.id));
+                let last_sync = crate::store::sync_runs::last_finished_run(conn, &c.id)?;
+                let next_sync_at =
+                    (scheduled && !status.sync_paused && status.credentials_verified_at.is_some())
+                        .then(|| {
+                            crate::sync::scheduler::next_due(
+                                &c,
+                                last_sync.as_ref().and_then(|r| r.finished_at),
+                            )
+                            .max(ids::now())
+                        });
+                out.push(ConnectionDetails {
+                    health: status_queries::health(&status).into(),
+                    connection: c,
+                    status,
+                    last_sync,
+                    next_sync_at,
+                });
+            }
+            Ok(out)
+        })
+        .await?;
+    Ok(out)
+}
+
+/// One connection's details.
+pub async fn detail(state: &State, c: Connection) -> Result<ConnectionDetails, ApiError> {
+    details(state, vec![c])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::not_found("connection"))
+}
+
+/// The org's connections, oldest first, optionally of one provider or health.
 pub async fn list(
     state: &State,
     org_id: &str,
     provider: Option<ProviderKind>,
+    health: Option<Health>,
     page: PageRequest,
-) -> Result<Page<Connection>, ApiError> {
+) -> Result<Page<ConnectionDetails>, ApiError> {
     let org_id = org_id.to_string();
     let fetch = page.fetch();
     let sealer = state.store.sealer()?;
@@ -344,12 +524,18 @@ pub async fn list(
                 &sealer,
                 &org_id,
                 provider,
+                health.map(HealthFilter::from),
                 page.after.as_deref(),
                 fetch,
             )
         })
         .await?;
-    Ok(Page::from_rows(rows, page.limit, |c| &c.id))
+    let page = Page::from_rows(rows, page.limit, |c| &c.id);
+    let next_cursor = page.next_cursor;
+    Ok(Page {
+        data: details(state, page.data).await?,
+        next_cursor,
+    })
 }
 
 /// The org's connection, read from the database; another org's is 404.
@@ -398,8 +584,10 @@ pub async fn update(
     org_id: &str,
     id: &str,
     body: UpdateConnectionRequest,
+    verify: bool,
 ) -> Result<Connection, ApiError> {
     let mut c = get(state, org_id, id).await?;
+    let (old_url, old_credentials) = (c.base_url.clone(), c.credentials.clone());
     let mut errors = FieldErrors::of(&body);
     if body.provider.is_some_and(|p| p != c.provider) {
         errors.add(
@@ -420,12 +608,47 @@ pub async fn update(
         merge_settings(c.provider, input, &mut c.settings, &mut errors);
     }
     errors.into_result()?;
-    c.updated_at = ids::now();
+    let now = ids::now();
+    c.updated_at = now;
+    // New credentials (or a new place to use them) are checked like a new connection's.
+    let recheck = c.base_url != old_url || c.credentials != old_credentials;
+    let checked = if recheck && verify {
+        Some(check_credentials(state, &c).await)
+    } else {
+        None
+    };
+    if let Some(Checked::Refused(e)) = checked {
+        return Err(e);
+    }
     let saved = c.clone();
     let sealer = state.store.sealer()?;
     let found = state
         .store
-        .run(move |conn| queries::update_connection(conn, &sealer, &saved))
+        .write(move |conn| {
+            crate::store::in_transaction(conn, |conn| {
+                if !queries::update_connection(conn, &sealer, &saved)? {
+                    return Ok(false);
+                }
+                match &checked {
+                    _ if !recheck => {}
+                    Some(Checked::Accepted) => {
+                        status_queries::record_success(conn, &saved.id, now)?
+                    }
+                    Some(Checked::Unknown(message)) => {
+                        status_queries::unverify(conn, &saved.id)?;
+                        status_queries::record_failure(
+                            conn,
+                            &saved.id,
+                            status_queries::UPSTREAM,
+                            &format!("checking the credentials: {message}"),
+                            now,
+                        )?;
+                    }
+                    Some(Checked::Refused(_)) | None => status_queries::unverify(conn, &saved.id)?,
+                }
+                Ok(true)
+            })
+        })
         .await?;
     if !found {
         return Err(ApiError::not_found("connection"));
@@ -454,4 +677,61 @@ pub async fn delete(state: &State, org_id: &str, id: &str) -> Result<(), ApiErro
 /// credential shares it); `None` until a call was made.
 pub async fn upstream_quota(state: &State, c: &Connection) -> Option<QuotaReport> {
     state.providers.quota_report(c).await
+}
+
+/// Pauses (or resumes) the scheduled syncs of the org's connection; a run going
+/// on goes to its end (cancel it to stop it). While paused, a sync started
+/// through the API is refused too.
+pub async fn set_sync_paused(
+    state: &State,
+    org_id: &str,
+    id: &str,
+    paused: bool,
+) -> Result<Connection, ApiError> {
+    let c = get(state, org_id, id).await?;
+    let cid = c.id.clone();
+    state
+        .store
+        .write(move |conn| crate::store::connection_status::set_paused(conn, &cid, paused))
+        .await?;
+    tracing::info!(connection_id = %c.id, paused, "connection sync pause changed");
+    Ok(c)
+}
+
+/// Records a call to the connection's provider for its health, in the
+/// background: a failure each time; a success at most once a minute (and the
+/// write changes nothing unless the connection had failed).
+pub fn note_call(
+    store: &Store,
+    noted: &OncePer,
+    connection_id: &str,
+    result: Result<(), &AdapterError>,
+) {
+    let failure = match result {
+        Ok(()) => None,
+        Err(e) => match status_queries::failure_kind(e) {
+            None => return,
+            Some(kind) => Some((kind, e.to_string())),
+        },
+    };
+    match &failure {
+        None if !noted.due(connection_id) => return,
+        None => {}
+        Some(_) => noted.forget(connection_id),
+    }
+    let (store, id) = (store.clone(), connection_id.to_string());
+    tokio::spawn(async move {
+        let now = ids::now();
+        let written = store
+            .write(move |conn| match &failure {
+                None => status_queries::record_success(conn, &id, now),
+                Some((kind, message)) => {
+                    status_queries::record_failure(conn, &id, kind, message, now)
+                }
+            })
+            .await;
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "could not record a connection's health");
+        }
+    });
 }

@@ -15,7 +15,7 @@ use unicontacts_adapters::{phone, Adapter, AdapterError, ProviderKind, RemoteId}
 use utoipa::IntoParams;
 use validator::Validate;
 
-use crate::cache::{CacheKey, CachedContact};
+use crate::cache::{CacheKey, CachedContact, OncePer};
 use crate::error::{ApiError, ErrorCode, FieldErrors};
 use crate::ids;
 use crate::page::{Page, PageRequest};
@@ -209,6 +209,7 @@ pub async fn read_live(
         c.clone(),
         remote_id,
         ttl,
+        state.calls_noted.clone(),
     );
     let result = if fresh || ttl.is_zero() {
         match load.await {
@@ -388,10 +389,12 @@ async fn load(
     c: Arc<Connection>,
     remote_id: RemoteId,
     ttl: Duration,
+    noted: Arc<OncePer>,
 ) -> Result<Arc<CachedContact>, LoadError> {
     breaker.check().map_err(LoadError::CircuitOpen)?;
     let result = adapter.get_contact(remote_id.as_str()).await;
     breaker.record(&result.as_ref().map(|_| ()));
+    connections::note_call(&store, &noted, &c.id, result.as_ref().map(|_| ()));
     let record = result.map_err(LoadError::Adapter)?;
     let fetched_at = ids::now();
     let cause = events::Cause::live_read(crate::telemetry::request_id());

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use unicontacts_adapters::ProviderKind;
 use utoipa::ToSchema;
 
+use super::connection_status::HealthFilter;
 use super::models::ConnectionRow;
 use super::schema::connections;
 use super::{in_transaction, DbConnection, StoreError};
@@ -188,14 +189,18 @@ pub fn find_connection_by_name(
 }
 
 /// One page of the org's connections in creation order, after the cursor id.
+#[allow(clippy::too_many_arguments)]
 pub fn list_connections(
     conn: &mut DbConnection,
     sealer: &Sealer,
     org_id: &str,
     provider: Option<ProviderKind>,
+    health: Option<HealthFilter>,
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<Connection>, StoreError> {
+    use super::connection_status as status_mod;
+    use super::schema::connection_status as status;
     let mut query = connections::table
         .filter(connections::org_id.eq(org_id))
         .select(ConnectionRow::as_select())
@@ -205,6 +210,33 @@ pub fn list_connections(
     if let Some(p) = provider {
         query = query.filter(connections::provider.eq(p.as_str()));
     }
+    let failing = status::table
+        .filter(status::error_count.gt(0))
+        .select(status::connection_id);
+    query = match health {
+        None => query,
+        Some(HealthFilter::Healthy) => {
+            query.filter(diesel::dsl::not(connections::id.eq_any(failing)))
+        }
+        Some(HealthFilter::CredentialsRefused) => query.filter(
+            connections::id
+                .eq_any(failing.filter(status::last_error_kind.eq(status_mod::CREDENTIALS))),
+        ),
+        Some(HealthFilter::Failing) => query.filter(
+            connections::id.eq_any(
+                failing
+                    .filter(status::last_error_kind.ne(status_mod::CREDENTIALS))
+                    .filter(status::error_count.ge(status_mod::FAILING_AFTER)),
+            ),
+        ),
+        Some(HealthFilter::Degraded) => query.filter(
+            connections::id.eq_any(
+                failing
+                    .filter(status::last_error_kind.ne(status_mod::CREDENTIALS))
+                    .filter(status::error_count.lt(status_mod::FAILING_AFTER)),
+            ),
+        ),
+    };
     if let Some(after) = after {
         query = query.filter(connections::id.gt(after.to_string()));
     }

@@ -4,6 +4,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod connection_status;
 pub mod connections;
 pub mod contacts;
 pub mod events;
@@ -351,13 +352,13 @@ impl Store {
         applied.map_err(|e| StoreError::Migration(e.to_string()))
     }
 
-    /// A pooled connection, waiting at most the pool's timeout.
     /// The pool's connections and how many of them are idle.
     pub fn pool_state(&self) -> (u32, u32) {
         let s = self.pool.state();
         (s.connections, s.idle_connections)
     }
 
+    /// A pooled connection, waiting at most the pool's timeout.
     pub fn get(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
         self.pool
             .get()

@@ -112,6 +112,9 @@ pub enum RunStatus {
     Failed,
     /// The listing was complete but some records could not be read.
     Partial,
+    /// An operator cancelled it; it stopped after the page being written, and
+    /// nothing was marked deleted.
+    Cancelled,
 }
 
 /// What started a sync run.
@@ -171,6 +174,7 @@ text_enum!(RunStatus {
     Succeeded => "succeeded",
     Failed => "failed",
     Partial => "partial",
+    Cancelled => "cancelled",
 });
 
 /// Where one event's delivery to a webhook endpoint stands.

@@ -96,6 +96,20 @@ diesel::table! {
         run_id -> Text,
         holder -> Text,
         expires_at -> Timestamp,
+        cancel_requested -> Bool,
+    }
+}
+
+diesel::table! {
+    connection_status (connection_id) {
+        connection_id -> Text,
+        sync_paused -> Bool,
+        credentials_verified_at -> Nullable<Timestamp>,
+        last_error_kind -> Nullable<Text>,
+        last_error_message -> Nullable<Text>,
+        last_error_at -> Nullable<Timestamp>,
+        error_count -> BigInt,
+        last_success_at -> Nullable<Timestamp>,
     }
 }
 
@@ -221,5 +235,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     events,
     event_counters,
     webhook_endpoints,
-    webhook_deliveries
+    webhook_deliveries,
+    connection_status
 );

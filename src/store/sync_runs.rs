@@ -138,11 +138,70 @@ pub fn renew_lease(
     conn: &mut DbConnection,
     run_id: &str,
     ttl: chrono::Duration,
-) -> Result<bool, StoreError> {
+) -> Result<Lease, StoreError> {
+    let n = diesel::update(
+        sync_leases::table
+            .filter(sync_leases::run_id.eq(run_id))
+            .filter(sync_leases::cancel_requested.eq(false)),
+    )
+    .set(sync_leases::expires_at.eq(ids::now() + ttl))
+    .execute(conn)?;
+    if n == 1 {
+        return Ok(Lease::Held);
+    }
+    let cancelled: Option<bool> = sync_leases::table
+        .filter(sync_leases::run_id.eq(run_id))
+        .select(sync_leases::cancel_requested)
+        .first(conn)
+        .optional()?;
+    Ok(match cancelled {
+        Some(true) => Lease::Cancelled,
+        _ => Lease::Lost,
+    })
+}
+
+/// Whether a run still holds its connection's lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// Held, and renewed.
+    Held,
+    /// Held, and an operator asked the run to stop.
+    Cancelled,
+    /// Taken over: the run must stop without writing.
+    Lost,
+}
+
+/// What asking a run to stop did.
+#[derive(Debug)]
+pub enum CancelOutcome {
+    /// The run will stop after the page being written.
+    Requested(SyncRunRow),
+    /// The run has ended already.
+    Finished(SyncRunRow),
+}
+
+/// Asks the org's running run to stop after the page being written (on its
+/// lease, which every process running it reads at each page). `None`: no such run.
+pub fn request_cancel(
+    conn: &mut DbConnection,
+    org_id: &str,
+    run_id: &str,
+) -> Result<Option<CancelOutcome>, StoreError> {
+    let Some(run) = find_run(conn, org_id, run_id)? else {
+        return Ok(None);
+    };
+    if run.status != RunStatus::Running {
+        return Ok(Some(CancelOutcome::Finished(run)));
+    }
     let n = diesel::update(sync_leases::table.filter(sync_leases::run_id.eq(run_id)))
-        .set(sync_leases::expires_at.eq(ids::now() + ttl))
+        .set(sync_leases::cancel_requested.eq(true))
         .execute(conn)?;
-    Ok(n == 1)
+    if n == 0 {
+        // Its lease went between the two reads: the run ended.
+        let run = find_run(conn, org_id, run_id)?.unwrap_or(run);
+        return Ok(Some(CancelOutcome::Finished(run)));
+    }
+    Ok(Some(CancelOutcome::Requested(run)))
 }
 
 /// Records the run's counts so far.
@@ -395,6 +454,20 @@ struct LastFinished {
     connection_id: String,
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamp>)]
     finished_at: Option<NaiveDateTime>,
+}
+
+/// The connection's last finished run, if any.
+pub fn last_finished_run(
+    conn: &mut DbConnection,
+    connection_id: &str,
+) -> Result<Option<SyncRunRow>, StoreError> {
+    Ok(sync_runs::table
+        .filter(sync_runs::connection_id.eq(connection_id))
+        .filter(sync_runs::finished_at.is_not_null())
+        .order(sync_runs::finished_at.desc())
+        .select(SyncRunRow::as_select())
+        .first(conn)
+        .optional()?)
 }
 
 /// When each connection last finished a run (`None`: never), for the scheduler:

@@ -12,11 +12,12 @@ use unicontacts_adapters::{Adapter, AdapterError, ContactPage, ContactRecord, Pa
 
 use super::link;
 use crate::ids;
+use crate::store::connection_status;
 use crate::store::connections::Connection;
 use crate::store::contacts::{self, NewContacts, Origin, Prepared, Upserted};
 use crate::store::events;
 use crate::store::models::{RunStatus, SyncRunRow};
-use crate::store::sync_runs;
+use crate::store::sync_runs::{self, Lease};
 use crate::store::{self as store_fns, DbConnection, Store, StoreError};
 use crate::tasks::CancellationToken;
 
@@ -41,6 +42,9 @@ pub enum SyncError {
     Unusable(#[from] crate::providers::Unusable),
     #[error("{INTERRUPTED}")]
     Interrupted,
+    /// An operator cancelled the run.
+    #[error("cancelled by an operator after page {page}")]
+    Cancelled { page: i64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -61,6 +65,8 @@ struct PageOutcome {
     unchanged: i64,
     /// Remote ids the run's seen set did not hold yet.
     seen_added: i64,
+    /// An operator asked the run to stop (after this page).
+    cancelled: bool,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -170,8 +176,11 @@ fn write_page(
             // A run that stalled past its lease's expiry has been taken over: it
             // must not write beside its successor (nor, later, take the contacts its
             // dropped seen set lacks for deleted).
-            if !sync_runs::renew_lease(conn, &progress.id, ttl)? {
-                return Err(StoreError::LeaseLost);
+            match sync_runs::renew_lease(conn, &progress.id, ttl)? {
+                Lease::Held => {}
+                // This page still commits; the run stops after it.
+                Lease::Cancelled => out.cancelled = true,
+                Lease::Lost => return Err(StoreError::LeaseLost),
             }
             out.seen_added = sync_runs::mark_seen(conn, &progress.id, seen)? as i64;
             let mut saved = progress.clone();
@@ -220,6 +229,8 @@ pub async fn execute(
     run.throttled_429 = (after.throttled_429 - before.throttled_429) as i64;
     run.limiter_wait_ms = (after.limiter_wait_ms - before.limiter_wait_ms) as i64;
     run.finished_at = Some(ids::now());
+    // What the run says of the connection's health: a failure of the provider.
+    let mut failure: Option<(&'static str, String)> = None;
     match result {
         Ok(None) => run.status = RunStatus::Succeeded,
         Ok(Some(skipped)) => {
@@ -227,7 +238,18 @@ pub async fn execute(
             run.status = RunStatus::Partial;
             run.error = Some(skipped);
         }
+        Err(e @ SyncError::Cancelled { .. }) => {
+            tracing::info!(run_id = %run.id, connection_id = %c.id, "sync run cancelled");
+            run.status = RunStatus::Cancelled;
+            run.error = Some(e.to_string());
+        }
         Err(e) => {
+            failure = match &e {
+                SyncError::Listing { source, .. } | SyncError::Reading { source, .. } => {
+                    connection_status::failure_kind(source).map(|k| (k, e.to_string()))
+                }
+                _ => None,
+            };
             tracing::warn!(run_id = %run.id, connection_id = %c.id, error = %e, "sync run failed");
             run.status = RunStatus::Failed;
             run.error = Some(e.to_string());
@@ -241,6 +263,7 @@ pub async fn execute(
         tracing::error!(run_id = %run.id, error = %e, "could not record the end of a sync run");
     }
     crate::metrics::sync_run(&run, c.provider.as_str(), started.elapsed());
+    note_health(&store, &c.id, &run, failure.as_ref()).await;
     tracing::info!(
         run_id = %run.id, connection_id = %c.id, status = %run.status,
         created = run.created, updated = run.updated, unchanged = run.unchanged, deleted = run.deleted,
@@ -248,6 +271,36 @@ pub async fn execute(
         store_ms = store_time.as_millis() as u64, "sync run finished"
     );
     run
+}
+
+/// Records what a finished run says of its connection's health: the provider's
+/// failure, or (a run that listed everything) a success.
+async fn note_health(
+    store: &Store,
+    connection_id: &str,
+    run: &SyncRunRow,
+    failure: Option<&(&'static str, String)>,
+) {
+    let now = ids::now();
+    let id = connection_id.to_string();
+    let written = match (failure.cloned(), run.status) {
+        (Some((kind, message)), _) => {
+            store
+                .write(move |conn| {
+                    connection_status::record_failure(conn, &id, kind, &message, now)
+                })
+                .await
+        }
+        (None, RunStatus::Succeeded | RunStatus::Partial) => {
+            store
+                .write(move |conn| connection_status::record_success(conn, &id, now))
+                .await
+        }
+        _ => Ok(()),
+    };
+    if let Err(e) = written {
+        tracing::warn!(error = %e, "could not record a connection's health");
+    }
 }
 
 /// An error about one record rather than the provider or the connection as a
@@ -472,6 +525,9 @@ async fn page_through(
             });
         }
         on_page(run);
+        if outcome.cancelled {
+            return Err(SyncError::Cancelled { page: run.pages });
+        }
         match following {
             None => break,
             Some(Err(e)) => return Err(e),
@@ -526,7 +582,9 @@ async fn mark_unseen_deleted(
             .write(move |conn| {
                 store_fns::in_transaction(conn, |conn| {
                     link::lock_org(conn, &connection.org_id)?;
-                    if !sync_runs::renew_lease(conn, &run_id, ttl)? {
+                    // The listing was complete: a cancel asked now lets the
+                    // deletions finish, so the store matches the provider.
+                    if sync_runs::renew_lease(conn, &run_id, ttl)? == Lease::Lost {
                         return Err(StoreError::LeaseLost);
                     }
                     let gone = sync_runs::mark_unseen_deleted(

@@ -14,6 +14,7 @@ use chrono::NaiveDateTime;
 
 use super::runner::{BeginError, Runner};
 use crate::ids;
+use crate::store::connection_status;
 use crate::store::connections::{self, Connection};
 use crate::store::models::Trigger;
 use crate::store::sync_runs;
@@ -51,6 +52,18 @@ fn jitter_secs(connection_id: &str, interval: u64) -> i64 {
         .bytes()
         .fold(0u64, |a, b| a.wrapping_mul(31).wrapping_add(u64::from(b)));
     (h % (interval / 10).max(1)) as i64
+}
+
+/// When the connection's next scheduled run is due, after a run that finished
+/// at `last` (`None`: never ran, due at once).
+pub fn next_due(c: &Connection, last: Option<NaiveDateTime>) -> NaiveDateTime {
+    match last {
+        None => NaiveDateTime::MIN,
+        Some(finished) => {
+            let interval = c.settings.sync_interval_seconds;
+            finished + chrono::Duration::seconds(interval as i64 + jitter_secs(&c.id, interval))
+        }
+    }
 }
 
 /// Connections whose next run is due at `now`.
@@ -159,6 +172,18 @@ pub async fn run_scheduler(runner: Runner, schedule: Schedule) {
         let loaded = store
             .run(move |conn| {
                 let conns = connections::list_all_connections(conn, &sealer, None)?;
+                // Paused connections wait, and so do those whose credentials the
+                // provider has not accepted yet (no sync with a placeholder key).
+                let ids: Vec<String> = conns.iter().map(|c| c.id.clone()).collect();
+                let status = connection_status::find(conn, &ids)?;
+                let conns = conns
+                    .into_iter()
+                    .filter(|c| {
+                        status
+                            .get(&c.id)
+                            .is_some_and(|s| !s.sync_paused && s.credentials_verified_at.is_some())
+                    })
+                    .collect::<Vec<_>>();
                 let last: HashMap<_, _> = sync_runs::last_finished(conn)?.into_iter().collect();
                 Ok((conns, last))
             })

@@ -454,6 +454,7 @@ async fn wacr_connection(
                 ..SettingsInput::default()
             },
         },
+        true,
     )
     .await
     .expect("connection");

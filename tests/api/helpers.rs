@@ -286,8 +286,14 @@ impl TestApp {
     /// Creates a connection as the test's admin and returns its JSON.
     pub async fn create_connection(&self, body: Value) -> Value {
         let res = send(self.post("/v1/admin/connections", &self.admin_key, &body)).await;
-        assert_eq!(res.status(), 201, "create connection");
-        res.json().await.expect("json")
+        let status = res.status();
+        let answer: Value = res.json().await.expect("json");
+        assert_eq!(
+            status, 201,
+            "create connection {}: {answer}",
+            body["provider"]
+        );
+        answer
     }
 }
 

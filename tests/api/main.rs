@@ -16,6 +16,7 @@ mod layers;
 mod live;
 mod metrics;
 mod openapi;
+mod operations;
 mod people;
 mod quota;
 mod replicas;

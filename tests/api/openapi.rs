@@ -3,7 +3,7 @@ use serde_json::Value;
 use crate::helpers::{send, spawn_app, Backend};
 
 /// Every route the app serves (besides the docs themselves).
-const ROUTES: [(&str, &str); 36] = [
+const ROUTES: [(&str, &str); 39] = [
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -19,6 +19,9 @@ const ROUTES: [(&str, &str); 36] = [
     ("post", "/v1/admin/connections/{id}/sync"),
     ("get", "/v1/admin/sync-runs"),
     ("get", "/v1/admin/sync-runs/{id}"),
+    ("post", "/v1/admin/sync-runs/{id}/cancel"),
+    ("post", "/v1/admin/connections/{id}/pause-sync"),
+    ("post", "/v1/admin/connections/{id}/resume-sync"),
     ("get", "/v1/people"),
     ("get", "/v1/providers"),
     ("get", "/v1/events"),
@@ -96,10 +99,18 @@ async fn the_openapi_document_is_3_1_and_describes_every_route(backend: Backend)
                 "{method} {path} declares bearer auth"
             );
         }
-        // The actions that take no body: a sync, a secret's rotation, a replay.
-        let bodiless = ["/sync", "/rotate-secret", "/replay"]
-            .iter()
-            .any(|end| path.ends_with(end));
+        // The actions that take no body: a sync, a secret's rotation, a replay,
+        // pausing and resuming syncs, cancelling a run.
+        let bodiless = [
+            "/sync",
+            "/rotate-secret",
+            "/replay",
+            "/pause-sync",
+            "/resume-sync",
+            "/cancel",
+        ]
+        .iter()
+        .any(|end| path.ends_with(end));
         if (method == "post" || method == "patch") && !bodiless {
             assert!(op["requestBody"].is_object(), "{method} {path} has a body");
             for status in ["400", "413", "415", "422"] {
@@ -149,7 +160,7 @@ async fn the_openapi_document_is_3_1_and_describes_every_route(backend: Backend)
     // Run states are the server's own values.
     assert_eq!(
         schemas["RunStatus"]["enum"],
-        serde_json::json!(["running", "succeeded", "failed", "partial"])
+        serde_json::json!(["running", "succeeded", "failed", "partial", "cancelled"])
     );
     assert_eq!(
         schemas["Trigger"]["enum"],

@@ -1139,14 +1139,19 @@ async fn provider_refusals_are_answered_in_our_terms(backend: Backend) {
     )
     .await;
 
-    // Credentials refused: 502 saying so.
-    let bad = app
-        .create_connection(json!({
+    // Credentials refused (saved unchecked, as a key revoked later would be): 502 saying so.
+    let res = send(app.post(
+        "/v1/admin/connections?verify=false",
+        &app.admin_key,
+        &json!({
             "provider": "wacr", "name": "W-bad", "base_url": sims.set.wacr.api_base(),
             "credentials": {"api_key": "not-the-key-0123456789"},
             "settings": {"default_status_id": 1, "default_source_id": 1, "default_kind": "lead"}
-        }))
-        .await;
+        }),
+    ))
+    .await;
+    assert_eq!(res.status(), 201);
+    let bad: Value = res.json().await.expect("json");
     let err = assert_error(
         send(app.post(
             &contacts_of(&bad),
