@@ -7,7 +7,7 @@ use crate::config::Settings;
 use crate::error::{ApiError, ErrorCode};
 use crate::service::api_keys::{self, OrgRef, Scope};
 use crate::service::sync_runs;
-use crate::startup::{open_store, Application};
+use crate::startup::{open_store, open_store_migrated, Application};
 use crate::state::State;
 use crate::store::models::{RunStatus, SyncRunRow, Trigger};
 use crate::sync::BeginError;
@@ -21,11 +21,10 @@ fn describe(e: ApiError) -> String {
             let lines: Vec<String> = fields
                 .iter()
                 .flat_map(|(field, messages)| {
-                    messages
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(move |m| format!("--{field} {}", m.as_str().unwrap_or_default()))
+                    messages.as_array().into_iter().flatten().map(move |m| {
+                        let flag = field.replace('_', "-");
+                        format!("--{flag} {}", m.as_str().unwrap_or_default())
+                    })
                 })
                 .collect();
             if !lines.is_empty() {
@@ -83,14 +82,19 @@ pub async fn serve(settings: Settings, demo: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// `migrate`: applies pending migrations and exits.
+/// `migrate`: applies pending migrations, prints each, and exits.
 pub async fn migrate(settings: Settings) -> Result<(), String> {
-    // open_store applies pending migrations.
-    open_store(&settings).await.map_err(|e| e.to_string())?;
-    println!(
-        "migrations are up to date ({})",
-        settings.database_url.backend_name()
-    );
+    let (_, applied) = open_store_migrated(&settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    let backend = settings.database_url.backend_name();
+    for version in &applied {
+        println!("applied {version}");
+    }
+    match applied.len() {
+        0 => println!("migrations are up to date ({backend}); nothing to apply"),
+        n => println!("applied {n} migration(s); up to date ({backend})"),
+    }
     Ok(())
 }
 
@@ -100,9 +104,10 @@ pub async fn create_key(
     org: &str,
     scopes: &[Scope],
     name: &str,
+    expires_at: Option<&str>,
 ) -> Result<(), String> {
     let store = open_store(&settings).await.map_err(|e| e.to_string())?;
-    let created = api_keys::create(&store, OrgRef::Name(org), name, scopes)
+    let created = api_keys::create_expiring(&store, OrgRef::Name(org), name, scopes, expires_at)
         .await
         .map_err(describe)?;
     println!("org: {} ({})", created.org.name, created.org.id);
@@ -112,6 +117,153 @@ pub async fn create_key(
     );
     println!("the key below is shown once; store it now");
     println!("{}", created.key);
+    Ok(())
+}
+
+/// Prints rows as columns padded to their widest cell, the first row a header.
+fn print_table(rows: &[Vec<String>]) {
+    let widths: Vec<usize> = (0..rows.first().map_or(0, Vec::len))
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}
+
+fn or_dash(t: Option<chrono::NaiveDateTime>) -> String {
+    t.map(crate::ids::rfc3339).unwrap_or_else(|| "-".into())
+}
+
+/// `keys list [--org NAME] [--all]`: the keys of one org or of every org
+/// (revoked ones with `--all`); never the keys themselves.
+pub async fn list_keys(settings: Settings, org: Option<&str>, all: bool) -> Result<(), String> {
+    let store = open_store(&settings).await.map_err(|e| e.to_string())?;
+    let org = org.map(str::to_string);
+    let keys = store
+        .run(move |conn| crate::store::api_keys::list_every_key(conn, org.as_deref(), all))
+        .await
+        .map_err(|e| e.to_string())?;
+    if keys.is_empty() {
+        println!("no API keys");
+        return Ok(());
+    }
+    let mut rows = vec![[
+        "ID",
+        "ORG",
+        "NAME",
+        "PREFIX",
+        "SCOPES",
+        "CREATED",
+        "LAST USED",
+        "EXPIRES",
+        "REVOKED",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for (k, org) in keys {
+        rows.push(vec![
+            k.id.clone(),
+            org,
+            k.name.clone(),
+            k.prefix.clone(),
+            k.scopes.clone(),
+            crate::ids::rfc3339(k.created_at),
+            or_dash(k.last_used_at),
+            or_dash(k.expires_at),
+            or_dash(k.revoked_at),
+        ]);
+    }
+    print_table(&rows);
+    Ok(())
+}
+
+/// `keys revoke ID`: revokes the key, whatever its org (the operator's way out;
+/// the API keeps an org's last admin key). Running servers forget it at once.
+pub async fn revoke_key(settings: Settings, id: &str) -> Result<(), String> {
+    let store = open_store(&settings).await.map_err(|e| e.to_string())?;
+    let lookup = id.to_string();
+    let found = store
+        .run(move |conn| crate::store::api_keys::find_key(conn, &lookup))
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some((key, org)) = found else {
+        return Err(format!("no API key {id}"));
+    };
+    let state = State::new(settings, store);
+    api_keys::revoke(&state, &key.org_id, &key.id, false)
+        .await
+        .map_err(describe)?;
+    println!("revoked {} ({}, org {org})", key.id, key.prefix);
+    let org_id = key.org_id.clone();
+    let admins = state
+        .store
+        .run(move |conn| crate::store::api_keys::count_active_admin_keys(conn, &org_id))
+        .await
+        .map_err(|e| e.to_string())?;
+    if admins == 0 {
+        println!(
+            "org {org} has no active admin key left; `unicontacts keys create --org {org} --scopes admin` makes one"
+        );
+    }
+    Ok(())
+}
+
+/// `connections list`: every org's connections with their health.
+pub async fn list_connections(settings: Settings) -> Result<(), String> {
+    let store = open_store(&settings).await.map_err(|e| e.to_string())?;
+    let state = State::new(settings, store);
+    let all = sync_runs::connections_to_sync(&state, None)
+        .await
+        .map_err(describe)?;
+    if all.is_empty() {
+        println!("no connections");
+        return Ok(());
+    }
+    let details = crate::service::connections::details(&state, all)
+        .await
+        .map_err(describe)?;
+    let mut rows = vec![[
+        "ID",
+        "ORG",
+        "PROVIDER",
+        "NAME",
+        "HEALTH",
+        "SYNC",
+        "LAST SYNC",
+        "LAST ERROR",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for d in details {
+        let c = &d.connection;
+        let health = serde_json::to_value(d.health)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        rows.push(vec![
+            c.id.clone(),
+            c.org_id.clone(),
+            c.provider.to_string(),
+            c.name.clone(),
+            health,
+            if d.status.sync_paused { "paused" } else { "on" }.to_string(),
+            d.last_sync
+                .as_ref()
+                .map(|r| format!("{} {}", r.status, or_dash(r.finished_at)))
+                .unwrap_or_else(|| "-".into()),
+            d.status
+                .last_error_message
+                .clone()
+                .filter(|_| d.status.error_count > 0)
+                .unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    print_table(&rows);
     Ok(())
 }
 
@@ -312,19 +464,26 @@ fn stop_on_signal() -> CancellationToken {
     let token = stop.clone();
     tokio::spawn(async move {
         #[cfg(unix)]
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot watch SIGTERM");
+        let (mut term, mut hup) = {
+            use tokio::signal::unix::{signal, SignalKind};
+            // SIGHUP: the terminal went away; the run is recorded all the same.
+            match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+            ) {
+                (Ok(t), Ok(h)) => (t, h),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(error = %e, "cannot watch SIGTERM and SIGHUP");
                     return;
                 }
-            };
+            }
+        };
         for n in 0.. {
             #[cfg(unix)]
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
+                _ = hup.recv() => {}
             }
             #[cfg(not(unix))]
             if tokio::signal::ctrl_c().await.is_err() {
@@ -333,7 +492,9 @@ fn stop_on_signal() -> CancellationToken {
             if n > 0 {
                 std::process::exit(130);
             }
-            eprintln!("stopping after the page being written (again to quit at once)");
+            crate::telemetry::eprint_above_bar(
+                "stopping after the page being written (again to quit at once)",
+            );
             token.cancel();
         }
     });
@@ -345,11 +506,17 @@ fn stop_on_signal() -> CancellationToken {
 pub async fn sync(settings: Settings, only: Option<String>) -> Result<(), String> {
     let store = open_store(&settings).await.map_err(|e| e.to_string())?;
     let state = State::new(settings, store);
-    let connections = sync_runs::connections_to_sync(&state, only)
+    let connections = sync_runs::connections_to_sync(&state, only.clone())
         .await
         .map_err(describe)?;
     if connections.is_empty() {
-        return Err("no such connection".into());
+        return match only {
+            Some(id) => Err(format!("no connection {id}")),
+            None => {
+                println!("no connections to sync");
+                Ok(())
+            }
+        };
     }
     let terminal = std::io::stdout().is_terminal();
     let stop = stop_on_signal();
@@ -383,8 +550,27 @@ pub async fn sync(settings: Settings, only: Option<String>) -> Result<(), String
         );
         let bar = terminal.then(|| {
             let bar = indicatif::ProgressBar::new_spinner();
+            if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} {prefix}") {
+                bar.set_style(style);
+            }
+            bar.set_message("page 1");
             bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            // Log lines go above it.
+            crate::telemetry::show_bar(Some(bar.clone()));
             bar
+        });
+        // Within a page: the calls made so far (a detail per record at the Gateway).
+        let ticker = bar.clone().map(|bar| {
+            let adapter = begun.adapter().clone();
+            let base = adapter.stats().requests;
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+                loop {
+                    tick.tick().await;
+                    let made = adapter.stats().requests.saturating_sub(base);
+                    bar.set_prefix(format!("· {made} requests"));
+                }
+            })
         });
         let progress = |r: &SyncRunRow| {
             let line = format!(
@@ -397,7 +583,11 @@ pub async fn sync(settings: Settings, only: Option<String>) -> Result<(), String
             }
         };
         let done = state.runner.run(begun, stop.clone(), progress).await;
+        if let Some(t) = ticker {
+            t.abort();
+        }
         if let Some(b) = &bar {
+            crate::telemetry::show_bar(None);
             b.finish_and_clear();
         }
         println!(

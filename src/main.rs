@@ -1,6 +1,7 @@
 //! The `unicontacts` command: parses the command line and calls the library's
-//! `cli` functions (`serve`, the default; `migrate`, `sync`, `keys create`,
-//! `secrets generate-key`, `secrets rotate`, `sim`).
+//! `cli` functions (`serve`, the default; `migrate`, `sync`, `keys create|list|revoke`,
+//! `connections list`, `secrets generate-key`, `secrets rotate`, `sim`) or prints
+//! shell completions.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +43,16 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Look at provider connections.
+    Connections {
+        #[command(subcommand)]
+        command: ConnectionsCommand,
+    },
+    /// Print a shell completion script (e.g. `unicontacts completions bash > /etc/bash_completion.d/unicontacts`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
     },
     /// The key provider credentials are sealed with at rest.
     Secrets {
@@ -103,7 +114,30 @@ enum KeysCommand {
         /// A label for the key.
         #[arg(long, default_value = "cli")]
         name: String,
+        /// When the key stops working (RFC 3339, e.g. 2027-06-30T00:00:00Z); never by default.
+        #[arg(long, value_name = "TIME")]
+        expires_at: Option<String>,
     },
+    /// List API keys (never the keys themselves): one org's or every org's.
+    List {
+        /// Only this org (by name).
+        #[arg(long)]
+        org: Option<String>,
+        /// Revoked keys too.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Revoke an API key by id (`key_…`); it stops working at once, on every replica.
+    Revoke {
+        /// The key's id, as `keys list` shows it.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConnectionsCommand {
+    /// List every org's connections with their health and last sync.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -149,6 +183,16 @@ fn main() -> ExitCode {
     pin_mmap_threshold();
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // Before the settings: completions need none, and a broken file must not stop them.
+    if let Some(Command::Completions { shell }) = cli.command {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "unicontacts",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
     // The file as the user named it, so that an error about it says which.
     let file = cli.config.as_deref().map(|path| ConfigFile {
         path: path.to_path_buf(),
@@ -189,8 +233,24 @@ fn main() -> ExitCode {
             Command::Migrate => cli::migrate(settings).await,
             Command::Sync { connection } => cli::sync(settings, connection).await,
             Command::Keys {
-                command: KeysCommand::Create { org, scopes, name },
-            } => cli::create_key(settings, &org, &scopes.0, &name).await,
+                command:
+                    KeysCommand::Create {
+                        org,
+                        scopes,
+                        name,
+                        expires_at,
+                    },
+            } => cli::create_key(settings, &org, &scopes.0, &name, expires_at.as_deref()).await,
+            Command::Keys {
+                command: KeysCommand::List { org, all },
+            } => cli::list_keys(settings, org.as_deref(), all).await,
+            Command::Keys {
+                command: KeysCommand::Revoke { id },
+            } => cli::revoke_key(settings, &id).await,
+            Command::Connections {
+                command: ConnectionsCommand::List,
+            } => cli::list_connections(settings).await,
+            Command::Completions { .. } => Ok(()),
             Command::Secrets {
                 command: SecretsCommand::GenerateKey,
             } => {

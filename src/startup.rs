@@ -134,6 +134,11 @@ impl Application {
 /// that it opens every stored row) and seals the rows stored plain, off the
 /// async threads.
 pub async fn open_store(settings: &Settings) -> Result<Store, StoreError> {
+    Ok(open_store_migrated(settings).await?.0)
+}
+
+/// [`open_store`], with the versions of the migrations it applied.
+pub async fn open_store_migrated(settings: &Settings) -> Result<(Store, Vec<String>), StoreError> {
     let url = settings.database_url.clone();
     let pool_size = settings.database_pool_size;
     let timeout = Duration::from_secs(settings.database_timeout_seconds);
@@ -152,7 +157,7 @@ pub async fn open_store(settings: &Settings) -> Result<Store, StoreError> {
         if sealed > 0 {
             tracing::info!(sealed, key = sealer.key_id(), "sealed stored credentials");
         }
-        Ok(store.with_sealer(sealer))
+        Ok((store.with_sealer(sealer), applied))
     })
     .await
     .map_err(|e| StoreError::Task(e.to_string()))?

@@ -28,14 +28,48 @@ pub fn init(settings: &Settings, target: LogTarget) {
         (LogFormat::Json, LogTarget::Stdout) => {
             builder.json().with_writer(std::io::stdout).try_init()
         }
-        (LogFormat::Json, LogTarget::Stderr) => {
-            builder.json().with_writer(std::io::stderr).try_init()
-        }
+        (LogFormat::Json, LogTarget::Stderr) => builder.json().with_writer(|| AboveBar).try_init(),
         (LogFormat::Text, LogTarget::Stdout) => builder.with_writer(std::io::stdout).try_init(),
-        (LogFormat::Text, LogTarget::Stderr) => builder.with_writer(std::io::stderr).try_init(),
+        (LogFormat::Text, LogTarget::Stderr) => builder.with_writer(|| AboveBar).try_init(),
     };
     // Already installed (tests build several apps in one process): keep the first.
     let _ = result;
+}
+
+/// The progress bar a command draws on the terminal, if any.
+static BAR: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+
+fn bar() -> Option<indicatif::ProgressBar> {
+    BAR.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Makes `bar` the one log lines are printed above (`None`: no bar any more).
+pub fn show_bar(bar: Option<indicatif::ProgressBar>) {
+    *BAR.lock().unwrap_or_else(|e| e.into_inner()) = bar;
+}
+
+/// Prints a line to stderr above the progress bar (the bar is taken away while
+/// the line is written, then drawn again below it), so no line shares the bar's.
+pub fn eprint_above_bar(line: &str) {
+    use std::io::Write;
+    let _ = AboveBar.write_all(format!("{line}\n").as_bytes());
+}
+
+/// Stderr for log lines: each event is one write, made with the bar suspended.
+struct AboveBar;
+
+impl std::io::Write for AboveBar {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match bar() {
+            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf))?,
+            None => std::io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 tokio::task_local! {

@@ -51,6 +51,56 @@ pub fn list_api_keys(
     Ok(query.load(conn)?)
 }
 
+/// Every key (of the org named `org`, when given) with its org's name, in
+/// creation order; revoked ones only with `revoked`.
+pub fn list_every_key(
+    conn: &mut DbConnection,
+    org: Option<&str>,
+    revoked: bool,
+) -> Result<Vec<(ApiKeyRow, String)>, StoreError> {
+    use super::schema::orgs;
+    let mut query = api_keys::table
+        .inner_join(orgs::table.on(orgs::id.eq(api_keys::org_id)))
+        .select((ApiKeyRow::as_select(), orgs::name))
+        .order(api_keys::id.asc())
+        .into_boxed();
+    if let Some(org) = org {
+        query = query.filter(orgs::name.eq(org.to_string()));
+    }
+    if !revoked {
+        query = query.filter(api_keys::revoked_at.is_null());
+    }
+    Ok(query.load(conn)?)
+}
+
+/// The key with this id, whatever its org, with its org's name.
+pub fn find_key(
+    conn: &mut DbConnection,
+    id: &str,
+) -> Result<Option<(ApiKeyRow, String)>, StoreError> {
+    use super::schema::orgs;
+    Ok(api_keys::table
+        .inner_join(orgs::table.on(orgs::id.eq(api_keys::org_id)))
+        .filter(api_keys::id.eq(id))
+        .select((ApiKeyRow::as_select(), orgs::name))
+        .first(conn)
+        .optional()?)
+}
+
+/// The org's active (unrevoked, unexpired) admin keys.
+pub fn count_active_admin_keys(conn: &mut DbConnection, org_id: &str) -> Result<usize, StoreError> {
+    let now = ids::now();
+    let keys: Vec<ApiKeyRow> = api_keys::table
+        .filter(api_keys::org_id.eq(org_id))
+        .filter(api_keys::revoked_at.is_null())
+        .select(ApiKeyRow::as_select())
+        .load(conn)?;
+    Ok(keys
+        .iter()
+        .filter(|k| k.is_admin() && k.is_active(now))
+        .count())
+}
+
 /// What revoking a key did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Revoked {

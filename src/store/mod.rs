@@ -333,18 +333,40 @@ impl Store {
             .ok_or_else(|| StoreError::Secret(SecretError::BadKey))
     }
 
-    /// Applies pending migrations of this backend; returns the versions applied.
+    /// Applies pending migrations of this backend; returns the names of those
+    /// applied (`2026-11-21-000001_foundation`).
     pub fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        fn named<DB: diesel::backend::Backend>(
+            source: &EmbeddedMigrations,
+            versions: Vec<diesel::migration::MigrationVersion<'_>>,
+        ) -> Vec<String>
+        where
+            EmbeddedMigrations: diesel::migration::MigrationSource<DB>,
+        {
+            let names: std::collections::HashMap<String, String> =
+                diesel::migration::MigrationSource::<DB>::migrations(source)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|m| (m.name().version().to_string(), m.name().to_string()))
+                    .collect();
+            versions
+                .iter()
+                .map(|v| {
+                    let v = v.to_string();
+                    names.get(&v).cloned().unwrap_or(v)
+                })
+                .collect()
+        }
         let mut conn = self.get()?;
         let applied = match &mut *conn {
             DbConnection::Sqlite(c) => c
                 .run_pending_migrations(SQLITE_MIGRATIONS)
-                .map(|v| v.iter().map(|m| m.to_string()).collect::<Vec<_>>()),
+                .map(|v| named::<diesel::sqlite::Sqlite>(&SQLITE_MIGRATIONS, v)),
             DbConnection::Postgresql(c) => {
                 c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))?;
                 let result = c
                     .run_pending_migrations(POSTGRES_MIGRATIONS)
-                    .map(|v| v.iter().map(|m| m.to_string()).collect::<Vec<_>>());
+                    .map(|v| named::<diesel::pg::Pg>(&POSTGRES_MIGRATIONS, v));
                 c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))?;
                 result
             }

@@ -438,7 +438,12 @@ async fn page_through(
             .map_err(|source| SyncError::Listing { page: 1, source })?,
     };
     run.pages += 1;
-    let (mut current, waited) = classify(store, provider, c, first).await?;
+    // Reading the page's details may take long (a call per record at the
+    // Gateway): a stop does not wait for it.
+    let (mut current, waited) = tokio::select! {
+        () = stop.cancelled() => return Err(SyncError::Interrupted),
+        classified = classify(store, provider, c, first) => classified?,
+    };
     *store_time += waited;
     // Contacts this run had created when the planner's statistics were last
     // refreshed: first at 5 000, then each time the run has created ten times as

@@ -24,6 +24,13 @@ pub struct Begun {
     connection: Connection,
 }
 
+impl Begun {
+    /// The adapter the run calls its provider with (its figures show how far it got).
+    pub fn adapter(&self) -> &Adapter {
+        &self.adapter
+    }
+}
+
 /// Why a run did not begin.
 #[derive(Debug, thiserror::Error)]
 pub enum BeginError {

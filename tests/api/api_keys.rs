@@ -151,6 +151,22 @@ async fn list(app: &TestApp) -> Vec<Value> {
     list["data"].as_array().expect("data").clone()
 }
 
+/// Sets the key's expiry in the database (as if time had passed).
+async fn expire(app: &TestApp, id: &str, at: chrono::NaiveDateTime) {
+    let id = id.to_string();
+    app.store
+        .run(move |conn| {
+            use diesel::prelude::*;
+            use unicontacts::store::schema::api_keys;
+            diesel::update(api_keys::table.filter(api_keys::id.eq(&id)))
+                .set(api_keys::expires_at.eq(Some(at)))
+                .execute(conn)
+                .map_err(unicontacts::store::StoreError::from)
+        })
+        .await
+        .expect("expire");
+}
+
 async fn the_last_admin_key_cannot_be_revoked(backend: Backend) {
     let app = spawn_app(backend).await;
     let mine = list(&app).await[0]["id"].as_str().expect("id").to_string();
@@ -173,18 +189,7 @@ async fn the_last_admin_key_cannot_be_revoked(backend: Backend) {
     .await;
     let expired_id = expired["id"].as_str().expect("id").to_string();
     let past = chrono::Utc::now().naive_utc() - chrono::Duration::minutes(1);
-    let id = expired_id.clone();
-    app.store
-        .run(move |conn| {
-            use diesel::prelude::*;
-            use unicontacts::store::schema::api_keys;
-            diesel::update(api_keys::table.filter(api_keys::id.eq(&id)))
-                .set(api_keys::expires_at.eq(Some(past)))
-                .execute(conn)
-                .map_err(unicontacts::store::StoreError::from)
-        })
-        .await
-        .expect("expire");
+    expire(&app, &expired_id, past).await;
     let res = send(app.delete(&format!("/v1/admin/api-keys/{mine}"), &app.admin_key)).await;
     assert_error(res, 409, "conflict").await;
     // With a second admin key, the first goes; then the second is the last.
@@ -274,18 +279,7 @@ async fn keys_expire_and_record_their_last_use(backend: Backend) {
 
     // A key past its expiry is refused, also when this process had it in memory.
     let past = chrono::Utc::now().naive_utc() - chrono::Duration::seconds(1);
-    let id2 = id.clone();
-    app.store
-        .run(move |conn| {
-            use diesel::prelude::*;
-            use unicontacts::store::schema::api_keys;
-            diesel::update(api_keys::table.filter(api_keys::id.eq(&id2)))
-                .set(api_keys::expires_at.eq(Some(past)))
-                .execute(conn)
-                .map_err(unicontacts::store::StoreError::from)
-        })
-        .await
-        .expect("expire");
+    expire(&app, &id, past).await;
     app.state.keys.forget_key(&id);
     let res = send(app.get("/v1/contacts", &key)).await;
     let err = assert_error(res, 401, "unauthorized").await;

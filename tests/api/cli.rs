@@ -61,6 +61,10 @@ fn every_command_has_help() {
         vec!["migrate", "--help"],
         vec!["keys", "--help"],
         vec!["keys", "create", "--help"],
+        vec!["keys", "list", "--help"],
+        vec!["keys", "revoke", "--help"],
+        vec!["connections", "list", "--help"],
+        vec!["completions", "--help"],
         vec!["secrets", "rotate", "--help"],
         vec!["secrets", "generate-key", "--help"],
     ] {
@@ -180,6 +184,139 @@ async fn keys_create_prints_the_key_alone_on_the_last_line_and_it_works(backend:
     assert!(!text(&out.stdout).contains("uck_"));
 }
 
+/// The id in the second line of `keys create` (`key: key_… prefix …`).
+fn key_id_from(out: &Output) -> String {
+    text(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("key: "))
+        .and_then(|l| l.split(' ').next())
+        .expect("key line")
+        .to_string()
+}
+
+async fn keys_are_listed_and_revoked_from_the_command_line(backend: Backend) {
+    let db = TestDb::new(&backend);
+    let out = run(unicontacts(Some(&db)).args(["keys", "list"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "no API keys");
+    let acme = run(unicontacts(Some(&db)).args([
+        "keys",
+        "create",
+        "--org",
+        "acme",
+        "--scopes",
+        "admin",
+        "--expires-at",
+        "2099-01-01T00:00:00Z",
+    ]));
+    let acme_key = key_from(&acme);
+    let acme_id = key_id_from(&acme);
+    let other = run(unicontacts(Some(&db)).args([
+        "keys",
+        "create",
+        "--org",
+        "globex",
+        "--scopes",
+        "contacts:read",
+    ]));
+    key_from(&other);
+    let bad = run(unicontacts(Some(&db)).args([
+        "keys",
+        "create",
+        "--org",
+        "acme",
+        "--scopes",
+        "admin",
+        "--expires-at",
+        "yesterday",
+    ]));
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("--expires-at must be an RFC 3339 time"),
+        "{}",
+        text(&bad.stderr)
+    );
+
+    let out = run(unicontacts(Some(&db)).args(["keys", "list"]));
+    let listed = text(&out.stdout);
+    assert!(listed.starts_with("ID "), "{listed}");
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+    assert!(
+        listed.contains(&acme_id) && listed.contains("2099-01-01T00:00:00"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&acme_key), "never the key itself");
+    let out = run(unicontacts(Some(&db)).args(["keys", "list", "--org", "globex"]));
+    let listed = text(&out.stdout);
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(!listed.contains(&acme_id));
+
+    // The CLI may revoke an org's last admin key (the API may not), and says so.
+    let out = run(unicontacts(Some(&db)).args(["keys", "revoke", &acme_id]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(said.contains(&format!("revoked {acme_id}")), "{said}");
+    assert!(
+        said.contains("keys create --org acme --scopes admin"),
+        "{said}"
+    );
+    let out = run(unicontacts(Some(&db)).args(["keys", "list"]));
+    assert!(!text(&out.stdout).contains(&acme_id));
+    let out = run(unicontacts(Some(&db)).args(["keys", "list", "--all"]));
+    assert!(text(&out.stdout).contains(&acme_id));
+    let out =
+        run(unicontacts(Some(&db)).args(["keys", "revoke", "key_00000000000000000000000000"]));
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no API key key_0000"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+async fn connections_list_and_an_empty_sync_say_what_there_is(backend: Backend) {
+    let db = TestDb::new(&backend);
+    let out = run(unicontacts(Some(&db)).arg("sync"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "no connections to sync");
+    let out = run(unicontacts(Some(&db)).args(["sync", "--connection", "con_nope"]));
+    assert!(!out.status.success());
+    let out = run(unicontacts(Some(&db)).args(["connections", "list"]));
+    assert_eq!(text(&out.stdout).trim(), "no connections");
+
+    let (_sim, store, connection) = wacr_connection(&db, 61, 30).await;
+    let synced = sync_once(&store, &connection, chrono::Duration::seconds(60)).await;
+    assert_eq!(synced.status, RunStatus::Succeeded);
+    let out = run(unicontacts(Some(&db)).args(["connections", "list"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed = text(&out.stdout);
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with(&connection.id))
+        .unwrap_or_else(|| panic!("{listed}"));
+    for word in ["wacr", "crm", "healthy", "on", "succeeded"] {
+        assert!(line.contains(word), "{word}: {line}");
+    }
+    drop(store);
+}
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        // A settings file that does not parse must not stop them.
+        let out = run(unicontacts(None)
+            .args(["completions", shell])
+            .env("UNICONTACTS_CONFIG", "/nonexistent/unicontacts.toml"));
+        assert!(out.status.success(), "{shell}: {}", text(&out.stderr));
+        let script = text(&out.stdout);
+        for word in ["unicontacts", "keys", "revoke", "connections"] {
+            assert!(script.contains(word), "{shell}: {word}");
+        }
+    }
+    let out = run(unicontacts(None).args(["completions", "tcsh"]));
+    assert!(!out.status.success());
+}
+
 async fn migrate_creates_the_schema(backend: Backend) {
     let db = TestDb::new(&backend);
     let out = run(unicontacts(Some(&db)).arg("migrate"));
@@ -191,6 +328,9 @@ async fn migrate_creates_the_schema(backend: Backend) {
         .await
         .expect("schema");
     assert!(schema.contains_key("connections"), "{schema:?}");
+    let said = text(&out.stdout);
+    assert!(said.contains("applied 2026-11-21-000001"), "{said}");
+    assert!(said.contains("up to date"), "{said}");
     // Running it again changes nothing and still succeeds.
     let again = run(unicontacts(Some(&db)).arg("migrate"));
     assert!(
@@ -198,6 +338,13 @@ async fn migrate_creates_the_schema(backend: Backend) {
         "{}: {}",
         again.status,
         text(&again.stderr)
+    );
+    assert_eq!(
+        text(&again.stdout).trim(),
+        format!(
+            "migrations are up to date ({}); nothing to apply",
+            db.url.backend_name()
+        )
     );
 }
 
@@ -674,11 +821,12 @@ async fn assert_interrupted_cleanly(
     assert_eq!(stored_contacts(store, &connection.id).await.len(), upstream);
 }
 
-/// SIGINT (or SIGTERM) stops `unicontacts sync` after the page it is writing: the
-/// run is recorded and its lease released, and the command exits non-zero.
-async fn an_interrupted_sync_records_its_run_and_gives_back_the_lease(backend: Backend) {
+/// Runs `unicontacts sync` against a slow provider, sends `signal` once a page
+/// is written, and checks the run was recorded and its lease released; how long
+/// the command took to stop.
+async fn stop_a_sync_with(backend: Backend, seed: u64, signal: &str) -> Duration {
     let db = TestDb::new(&backend);
-    let (sim, store, connection) = wacr_connection(&db, 52, 900).await;
+    let (sim, store, connection) = wacr_connection(&db, seed, 900).await;
     sim.set_faults(unicontacts_adapters::sim::Faults {
         latency_ms: 300,
         ..Default::default()
@@ -690,10 +838,155 @@ async fn an_interrupted_sync_records_its_run_and_gives_back_the_lease(backend: B
         .spawn()
         .expect("spawn sync");
     wait_for_a_written_page(&store, &connection.id).await;
-    let status = signal_and_wait(child, "-INT").await;
+    let asked = std::time::Instant::now();
+    let status = signal_and_wait(child, signal).await;
+    let took = asked.elapsed();
     assert_eq!(status.code(), Some(1), "{status:?}");
     sim.set_faults(unicontacts_adapters::sim::Faults::default());
     assert_interrupted_cleanly(&sim, &store, &connection).await;
+    took
+}
+
+/// SIGINT (or SIGTERM) stops `unicontacts sync` after the page it is writing: the
+/// run is recorded and its lease released, and the command exits non-zero.
+async fn an_interrupted_sync_records_its_run_and_gives_back_the_lease(backend: Backend) {
+    stop_a_sync_with(backend, 52, "-INT").await;
+}
+
+/// A closed terminal (SIGHUP) stops a sync as Ctrl-C does, within 2 s even
+/// mid-page, and the run is recorded.
+async fn a_hung_up_sync_records_its_run_within_two_seconds(backend: Backend) {
+    let took = stop_a_sync_with(backend, 54, "-HUP").await;
+    assert!(
+        took < Duration::from_secs(2),
+        "stopped {took:?} after SIGHUP"
+    );
+}
+
+/// The lines a terminal shows for `raw`: carriage returns, line erases and
+/// cursor moves up applied, colours dropped.
+fn rendered(raw: &str) -> Vec<String> {
+    let mut lines: Vec<Vec<char>> = vec![Vec::new()];
+    let (mut row, mut col) = (0usize, 0usize);
+    let mut chars = raw.chars().peekable();
+    while let Some(ch) = chars.next() {
+        match ch {
+            '\n' => {
+                row += 1;
+                col = 0;
+                if lines.len() <= row {
+                    lines.push(Vec::new());
+                }
+            }
+            '\r' => col = 0,
+            '\x1b' if chars.peek() == Some(&'[') => {
+                chars.next();
+                let mut params = String::new();
+                let mut last = ' ';
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        last = c;
+                        break;
+                    }
+                    params.push(c);
+                }
+                let n: usize = params.trim_start_matches('?').parse().unwrap_or(0);
+                match last {
+                    'K' if n == 2 => lines[row].clear(),
+                    'K' => lines[row].truncate(col),
+                    'A' => row = row.saturating_sub(n.max(1)),
+                    'G' => col = n.saturating_sub(1),
+                    'J' => lines.truncate(row + 1),
+                    _ => {}
+                }
+            }
+            c if c.is_control() => {}
+            c => {
+                let line = &mut lines[row];
+                while line.len() < col {
+                    line.push(' ');
+                }
+                if col < line.len() {
+                    line[col] = c;
+                } else {
+                    line.push(c);
+                }
+                col += 1;
+            }
+        }
+    }
+    lines.into_iter().map(|l| l.into_iter().collect()).collect()
+}
+
+#[test]
+fn the_renderer_applies_what_a_terminal_does() {
+    let raw = "a bar\r\x1b[2Ka log line\nthe bar again\r\x1b[2Kdone\n";
+    assert_eq!(rendered(raw), vec!["a log line", "done", ""]);
+    assert_eq!(
+        rendered("one\ntwo\x1b[1A\r\x1b[2Kuno\n"),
+        vec!["uno", "two"]
+    );
+}
+
+/// `sync` on a terminal (a pseudo-terminal from `script`): its log lines are
+/// printed above the progress bar, never on the bar's line.
+async fn sync_on_a_terminal_prints_its_logs_above_the_bar(backend: Backend) {
+    let db = TestDb::new(&backend);
+    let (sim, _store, connection) = wacr_connection(&db, 55, 450).await;
+    sim.set_faults(unicontacts_adapters::sim::Faults {
+        latency_ms: 400,
+        ..Default::default()
+    });
+    let url = match &db.url {
+        unicontacts::config::DatabaseUrl::Sqlite(p) => p.display().to_string(),
+        unicontacts::config::DatabaseUrl::Postgres(u) => u.clone(),
+    };
+    let mut cmd = Command::new("script");
+    cmd.env_clear()
+        .current_dir(std::env::temp_dir())
+        .env("TERM", "xterm")
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("UNICONTACTS_DATABASE_URL", url)
+        // A log line for every page written, while the bar turns.
+        .env("UNICONTACTS_LOG_LEVEL", "info,unicontacts::sync=debug")
+        .args([
+            "-qefc",
+            &format!("{BIN} sync --connection {}", connection.id),
+            "/dev/null",
+        ]);
+    if let Some(key) = &db.secret_key {
+        cmd.env("UNICONTACTS_SECRET_KEY", key);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("script"))
+        .await
+        .expect("join");
+    let raw = text(&out.stdout);
+    assert!(out.status.success(), "{}\n{raw}", out.status);
+    let is_bar = |l: &str| l.contains('·') && l.contains(" requests");
+    let lines = rendered(&raw);
+    assert!(
+        lines.iter().any(|l| is_bar(l)) || raw.contains("· "),
+        "the bar was drawn:\n{raw:?}"
+    );
+    let logs: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("page written"))
+        .collect();
+    assert!(
+        logs.len() >= 2,
+        "log lines while it ran:\n{lines:#?}\n{raw:?}"
+    );
+    for line in &lines {
+        let bar = is_bar(line);
+        let log = line.contains("page written") || line.contains("DEBUG") || line.contains("INFO");
+        assert!(!(bar && log), "a log line on the bar's line: {line:?}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.trim_start().starts_with("succeeded:")),
+        "{lines:#?}"
+    );
 }
 
 /// `serve` stopped with SIGTERM while a sync runs: the server exits cleanly, and
@@ -794,6 +1087,10 @@ crate::db_tests!(
     serve_demo_loads_three_providers_and_prints_a_working_key,
     keys_create_prints_the_key_alone_on_the_last_line_and_it_works,
     migrate_creates_the_schema,
+    keys_are_listed_and_revoked_from_the_command_line,
+    a_hung_up_sync_records_its_run_within_two_seconds,
+    sync_on_a_terminal_prints_its_logs_above_the_bar,
+    connections_list_and_an_empty_sync_say_what_there_is,
     short_commands_exit_cleanly_while_the_pool_connects,
     serve_logs_json_keeps_secrets_out_and_stops_cleanly_on_sigterm,
 );

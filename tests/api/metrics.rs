@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use unicontacts_adapters::sim::{Faults, RateLimit};
 
 use crate::helpers::{assert_error, spawn_app, Backend, Sims};
-use crate::replicas::Replica;
+use crate::replicas::{start_sync, wait_for_run, Replica};
 
 const TOKEN: &str = "metrics-token-0123456789";
 
@@ -41,33 +41,10 @@ async fn scrape(client: &reqwest::Client, r: &Replica) -> String {
     res.text().await.expect("text")
 }
 
-async fn run_sync(client: &reqwest::Client, r: &Replica, key: &str, connection: &str) -> Value {
-    let res = client
-        .post(r.url(&format!("/v1/admin/connections/{connection}/sync")))
-        .bearer_auth(key)
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("sync");
-    assert_eq!(res.status(), 202);
-    let run: Value = res.json().await.expect("json");
-    let id = run["id"].as_str().expect("id").to_string();
-    for _ in 0..1500 {
-        let run: Value = client
-            .get(r.url(&format!("/v1/admin/sync-runs/{id}")))
-            .bearer_auth(key)
-            .send()
-            .await
-            .expect("run")
-            .json()
-            .await
-            .expect("json");
-        if run["status"] != "running" {
-            return run;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("run {id} did not finish");
+/// Starts a sync of the connection through the replica and waits for its end.
+async fn run_sync(r: &Replica, key: &str, connection: &str) -> Value {
+    let id = start_sync(r, key, connection).await;
+    wait_for_run(r, key, &id).await
 }
 
 async fn figures_after_traffic(backend: Backend) {
@@ -113,7 +90,7 @@ async fn figures_after_traffic(backend: Backend) {
     sims.set
         .periskope
         .set_rate_limit(Some(RateLimit::for_the_next_minute(100_000)));
-    let run = run_sync(&client, &r, &app.admin_key, &periskope).await;
+    let run = run_sync(&r, &app.admin_key, &periskope).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     let created = run["counts"]["created"].as_i64().expect("created");
     assert!(created > 0);
@@ -272,7 +249,7 @@ async fn figures_after_traffic(backend: Backend) {
             ("UNICONTACTS_METRICS_PER_CONNECTION", "true"),
         ],
     );
-    let run = run_sync(&client, &r, &app.admin_key, &periskope).await;
+    let run = run_sync(&r, &app.admin_key, &periskope).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     let text = scrape(&client, &r).await;
     let (series, _) = parse(&text);

@@ -10,6 +10,11 @@ use crate::helpers::{
     assert_error, send, spawn_app, spawn_app_with, Backend, Sims, TestApp, SIM_KEY, SIM_SESSION,
 };
 
+/// POSTs an empty body as the test's admin.
+async fn post(app: &TestApp, path: &str) -> reqwest::Response {
+    send(app.post(path, &app.admin_key, &json!({}))).await
+}
+
 async fn connection(app: &TestApp, id: &str) -> Value {
     let res = send(app.get(&format!("/v1/admin/connections/{id}"), &app.admin_key)).await;
     assert_eq!(res.status(), 200);
@@ -60,6 +65,20 @@ fn live_path(sims: &Sims) -> String {
         "/v1/connections/{}/contacts/{digits}?fresh=true",
         Sims::id(&sims.periskope)
     )
+}
+
+/// Polls `runs_of` until the connection has a run (bounded).
+async fn until_a_run<F, Fut>(runs_of: &F, id: &str)
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = usize>,
+{
+    for _ in 0..500 {
+        if runs_of(id.to_string()).await > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 async fn health_follows_the_provider(backend: Backend) {
@@ -266,23 +285,13 @@ async fn the_scheduler_skips_paused_and_unverified_connections(backend: Backend)
     let app = spawn_app(backend).await;
     let sims = app.connect_sims(53, 20, json!({})).await;
     let (paused, verified) = (Sims::id(&sims.periskope), Sims::id(&sims.wacr));
-    let res = send(app.post(
-        &format!("/v1/admin/connections/{paused}/pause-sync"),
-        &app.admin_key,
-        &json!({}),
-    ))
-    .await;
+    let res = post(&app, &format!("/v1/admin/connections/{paused}/pause-sync")).await;
     assert_eq!(res.status(), 200);
     let c: Value = res.json().await.expect("json");
     assert_eq!(c["sync_paused"], true);
     assert!(c["next_sync_at"].is_null());
     // Started through the API while paused: 409, saying how to resume.
-    let res = send(app.post(
-        &format!("/v1/admin/connections/{paused}/sync"),
-        &app.admin_key,
-        &json!({}),
-    ))
-    .await;
+    let res = post(&app, &format!("/v1/admin/connections/{paused}/sync")).await;
     let err = assert_error(res, 409, "conflict").await;
     assert!(err["error"]["message"]
         .as_str()
@@ -310,12 +319,7 @@ async fn the_scheduler_skips_paused_and_unverified_connections(backend: Backend)
             page["data"].as_array().expect("data").len()
         }
     };
-    for _ in 0..500 {
-        if runs_of(verified.clone()).await > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_a_run(&runs_of, &verified).await;
     assert!(
         runs_of(verified.clone()).await > 0,
         "the scheduler never ran"
@@ -324,19 +328,9 @@ async fn the_scheduler_skips_paused_and_unverified_connections(backend: Backend)
     assert_eq!(runs_of(paused.clone()).await, 0);
     assert_eq!(runs_of(unverified.clone()).await, 0);
 
-    let res = send(app.post(
-        &format!("/v1/admin/connections/{paused}/resume-sync"),
-        &app.admin_key,
-        &json!({}),
-    ))
-    .await;
+    let res = post(&app, &format!("/v1/admin/connections/{paused}/resume-sync")).await;
     assert_eq!(res.status(), 200);
-    for _ in 0..500 {
-        if runs_of(paused.clone()).await > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_a_run(&runs_of, &paused).await;
     assert!(runs_of(paused.clone()).await > 0, "resumed, never synced");
 }
 
@@ -348,22 +342,12 @@ async fn a_cancelled_run_stops_after_its_page(backend: Backend) {
         ..Faults::default()
     });
     let id = Sims::id(&sims.wacr);
-    let res = send(app.post(
-        &format!("/v1/admin/connections/{id}/sync"),
-        &app.admin_key,
-        &json!({}),
-    ))
-    .await;
+    let res = post(&app, &format!("/v1/admin/connections/{id}/sync")).await;
     assert_eq!(res.status(), 202);
     let run: Value = res.json().await.expect("json");
     let run_id = run["id"].as_str().expect("id").to_string();
     // A second start names the running run.
-    let res = send(app.post(
-        &format!("/v1/admin/connections/{id}/sync"),
-        &app.admin_key,
-        &json!({}),
-    ))
-    .await;
+    let res = post(&app, &format!("/v1/admin/connections/{id}/sync")).await;
     let err = assert_error(res, 409, "conflict").await;
     assert!(
         err["error"]["message"]
@@ -384,12 +368,7 @@ async fn a_cancelled_run_stops_after_its_page(backend: Backend) {
     .await;
     assert_error(res, 404, "not_found").await;
 
-    let res = send(app.post(
-        &format!("/v1/admin/sync-runs/{run_id}/cancel"),
-        &app.admin_key,
-        &json!({}),
-    ))
-    .await;
+    let res = post(&app, &format!("/v1/admin/sync-runs/{run_id}/cancel")).await;
     assert_eq!(res.status(), 202);
     let asked: Value = res.json().await.expect("json");
     assert_eq!(asked["status"], "running");
@@ -401,22 +380,16 @@ async fn a_cancelled_run_stops_after_its_page(backend: Backend) {
     assert!(written > 0 && written < total, "{written} of {total}");
     assert_eq!(done["counts"]["deleted"], 0);
     // Its contacts so far are kept; a second cancel is too late.
-    let res = send(app.post(
-        &format!("/v1/admin/sync-runs/{run_id}/cancel"),
-        &app.admin_key,
-        &json!({}),
-    ))
-    .await;
+    let res = post(&app, &format!("/v1/admin/sync-runs/{run_id}/cancel")).await;
     let err = assert_error(res, 409, "conflict").await;
     assert!(err["error"]["message"]
         .as_str()
         .expect("m")
         .contains("cancelled"));
-    let res = send(app.post(
+    let res = post(
+        &app,
         "/v1/admin/sync-runs/run_00000000000000000000000000/cancel",
-        &app.admin_key,
-        &json!({}),
-    ))
+    )
     .await;
     assert_error(res, 404, "not_found").await;
     // The next run starts as usual.

@@ -173,7 +173,7 @@ async fn create_connection(r: &Replica, key: &str, sim: &periskope::sim::Perisko
 }
 
 /// Starts a sync of the connection through `r`; returns the run's id.
-async fn start_sync(r: &Replica, key: &str, connection: &str) -> String {
+pub async fn start_sync(r: &Replica, key: &str, connection: &str) -> String {
     let res = send(
         reqwest::Client::new()
             .post(r.url(&format!("/v1/admin/connections/{connection}/sync")))
@@ -193,7 +193,7 @@ async fn get(r: &Replica, path: &str, key: &str) -> reqwest::Response {
 }
 
 /// Polls the run on `r` until it ends (bounded).
-async fn wait_for_run(r: &Replica, key: &str, run_id: &str) -> Value {
+pub async fn wait_for_run(r: &Replica, key: &str, run_id: &str) -> Value {
     for _ in 0..1200 {
         let res = get(r, &format!("/v1/admin/sync-runs/{run_id}"), key).await;
         if res.status() == 200 {
