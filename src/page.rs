@@ -160,6 +160,10 @@ pub mod cursor {
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
             .and_then(|s| s.strip_prefix("v1:").map(str::to_string))
+            // Our ids only (`con_01…`, `evt_0…`): nothing else reaches a query.
+            .filter(|id| {
+                !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            })
     }
 }
 
@@ -173,6 +177,8 @@ mod tests {
         assert_eq!(cursor::decode(&c).as_deref(), Some("con_01abc"));
         assert!(cursor::decode("con_01abc").is_none());
         assert!(cursor::decode("!!!").is_none());
+        // `v1:` and a NUL.
+        assert!(cursor::decode("djE6AA").is_none());
     }
 
     #[test]

@@ -59,7 +59,86 @@ pub async fn read_json<T: DeserializeOwned>(
         .map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
     let value: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+    let mut errors = FieldErrors::new();
+    control_characters_in(&value, String::new(), &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
     serde_path_to_error::deserialize(value).map_err(serde_failure)
+}
+
+/// The message for text holding control characters (NUL, say), which no field takes.
+const CONTROL: &str = "must not contain control characters";
+
+/// Whether `s` holds a control character; line breaks and tabs are allowed in
+/// bodies (a description), never in a path or query.
+fn has_control(s: &str, allow_whitespace: bool) -> bool {
+    s.chars()
+        .any(|c| c.is_control() && !(allow_whitespace && matches!(c, '\n' | '\r' | '\t')))
+}
+
+/// Names every string of a JSON body holding a control character (`name`,
+/// `credentials.api_key`, `contacts[2].phone`; keys too).
+fn control_characters_in(value: &serde_json::Value, at: String, errors: &mut FieldErrors) {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if has_control(s, true) => {
+            errors.add(if at.is_empty() { "(body)" } else { &at }, CONTROL)
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                control_characters_in(item, format!("{at}[{i}]"), errors);
+            }
+        }
+        Value::Object(fields) => {
+            for (key, item) in fields {
+                let path = if at.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{at}.{key}")
+                };
+                if has_control(key, false) {
+                    errors.add(path.clone(), CONTROL);
+                }
+                control_characters_in(item, path, errors);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Control characters in a request's path segments or query (`%00`, say), each
+/// named: a path segment by the route's parameter (`id`), a query value by its
+/// name. Checked before routing, so no handler (and no database) sees them.
+pub fn control_characters_in_request(req: &HttpRequest) -> Option<ApiError> {
+    let mut errors = FieldErrors::new();
+    let path = req.path();
+    if path.contains('%') {
+        let pattern = req.resource_map().match_pattern(path);
+        let names: Vec<&str> = pattern
+            .as_deref()
+            .map_or(Vec::new(), |p| p.split('/').collect());
+        for (i, segment) in path.split('/').enumerate() {
+            let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+            if has_control(&decoded, false) {
+                let name = names
+                    .get(i)
+                    .and_then(|n| n.strip_prefix('{'))
+                    .and_then(|n| n.strip_suffix('}'))
+                    .unwrap_or("path");
+                errors.add(name, CONTROL);
+            }
+        }
+    }
+    let query = req.query_string();
+    if query.contains('%') {
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            if has_control(&key, false) || has_control(&value, false) {
+                errors.add(key.into_owned(), CONTROL);
+            }
+        }
+    }
+    (!errors.is_empty()).then(|| ApiError::validation(errors))
 }
 
 fn too_large() -> ApiError {

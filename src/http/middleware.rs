@@ -42,10 +42,15 @@ pub async fn request_context(
     let span = tracing::info_span!("request", request_id = %id, method = %method, path = %path);
     let started = Instant::now();
     req.extensions_mut().insert(RequestId(id.clone()));
-    let res = crate::telemetry::with_request_id(id.clone(), next.call(req))
-        .instrument(span.clone())
-        .await?;
-    let mut res = into_envelope(res.map_into_boxed_body(), &method, &path);
+    let res = match crate::http::extract::control_characters_in_request(req.request()) {
+        // Refused before routing: no handler, and no database, sees a NUL.
+        Some(e) => req.error_response(e),
+        None => crate::telemetry::with_request_id(id.clone(), next.call(req))
+            .instrument(span.clone())
+            .await?
+            .map_into_boxed_body(),
+    };
+    let mut res = into_envelope(res, &method, &path);
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, v);
     }

@@ -121,7 +121,71 @@ async fn bad_query_parameters_are_422_naming_the_parameter(backend: Backend) {
     assert_error(res, 422, "validation_failed").await;
 }
 
+/// A NUL (or any control character) in a path segment, a query value, a cursor
+/// or a JSON string is a 422 naming the field, on both backends; PostgreSQL
+/// answered 500 for it, SQLite matched every contact with `q=%00`.
+async fn control_characters_are_422_naming_the_field(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let reader = app.reader_key().await;
+    for (path, field, key) in [
+        ("/v1/contacts?q=%00", "q", &reader),
+        ("/v1/contacts?label=a%00b", "label", &reader),
+        ("/v1/contacts?membership=%00", "membership", &reader),
+        ("/v1/contacts?connection_id=%00", "connection_id", &reader),
+        ("/v1/people?q=%00", "q", &reader),
+        ("/v1/contacts/%00", "id", &reader),
+        ("/v1/people/ctc%01x", "id", &reader),
+        (
+            "/v1/admin/sync-runs?connection_id=%00",
+            "connection_id",
+            &app.admin_key,
+        ),
+        ("/v1/admin/connections/%00", "id", &app.admin_key),
+        ("/v1/admin/sync-runs/%00", "id", &app.admin_key),
+        ("/v1/contacts?cursor=djE6AA", "cursor", &reader),
+    ] {
+        let res = send(app.get(path, key)).await;
+        let err = assert_error(res, 422, "validation_failed").await;
+        assert!(
+            err["error"]["details"]["fields"][field].is_array(),
+            "{path}: {err}"
+        );
+    }
+    let res = send(app.post(
+        "/v1/admin/api-keys",
+        &app.admin_key,
+        &json!({"name": "a\u{0}b", "scopes": ["admin"]}),
+    ))
+    .await;
+    let err = assert_error(res, 422, "validation_failed").await;
+    assert_eq!(
+        err["error"]["details"]["fields"]["name"][0], "must not contain control characters",
+        "{err}"
+    );
+    let res = send(app.post(
+        "/v1/admin/connections",
+        &app.admin_key,
+        &json!({"provider": "wacr", "name": "ok", "credentials": {"api_key": "k\u{7}ey-0123456789"},
+                "settings": {"default_country": "IN"}}),
+    ))
+    .await;
+    let err = assert_error(res, 422, "validation_failed").await;
+    assert!(
+        err["error"]["details"]["fields"]["credentials.api_key"].is_array(),
+        "{err}"
+    );
+    // Line breaks stay allowed in a body's text.
+    let res = send(app.post(
+        "/v1/admin/api-keys",
+        &app.admin_key,
+        &json!({"name": "two\nlines", "scopes": ["admin"]}),
+    ))
+    .await;
+    assert_eq!(res.status(), 201);
+}
+
 crate::db_tests!(
+    control_characters_are_422_naming_the_field,
     unknown_routes_are_404_in_the_envelope,
     wrong_methods_are_405_in_the_envelope,
     malformed_json_is_400,
