@@ -119,6 +119,11 @@ pub struct ErrorDetail {
     /// Structured details; for `validation_failed` a map of field path to messages.
     #[schema(value_type = Object)]
     pub details: Value,
+    /// The request's id (as in its `x-request-id` header): quote it when asking
+    /// about the request; the logs carry it too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "01jd2x9v8c0000000000000000")]
+    pub request_id: Option<String>,
 }
 
 /// An error answered to the client. The cause chain, when there is one, goes to
@@ -197,6 +202,7 @@ impl ApiError {
                 code: self.code.as_str().to_string(),
                 message: self.message.clone(),
                 details: self.details.clone(),
+                request_id: crate::telemetry::request_id(),
             },
         }
     }

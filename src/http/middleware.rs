@@ -44,13 +44,16 @@ pub async fn request_context(
     req.extensions_mut().insert(RequestId(id.clone()));
     let res = match crate::http::extract::control_characters_in_request(req.request()) {
         // Refused before routing: no handler, and no database, sees a NUL.
-        Some(e) => req.error_response(e),
+        Some(e) => {
+            crate::telemetry::with_request_id(id.clone(), async move { req.error_response(e) })
+                .await
+        }
         None => crate::telemetry::with_request_id(id.clone(), next.call(req))
             .instrument(span.clone())
             .await?
             .map_into_boxed_body(),
     };
-    let mut res = into_envelope(res, &method, &path);
+    let mut res = into_envelope(res, &method, &path, &id);
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, v);
     }
@@ -90,6 +93,7 @@ fn into_envelope(
     res: ServiceResponse<BoxBody>,
     method: &str,
     path: &str,
+    request_id: &str,
 ) -> ServiceResponse<BoxBody> {
     let status = res.status();
     let is_json = res
@@ -112,7 +116,9 @@ fn into_envelope(
             .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string()),
     };
     let (req, old) = res.into_parts();
-    let mut fresh = HttpResponse::build(status).json(ApiError::new(code, message).body());
+    let mut body = ApiError::new(code, message).body();
+    body.error.request_id = Some(request_id.to_string());
+    let mut fresh = HttpResponse::build(status).json(body);
     for (name, value) in old.headers() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             fresh.headers_mut().insert(name.clone(), value.clone());

@@ -303,6 +303,12 @@ pub async fn send(req: RequestBuilder) -> Response {
 
 /// Asserts the status and the error envelope's code; returns the envelope.
 pub async fn assert_error(res: Response, status: u16, code: &str) -> Value {
+    let request_id = res
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let replayed = res.headers().contains_key("idempotent-replayed");
     assert_eq!(res.status().as_u16(), status, "status");
     assert!(
         res.headers().contains_key("x-request-id"),
@@ -312,6 +318,15 @@ pub async fn assert_error(res: Response, status: u16, code: &str) -> Value {
     assert_eq!(body["error"]["code"], code, "{body}");
     assert!(body["error"]["message"].is_string(), "{body}");
     assert!(body["error"]["details"].is_object(), "{body}");
+    // The body names the request as its header does (an idempotent replay
+    // answers the first request's body, under its own header).
+    if !replayed {
+        assert_eq!(
+            body["error"]["request_id"].as_str(),
+            request_id.as_deref(),
+            "{body}"
+        );
+    }
     body
 }
 
