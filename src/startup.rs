@@ -180,6 +180,8 @@ fn run(listener: TcpListener, state: web::Data<State>) -> std::io::Result<Server
             .wrap(middleware::from_fn(audit))
             .wrap(middleware::from_fn(idempotency))
             .wrap(middleware::from_fn(request_context))
+            // Outermost: gzip or brotli when the client accepts it; nothing otherwise.
+            .wrap(middleware::Compress::default())
             .configure(|cfg| routes::configure(cfg, openapi.clone()))
             .default_service(web::to(routes::not_found))
     })

@@ -372,7 +372,61 @@ async fn read_keys_read_contacts_and_nothing_else(backend: Backend) {
     .await;
 }
 
+/// A page of contacts is compressed for a client that accepts gzip or brotli,
+/// and plain for one that does not.
+async fn pages_are_compressed_when_the_client_accepts_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app.connect_sims(56, 120, json!({})).await;
+    app.load_all(&sims).await;
+    let reader = app.reader_key().await;
+    // A client that decodes nothing itself, so the bytes are what was sent.
+    let raw = reqwest::Client::builder()
+        .no_gzip()
+        .build()
+        .expect("client");
+    let url = app.url("/v1/contacts?limit=100");
+    let plain = raw
+        .get(&url)
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .expect("plain");
+    assert_eq!(plain.status(), 200);
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain = plain.bytes().await.expect("body");
+    serde_json::from_slice::<Value>(&plain).expect("plain JSON");
+    for encoding in ["gzip", "br"] {
+        let res = raw
+            .get(&url)
+            .bearer_auth(&reader)
+            .header("accept-encoding", encoding)
+            .send()
+            .await
+            .expect("compressed");
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["content-encoding"], encoding);
+        let body = res.bytes().await.expect("body");
+        assert!(
+            body.len() * 3 < plain.len(),
+            "{encoding}: {} of {} bytes",
+            body.len(),
+            plain.len()
+        );
+    }
+    // The suite's own client asks for gzip and reads the same page.
+    let decoded: Value = send(app.get("/v1/contacts?limit=100", &reader))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        decoded,
+        serde_json::from_slice::<Value>(&plain).expect("json")
+    );
+}
+
 crate::db_tests!(
+    pages_are_compressed_when_the_client_accepts_it,
     every_loaded_contact_is_listed_once_across_providers,
     filters_find_by_name_phone_label_membership_and_time,
     bad_filter_values_are_422_naming_the_parameter,
