@@ -97,26 +97,32 @@ impl Modify for BearerAuth {
     }
 }
 
+/// A GET route that answers HEAD too: the same status and headers
+/// (`Content-Length`, `ETag`, …), no body (actix leaves the body of a HEAD out).
+fn get() -> actix_web::Route {
+    web::route().guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
+}
+
 /// Registers every route. Each path is a `resource`, so a wrong method on a known
 /// path is a 405 rather than a 404.
 pub fn configure(cfg: &mut web::ServiceConfig, openapi: utoipa::openapi::OpenApi) {
-    cfg.service(web::resource("/healthz").route(web::get().to(health::healthz)))
-        .service(web::resource("/readyz").route(web::get().to(health::readyz)))
-        .service(web::resource("/metrics").route(web::get().to(health::metrics)))
-        .service(web::resource("/docs").route(web::get().to(docs_redirect)))
+    cfg.service(web::resource("/healthz").route(get().to(health::healthz)))
+        .service(web::resource("/readyz").route(get().to(health::readyz)))
+        .service(web::resource("/metrics").route(get().to(health::metrics)))
+        .service(web::resource("/docs").route(get().to(docs_redirect)))
         // Swagger UI with its assets vendored into the binary: the page works offline.
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi))
-        .service(web::resource("/v1/contacts").route(web::get().to(contacts::list_contacts)))
+        .service(web::resource("/v1/contacts").route(get().to(contacts::list_contacts)))
         .service(
             web::resource("/v1/contacts/{id}")
-                .route(web::get().to(contacts::get_contact))
+                .route(get().to(contacts::get_contact))
                 .route(web::patch().to(contact_writes::update_contact))
                 .route(web::delete().to(contact_writes::delete_contact)),
         )
-        .service(web::resource("/v1/people").route(web::get().to(people::list_people)))
-        .service(web::resource("/v1/events").route(web::get().to(events::list_events)))
-        .service(web::resource("/v1/providers").route(web::get().to(providers::list_providers)))
-        .service(web::resource("/v1/people/{id}").route(web::get().to(people::get_person)))
+        .service(web::resource("/v1/people").route(get().to(people::list_people)))
+        .service(web::resource("/v1/events").route(get().to(events::list_events)))
+        .service(web::resource("/v1/providers").route(get().to(providers::list_providers)))
+        .service(web::resource("/v1/people/{id}").route(get().to(people::get_person)))
         .service(
             web::resource("/v1/connections/{connection_id}/contacts")
                 .route(web::post().to(contact_writes::create_contact)),
@@ -132,18 +138,18 @@ pub fn configure(cfg: &mut web::ServiceConfig, openapi: utoipa::openapi::OpenApi
         )
         .service(
             web::resource("/v1/connections/{connection_id}/contacts/{remote_id}")
-                .route(web::get().to(connection_contacts::get_connection_contact)),
+                .route(get().to(connection_contacts::get_connection_contact)),
         )
         .service(
             web::scope("/v1/admin")
                 .service(
                     web::resource("/connections")
                         .route(web::post().to(connections::create_connection))
-                        .route(web::get().to(connections::list_connections)),
+                        .route(get().to(connections::list_connections)),
                 )
                 .service(
                     web::resource("/connections/{id}")
-                        .route(web::get().to(connections::get_connection))
+                        .route(get().to(connections::get_connection))
                         .route(web::patch().to(connections::update_connection))
                         .route(web::delete().to(connections::delete_connection)),
                 )
@@ -151,9 +157,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, openapi: utoipa::openapi::OpenApi
                     web::resource("/connections/{id}/sync")
                         .route(web::post().to(sync_runs::trigger_sync)),
                 )
-                .service(
-                    web::resource("/sync-runs").route(web::get().to(sync_runs::list_sync_runs)),
-                )
+                .service(web::resource("/sync-runs").route(get().to(sync_runs::list_sync_runs)))
                 .service(
                     web::resource("/connections/{id}/pause-sync")
                         .route(web::post().to(connections::pause_sync)),
@@ -166,17 +170,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, openapi: utoipa::openapi::OpenApi
                     web::resource("/sync-runs/{id}/cancel")
                         .route(web::post().to(sync_runs::cancel_sync_run)),
                 )
-                .service(
-                    web::resource("/sync-runs/{id}").route(web::get().to(sync_runs::get_sync_run)),
-                )
+                .service(web::resource("/sync-runs/{id}").route(get().to(sync_runs::get_sync_run)))
                 .service(
                     web::resource("/api-keys")
                         .route(web::post().to(api_keys::create_api_key))
-                        .route(web::get().to(api_keys::list_api_keys)),
+                        .route(get().to(api_keys::list_api_keys)),
                 )
-                .service(
-                    web::resource("/audit-events").route(web::get().to(audit::list_audit_events)),
-                )
+                .service(web::resource("/audit-events").route(get().to(audit::list_audit_events)))
                 .service(
                     web::resource("/api-keys/{id}")
                         .route(web::delete().to(api_keys::delete_api_key)),
@@ -184,11 +184,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, openapi: utoipa::openapi::OpenApi
                 .service(
                     web::resource("/webhooks")
                         .route(web::post().to(webhooks::create_webhook))
-                        .route(web::get().to(webhooks::list_webhooks)),
+                        .route(get().to(webhooks::list_webhooks)),
                 )
                 .service(
                     web::resource("/webhooks/{id}")
-                        .route(web::get().to(webhooks::get_webhook))
+                        .route(get().to(webhooks::get_webhook))
                         .route(web::patch().to(webhooks::update_webhook))
                         .route(web::delete().to(webhooks::delete_webhook)),
                 )
@@ -198,7 +198,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, openapi: utoipa::openapi::OpenApi
                 )
                 .service(
                     web::resource("/webhooks/{id}/deliveries")
-                        .route(web::get().to(webhooks::list_deliveries)),
+                        .route(get().to(webhooks::list_deliveries)),
                 )
                 .service(
                     web::resource("/webhooks/{id}/deliveries/{delivery_id}/replay")

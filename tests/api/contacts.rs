@@ -425,7 +425,73 @@ async fn pages_are_compressed_when_the_client_accepts_it(backend: Backend) {
     );
 }
 
+/// HEAD is answered wherever GET is: the same status and headers, no body.
+async fn head_answers_wherever_get_does(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app.connect_sims(57, 30, json!({})).await;
+    app.load_all(&sims).await;
+    let reader = app.reader_key().await;
+    let raw = reqwest::Client::builder()
+        .no_gzip()
+        .build()
+        .expect("client");
+    let first: Value = send(app.get("/v1/contacts?limit=1", &reader))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let id = first["data"][0]["id"].as_str().expect("id").to_string();
+    for path in [
+        "/healthz".to_string(),
+        "/v1/contacts?limit=5".to_string(),
+        format!("/v1/contacts/{id}"),
+        format!(
+            "/v1/people/{}",
+            first["data"][0]["person_id"].as_str().expect("person")
+        ),
+    ] {
+        let got = raw
+            .get(app.url(&path))
+            .bearer_auth(&reader)
+            .send()
+            .await
+            .expect("get");
+        let (status, length) = (got.status(), got.headers()["content-length"].clone());
+        let body = got.bytes().await.expect("body");
+        let head = raw
+            .head(app.url(&path))
+            .bearer_auth(&reader)
+            .send()
+            .await
+            .expect("head");
+        assert_eq!(head.status(), status, "{path}");
+        assert_eq!(head.headers()["content-length"], length, "{path}");
+        assert_eq!(
+            length.to_str().expect("length"),
+            body.len().to_string(),
+            "{path}"
+        );
+        assert_eq!(head.headers()["content-type"], "application/json", "{path}");
+        assert!(
+            head.bytes().await.expect("body").is_empty(),
+            "{path}: no body"
+        );
+    }
+    // Not where there is no GET.
+    let res = raw
+        .head(app.url(&format!(
+            "/v1/connections/{}/contacts/batch",
+            Sims::id(&sims.wacr)
+        )))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(res.status(), 405);
+}
+
 crate::db_tests!(
+    head_answers_wherever_get_does,
     pages_are_compressed_when_the_client_accepts_it,
     every_loaded_contact_is_listed_once_across_providers,
     filters_find_by_name_phone_label_membership_and_time,
