@@ -267,6 +267,31 @@ pub async fn list_connections(settings: Settings) -> Result<(), String> {
     Ok(())
 }
 
+/// `healthcheck [--url URL]`: `GET /readyz` of the server (the `bind` setting's
+/// address unless given, 127.0.0.1 for an unspecified one); an error unless 200.
+pub async fn healthcheck(settings: Settings, url: Option<String>) -> Result<(), String> {
+    let base = url.unwrap_or_else(|| {
+        let mut addr = settings.bind;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{addr}")
+    });
+    let target = format!("{}/readyz", base.trim_end_matches('/'));
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()
+        .map_err(|e| e.to_string())?;
+    match client.get(&target).send().await {
+        Ok(res) if res.status() == reqwest::StatusCode::OK => {
+            println!("ready ({target})");
+            Ok(())
+        }
+        Ok(res) => Err(format!("not ready: {target} answered {}", res.status())),
+        Err(e) => Err(format!("not ready: {target}: {e}")),
+    }
+}
+
 /// `secrets rotate --new-key KEY`: every connection's credentials re-sealed with
 /// the new key in one transaction. On SQLite without `secret_key` the key file
 /// then holds the new key (written beside it first, put in its place after the

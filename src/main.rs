@@ -49,6 +49,12 @@ enum Command {
         #[command(subcommand)]
         command: ConnectionsCommand,
     },
+    /// Exit 0 when the server answers `GET /readyz` with 200 within 3 s, else 1 (for container healthchecks).
+    Healthcheck {
+        /// The server's base URL (default: the `bind` setting, on 127.0.0.1 when it binds every address).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
     /// Print a shell completion script (e.g. `unicontacts completions bash > /etc/bash_completion.d/unicontacts`).
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -251,6 +257,7 @@ fn main() -> ExitCode {
                 command: ConnectionsCommand::List,
             } => cli::list_connections(settings).await,
             Command::Completions { .. } => Ok(()),
+            Command::Healthcheck { url } => cli::healthcheck(settings, url).await,
             Command::Secrets {
                 command: SecretsCommand::GenerateKey,
             } => {

@@ -65,6 +65,7 @@ fn every_command_has_help() {
         vec!["keys", "revoke", "--help"],
         vec!["connections", "list", "--help"],
         vec!["completions", "--help"],
+        vec!["healthcheck", "--help"],
         vec!["secrets", "rotate", "--help"],
         vec!["secrets", "generate-key", "--help"],
     ] {
@@ -298,6 +299,25 @@ async fn connections_list_and_an_empty_sync_say_what_there_is(backend: Backend) 
         assert!(line.contains(word), "{word}: {line}");
     }
     drop(store);
+}
+
+/// `healthcheck` says whether a server answers `/readyz`: 0 for a running one,
+/// 1 (and why) for an address nobody serves.
+async fn healthcheck_exits_zero_only_for_a_ready_server(backend: Backend) {
+    let db = TestDb::new(&backend);
+    let server = crate::replicas::Replica::start(&db, "", &[]);
+    let base = server.url("");
+    let out = run(unicontacts(Some(&db)).args(["healthcheck", "--url", &base]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("ready"));
+    drop(server);
+    let out = run(unicontacts(Some(&db)).args(["healthcheck", "--url", &base]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not ready"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -1088,6 +1108,7 @@ crate::db_tests!(
     keys_create_prints_the_key_alone_on_the_last_line_and_it_works,
     migrate_creates_the_schema,
     keys_are_listed_and_revoked_from_the_command_line,
+    healthcheck_exits_zero_only_for_a_ready_server,
     a_hung_up_sync_records_its_run_within_two_seconds,
     sync_on_a_terminal_prints_its_logs_above_the_bar,
     connections_list_and_an_empty_sync_say_what_there_is,
