@@ -69,7 +69,12 @@ pub async fn serve(settings: Settings, demo: bool) -> Result<(), String> {
     #[cfg(feature = "sim")]
     if let Some(sims) = &sims {
         let info = crate::demo::setup(&app.state(), sims).await?;
-        print_demo(&info, sims, app.port());
+        print_demo(
+            &info,
+            sims,
+            app.port(),
+            settings.log_format == crate::config::LogFormat::Json,
+        );
     }
     tracing::info!(
         port = app.port(),
@@ -428,24 +433,38 @@ pub async fn run_sims(args: SimOptions) -> Result<(), String> {
 }
 
 #[cfg(feature = "sim")]
-fn print_demo(info: &crate::demo::DemoInfo, sims: &unicontacts_adapters::sim::SimSet, port: u16) {
+fn print_demo(
+    info: &crate::demo::DemoInfo,
+    sims: &unicontacts_adapters::sim::SimSet,
+    port: u16,
+    json_logs: bool,
+) {
+    let mut lines: Vec<String> = Vec::new();
     let base = format!("http://127.0.0.1:{port}");
     let key = &info.admin_key;
-    println!();
-    println!("unicontacts demo: three simulated providers on loopback, their contacts loaded");
+    lines.push(String::new());
+    lines.push(
+        "unicontacts demo: three simulated providers on loopback, their contacts loaded"
+            .to_string(),
+    );
     for (c, counts) in &info.connections {
-        println!(
+        lines.push(format!(
             "  {:<10} {}  {} contacts ({} new)",
             c.provider.as_str(),
             c.id,
             counts.created + counts.updated + counts.unchanged,
             counts.created
-        );
+        ));
     }
-    println!("admin key of org `demo` (scopes admin, contacts:read, contacts:write), shown once:");
-    println!("{key}");
-    println!("try:");
-    println!("  curl -s -H 'Authorization: Bearer {key}' '{base}/v1/contacts?limit=3'");
+    lines.push(
+        "admin key of org `demo` (scopes admin, contacts:read, contacts:write), shown once:"
+            .to_string(),
+    );
+    lines.push(key.to_string());
+    lines.push("try:".to_string());
+    lines.push(format!(
+        "  curl -s -H 'Authorization: Bearer {key}' '{base}/v1/contacts?limit=3'"
+    ));
     if let Some(p) = sims
         .world
         .people
@@ -453,7 +472,7 @@ fn print_demo(info: &crate::demo::DemoInfo, sims: &unicontacts_adapters::sim::Si
         .find(|p| p.provider_count() == 3 && p.phone.is_some())
     {
         let phone = p.e164().unwrap_or_default().replace('+', "%2B");
-        println!("  curl -s -H 'Authorization: Bearer {key}' '{base}/v1/contacts?phone={phone}'   # one person, three providers");
+        lines.push(format!("  curl -s -H 'Authorization: Bearer {key}' '{base}/v1/people?phone={phone}'   # one person, three providers"));
     }
     if let Some((gateway, _)) = info
         .connections
@@ -461,11 +480,11 @@ fn print_demo(info: &crate::demo::DemoInfo, sims: &unicontacts_adapters::sim::Si
         .find(|(c, _)| c.provider == unicontacts_adapters::ProviderKind::Gateway)
     {
         if let Some(p) = sims.world.gateway_people().next() {
-            println!(
+            lines.push(format!(
                 "  curl -s -i -H 'Authorization: Bearer {key}' '{base}/v1/connections/{}/contacts/{}'   # live read, cached",
                 gateway.id,
                 p.lid.trim_end_matches("@lid")
-            );
+            ));
         }
     }
     if let Some((wacr, _)) = info
@@ -473,12 +492,28 @@ fn print_demo(info: &crate::demo::DemoInfo, sims: &unicontacts_adapters::sim::Si
         .iter()
         .find(|(c, _)| c.provider == unicontacts_adapters::ProviderKind::Wacr)
     {
-        println!(
+        lines.push(format!(
             "  curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' '{base}/v1/connections/{}/contacts' -d '{{\"first_name\": \"Asha\", \"last_name\": \"Rao\", \"phone\": \"+91 98111 22334\"}}'   # create at WA.cr",
             wacr.id
-        );
+        ));
     }
-    println!("API docs: {base}/docs/");
+    lines.push(format!(
+        "simulators (API key {}, Gateway session {}): Periskope {}, WA.cr {}, Gateway {}",
+        sims.api_key,
+        sims.session,
+        sims.periskope.api_base(),
+        sims.wacr.api_base(),
+        sims.gateway.api_base()
+    ));
+    lines.push(format!("API docs: {base}/docs/"));
+    // With JSON logs on stdout, the banner goes to stderr: stdout stays JSON lines.
+    for line in lines {
+        if json_logs {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
 }
 
 /// A token cancelled by the first SIGINT or SIGTERM: the run in progress stops

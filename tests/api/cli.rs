@@ -482,27 +482,50 @@ async fn serve_demo_loads_three_providers_and_prints_a_working_key(backend: Back
         .env("UNICONTACTS_BIND", "127.0.0.1:0")
         .env("UNICONTACTS_LOG_FORMAT", "json")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn demo");
     let rx = stdout_lines(&mut child);
-    let (mut key, mut port, mut curls) = (None, None, Vec::new());
+    // With JSON logs the banner goes to stderr: stdout stays JSON lines only.
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, banner) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut port = None;
     while port.is_none() {
         let line = rx
             .recv_timeout(Duration::from_secs(90))
             .expect("the demo starts");
+        let v: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|_| panic!("a line that is not JSON on stdout: {line}"));
+        port = v["fields"]["port"].as_u64();
+    }
+    let (mut key, mut curls, mut simulators) = (None, Vec::new(), None);
+    while key.is_none() || curls.len() < 4 || simulators.is_none() {
+        let line = banner
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the banner is on stderr");
         if line.starts_with("uck_") {
             key = Some(line.clone());
         }
         if line.trim_start().starts_with("curl ") {
             curls.push(line.clone());
         }
-        if let Ok(v) = serde_json::from_str::<Value>(&line) {
-            port = v["fields"]["port"].as_u64();
+        if line.starts_with("simulators (API key ") {
+            simulators = Some(line.clone());
         }
     }
     let key = key.expect("the key is printed");
     assert_eq!(curls.len(), 4, "four ready-to-paste curl lines");
+    assert!(
+        simulators
+            .expect("simulators")
+            .contains(unicontacts::demo::SIM_KEY),
+        "the simulators' key is shown"
+    );
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{}", port.expect("port"));
     let all: Value = send(
@@ -536,7 +559,16 @@ async fn serve_demo_loads_three_providers_and_prints_a_working_key(backend: Back
         .json()
         .await
         .expect("json");
-    assert_eq!(found["data"].as_array().expect("data").len(), 3, "{found}");
+    // One person, with a contact at each of the three providers.
+    assert_eq!(found["data"].as_array().expect("data").len(), 1, "{found}");
+    assert_eq!(
+        found["data"][0]["contacts"]
+            .as_array()
+            .expect("contacts")
+            .len(),
+        3,
+        "{found}"
+    );
     // The printed create makes a contact at WA.cr, found by its phone at once.
     let create = curls
         .iter()
