@@ -9,7 +9,7 @@ use std::time::Duration;
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, TextEncoder,
 };
-use unicontacts_adapters::metrics::{label_names, per_connection, register};
+use unicontacts_adapters::metrics::{label_names, register, MetricLabels};
 
 use crate::store::models::SyncRunRow;
 use crate::store::Store;
@@ -131,18 +131,18 @@ pub fn cache_request(result: &'static str) {
 }
 
 /// A finished sync run.
-pub fn sync_run(run: &SyncRunRow, provider: &str, took: Duration) {
+pub fn sync_run(run: &SyncRunRow, provider: &'static str, took: Duration) {
     let m = metrics();
-    let with = |first: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = first.iter().map(|s| s.to_string()).collect();
-        if per_connection() {
-            v.push(run.connection_id.clone());
-        }
-        v
+    let labels = MetricLabels {
+        provider,
+        connection_id: Some(run.connection_id.clone()),
     };
-    let values = with(&[provider, run.trigger_kind.as_str(), run.status.as_str()]);
     m.sync_runs
-        .with_label_values(&values.iter().map(String::as_str).collect::<Vec<_>>())
+        .with_label_values(&labels.values(&[
+            provider,
+            run.trigger_kind.as_str(),
+            run.status.as_str(),
+        ]))
         .inc();
     for (action, n) in [
         ("created", run.created),
@@ -150,14 +150,12 @@ pub fn sync_run(run: &SyncRunRow, provider: &str, took: Duration) {
         ("unchanged", run.unchanged),
         ("deleted", run.deleted),
     ] {
-        let values = with(&[provider, action]);
         m.sync_contacts
-            .with_label_values(&values.iter().map(String::as_str).collect::<Vec<_>>())
+            .with_label_values(&labels.values(&[provider, action]))
             .inc_by(n.max(0) as u64);
     }
-    let values = with(&[provider]);
     m.sync_duration
-        .with_label_values(&values.iter().map(String::as_str).collect::<Vec<_>>())
+        .with_label_values(&labels.values(&[provider]))
         .observe(took.as_secs_f64());
 }
 

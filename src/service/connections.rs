@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
 use unicontacts_adapters::quota::QuotaReport;
 use unicontacts_adapters::{AdapterError, CredentialField, ProviderKind};
 
@@ -19,7 +19,8 @@ use crate::ids;
 use crate::notices::Notice;
 use crate::page::{Page, PageRequest};
 use crate::state::State;
-use crate::store::connection_status::{self as status_queries, HealthFilter, StatusRow};
+pub use crate::store::connection_status::Health;
+use crate::store::connection_status::{self as status_queries, StatusRow};
 use crate::store::connections::{self as queries, Connection, ConnectionSettings, Credentials};
 use crate::store::models::SyncRunRow;
 
@@ -327,27 +328,28 @@ async fn check_credentials(state: &State, c: &Connection) -> Checked {
     }
 }
 
-/// The status a connection starts with after its check (`None`: not checked).
-fn status_after_check(
+/// Records what a credentials check found (`None`: none was made, so the
+/// credentials are not verified), in the caller's transaction.
+fn record_check(
+    conn: &mut crate::store::DbConnection,
     id: &str,
     checked: Option<&Checked>,
     now: chrono::NaiveDateTime,
-) -> StatusRow {
-    let mut status = StatusRow::new(id);
+) -> Result<(), crate::store::StoreError> {
     match checked {
-        Some(Checked::Accepted) => {
-            status.credentials_verified_at = Some(now);
-            status.last_success_at = Some(now);
-        }
+        Some(Checked::Accepted) => status_queries::record_success(conn, id, now),
         Some(Checked::Unknown(message)) => {
-            status.last_error_kind = Some(status_queries::UPSTREAM.to_string());
-            status.last_error_message = Some(format!("checking the credentials: {message}"));
-            status.last_error_at = Some(now);
-            status.error_count = 1;
+            status_queries::unverify(conn, id)?;
+            status_queries::record_failure(
+                conn,
+                id,
+                status_queries::UPSTREAM,
+                &format!("checking the credentials: {message}"),
+                now,
+            )
         }
-        Some(Checked::Refused(_)) | None => {}
+        Some(Checked::Refused(_)) | None => status_queries::unverify(conn, id),
     }
-    status
 }
 
 /// Creates the org's connection. With `verify`, its credentials are checked
@@ -394,7 +396,6 @@ pub async fn create(
     if let Some(Checked::Refused(e)) = checked {
         return Err(e);
     }
-    let status = status_after_check(&connection.id, checked.as_ref(), now);
     let saved = connection.clone();
     let sealer = state.store.sealer()?;
     state
@@ -402,47 +403,13 @@ pub async fn create(
         .write(move |conn| {
             crate::store::in_transaction(conn, |conn| {
                 queries::insert_connection(conn, &sealer, &saved)?;
-                status_queries::insert(conn, &status)
+                status_queries::insert(conn, &StatusRow::new(&saved.id))?;
+                record_check(conn, &saved.id, checked.as_ref(), now)
             })
         })
         .await?;
     tracing::info!(connection_id = %connection.id, provider = %connection.provider, "connection created");
     Ok(connection)
-}
-
-/// How a connection is doing: `healthy`; `degraded` (recent failures, stale
-/// copies served); `failing` (3 or more failures in a row); `credentials_refused`
-/// (the provider refused the credentials at the last call). A success anywhere
-/// (a sync, a live read) makes it healthy again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Health {
-    Healthy,
-    Degraded,
-    Failing,
-    CredentialsRefused,
-}
-
-impl From<HealthFilter> for Health {
-    fn from(h: HealthFilter) -> Self {
-        match h {
-            HealthFilter::Healthy => Health::Healthy,
-            HealthFilter::Degraded => Health::Degraded,
-            HealthFilter::Failing => Health::Failing,
-            HealthFilter::CredentialsRefused => Health::CredentialsRefused,
-        }
-    }
-}
-
-impl From<Health> for HealthFilter {
-    fn from(h: Health) -> Self {
-        match h {
-            Health::Healthy => HealthFilter::Healthy,
-            Health::Degraded => HealthFilter::Degraded,
-            Health::Failing => HealthFilter::Failing,
-            Health::CredentialsRefused => HealthFilter::CredentialsRefused,
-        }
-    }
 }
 
 /// A connection with what operators watch: its health, last error, last sync
@@ -484,7 +451,7 @@ pub async fn details(
                             .max(ids::now())
                         });
                 out.push(ConnectionDetails {
-                    health: status_queries::health(&status).into(),
+                    health: status_queries::health(&status),
                     connection: c,
                     status,
                     last_sync,
@@ -524,7 +491,7 @@ pub async fn list(
                 &sealer,
                 &org_id,
                 provider,
-                health.map(HealthFilter::from),
+                health,
                 page.after.as_deref(),
                 fetch,
             )
@@ -629,22 +596,8 @@ pub async fn update(
                 if !queries::update_connection(conn, &sealer, &saved)? {
                     return Ok(false);
                 }
-                match &checked {
-                    _ if !recheck => {}
-                    Some(Checked::Accepted) => {
-                        status_queries::record_success(conn, &saved.id, now)?
-                    }
-                    Some(Checked::Unknown(message)) => {
-                        status_queries::unverify(conn, &saved.id)?;
-                        status_queries::record_failure(
-                            conn,
-                            &saved.id,
-                            status_queries::UPSTREAM,
-                            &format!("checking the credentials: {message}"),
-                            now,
-                        )?;
-                    }
-                    Some(Checked::Refused(_)) | None => status_queries::unverify(conn, &saved.id)?,
+                if recheck {
+                    record_check(conn, &saved.id, checked.as_ref(), now)?;
                 }
                 Ok(true)
             })

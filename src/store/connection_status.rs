@@ -30,9 +30,15 @@ pub fn failure_kind(e: &AdapterError) -> Option<&'static str> {
     }
 }
 
-/// Which connections a list keeps, by health (see `connection_status::health`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HealthFilter {
+/// How a connection is doing: `healthy`; `degraded` (recent failures, stale
+/// copies served); `failing` (3 or more failures in a row); `credentials_refused`
+/// (the provider refused the credentials at the last call). A success anywhere
+/// (a sync, a live read) makes it healthy again. Also what `?health=` keeps.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
     Healthy,
     Degraded,
     Failing,
@@ -43,8 +49,8 @@ pub enum HealthFilter {
 pub const FAILING_AFTER: i64 = 3;
 
 /// How a connection is doing, from its failures since the last success.
-pub fn health(row: &StatusRow) -> HealthFilter {
-    use HealthFilter as H;
+pub fn health(row: &StatusRow) -> Health {
+    use Health as H;
     match (row.error_count, row.last_error_kind.as_deref()) {
         (0, _) => H::Healthy,
         (_, Some(CREDENTIALS)) => H::CredentialsRefused,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use unicontacts_adapters::ProviderKind;
 use utoipa::ToSchema;
 
-use super::connection_status::HealthFilter;
+use super::connection_status::Health;
 use super::models::ConnectionRow;
 use super::schema::connections;
 use super::{in_transaction, DbConnection, StoreError};
@@ -195,7 +195,7 @@ pub fn list_connections(
     sealer: &Sealer,
     org_id: &str,
     provider: Option<ProviderKind>,
-    health: Option<HealthFilter>,
+    health: Option<Health>,
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<Connection>, StoreError> {
@@ -215,21 +215,19 @@ pub fn list_connections(
         .select(status::connection_id);
     query = match health {
         None => query,
-        Some(HealthFilter::Healthy) => {
-            query.filter(diesel::dsl::not(connections::id.eq_any(failing)))
-        }
-        Some(HealthFilter::CredentialsRefused) => query.filter(
+        Some(Health::Healthy) => query.filter(diesel::dsl::not(connections::id.eq_any(failing))),
+        Some(Health::CredentialsRefused) => query.filter(
             connections::id
                 .eq_any(failing.filter(status::last_error_kind.eq(status_mod::CREDENTIALS))),
         ),
-        Some(HealthFilter::Failing) => query.filter(
+        Some(Health::Failing) => query.filter(
             connections::id.eq_any(
                 failing
                     .filter(status::last_error_kind.ne(status_mod::CREDENTIALS))
                     .filter(status::error_count.ge(status_mod::FAILING_AFTER)),
             ),
         ),
-        Some(HealthFilter::Degraded) => query.filter(
+        Some(Health::Degraded) => query.filter(
             connections::id.eq_any(
                 failing
                     .filter(status::last_error_kind.ne(status_mod::CREDENTIALS))
