@@ -19,6 +19,7 @@ mod openapi;
 mod operations;
 mod people;
 mod quota;
+mod readme;
 mod replicas;
 mod schema;
 mod secrets;

@@ -21,8 +21,8 @@ use crate::replicas::Replica;
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
-struct Hit {
-    path: String,
+pub struct Hit {
+    pub path: String,
     id: String,
     timestamp: i64,
     signature: String,
@@ -32,7 +32,7 @@ struct Hit {
 }
 
 impl Hit {
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         serde_json::from_str(&self.body).expect("a JSON body")
     }
 }
@@ -50,7 +50,7 @@ struct Inner {
 }
 
 #[derive(Clone)]
-struct Receiver {
+pub struct Receiver {
     base: String,
     inner: Arc<Mutex<Inner>>,
     count: watch::Receiver<usize>,
@@ -104,7 +104,7 @@ async fn receive(
 }
 
 impl Receiver {
-    async fn start(default: u16) -> Receiver {
+    pub async fn start(default: u16) -> Receiver {
         let inner = Arc::new(Mutex::new(Inner {
             default,
             ..Inner::default()
@@ -128,7 +128,7 @@ impl Receiver {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
@@ -145,7 +145,7 @@ impl Receiver {
     }
 
     /// Waits (up to `within`) until `done` holds for the hits so far.
-    async fn until(&self, within: Duration, done: impl Fn(&[Hit]) -> bool) -> Vec<Hit> {
+    pub async fn until(&self, within: Duration, done: impl Fn(&[Hit]) -> bool) -> Vec<Hit> {
         let mut count = self.count.clone();
         let deadline = tokio::time::Instant::now() + within;
         loop {
@@ -170,7 +170,7 @@ impl Receiver {
 /// Standard Webhooks verification, from the spec: the HMAC-SHA256 of
 /// `{id}.{timestamp}.{body}` under the base64-decoded secret (after `whsec_`),
 /// base64, as `v1,<sig>`; the header may carry several, space-separated.
-fn verifies(secret: &str, hit: &Hit) -> bool {
+pub fn verifies(secret: &str, hit: &Hit) -> bool {
     let key = B64
         .decode(secret.strip_prefix("whsec_").expect("whsec_ secret"))
         .expect("base64 secret");
