@@ -1,7 +1,7 @@
 //! `/v1/connections/{connection_id}/contacts/{remote_id}`: a live read through the
 //! cache to the provider, written to the store on the way back.
 
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use unicontacts_adapters::canonical::CanonicalContact;
@@ -10,6 +10,7 @@ use validator::Validate;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::http::auth::{Authorized, ReadScope};
+use crate::http::conditional;
 use crate::http::extract::parse_query;
 use crate::http::responses::AuthErrors;
 use crate::service::contacts::{self as service, CacheStatus};
@@ -23,15 +24,6 @@ pub struct LiveReadQuery {
     pub fresh: Option<bool>,
     /// `remote_data` adds the provider's raw object.
     pub include: Option<String>,
-}
-
-fn etag_matches(req: &HttpRequest, etag: &str) -> bool {
-    req.headers()
-        .get_all(header::IF_NONE_MATCH)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag == etag)
 }
 
 /// Read one contact live from its provider (cached).
@@ -71,14 +63,8 @@ pub async fn get_connection_contact(
     )
     .await?;
     let contact = &read.contact;
-    let not_modified = etag_matches(&req, &contact.etag);
-    let mut res = if not_modified {
-        HttpResponse::NotModified()
-    } else {
-        HttpResponse::Ok()
-    };
+    let mut res = HttpResponse::Ok();
     res.insert_header(("X-Cache", read.status.as_str()));
-    res.insert_header((header::ETAG, contact.etag.as_str()));
     if read.status == CacheStatus::Stale {
         let age = (chrono::Utc::now() - contact.fetched_at)
             .num_seconds()
@@ -91,13 +77,10 @@ pub async fn get_connection_contact(
             format!("private, max-age={}", read.cache_ttl.as_secs()),
         ));
     }
-    if not_modified {
-        return Ok(res.finish());
-    }
-    Ok(res
-        .insert_header((
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        ))
-        .body(contact.body.clone()))
+    Ok(conditional::tagged(
+        &req,
+        res,
+        &contact.etag,
+        contact.body.clone(),
+    ))
 }

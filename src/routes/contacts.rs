@@ -8,6 +8,7 @@ use validator::Validate;
 
 use crate::error::ApiError;
 use crate::http::auth::{Authorized, ReadScope};
+use crate::http::conditional;
 use crate::http::extract::{parse_list_query, parse_query};
 use crate::http::responses::{AuthErrors, InvalidQuery, NotFound};
 use crate::page::{Page, PageQuery};
@@ -44,7 +45,8 @@ pub async fn list_contacts(
 #[utoipa::path(get, path = "/v1/contacts/{id}", tag = "contacts",
     params(("id" = String, Path, description = "Contact id (`ctc_…`)"), GetContactQuery),
     responses(
-        (status = 200, description = "The contact", body = CanonicalContact),
+        (status = 200, description = "The contact, with its `ETag` (from its content: the same while the contact is)", body = CanonicalContact),
+        (status = 304, description = "Not modified: `If-None-Match` names the current `ETag`"),
         AuthErrors, NotFound, InvalidQuery,
     ),
     security(("bearer" = [])))]
@@ -57,5 +59,5 @@ pub async fn get_contact(
     let q: GetContactQuery = parse_query(req.query_string())?;
     let include_remote = service::parse_include(q.include.as_deref())?;
     let contact = service::get(&state, &caller.0.org_id, &path, include_remote).await?;
-    Ok(HttpResponse::Ok().json(contact))
+    conditional::json(&req, &contact)
 }

@@ -5,6 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::error::ApiError;
 use crate::http::auth::{Authorized, ReadScope};
+use crate::http::conditional;
 use crate::http::extract::parse_list_query;
 use crate::http::responses::{AuthErrors, InvalidQuery, NotFound};
 use crate::page::{Page, PageQuery};
@@ -15,7 +16,8 @@ use crate::state::State;
 #[utoipa::path(get, path = "/v1/people/{id}", tag = "contacts",
     params(("id" = String, Path, description = "Person id (`per_…`)")),
     responses(
-        (status = 200, description = "The person", body = PersonView),
+        (status = 200, description = "The person, with its `ETag` (from its content: the same while the person and its contacts are)", body = PersonView),
+        (status = 304, description = "Not modified: `If-None-Match` names the current `ETag`"),
         AuthErrors, NotFound,
     ),
     security(("bearer" = [])))]
@@ -23,9 +25,10 @@ pub async fn get_person(
     state: web::Data<State>,
     caller: Authorized<ReadScope>,
     path: web::Path<String>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let person = service::get(&state, &caller.0.org_id, &path).await?;
-    Ok(HttpResponse::Ok().json(person))
+    conditional::json(&req, &person)
 }
 
 /// People, oldest first, filtered by phone or text.

@@ -172,9 +172,33 @@ enum LoadError {
     Store(StoreError),
 }
 
-fn etag_of(body: &[u8]) -> String {
-    let digest = Sha256::digest(body);
+/// A strong ETag of what a client is shown: the SHA-256 of the JSON without its
+/// `fetched_at` fields, at any depth (when a copy was fetched is no change of the
+/// contact, so a refresh that found nothing new keeps the tag and 304s keep working).
+pub fn content_etag(value: &serde_json::Value) -> String {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                map.remove("fetched_at");
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut content = value.clone();
+    strip(&mut content);
+    let digest = Sha256::digest(content.to_string().as_bytes());
     format!("\"{}\"", hex::encode(&digest[..16]))
+}
+
+/// A contact's JSON body and its content ETag.
+fn body_and_etag(canonical: &CanonicalContact) -> Result<(Bytes, String), serde_json::Error> {
+    let value = serde_json::to_value(canonical)?;
+    Ok((
+        Bytes::from(serde_json::to_vec(canonical)?),
+        content_etag(&value),
+    ))
 }
 
 /// Reads one contact of the org's connection by the provider's id in any written
@@ -350,9 +374,9 @@ async fn with_remote_data(
         .await?
         .ok_or_else(|| ApiError::not_found("contact"))?;
     let canonical = queries::to_canonical(&row, true)?;
-    let body = Bytes::from(serde_json::to_vec(&canonical).map_err(ApiError::internal)?);
+    let (body, etag) = body_and_etag(&canonical).map_err(ApiError::internal)?;
     Ok(Arc::new(CachedContact {
-        etag: etag_of(&body),
+        etag,
         body,
         loaded_at: read.loaded_at,
         fetched_at: read.fetched_at,
@@ -372,9 +396,9 @@ async fn stale_copy(state: &State, c: &Connection, key: &CacheKey) -> Option<Arc
         .await
         .ok()??;
     let canonical = queries::to_canonical(&row, false).ok()?;
-    let body = Bytes::from(serde_json::to_vec(&canonical).ok()?);
+    let (body, etag) = body_and_etag(&canonical).ok()?;
     Some(Arc::new(CachedContact {
-        etag: etag_of(&body),
+        etag,
         body,
         loaded_at: Instant::now(),
         fetched_at: row.fetched_at.and_utc(),
@@ -402,12 +426,10 @@ async fn load(
         .await
         .map_err(LoadError::Store)?;
     let canonical = queries::to_canonical(&row, false).map_err(LoadError::Store)?;
-    let body = Bytes::from(
-        serde_json::to_vec(&canonical)
-            .map_err(|e| LoadError::Store(StoreError::Corrupt(e.to_string())))?,
-    );
+    let (body, etag) = body_and_etag(&canonical)
+        .map_err(|e| LoadError::Store(StoreError::Corrupt(e.to_string())))?;
     Ok(Arc::new(CachedContact {
-        etag: etag_of(&body),
+        etag,
         body,
         loaded_at: Instant::now(),
         fetched_at: fetched_at.and_utc(),

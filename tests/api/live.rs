@@ -94,6 +94,90 @@ async fn a_miss_then_a_hit_with_a_strong_etag_and_304(backend: Backend) {
     assert_eq!(stored["remote_id"], body["remote_id"]);
 }
 
+/// The ETag of a contact or person follows what the client is shown, not when a copy
+/// was fetched: refreshes that find nothing new keep it (and 304s working), a change
+/// at the provider moves it; stored contacts and people answer 304 too.
+async fn etags_follow_the_content_not_the_fetch(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app.connect_sims(33, 30, json!({})).await;
+    let reader = app.reader_key().await;
+    let digits = first_periskope_digits(&sims);
+    let fresh = format!("{}?fresh=true", live_path(&sims.periskope, &digits));
+    let etag_of = |res: &reqwest::Response| {
+        res.headers()
+            .get("etag")
+            .expect("an ETag")
+            .to_str()
+            .expect("etag")
+            .to_string()
+    };
+
+    let first = send(app.get(&fresh, &reader)).await;
+    let tag = etag_of(&first);
+    let first: Value = first.json().await.expect("json");
+    let again = send(app.get(&fresh, &reader)).await;
+    assert_eq!(etag_of(&again), tag, "a refresh that found nothing new");
+    let again: Value = again.json().await.expect("json");
+    assert_ne!(
+        first["fetched_at"], again["fetched_at"],
+        "the copy was fetched again: the test can fail"
+    );
+    let res = send(app.get(&fresh, &reader).header("if-none-match", &tag)).await;
+    assert_eq!(res.status(), 304);
+
+    // The stored contact and its person: the same content tag, and 304.
+    let id = first["id"].as_str().expect("id");
+    let person = first["person_id"].as_str().expect("person");
+    for path in [format!("/v1/contacts/{id}"), format!("/v1/people/{person}")] {
+        let res = send(app.get(&path, &reader)).await;
+        assert_eq!(res.status(), 200, "{path}");
+        assert_eq!(res.headers()["cache-control"], "private, no-cache");
+        let stored = etag_of(&res);
+        assert!(stored.starts_with('"'), "strong: {stored}");
+        if path.starts_with("/v1/contacts") {
+            assert_eq!(stored, tag, "one content, one tag");
+        }
+        for condition in [
+            stored.clone(),
+            format!("W/{stored}"),
+            format!("\"x\", {stored}"),
+        ] {
+            let res = send(app.get(&path, &reader).header("if-none-match", &condition)).await;
+            assert_eq!(res.status(), 304, "{path} {condition}");
+            assert_eq!(etag_of(&res), stored);
+            assert!(res.bytes().await.expect("body").is_empty());
+        }
+        let res = send(app.get(&path, &reader).header("if-none-match", "\"other\"")).await;
+        assert_eq!(res.status(), 200, "{path}");
+    }
+    let person_tag = etag_of(&send(app.get(&format!("/v1/people/{person}"), &reader)).await);
+
+    // A change at the provider: a new tag everywhere, the old one no longer 304.
+    sims.set.periskope.api().with_store(|s| {
+        let mut c = s.get(&digits).expect("in the sim").clone();
+        c["contact_name"] = json!("Renamed Upstream");
+        s.upsert(c);
+    });
+    let changed = send(app.get(&fresh, &reader).header("if-none-match", &tag)).await;
+    assert_eq!(changed.status(), 200);
+    let new_tag = etag_of(&changed);
+    assert_ne!(new_tag, tag);
+    let res = send(
+        app.get(&format!("/v1/contacts/{id}"), &reader)
+            .header("if-none-match", &tag),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(etag_of(&res), new_tag);
+    let res = send(
+        app.get(&format!("/v1/people/{person}"), &reader)
+            .header("if-none-match", &person_tag),
+    )
+    .await;
+    assert_eq!(res.status(), 200, "the person's contact changed");
+    assert_ne!(etag_of(&res), person_tag);
+}
+
 async fn a_hundred_concurrent_misses_make_one_upstream_call(backend: Backend) {
     let app = spawn_app(backend).await;
     let sims = app.connect_sims(32, 40, json!({})).await;
@@ -587,6 +671,7 @@ crate::db_tests!(
     another_orgs_connection_is_404,
     a_key_over_its_quota_gets_429_with_the_rate_headers,
     live_reads_and_syncs_do_not_undo_each_other,
+    etags_follow_the_content_not_the_fetch,
 );
 
 /// Every stored contact of the connection: its remote id.
