@@ -92,6 +92,12 @@ pub fn phone_from_jid(jid: &str) -> Option<Phone> {
     Some(phone)
 }
 
+/// Whether `code` is an ISO 3166-1 alpha-2 region with telephone numbers (any
+/// case): `IN`, `br`; not `XX` or `ZZ`, which are not assigned.
+pub fn is_known_region(code: &str) -> bool {
+    code.len() == 2 && code.to_ascii_uppercase().parse::<country::Id>().is_ok()
+}
+
 /// A phone from digits that are known to start with the country code
 /// (Periskope ids, the Gateway's `phoneNumber`).
 pub fn phone_from_digits(digits: &str) -> Phone {
@@ -159,6 +165,16 @@ fn phone_of(n: &phonenumber::PhoneNumber, raw: &str) -> Phone {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_assigned_regions_are_known() {
+        for code in ["IN", "BR", "us", "De", "GB"] {
+            assert!(is_known_region(code), "{code}");
+        }
+        for code in ["XX", "ZZ", "UK", "I", "IND", "", "1N"] {
+            assert!(!is_known_region(code), "{code}");
+        }
+    }
 
     /// PROVIDERS.md §5.2, row by row.
     #[test]

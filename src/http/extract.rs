@@ -64,7 +64,263 @@ pub async fn read_json<T: DeserializeOwned>(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    serde_path_to_error::deserialize(value).map_err(serde_failure)
+    deserialize_all(value).map_err(ApiError::validation)
+}
+
+/// Deserializes `value`, reporting every field that does not fit at once rather than
+/// serde's first: each wrong value is recorded and replaced by a stand-in of the
+/// type serde expected (a missing one added, an unknown one taken out), and the
+/// rest deserialized again, until nothing is left to report.
+fn deserialize_all<T: DeserializeOwned>(mut value: serde_json::Value) -> Result<T, FieldErrors> {
+    let mut errors = FieldErrors::new();
+    if !value.is_object() {
+        // Every body is an object (serde would take a list for a struct, by position).
+        errors.add("(body)", "must be a JSON object");
+        return Err(errors);
+    }
+    let mut seen: Vec<String> = Vec::new();
+    for _ in 0..100 {
+        let e = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            Ok(t) if errors.is_empty() => return Ok(t),
+            Ok(_) => return Err(errors),
+            Err(e) => e,
+        };
+        let message = e.inner().to_string();
+        let mut at: Vec<Segment> = e
+            .path()
+            .iter()
+            .map(|s| match s {
+                serde_path_to_error::Segment::Seq { index } => Segment::Index(*index),
+                serde_path_to_error::Segment::Map { key } => Segment::Key(key.clone()),
+                serde_path_to_error::Segment::Enum { variant } => Segment::Key(variant.clone()),
+                serde_path_to_error::Segment::Unknown => Segment::Unknown,
+            })
+            .collect();
+        let quoted = |m: &str| m.split('`').nth(1).map(str::to_string);
+        let fix = if let Some(name) = message.strip_prefix("missing field ").and_then(quoted) {
+            at.push(Segment::Key(name));
+            Fix::Insert
+        } else if let Some(name) = message.strip_prefix("unknown field ").and_then(quoted) {
+            if at.last() != Some(&Segment::Key(name.clone())) {
+                at.push(Segment::Key(name));
+            }
+            Fix::Remove
+        } else {
+            Fix::Replace(stand_in(&message))
+        };
+        let field = field_name(&at);
+        let repeated = seen.iter().filter(|f| **f == field).count();
+        // An enum's type error does not list its values; its next error will.
+        let listed_next = matches!(
+            expected(&message),
+            Some("string or map" | "variant identifier")
+        );
+        if repeated == 0 && listed_next && !message.starts_with("missing field ") {
+            if !apply(&mut value, &at, fix) {
+                break;
+            }
+            continue;
+        }
+        if repeated == 0 {
+            errors.add(field.clone(), user_words(&message));
+        }
+        seen.push(field);
+        // A stand-in that does not fit either, or a place the value cannot be
+        // reached: what is reported so far is all there is to say.
+        if repeated > 2 || !apply(&mut value, &at, fix) {
+            break;
+        }
+    }
+    if errors.is_empty() {
+        errors.add("(body)", "could not be read");
+    }
+    Err(errors)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Segment {
+    Key(String),
+    Index(usize),
+    Unknown,
+}
+
+enum Fix {
+    /// A required field is missing: `null` first, then whatever type serde says.
+    Insert,
+    Remove,
+    Replace(Option<serde_json::Value>),
+}
+
+/// `a.b[2].c`, or `(body)` for the whole body.
+fn field_name(at: &[Segment]) -> String {
+    let mut name = String::new();
+    for s in at {
+        match s {
+            Segment::Key(k) if name.is_empty() => name.push_str(k),
+            Segment::Key(k) => {
+                name.push('.');
+                name.push_str(k);
+            }
+            Segment::Index(i) => name.push_str(&format!("[{i}]")),
+            Segment::Unknown => name.push_str(".?"),
+        }
+    }
+    if name.is_empty() {
+        "(body)".to_string()
+    } else {
+        name
+    }
+}
+
+fn apply(value: &mut serde_json::Value, at: &[Segment], fix: Fix) -> bool {
+    let Some((last, parents)) = at.split_last() else {
+        return false;
+    };
+    let mut v = value;
+    for s in parents {
+        v = match (s, v) {
+            (Segment::Key(k), serde_json::Value::Object(m)) => match m.get_mut(k) {
+                Some(v) => v,
+                None => return false,
+            },
+            (Segment::Index(i), serde_json::Value::Array(a)) => match a.get_mut(*i) {
+                Some(v) => v,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match (last, v, fix) {
+        (Segment::Key(k), serde_json::Value::Object(m), Fix::Insert) => {
+            m.insert(k.clone(), serde_json::Value::Null);
+            true
+        }
+        (Segment::Key(k), serde_json::Value::Object(m), Fix::Remove) => m.remove(k).is_some(),
+        (Segment::Key(k), serde_json::Value::Object(m), Fix::Replace(with)) => match with {
+            Some(with) => m.insert(k.clone(), with).is_some(),
+            None => m.remove(k).is_some(),
+        },
+        (Segment::Index(i), serde_json::Value::Array(a), Fix::Replace(Some(with))) => {
+            match a.get_mut(*i) {
+                Some(slot) => {
+                    *slot = with;
+                    true
+                }
+                None => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// What serde expected, from its message (`…, expected u32`).
+fn expected(message: &str) -> Option<&str> {
+    message.rsplit_once(", expected ").map(|(_, e)| e)
+}
+
+/// A value of the type serde expected, to go on past a wrong one.
+fn stand_in(message: &str) -> Option<serde_json::Value> {
+    use serde_json::json;
+    let e = expected(message)?;
+    if message.starts_with("unknown variant ") {
+        return Some(json!(e.split('`').nth(1)?));
+    }
+    Some(match e {
+        // An enum: a name it does not know, so that serde says which it does.
+        "string or map" | "variant identifier" => json!(""),
+        "a string" | "a borrowed string" | "a character" => json!(""),
+        "a boolean" => json!(false),
+        "a sequence" | "a tuple" => json!([]),
+        "a map" => json!({}),
+        _ if e.starts_with("struct ") || e.starts_with("a map") => json!({}),
+        _ if is_unsigned(e) || is_signed(e) => json!(0),
+        _ if e.starts_with('f') => json!(0.0),
+        _ => return None,
+    })
+}
+
+fn is_unsigned(e: &str) -> bool {
+    matches!(e, "u8" | "u16" | "u32" | "u64" | "u128" | "usize")
+}
+
+fn is_signed(e: &str) -> bool {
+    matches!(e, "i8" | "i16" | "i32" | "i64" | "i128" | "isize")
+}
+
+/// serde's wording of a value it could not take, in a user's: what the field must
+/// be, and what it got (never Rust type names).
+pub fn user_words(message: &str) -> String {
+    if message.starts_with("missing field ") {
+        return "is required".to_string();
+    }
+    if let Some(rest) = message.strip_prefix("unknown field ") {
+        let known: Vec<&str> = rest
+            .split_once(", expected ")
+            .map(|(_, e)| e.split('`').skip(1).step_by(2).collect())
+            .unwrap_or_default();
+        return if known.is_empty() {
+            "is not a known field".to_string()
+        } else {
+            format!("is not a known field (known: {})", known.join(", "))
+        };
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant ") {
+        let allowed: Vec<&str> = rest
+            .split_once(", expected ")
+            .map(|(_, e)| e.split('`').skip(1).step_by(2).collect())
+            .unwrap_or_default();
+        return format!("must be one of {}", allowed.join(", "));
+    }
+    // Query strings: the standard library's number and flag parsers.
+    match message {
+        "invalid digit found in string" | "cannot parse integer from empty string" => {
+            return "must be a whole number".to_string()
+        }
+        "number too large to fit in target type" | "number too small to fit in target type" => {
+            return "is out of range".to_string()
+        }
+        "invalid float literal" => return "must be a number".to_string(),
+        "provided string was not `true` or `false`" => return "must be true or false".to_string(),
+        _ => {}
+    }
+    let Some(e) = expected(message) else {
+        return message.to_string();
+    };
+    let wanted = match e {
+        _ if is_unsigned(e) => "a whole number, 0 or more".to_string(),
+        _ if is_signed(e) => "a whole number".to_string(),
+        "f32" | "f64" => "a number".to_string(),
+        "a string" | "a borrowed string" | "a character" => "text".to_string(),
+        "a boolean" => "true or false".to_string(),
+        "a sequence" | "a tuple" => "a list".to_string(),
+        "a map" => "an object".to_string(),
+        _ if e.starts_with("struct ") => "an object".to_string(),
+        _ if e.starts_with("one of ") => {
+            let allowed: Vec<&str> = e.split('`').skip(1).step_by(2).collect();
+            format!("one of {}", allowed.join(", "))
+        }
+        other => other.trim_start_matches("a ").to_string(),
+    };
+    let got = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))
+        .and_then(|r| r.split_once(", expected "))
+        .map(|(got, _)| got);
+    let got = match got {
+        Some(g) if g.starts_with("string") => Some("text".to_string()),
+        Some(g) if g.starts_with("integer") || g.starts_with("floating point") => {
+            Some(g.split('`').nth(1).unwrap_or("a number").to_string())
+        }
+        Some(g) if g.starts_with("boolean") => Some(g.split('`').nth(1).unwrap_or("").to_string()),
+        Some("null") => Some("null".to_string()),
+        Some("map") => Some("an object".to_string()),
+        Some("sequence") => Some("a list".to_string()),
+        _ => None,
+    };
+    match got {
+        Some(g) if !g.is_empty() => format!("must be {wanted} (got {g})"),
+        _ => format!("must be {wanted}"),
+    }
 }
 
 /// The message for text holding control characters (NUL, say), which no field takes.
@@ -163,10 +419,50 @@ pub fn parse_query<T: DeserializeOwned + Validate>(query: &str) -> Result<T, Api
 }
 
 fn query_fields<T: DeserializeOwned + Validate>(query: &[u8]) -> Result<T, FieldErrors> {
-    let de = serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(query));
-    let parsed: T = serde_path_to_error::deserialize(de).map_err(serde_fields)?;
-    check(&parsed)?;
-    Ok(parsed)
+    let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(query)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    // Every parameter that does not fit is reported at once: each is taken out in
+    // turn and the rest parsed again, then the rules checked on what parsed.
+    let mut errors = FieldErrors::new();
+    for _ in 0..=pairs.len() {
+        let encoded = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&pairs)
+            .finish();
+        let de =
+            serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(encoded.as_bytes()));
+        match serde_path_to_error::deserialize::<_, T>(de) {
+            Ok(parsed) => {
+                if let Err(more) = check(&parsed) {
+                    errors.merge(more);
+                }
+                return if errors.is_empty() {
+                    Ok(parsed)
+                } else {
+                    Err(errors)
+                };
+            }
+            Err(e) => {
+                let message = e.inner().to_string();
+                let quoted = |m: &str| m.split('`').nth(1).map(str::to_string);
+                let name = match message
+                    .strip_prefix("missing field ")
+                    .or_else(|| message.strip_prefix("unknown field "))
+                    .and_then(quoted)
+                {
+                    Some(name) => name,
+                    None => e.path().to_string(),
+                };
+                errors.add(name.clone(), user_words(&message));
+                let before = pairs.len();
+                pairs.retain(|(k, _)| *k != name);
+                if pairs.len() == before {
+                    break;
+                }
+            }
+        }
+    }
+    Err(errors)
 }
 
 /// A list's query: its filters `T`, and `limit` (1 to `MAX`) and `cursor`, every
@@ -208,55 +504,6 @@ impl<const MAX: u32> Validate for PageQueryWrapper<MAX> {
     }
 }
 
-/// A 422 naming the field serde could not take.
-fn serde_failure<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> ApiError {
-    ApiError::validation(serde_fields(e))
-}
-
-fn serde_fields<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> FieldErrors {
-    let mut fields = FieldErrors::new();
-    add_serde_error(&mut fields, &e.path().to_string(), &e.inner().to_string());
-    fields
-}
-
-/// Turns a serde message at a path into a per-field message: serde reports a missing
-/// or unknown field at its parent, so the field name is taken from the message.
-fn add_serde_error(fields: &mut FieldErrors, path: &str, message: &str) {
-    let join = |name: &str| {
-        if path == "." || path.is_empty() {
-            name.to_string()
-        } else {
-            format!("{path}.{name}")
-        }
-    };
-    let quoted = |m: &str| m.split('`').nth(1).map(str::to_string);
-    if let Some(rest) = message.strip_prefix("missing field ") {
-        if let Some(name) = quoted(rest) {
-            fields.add(join(&name), "is required");
-            return;
-        }
-    }
-    if let Some(rest) = message.strip_prefix("unknown field ") {
-        if let Some(name) = quoted(rest) {
-            let expected = rest.split_once(", ").map(|(_, e)| e).unwrap_or("");
-            // serde_path_to_error reports an unknown field at its own path already.
-            let field = if path == name || path.ends_with(&format!(".{name}")) {
-                path.to_string()
-            } else {
-                join(&name)
-            };
-            fields.add(field, format!("is not a known field ({expected})"));
-            return;
-        }
-    }
-    let field = if path == "." || path.is_empty() {
-        "(body)".to_string()
-    } else {
-        path.to_string()
-    };
-    fields.add(field, message);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +514,143 @@ mod tests {
     struct Filters {
         #[validate(length(min = 1, message = "must not be empty"))]
         q: Option<String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Provider {
+        Periskope,
+        Wacr,
+        Gateway,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Kind {
+        Person,
+        Group,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Settings {
+        rate_limit_per_second: Option<u32>,
+        enabled: Option<bool>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        provider: Provider,
+        name: String,
+        labels: Vec<String>,
+        kind: Option<Kind>,
+        #[serde(default)]
+        settings: Option<Settings>,
+    }
+
+    fn errors_of(body: serde_json::Value) -> Vec<(String, String)> {
+        let fields = deserialize_all::<Body>(body).expect_err("bad");
+        let value = ApiError::validation(fields).details["fields"].clone();
+        value
+            .as_object()
+            .expect("fields")
+            .iter()
+            .flat_map(|(k, v)| {
+                v.as_array()
+                    .expect("messages")
+                    .iter()
+                    .map(|m| (k.clone(), m.as_str().expect("text").to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_field_that_does_not_fit_is_reported_at_once_in_plain_words() {
+        let errors = errors_of(serde_json::json!({
+            "provider": "foo",
+            "name": 5,
+            "labels": ["a", 7, "c", null],
+            "kind": 3,
+            "settings": {"rate_limit_per_second": "x", "enabled": "yes", "colour": 1},
+            "extra": true
+        }));
+        let expected: Vec<(String, String)> = [
+            (
+                "extra",
+                "is not a known field (known: provider, name, labels, kind, settings)",
+            ),
+            ("kind", "must be one of person, group"),
+            ("labels[1]", "must be text (got 7)"),
+            ("labels[3]", "must be text (got null)"),
+            ("name", "must be text (got 5)"),
+            ("provider", "must be one of periskope, wacr, gateway"),
+            (
+                "settings.colour",
+                "is not a known field (known: rate_limit_per_second, enabled)",
+            ),
+            ("settings.enabled", "must be true or false (got text)"),
+            (
+                "settings.rate_limit_per_second",
+                "must be a whole number, 0 or more (got text)",
+            ),
+        ]
+        .iter()
+        .map(|(f, m)| (f.to_string(), m.to_string()))
+        .collect();
+        assert_eq!(errors, expected);
+        let missing = errors_of(serde_json::json!({"settings": {"rate_limit_per_second": -1}}));
+        assert_eq!(
+            missing,
+            [
+                ("labels", "is required"),
+                ("name", "is required"),
+                ("provider", "is required"),
+                (
+                    "settings.rate_limit_per_second",
+                    "must be a whole number, 0 or more (got -1)"
+                ),
+            ]
+            .iter()
+            .map(|(f, m)| (f.to_string(), m.to_string()))
+            .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            errors_of(serde_json::json!([1])),
+            vec![("(body)".to_string(), "must be a JSON object".to_string())]
+        );
+        let ok: Body = deserialize_all(serde_json::json!({
+            "provider": "wacr", "name": "n", "labels": []
+        }))
+        .expect("fits");
+        assert!(matches!(ok.provider, Provider::Wacr));
+    }
+
+    #[test]
+    fn query_parameters_that_do_not_fit_are_reported_together_in_plain_words() {
+        #[derive(Debug, Deserialize, Validate)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Q {
+            fresh: Option<bool>,
+            n: Option<u32>,
+            #[validate(length(min = 1, message = "must not be empty"))]
+            q: Option<String>,
+        }
+        let err = parse_query::<Q>("fresh=maybe&n=x&q=&zz=1").expect_err("bad");
+        let fields = err.details["fields"].clone();
+        assert_eq!(fields["fresh"][0], "must be true or false");
+        assert_eq!(fields["n"][0], "must be a whole number");
+        assert_eq!(fields["q"][0], "must not be empty");
+        assert!(
+            fields["zz"][0]
+                .as_str()
+                .is_some_and(|m| m.starts_with("is not a known field")),
+            "{fields}"
+        );
     }
 
     #[test]

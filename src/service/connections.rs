@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer};
 use unicontacts_adapters::quota::QuotaReport;
-use unicontacts_adapters::{AdapterError, CredentialField, ProviderKind};
+use unicontacts_adapters::{phone, AdapterError, CredentialField, ProviderKind};
 
 use crate::cache::OncePer;
 use crate::store::Store;
@@ -159,12 +159,12 @@ fn valid_base_url(raw: &str) -> Result<(), ValidationError> {
 }
 
 fn valid_country(code: &str) -> Result<(), ValidationError> {
-    if code.len() == 2 && code.bytes().all(|b| b.is_ascii_alphabetic()) {
+    if phone::is_known_region(code) {
         Ok(())
     } else {
         Err(error(
             "country",
-            "must be an ISO 3166-1 alpha-2 code such as IN or BR",
+            "must be an assigned ISO 3166-1 alpha-2 country code such as IN or BR",
         ))
     }
 }

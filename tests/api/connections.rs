@@ -264,6 +264,53 @@ async fn validation_errors_name_each_bad_field(backend: Backend) {
             "{field}: {err}"
         );
     }
+
+    // Every field error of a body at once, in words a user reads.
+    let fields_of = |err: &Value| err["error"]["details"]["fields"].clone();
+    let res = send(app.post(
+        "/v1/admin/connections",
+        &app.admin_key,
+        &json!({"provider": "wacr", "name": "", "credentials": {}}),
+    ))
+    .await;
+    let fields = fields_of(&assert_error(res, 422, "validation_failed").await);
+    for f in ["name", "base_url", "credentials.api_key"] {
+        assert!(fields[f].is_array(), "{f} missing from {fields}");
+    }
+    let res = send(app.post(
+        "/v1/admin/connections",
+        &app.admin_key,
+        &json!({
+            "provider": "foo", "name": 5,
+            "settings": {"rate_limit_per_second": "x", "sync_interval_seconds": -3, "page_size": true},
+            "colour": "red"
+        }),
+    ))
+    .await;
+    let fields = fields_of(&assert_error(res, 422, "validation_failed").await);
+    assert_eq!(
+        fields,
+        json!({
+            "provider": ["must be one of periskope, wacr, gateway"],
+            "name": ["must be text (got 5)"],
+            "credentials": ["is required"],
+            "settings.rate_limit_per_second": ["must be a whole number, 0 or more (got text)"],
+            "settings.sync_interval_seconds": ["must be a whole number, 0 or more (got -3)"],
+            "settings.page_size": ["must be a whole number, 0 or more (got true)"],
+            "colour": ["is not a known field (known: provider, name, base_url, credentials, settings)"]
+        })
+    );
+    // Only assigned ISO 3166-1 codes.
+    for code in ["XX", "ZZ", "UK"] {
+        let mut body = periskope_connection("Sales", SECRET);
+        body["settings"] = json!({"default_country": code});
+        let res = send(app.post("/v1/admin/connections?verify=false", &app.admin_key, &body)).await;
+        let fields = fields_of(&assert_error(res, 422, "validation_failed").await);
+        assert!(
+            fields["settings.default_country"].is_array(),
+            "{code}: {fields}"
+        );
+    }
 }
 
 async fn another_orgs_connection_is_404_for_every_method(backend: Backend) {
