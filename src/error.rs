@@ -108,6 +108,25 @@ pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
+/// `details` of an error: what its code needs (the provider and operation of
+/// `unsupported_by_provider`, the running run of a 409, …).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorDetails {
+    /// For `validation_failed`: every field that is wrong, by its path
+    /// (`settings.default_country`, `contacts[3].phone`, `(body)`), with what is
+    /// wrong with it.
+    #[schema(example = json!({"name": ["is required"]}))]
+    fields: Option<std::collections::BTreeMap<String, Vec<String>>>,
+    /// For `unsupported_by_provider`: the operation, the provider, the fields it
+    /// cannot write and those it can.
+    operation: Option<String>,
+    #[schema(value_type = Option<unicontacts_adapters::ProviderKind>)]
+    provider: Option<String>,
+    unsupported_fields: Option<Vec<String>>,
+    writable: Option<Vec<String>>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Machine-readable code, e.g. `not_found`, `validation_failed`.
@@ -116,8 +135,8 @@ pub struct ErrorDetail {
     /// Human-readable explanation.
     #[schema(example = "connection not found")]
     pub message: String,
-    /// Structured details; for `validation_failed` a map of field path to messages.
-    #[schema(value_type = Object)]
+    /// Structured details; for `validation_failed`, `fields`.
+    #[schema(value_type = ErrorDetails)]
     pub details: Value,
     /// The request's id (as in its `x-request-id` header): quote it when asking
     /// about the request; the logs carry it too.
@@ -390,6 +409,11 @@ impl FieldErrors {
         let mut f = Self::new();
         f.add(field, message);
         ApiError::validation(f)
+    }
+
+    /// Keeps the fields `keep` says yes to.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.0.retain(|field, _| keep(field));
     }
 
     /// Adds every message of `other`.

@@ -93,7 +93,10 @@ impl<const MAX: u32> PageQuery<MAX> {
             Some(c) => match cursor::decode(c) {
                 Some(id) => Some(id),
                 None => {
-                    errors.add("cursor", "is not a cursor this API issued");
+                    errors.add(
+                        "cursor",
+                        "must be the `next_cursor` of a page (an id: letters, digits and `_`)",
+                    );
                     None
                 }
             },
@@ -111,36 +114,44 @@ impl<const MAX: u32> PageQuery<MAX> {
 
 impl<const MAX: u32> IntoParams for PageQuery<MAX> {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        vec![
-            ParameterBuilder::new()
-                .name("limit")
-                .parameter_in(ParameterIn::Query)
-                .required(Required::False)
-                .description(Some(format!(
-                    "Page size, 1 to {MAX} (default {}).",
-                    PageRequest::DEFAULT_LIMIT
-                )))
-                .schema(Some(
-                    ObjectBuilder::new()
-                        .schema_type(Type::Integer)
-                        .minimum(Some(1))
-                        .maximum(Some(MAX))
-                        .default(Some(PageRequest::DEFAULT_LIMIT.into())),
-                ))
-                .build(),
-            ParameterBuilder::new()
-                .name("cursor")
-                .parameter_in(ParameterIn::Query)
-                .required(Required::False)
-                .description(Some("The `next_cursor` of the previous page."))
-                .schema(Some(
-                    ObjectBuilder::new()
-                        .schema_type(Type::String)
-                        .min_length(Some(1)),
-                ))
-                .build(),
-        ]
+        params(MAX, cursor::PATTERN)
     }
+}
+
+/// A list's `limit` (1 to `max`) and `cursor` (an id matching `cursor_pattern`).
+pub fn params(max: u32, cursor_pattern: &str) -> Vec<Parameter> {
+    vec![
+        ParameterBuilder::new()
+            .name("limit")
+            .parameter_in(ParameterIn::Query)
+            .required(Required::False)
+            .description(Some(format!(
+                "Page size, 1 to {max} (default {}).",
+                PageRequest::DEFAULT_LIMIT
+            )))
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1))
+                    .maximum(Some(max))
+                    .default(Some(PageRequest::DEFAULT_LIMIT.into())),
+            ))
+            .build(),
+        ParameterBuilder::new()
+            .name("cursor")
+            .parameter_in(ParameterIn::Query)
+            .required(Required::False)
+            .description(Some(
+                "The `next_cursor` of the previous page: the id of its last item. \
+                     Any id in this form is a place in the list (the page starts after it).",
+            ))
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(cursor_pattern)),
+            ))
+            .build(),
+    ]
 }
 
 /// Opaque list cursors.
@@ -149,21 +160,29 @@ pub mod cursor {
 
     const ENGINE: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+    /// What a cursor looks like: an id's characters.
+    pub const PATTERN: &str = "^[A-Za-z0-9_]{1,64}$";
+
+    /// A page's cursor: the id of its last item. Ids sort in list order, so any
+    /// string of an id's characters is a place in a list, whether issued or not.
     pub fn encode(last_id: &str) -> String {
-        ENGINE.encode(format!("v1:{last_id}"))
+        last_id.to_string()
     }
 
-    /// The id a cursor carries; `None` for anything this API did not issue.
+    fn is_id(s: &str) -> bool {
+        (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    }
+
+    /// The place a cursor names: an id's characters, or (as cursors were issued
+    /// before) base64 of `v1:` and an id; `None` for anything else.
     pub fn decode(cursor: &str) -> Option<String> {
-        ENGINE
-            .decode(cursor)
-            .ok()
+        let earlier = cursor
+            .strip_prefix("djE6")
+            .and_then(|_| ENGINE.decode(cursor).ok())
             .and_then(|b| String::from_utf8(b).ok())
             .and_then(|s| s.strip_prefix("v1:").map(str::to_string))
-            // Our ids only (`con_01…`, `evt_0…`): nothing else reaches a query.
-            .filter(|id| {
-                !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            })
+            .filter(|id| is_id(id));
+        earlier.or_else(|| is_id(cursor).then(|| cursor.to_string()))
     }
 }
 
@@ -175,10 +194,16 @@ mod tests {
     fn cursors_round_trip_and_foreign_strings_are_refused() {
         let c = cursor::encode("con_01abc");
         assert_eq!(cursor::decode(&c).as_deref(), Some("con_01abc"));
-        assert!(cursor::decode("con_01abc").is_none());
-        assert!(cursor::decode("!!!").is_none());
-        // `v1:` and a NUL.
-        assert!(cursor::decode("djE6AA").is_none());
+        // The earlier form still reads.
+        assert_eq!(
+            cursor::decode("djE6Y29uXzAxYWJj").as_deref(),
+            Some("con_01abc")
+        );
+        for refused in ["!!!", "", "con-01", "a b", "%00", &"x".repeat(65)] {
+            assert!(cursor::decode(refused).is_none(), "{refused}");
+        }
+        // `v1:` and a NUL is no earlier cursor: only its own characters, a place.
+        assert_eq!(cursor::decode("djE6AA").as_deref(), Some("djE6AA"));
     }
 
     #[test]
@@ -198,7 +223,7 @@ mod tests {
     fn a_page_query_reports_limit_and_cursor_together() {
         let q = PageQuery::<200> {
             limit: Some(201),
-            cursor: Some("nope".into()),
+            cursor: Some("no pe".into()),
         };
         let err = ApiErrorFields::of(q.check().expect_err("both bad"));
         assert_eq!(err, vec!["cursor", "limit"]);

@@ -6,14 +6,13 @@ use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{middleware, web, App, HttpServer};
-use utoipa::OpenApi;
 
 use crate::config::{DatabaseUrl, SecretKey, Settings};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::audit::audit;
 use crate::http::idempotency::idempotency;
 use crate::http::middleware::request_context;
-use crate::routes::{self, ApiDoc};
+use crate::routes;
 use crate::secrets::{self, Sealer, SecretError};
 use crate::state::State;
 use crate::store::{self, Store, StoreError};
@@ -166,7 +165,7 @@ pub async fn open_store_migrated(settings: &Settings) -> Result<(Store, Vec<Stri
 fn run(listener: TcpListener, state: web::Data<State>) -> std::io::Result<Server> {
     let workers = state.settings.workers;
     let shutdown = state.settings.shutdown_timeout_seconds;
-    let openapi = ApiDoc::openapi();
+    let openapi = crate::routes::document();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())

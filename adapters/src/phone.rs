@@ -98,6 +98,20 @@ pub fn is_known_region(code: &str) -> bool {
     code.len() == 2 && code.to_ascii_uppercase().parse::<country::Id>().is_ok()
 }
 
+/// Every region `is_known_region` takes, upper case, sorted.
+pub fn known_regions() -> Vec<String> {
+    let letters = b'A'..=b'Z';
+    letters
+        .clone()
+        .flat_map(|a| {
+            letters
+                .clone()
+                .map(move |b| String::from_utf8(vec![a, b]).unwrap_or_default())
+        })
+        .filter(|code| is_known_region(code))
+        .collect()
+}
+
 /// A phone from digits that are known to start with the country code
 /// (Periskope ids, the Gateway's `phoneNumber`).
 pub fn phone_from_digits(digits: &str) -> Phone {

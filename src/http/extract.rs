@@ -20,6 +20,26 @@ pub async fn read_json<T: DeserializeOwned>(
     req: &HttpRequest,
     payload: web::Payload,
 ) -> Result<T, ApiError> {
+    let value = read_value(req, payload).await?;
+    deserialize_all(value).map_err(|partial| ApiError::validation(partial.errors))
+}
+
+/// [`read_json`] for a body with `validator` rules: when some values do not fit,
+/// the rules of the others are reported with them (a wrongly typed field hides
+/// no other field's error).
+pub async fn read_json_checked<T: DeserializeOwned + Validate>(
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<T, ApiError> {
+    let value = read_value(req, payload).await?;
+    deserialize_all(value).map_err(|partial| ApiError::validation(partial.with_rules()))
+}
+
+/// The body as JSON: content type, size, syntax, and no control characters.
+async fn read_value(
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<serde_json::Value, ApiError> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -57,32 +77,66 @@ pub async fn read_json<T: DeserializeOwned>(
         .await
         .map_err(|_| too_large())?
         .map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes)
+    let mut value: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+    whole_numbers(&mut value);
     let mut errors = FieldErrors::new();
     control_characters_in(&value, String::new(), &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    deserialize_all(value).map_err(ApiError::validation)
+    Ok(value)
+}
+
+/// What a body that does not fit gave: every field error, and the body with
+/// stand-ins where the wrong values were (when it could be built).
+struct Partial<T> {
+    errors: FieldErrors,
+    stand_in: Option<T>,
+    /// The fields reported (their stand-ins' rules are not the client's).
+    reported: Vec<String>,
+}
+
+impl<T: Validate> Partial<T> {
+    /// The errors and the rules the stand-in body breaks elsewhere.
+    fn with_rules(mut self) -> FieldErrors {
+        if let Some(t) = &self.stand_in {
+            let mut rules = FieldErrors::of(t);
+            let reported = std::mem::take(&mut self.reported);
+            rules.retain(|field| {
+                !reported.iter().any(|r| {
+                    field == r
+                        || field.starts_with(&format!("{r}."))
+                        || field.starts_with(&format!("{r}["))
+                })
+            });
+            self.errors.merge(rules);
+        }
+        self.errors
+    }
 }
 
 /// Deserializes `value`, reporting every field that does not fit at once rather than
 /// serde's first: each wrong value is recorded and replaced by a stand-in of the
 /// type serde expected (a missing one added, an unknown one taken out), and the
 /// rest deserialized again, until nothing is left to report.
-fn deserialize_all<T: DeserializeOwned>(mut value: serde_json::Value) -> Result<T, FieldErrors> {
+fn deserialize_all<T: DeserializeOwned>(mut value: serde_json::Value) -> Result<T, Partial<T>> {
     let mut errors = FieldErrors::new();
+    let mut seen: Vec<String> = Vec::new();
+    let partial = |errors, stand_in, seen| Partial {
+        errors,
+        stand_in,
+        reported: seen,
+    };
     if !value.is_object() {
         // Every body is an object (serde would take a list for a struct, by position).
         errors.add("(body)", "must be a JSON object");
-        return Err(errors);
+        return Err(partial(errors, None, seen));
     }
-    let mut seen: Vec<String> = Vec::new();
     for _ in 0..100 {
         let e = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
             Ok(t) if errors.is_empty() => return Ok(t),
-            Ok(_) => return Err(errors),
+            Ok(t) => return Err(partial(errors, Some(t), seen)),
             Err(e) => e,
         };
         let message = e.inner().to_string();
@@ -134,7 +188,7 @@ fn deserialize_all<T: DeserializeOwned>(mut value: serde_json::Value) -> Result<
     if errors.is_empty() {
         errors.add("(body)", "could not be read");
     }
-    Err(errors)
+    Err(partial(errors, None, seen))
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -335,6 +389,25 @@ fn has_control(s: &str, allow_whitespace: bool) -> bool {
 
 /// Names every string of a JSON body holding a control character (`name`,
 /// `credentials.api_key`, `contacts[2].phone`; keys too).
+/// `305.0` is the whole number 305, as JSON Schema counts it: every such number is
+/// made an integer, so that an integer field takes it.
+fn whole_numbers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64() {
+                // Within ±2^53 a float is exact, so this is the number sent.
+                if f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0 {
+                    *value = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(whole_numbers),
+        Value::Object(fields) => fields.values_mut().for_each(whole_numbers),
+        _ => {}
+    }
+}
+
 fn control_characters_in(value: &serde_json::Value, at: String, errors: &mut FieldErrors) {
     use serde_json::Value;
     match value {
@@ -552,8 +625,10 @@ mod tests {
     }
 
     fn errors_of(body: serde_json::Value) -> Vec<(String, String)> {
-        let fields = deserialize_all::<Body>(body).expect_err("bad");
-        let value = ApiError::validation(fields).details["fields"].clone();
+        let Err(partial) = deserialize_all::<Body>(body) else {
+            panic!("bad")
+        };
+        let value = ApiError::validation(partial.errors).details["fields"].clone();
         value
             .as_object()
             .expect("fields")
@@ -622,11 +697,23 @@ mod tests {
             errors_of(serde_json::json!([1])),
             vec![("(body)".to_string(), "must be a JSON object".to_string())]
         );
-        let ok: Body = deserialize_all(serde_json::json!({
+        let Ok(ok) = deserialize_all::<Body>(serde_json::json!({
             "provider": "wacr", "name": "n", "labels": []
-        }))
-        .expect("fits");
+        })) else {
+            panic!("fits")
+        };
         assert!(matches!(ok.provider, Provider::Wacr));
+    }
+
+    #[test]
+    fn whole_numbers_written_with_a_fraction_are_integers() {
+        let mut v = serde_json::json!({"a": 305.0, "b": [-98.0, 1.5], "c": 1e300});
+        whole_numbers(&mut v);
+        assert_eq!(
+            v,
+            serde_json::json!({"a": 305, "b": [-98, 1.5], "c": 1e300})
+        );
+        assert!(v["a"].is_u64() && v["b"][0].is_i64());
     }
 
     #[test]
@@ -655,7 +742,7 @@ mod tests {
 
     #[test]
     fn a_list_query_reports_filter_and_paging_errors_together() {
-        let err = parse_list_query::<Filters, 100>("q=&limit=0&cursor=x").expect_err("bad");
+        let err = parse_list_query::<Filters, 100>("q=&limit=0&cursor=x%2By").expect_err("bad");
         let fields = err.details["fields"].as_object().expect("fields");
         let mut names: Vec<&str> = fields.keys().map(String::as_str).collect();
         names.sort();

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::IntoResponses;
 
-fn error(description: &str) -> RefOr<Response> {
+/// One error response: `description`, our `ErrorBody`.
+pub fn error(description: &str) -> RefOr<Response> {
     ResponseBuilder::new()
         .description(description)
         .content(

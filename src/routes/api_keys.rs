@@ -22,11 +22,17 @@ use crate::store::models::ApiKeyRow;
 pub struct CreateApiKeyRequest {
     /// A label to recognise the key by (1 to 100 characters).
     #[schema(example = "reporting job")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: String,
     /// At least one.
+    #[schema(min_items = 1)]
     pub scopes: Vec<Scope>,
     /// When the key stops working (RFC 3339, in the future); none: never.
-    #[schema(example = "2027-06-30T00:00:00Z")]
+    #[schema(format = DateTime, example = "2027-06-30T00:00:00Z")]
     pub expires_at: Option<String>,
 }
 

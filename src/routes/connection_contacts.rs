@@ -23,6 +23,7 @@ pub struct LiveReadQuery {
     /// Skip the cache and ask the provider now.
     pub fresh: Option<bool>,
     /// `remote_data` adds the provider's raw object.
+    #[param(pattern = "^(remote_data)?$")]
     pub include: Option<String>,
 }
 

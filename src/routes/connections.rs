@@ -10,7 +10,7 @@ use validator::Validate;
 use crate::error::ApiError;
 use crate::http::audit;
 use crate::http::auth::AdminCaller;
-use crate::http::extract::{parse_list_query, parse_query, read_json};
+use crate::http::extract::{parse_list_query, parse_query, read_json_checked};
 use crate::http::responses::{AuthErrors, BodyErrors, InvalidQuery, NotFound};
 use crate::ids;
 use crate::page::{Page, PageQuery};
@@ -228,7 +228,7 @@ pub async fn create_connection(
     let verify = parse_query::<VerifyQuery>(req.query_string())?
         .verify
         .unwrap_or(true);
-    let body: CreateConnectionRequest = read_json(&req, body).await?;
+    let body: CreateConnectionRequest = read_json_checked(&req, body).await?;
     let c = service::create(&state, &admin.0.org_id, body, verify).await?;
     audit::note(&req, [c.id.clone()], Some(c.provider));
     let view = ConnectionView::from(&service::detail(&state, c).await?);
@@ -309,7 +309,7 @@ pub async fn update_connection(
     let verify = parse_query::<VerifyQuery>(req.query_string())?
         .verify
         .unwrap_or(true);
-    let body: UpdateConnectionRequest = read_json(&req, body).await?;
+    let body: UpdateConnectionRequest = read_json_checked(&req, body).await?;
     let c = service::update(&state, &admin.0.org_id, &path, body, verify).await?;
     audit::note(&req, [], Some(c.provider));
     Ok(HttpResponse::Ok().json(ConnectionView::from(&service::detail(&state, c).await?)))

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use crate::error::{ApiError, ErrorBody};
 use crate::http::audit;
 use crate::http::auth::{Authorized, WriteScope};
-use crate::http::extract::read_json;
+use crate::http::extract::{read_json, read_json_checked};
 use crate::http::idempotency::write_options;
 use crate::http::responses::{AuthErrors, BodyErrors, NotFound};
 use crate::service::contact_writes::{self as service, BatchResult, ContactWrite};
@@ -20,6 +20,7 @@ use crate::state::State;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchCreateRequest {
+    #[schema(min_items = 1, max_items = 100)]
     pub contacts: Vec<ContactWrite>,
 }
 
@@ -27,6 +28,7 @@ pub struct BatchCreateRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchDeleteRequest {
+    #[schema(min_items = 1, max_items = 100)]
     pub ids: Vec<String>,
 }
 
@@ -50,7 +52,7 @@ pub async fn create_contact(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body: ContactWrite = read_json(&req, body).await?;
+    let body: ContactWrite = read_json_checked(&req, body).await?;
     let contact =
         service::create(&state, &caller.0.org_id, &path, &body, write_options(&req)).await?;
     audit::note(&req, [contact.id.clone()], Some(contact.provider));
@@ -79,7 +81,7 @@ pub async fn update_contact(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body: ContactWrite = read_json(&req, body).await?;
+    let body: ContactWrite = read_json_checked(&req, body).await?;
     let contact = service::update(&state, &caller.0.org_id, &path, &body).await?;
     audit::note(&req, [], Some(contact.provider));
     Ok(HttpResponse::Ok().json(contact))

@@ -20,6 +20,7 @@ use crate::state::State;
 #[into_params(parameter_in = Query)]
 pub struct GetContactQuery {
     /// `remote_data` adds the provider's raw object.
+    #[param(pattern = "^(remote_data)?$")]
     pub include: Option<String>,
 }
 

@@ -6,8 +6,8 @@ use crate::error::ApiError;
 use crate::http::auth::{Authorized, ReadScope};
 use crate::http::extract::parse_list_query;
 use crate::http::responses::{AuthErrors, InvalidQuery};
-use crate::page::{Page, PageQuery};
-use crate::service::events::{self as service, Event, EventFilters};
+use crate::page::Page;
+use crate::service::events::{self as service, Event, EventFilters, EventPage};
 use crate::state::State;
 
 /// The org's events in the order they happened: every change to a contact or a
@@ -16,7 +16,7 @@ use crate::state::State;
 /// a sync is writing; an empty page with `next_cursor: null` means you are
 /// caught up (ask again later with `after`).
 #[utoipa::path(get, path = "/v1/events", tag = "contacts",
-    params(EventFilters, PageQuery<500>),
+    params(EventFilters, EventPage),
     responses(
         (status = 200, description = "A page of events, oldest first", body = Page<Event>),
         AuthErrors, InvalidQuery,

@@ -7,6 +7,7 @@ pub mod connection_contacts;
 pub mod connections;
 pub mod contact_writes;
 pub mod contacts;
+mod contract;
 pub mod events;
 pub mod health;
 pub mod people;
@@ -20,6 +21,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::{ApiError, ErrorCode};
+use contract::Contract;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -69,16 +71,21 @@ use crate::error::{ApiError, ErrorCode};
         webhooks::recover,
     ),
     components(schemas(crate::error::ErrorBody, crate::service::api_keys::Scope)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &Contract),
     tags(
         (name = "contacts", description = "Canonical contacts and people across providers (scope `contacts:read`)"),
-        (name = "admin", description = "Connections and API keys (scope `admin`)"),
+        (name = "admin", description = "Connections, API keys and the audit log (scope `admin`)"),
         (name = "sync", description = "Reconciliation runs: start one, read the history (scope `admin`)"),
         (name = "webhooks", description = "Signed webhooks of the change feed's events, their delivery log, replay and recovery (scope `admin`)"),
         (name = "operations", description = "Health and readiness probes"),
     )
 )]
 pub struct ApiDoc;
+
+/// The OpenAPI document as served at `/openapi.json`.
+pub fn document() -> serde_json::Value {
+    contract::rendered(ApiDoc::openapi())
+}
 
 struct BearerAuth;
 
@@ -105,13 +112,13 @@ fn get() -> actix_web::Route {
 
 /// Registers every route. Each path is a `resource`, so a wrong method on a known
 /// path is a 405 rather than a 404.
-pub fn configure(cfg: &mut web::ServiceConfig, openapi: utoipa::openapi::OpenApi) {
+pub fn configure(cfg: &mut web::ServiceConfig, openapi: serde_json::Value) {
     cfg.service(web::resource("/healthz").route(get().to(health::healthz)))
         .service(web::resource("/readyz").route(get().to(health::readyz)))
         .service(web::resource("/metrics").route(get().to(health::metrics)))
         .service(web::resource("/docs").route(get().to(docs_redirect)))
         // Swagger UI with its assets vendored into the binary: the page works offline.
-        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi))
+        .service(SwaggerUi::new("/docs/{_:.*}").external_url_unchecked("/openapi.json", openapi))
         .service(web::resource("/v1/contacts").route(get().to(contacts::list_contacts)))
         .service(
             web::resource("/v1/contacts/{id}")

@@ -29,7 +29,9 @@ pub struct SyncRunView {
     pub throttled_429: i64,
     pub limiter_wait_ms: i64,
     pub error: Option<String>,
+    #[schema(format = DateTime)]
     pub started_at: String,
+    #[schema(format = DateTime)]
     pub finished_at: Option<String>,
 }
 

@@ -33,9 +33,18 @@ pub struct CreateConnectionRequest {
     pub provider: ProviderKind,
     #[validate(custom(function = "valid_name"))]
     #[schema(example = "Sales team Periskope")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: String,
     /// Optional for Periskope (defaults to `https://api.periskope.app/v1`); required for `wacr` and `gateway`.
     #[validate(custom(function = "valid_base_url"))]
+    #[schema(
+        max_length = 2048,
+        pattern = r"^[hH][tT][tT][pP][sS]?://([A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/-]*)?$"
+    )]
     pub base_url: Option<String>,
     #[validate(nested)]
     pub credentials: CredentialsInput,
@@ -49,12 +58,14 @@ pub struct CreateConnectionRequest {
 #[serde(deny_unknown_fields)]
 pub struct CredentialsInput {
     #[validate(length(min = 1, max = 1024, message = "must be 1 to 1024 characters"))]
+    #[schema(min_length = 1, max_length = 1024)]
     pub api_key: Option<String>,
     /// Periskope `x-phone`: the connected phone's number (any written form) or its `phone-…` id.
     #[validate(custom(function = "valid_phone"))]
     #[schema(example = "+91 98745 32456")]
     pub phone: Option<String>,
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    #[schema(min_length = 1, max_length = 200)]
     pub session: Option<String>,
 }
 
@@ -74,25 +85,31 @@ pub struct SettingsInput {
     #[schema(value_type = Option<String>, example = "IN")]
     pub default_country: Option<Option<String>>,
     #[validate(range(min = 1, max = 1000, message = "must be from 1 to 1000"))]
+    #[schema(minimum = 1, maximum = 1000)]
     pub rate_limit_per_second: Option<u32>,
     #[validate(range(min = 60, max = 604800, message = "must be from 60 to 604800 seconds"))]
+    #[schema(minimum = 60, maximum = 604800)]
     pub sync_interval_seconds: Option<u64>,
     #[validate(range(max = 86400, message = "must be from 0 to 86400 seconds"))]
+    #[schema(maximum = 86400)]
     pub cache_ttl_seconds: Option<u64>,
     /// Records per list page when syncing, at most the provider's own maximum
     /// (Periskope 2000, WA.cr 100, Gateway 200); `null` goes back to that maximum.
     #[serde(default, deserialize_with = "double_option")]
     #[validate(range(min = 1, max = 2000, message = "must be from 1 to 2000"))]
+    #[schema(minimum = 1, maximum = 2000)]
     #[schema(value_type = Option<u32>)]
     pub page_size: Option<Option<u32>>,
     /// The status, source and kind a created contact gets when its body does not
     /// say (WA.cr requires all three); `null` clears one.
     #[serde(default, deserialize_with = "double_option")]
     #[validate(range(min = 1, message = "must be a positive id"))]
+    #[schema(minimum = 1)]
     #[schema(value_type = Option<i64>)]
     pub default_status_id: Option<Option<i64>>,
     #[serde(default, deserialize_with = "double_option")]
     #[validate(range(min = 1, message = "must be a positive id"))]
+    #[schema(minimum = 1)]
     #[schema(value_type = Option<i64>)]
     pub default_source_id: Option<Option<i64>>,
     #[serde(default, deserialize_with = "double_option")]
@@ -108,11 +125,20 @@ pub struct UpdateConnectionRequest {
     /// Cannot change; accepted only when equal to the current provider.
     pub provider: Option<ProviderKind>,
     #[validate(custom(function = "valid_name"))]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: Option<String>,
     /// `null` resets to the provider default (Periskope only).
     #[serde(default, deserialize_with = "double_option")]
     #[validate(custom(function = "valid_base_url"))]
     #[schema(value_type = Option<String>)]
+    #[schema(
+        max_length = 2048,
+        pattern = r"^[hH][tT][tT][pP][sS]?://([A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/-]*)?$"
+    )]
     pub base_url: Option<Option<String>>,
     #[validate(nested)]
     pub credentials: Option<CredentialsInput>,
@@ -616,7 +642,7 @@ pub async fn delete(state: &State, org_id: &str, id: &str) -> Result<(), ApiErro
     let (org, cid) = (org_id.to_string(), id.to_string());
     let found = state
         .store
-        .run(move |conn| queries::delete_connection(conn, &org, &cid))
+        .write(move |conn| queries::delete_connection(conn, &org, &cid))
         .await?;
     if !found {
         return Err(ApiError::not_found("connection"));

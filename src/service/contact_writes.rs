@@ -27,6 +27,24 @@ use crate::store::contacts as queries;
 use crate::store::events;
 use crate::store::models::ContactRow;
 
+/// A label: 1 to 100 characters, not only spaces, no commas.
+pub struct Label;
+
+impl utoipa::PartialSchema for Label {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .min_length(Some(1))
+            .max_length(Some(100))
+            .pattern(Some(
+                r"^[^,\u0000-\u001F\u007F-\u009F]*[^,\s\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*$",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for Label {}
+
 /// Most contacts in one batch.
 pub const MAX_BATCH: usize = 100;
 
@@ -34,12 +52,16 @@ pub const MAX_BATCH: usize = 100;
 /// `GET /v1/providers` lists for the operation.
 #[derive(Debug, Clone, Default, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct ContactWrite {
     #[validate(length(min = 1, max = 255, message = "must be 1 to 255 characters"))]
+    #[schema(min_length = 1, max_length = 255)]
     pub display_name: Option<String>,
     #[validate(length(min = 1, max = 255, message = "must be 1 to 255 characters"))]
+    #[schema(min_length = 1, max_length = 255)]
     pub first_name: Option<String>,
     #[validate(length(min = 1, max = 255, message = "must be 1 to 255 characters"))]
+    #[schema(min_length = 1, max_length = 255)]
     pub last_name: Option<String>,
     /// Any written form (`+91 95378 51844`, `919537851844`, or local digits with
     /// the connection's `default_country`); each provider gets it in its own form.
@@ -49,24 +71,31 @@ pub struct ContactWrite {
         email(message = "must be an email address"),
         length(max = 191, message = "must be at most 191 characters")
     )]
+    #[schema(format = Email, max_length = 191)]
     pub email: Option<String>,
     #[validate(length(min = 1, max = 255, message = "must be 1 to 255 characters"))]
+    #[schema(min_length = 1, max_length = 255)]
     pub company: Option<String>,
     pub kind: Option<ContactKind>,
     /// Replaces the contact's labels.
     #[validate(length(max = 50, message = "must hold at most 50 labels"))]
+    #[schema(max_items = 50, inline, value_type = Option<Vec<Label>>)]
     pub labels: Option<Vec<String>>,
     pub is_internal: Option<bool>,
     #[validate(length(max = 5000, message = "must be at most 5000 characters"))]
+    #[schema(max_length = 5000)]
     pub notes: Option<String>,
     #[validate(nested)]
     pub address: Option<AddressWrite>,
     #[validate(range(min = 1, message = "must be a positive id"))]
+    #[schema(minimum = 1)]
     pub status_id: Option<i64>,
     #[validate(range(min = 1, message = "must be a positive id"))]
+    #[schema(minimum = 1)]
     pub source_id: Option<i64>,
     /// Replaces the contact's CRM lists (WA.cr `groups`).
     #[validate(length(max = 100, message = "must hold at most 100 lists"))]
+    #[schema(max_items = 100)]
     pub crm_list_ids: Option<Vec<i64>>,
 }
 
@@ -74,12 +103,16 @@ pub struct ContactWrite {
 #[serde(deny_unknown_fields)]
 pub struct AddressWrite {
     #[validate(length(max = 500, message = "must be at most 500 characters"))]
+    #[schema(max_length = 500)]
     pub street: Option<String>,
     #[validate(length(max = 255, message = "must be at most 255 characters"))]
+    #[schema(max_length = 255)]
     pub city: Option<String>,
     #[validate(length(max = 255, message = "must be at most 255 characters"))]
+    #[schema(max_length = 255)]
     pub state: Option<String>,
     #[validate(length(max = 20, message = "must be at most 20 characters"))]
+    #[schema(max_length = 20)]
     pub postal_code: Option<String>,
 }
 
@@ -200,7 +233,7 @@ fn input_of(c: &Connection, op: Operation, body: &ContactWrite) -> Result<Contac
         .with_details(json!({
             "operation": op.as_str(),
             "provider": c.provider.as_str(),
-            "fields": names,
+            "unsupported_fields": names,
             "writable": caps.fields_of(op),
         })));
     }

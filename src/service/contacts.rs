@@ -37,26 +37,46 @@ pub struct ContactFilters {
     pub connection_id: Option<String>,
     /// Case-insensitive substring of a name, phone or email.
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    #[param(min_length = 1, max_length = 200)]
     pub q: Option<String>,
     /// Any written form (`+91 95378 51844`, `919537851844`, `919537851844@c.us`); matched as E.164.
+    #[param(pattern = r"^\+?[0-9][0-9 ().-]{4,30}(@c\.us)?$")]
     pub phone: Option<String>,
     pub label: Option<String>,
     /// A group or list remote id (`120363…@g.us`, `5`).
     pub membership: Option<String>,
     /// RFC 3339; contacts whose stored copy changed after it.
+    #[param(format = DateTime)]
     pub modified_after: Option<String>,
     /// Also contacts gone upstream (default false).
     pub include_deleted: Option<bool>,
 }
 
 /// A phone in any written form as E.164, or the 422 naming `field`.
+fn looks_like_phone(raw: &str) -> bool {
+    let digits = raw.strip_suffix("@c.us").unwrap_or(raw);
+    let digits = digits.strip_prefix('+').unwrap_or(digits);
+    (5..=31).contains(&digits.chars().count())
+        && digits.starts_with(|c: char| c.is_ascii_digit())
+        && digits
+            .chars()
+            .all(|c| c.is_ascii_digit() || " ().-".contains(c))
+}
+
+/// A phone filter as the E.164 it matches. A number in the documented form that
+/// no numbering plan assigns is no contact's phone: it matches nothing.
 pub fn phone_param(raw: &str, field: &str) -> Result<String, ApiError> {
-    phone::e164_of_any(raw).ok_or_else(|| {
-        FieldErrors::single(
-            field,
-            "is not a phone number with a country code (such as +91 95378 51844 or 919537851844@c.us)",
-        )
-    })
+    if let Some(e164) = phone::e164_of_any(raw) {
+        return Ok(e164);
+    }
+    if looks_like_phone(raw) {
+        // Stored phones are E.164 (`+…`): this equals none of them.
+        return Ok(format!("unassigned:{raw}"));
+    }
+    Err(FieldErrors::single(
+        field,
+        "is not a phone number with a country code (such as +91 95378 51844 or 919537851844@c.us)",
+    ))
 }
 
 /// `include`: empty, or `remote_data` (the provider's own object alongside).

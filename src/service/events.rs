@@ -25,15 +25,95 @@ pub const TYPES: [&str; 9] = [
     "sync_run.finished",
 ];
 
+/// An event type (the document's list of `TYPES`).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub enum EventType {
+    #[serde(rename = "contact.created")]
+    ContactCreated,
+    #[serde(rename = "contact.updated")]
+    ContactUpdated,
+    #[serde(rename = "contact.deleted")]
+    ContactDeleted,
+    #[serde(rename = "contact.restored")]
+    ContactRestored,
+    #[serde(rename = "person.created")]
+    PersonCreated,
+    #[serde(rename = "person.merged")]
+    PersonMerged,
+    #[serde(rename = "person.split")]
+    PersonSplit,
+    #[serde(rename = "person.deleted")]
+    PersonDeleted,
+    #[serde(rename = "sync_run.finished")]
+    SyncRunFinished,
+}
+
+/// The feed's `limit` and `cursor` (an event id), as the document shows them.
+pub struct EventPage;
+
+impl IntoParams for EventPage {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        crate::page::params(500, EVENT_ID)
+    }
+}
+
+/// `data` of an event: ids, never the contact itself (read it by `contact_id`).
+/// Which fields are there depends on the type.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct EventData {
+    /// `contact.*`.
+    contact_id: Option<String>,
+    /// `contact.*` (when linked) and `person.*`.
+    person_id: Option<String>,
+    /// `contact.*` and `sync_run.finished`.
+    connection_id: Option<String>,
+    #[schema(value_type = Option<unicontacts_adapters::ProviderKind>)]
+    provider: Option<String>,
+    remote_id: Option<String>,
+    /// `contact.updated`: the canonical fields that changed.
+    changed_fields: Option<Vec<String>>,
+    /// `person.merged`: the people that became this one.
+    merged_person_ids: Option<Vec<String>>,
+    /// `person.split`: the people this one became.
+    into_person_ids: Option<Vec<String>>,
+    /// What made the change: `sync`, `live_read`, `api_write` or `relink`.
+    cause: Option<String>,
+    /// `sync` causes and `sync_run.finished`.
+    run_id: Option<String>,
+    /// `live_read` and `api_write` causes.
+    request_id: Option<String>,
+    /// `sync_run.finished`.
+    #[schema(value_type = Option<crate::store::models::Trigger>)]
+    trigger: Option<String>,
+    /// `sync_run.finished`.
+    #[schema(value_type = Option<crate::store::models::RunStatus>)]
+    status: Option<String>,
+    /// `sync_run.finished`: `created`, `updated`, `unchanged`, `deleted`.
+    counts: Option<std::collections::BTreeMap<String, i64>>,
+    /// `sync_run.finished` when it failed.
+    error: Option<String>,
+}
+
+/// What an event id looks like.
+pub const EVENT_ID: &str = "^evt_[0-9]{16}$";
+
 /// The feed's filters.
 #[derive(Deserialize, Validate, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct EventFilters {
     /// Start after this event id (`evt_…`); with `cursor` the cursor wins.
+    #[param(pattern = "^evt_[0-9]{16}$")]
     #[validate(custom(function = "valid_event_id"))]
     pub after: Option<String>,
     /// Comma-separated event types (default all).
+    #[param(
+        pattern = r"^((contact\.(created|updated|deleted|restored)|person\.(created|merged|split|deleted)|sync_run\.finished)(,(contact\.(created|updated|deleted|restored)|person\.(created|merged|split|deleted)|sync_run\.finished))*)?$"
+    )]
     #[validate(custom(function = "valid_types"))]
     pub types: Option<String>,
     /// Only events of this connection.
@@ -54,7 +134,7 @@ pub struct Event {
     /// Thin: ids (`contact_id`, `person_id`, `connection_id`, `provider`,
     /// `remote_id`), `changed_fields` for `contact.updated`, and the `cause`
     /// (`sync` with `run_id`, `live_read` or `api_write` with `request_id`).
-    #[schema(value_type = Object)]
+    #[schema(value_type = EventData)]
     pub data: Value,
 }
 

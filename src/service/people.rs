@@ -42,15 +42,10 @@ pub struct PersonView {
     pub id: String,
     /// The best name, by the configured provider precedence.
     pub display_name: Option<Sourced<String>>,
-    #[schema(value_type = Vec<Object>)]
     pub phones: Vec<Sourced<PersonPhone>>,
-    #[schema(value_type = Vec<Object>)]
     pub emails: Vec<Sourced<String>>,
-    #[schema(value_type = Vec<Object>)]
     pub wa_lids: Vec<Sourced<String>>,
-    #[schema(value_type = Vec<Object>)]
     pub labels: Vec<Sourced<String>>,
-    #[schema(value_type = Vec<Object>)]
     pub memberships: Vec<Sourced<PersonMembership>>,
     pub contacts: Vec<CanonicalContact>,
 }
@@ -61,9 +56,11 @@ pub struct PersonView {
 #[into_params(parameter_in = Query)]
 pub struct PeopleFilters {
     /// Any written form; matched as E.164.
+    #[param(pattern = r"^\+?[0-9][0-9 ().-]{4,30}(@c\.us)?$")]
     pub phone: Option<String>,
     /// Case-insensitive substring of a contact's name, phone or email.
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    #[param(min_length = 1, max_length = 200)]
     pub q: Option<String>,
 }
 

@@ -16,7 +16,7 @@ use crate::error::{ApiError, FieldErrors};
 use crate::ids;
 use crate::page::{Page, PageRequest};
 use crate::secrets::Sealer;
-use crate::service::events::TYPES;
+use crate::service::events::{EventType, TYPES};
 use crate::state::State;
 use crate::store::events as event_queries;
 use crate::store::models::DeliveryStatus;
@@ -37,8 +37,13 @@ pub struct CreateWebhook {
     /// Where events are POSTed: `https` (plain `http` only when the server's
     /// `webhook_allow_http` is set), a public address.
     #[schema(example = "https://example.com/hooks/unicontacts")]
+    #[schema(
+        max_length = 2048,
+        pattern = r"^[hH][tT][tT][pP][sS]?://([A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/-]*)?$"
+    )]
     pub url: String,
     /// The event types it receives (default: every type, also types added later).
+    #[schema(value_type = Option<Vec<EventType>>, min_items = 1)]
     pub event_types: Option<Vec<String>>,
     /// Default true.
     pub enabled: Option<bool>,
@@ -51,8 +56,13 @@ pub struct CreateWebhook {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWebhook {
+    #[schema(
+        max_length = 2048,
+        pattern = r"^[hH][tT][tT][pP][sS]?://([A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/-]*)?$"
+    )]
     pub url: Option<String>,
     /// An empty list: every type.
+    #[schema(value_type = Option<Vec<EventType>>)]
     pub event_types: Option<Vec<String>>,
     pub enabled: Option<bool>,
     /// An empty string removes it.

@@ -300,6 +300,32 @@ async fn validation_errors_name_each_bad_field(backend: Backend) {
             "colour": ["is not a known field (known: provider, name, base_url, credentials, settings)"]
         })
     );
+    // A wrongly typed value hides no other field's rule.
+    let res = send(app.post(
+        "/v1/admin/connections",
+        &app.admin_key,
+        &json!({
+            "provider": 5, "name": "  ",
+            "credentials": {"api_key": ""},
+            "settings": {"rate_limit_per_second": 0, "cache_ttl_seconds": "soon"}
+        }),
+    ))
+    .await;
+    let fields = fields_of(&assert_error(res, 422, "validation_failed").await);
+    for f in [
+        "provider",
+        "name",
+        "credentials.api_key",
+        "settings.rate_limit_per_second",
+        "settings.cache_ttl_seconds",
+    ] {
+        assert!(fields[f].is_array(), "{f} missing from {fields}");
+    }
+    assert_eq!(
+        fields["settings.cache_ttl_seconds"],
+        json!(["must be a whole number, 0 or more (got text)"]),
+        "the stand-in's own rules are not reported"
+    );
     // Only assigned ISO 3166-1 codes.
     for code in ["XX", "ZZ", "UK"] {
         let mut body = periskope_connection("Sales", SECRET);
@@ -439,7 +465,11 @@ async fn lists_page_with_an_opaque_cursor_without_gaps_or_repeats(backend: Backe
     sorted.sort();
     assert_eq!(seen, sorted, "oldest first");
 
-    let res = send(app.get("/v1/admin/connections?cursor=garbage", &app.admin_key)).await;
+    let res = send(app.get(
+        "/v1/admin/connections?cursor=not%20a%20cursor",
+        &app.admin_key,
+    ))
+    .await;
     let err = assert_error(res, 422, "validation_failed").await;
     assert!(err["error"]["details"]["fields"]["cursor"].is_array());
     let res = send(app.get("/v1/admin/connections?provider=wacr", &app.admin_key)).await;
@@ -487,7 +517,47 @@ async fn every_field_error_of_a_body_comes_at_once(backend: Backend) {
     );
 }
 
+/// A delete racing updates of the same connection is a 204 or a 404, never a 500
+/// (on SQLite it wrote from a pooled reader: "database is locked").
+async fn deletes_racing_updates_never_fail(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut statuses = Vec::new();
+    for round in 0..30 {
+        let created = app
+            .create_connection(periskope_connection(&format!("Race {round}"), SECRET))
+            .await;
+        let path = format!(
+            "/v1/admin/connections/{}",
+            created["id"].as_str().expect("id")
+        );
+        let (a, b, c) = tokio::join!(
+            send(app.patch(
+                &path,
+                &app.admin_key,
+                &json!({"name": format!("Raced {round}")})
+            )),
+            send(app.delete(&path, &app.admin_key)),
+            send(app.patch(
+                &path,
+                &app.admin_key,
+                &json!({"settings": {"cache_ttl_seconds": 5}})
+            )),
+        );
+        statuses.push((
+            a.status().as_u16(),
+            b.status().as_u16(),
+            c.status().as_u16(),
+        ));
+    }
+    for (patch, delete, settings) in &statuses {
+        assert!([200, 404].contains(patch), "{statuses:?}");
+        assert_eq!(*delete, 204, "{statuses:?}");
+        assert!([200, 404].contains(settings), "{statuses:?}");
+    }
+}
+
 crate::db_tests!(
+    deletes_racing_updates_never_fail,
     every_field_error_of_a_body_comes_at_once,
     a_connection_can_be_created_read_listed_updated_and_deleted,
     credentials_never_come_back_in_any_response,

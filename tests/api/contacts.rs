@@ -223,7 +223,7 @@ async fn bad_filter_values_are_422_naming_the_parameter(backend: Backend) {
         ("modified_after=yesterday", "modified_after"),
         ("provider=hubspot", "provider"),
         ("include_deleted=perhaps", "include_deleted"),
-        ("cursor=nope", "cursor"),
+        ("cursor=no%2Bpe", "cursor"),
         ("sort=name", "sort"),
         ("q=", "q"),
     ] {

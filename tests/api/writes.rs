@@ -314,7 +314,11 @@ async fn periskope_create_and_update_send_its_forms_and_refuse_what_it_cannot(ba
         "unsupported_by_provider",
     )
     .await;
-    assert_eq!(err["error"]["details"]["fields"], json!(["email"]), "{err}");
+    assert_eq!(
+        err["error"]["details"]["unsupported_fields"],
+        json!(["email"]),
+        "{err}"
+    );
     assert_eq!(err["error"]["details"]["operation"], "update");
     let err = assert_error(
         send(app.delete(&format!("/v1/contacts/{id}"), &key)).await,
