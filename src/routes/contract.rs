@@ -168,8 +168,12 @@ fn plain_text(schema: &mut RefOr<Schema>, pattern: &str) {
             if is_text && o.pattern.is_none() && o.format.is_none() && o.enum_values.is_none() {
                 o.pattern = Some(pattern.to_string());
             }
-            for p in o.properties.values_mut() {
-                plain_text(p, pattern);
+            for (name, p) in o.properties.iter_mut() {
+                if pattern == BODY_TEXT && matches!(name.as_str(), "url" | "base_url") {
+                    plain_text(p, crate::service::URL_PATTERN);
+                } else {
+                    plain_text(p, pattern);
+                }
             }
         }
         Schema::Array(a) => {

@@ -41,10 +41,6 @@ pub struct CreateConnectionRequest {
     pub name: String,
     /// Optional for Periskope (defaults to `https://api.periskope.app/v1`); required for `wacr` and `gateway`.
     #[validate(custom(function = "valid_base_url"))]
-    #[schema(
-        max_length = 2048,
-        pattern = r"^[hH][tT][tT][pP][sS]?://([A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/-]*)?$"
-    )]
     pub base_url: Option<String>,
     #[validate(nested)]
     pub credentials: CredentialsInput,
@@ -135,10 +131,6 @@ pub struct UpdateConnectionRequest {
     #[serde(default, deserialize_with = "double_option")]
     #[validate(custom(function = "valid_base_url"))]
     #[schema(value_type = Option<String>)]
-    #[schema(
-        max_length = 2048,
-        pattern = r"^[hH][tT][tT][pP][sS]?://([A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/-]*)?$"
-    )]
     pub base_url: Option<Option<String>>,
     #[validate(nested)]
     pub credentials: Option<CredentialsInput>,
@@ -180,6 +172,12 @@ fn valid_base_url(raw: &str) -> Result<(), ValidationError> {
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(error("url", "must not have a query or fragment"));
+    }
+    if !super::url_form(raw) {
+        return Err(error(
+            "url",
+            "must be an http(s) URL: a host name or IP address, an optional port and a plain path",
+        ));
     }
     Ok(())
 }
