@@ -10,7 +10,7 @@ use crate::service::contacts::content_etag;
 
 /// Whether the request's `If-None-Match` names `etag` (or `*`). The comparison is
 /// the weak one RFC 9110 asks for with `If-None-Match`: `W/"x"` matches `"x"`.
-pub fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
+fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
     req.headers()
         .get_all(header::IF_NONE_MATCH)
         .filter_map(|v| v.to_str().ok())
@@ -44,8 +44,9 @@ pub fn tagged(
 /// (`Cache-Control: private, no-cache`).
 pub fn json<T: Serialize>(req: &HttpRequest, value: &T) -> Result<HttpResponse, ApiError> {
     let value = serde_json::to_value(value).map_err(ApiError::internal)?;
-    let etag = content_etag(&value);
+    let body = value.to_string();
+    let etag = content_etag(value);
     let mut res = HttpResponse::Ok();
     res.insert_header((header::CACHE_CONTROL, "private, no-cache"));
-    Ok(tagged(req, res, &etag, value.to_string()))
+    Ok(tagged(req, res, &etag, body))
 }

@@ -303,27 +303,26 @@ fn is_signed(e: &str) -> bool {
 
 /// serde's wording of a value it could not take, in a user's: what the field must
 /// be, and what it got (never Rust type names).
-pub fn user_words(message: &str) -> String {
+fn user_words(message: &str) -> String {
+    // serde's list of what it expected: "`a`, `b` or `c`" → a, b, c.
+    let listed = |e: &str| {
+        e.split('`')
+            .skip(1)
+            .step_by(2)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     if message.starts_with("missing field ") {
         return "is required".to_string();
     }
-    if let Some(rest) = message.strip_prefix("unknown field ") {
-        let known: Vec<&str> = rest
-            .split_once(", expected ")
-            .map(|(_, e)| e.split('`').skip(1).step_by(2).collect())
-            .unwrap_or_default();
-        return if known.is_empty() {
-            "is not a known field".to_string()
-        } else {
-            format!("is not a known field (known: {})", known.join(", "))
+    if message.starts_with("unknown field ") {
+        return match expected(message) {
+            Some(e) => format!("is not a known field (known: {})", listed(e)),
+            None => "is not a known field".to_string(),
         };
     }
-    if let Some(rest) = message.strip_prefix("unknown variant ") {
-        let allowed: Vec<&str> = rest
-            .split_once(", expected ")
-            .map(|(_, e)| e.split('`').skip(1).step_by(2).collect())
-            .unwrap_or_default();
-        return format!("must be one of {}", allowed.join(", "));
+    if message.starts_with("unknown variant ") {
+        return format!("must be one of {}", listed(expected(message).unwrap_or("")));
     }
     // Query strings: the standard library's number and flag parsers.
     match message {
@@ -349,10 +348,7 @@ pub fn user_words(message: &str) -> String {
         "a sequence" | "a tuple" => "a list".to_string(),
         "a map" => "an object".to_string(),
         _ if e.starts_with("struct ") => "an object".to_string(),
-        _ if e.starts_with("one of ") => {
-            let allowed: Vec<&str> = e.split('`').skip(1).step_by(2).collect();
-            format!("one of {}", allowed.join(", "))
-        }
+        _ if e.starts_with("one of ") => format!("one of {}", listed(e)),
         other => other.trim_start_matches("a ").to_string(),
     };
     let got = message
@@ -387,8 +383,6 @@ fn has_control(s: &str, allow_whitespace: bool) -> bool {
         .any(|c| c.is_control() && !(allow_whitespace && matches!(c, '\n' | '\r' | '\t')))
 }
 
-/// Names every string of a JSON body holding a control character (`name`,
-/// `credentials.api_key`, `contacts[2].phone`; keys too).
 /// `305.0` is the whole number 305, as JSON Schema counts it: every such number is
 /// made an integer, so that an integer field takes it.
 fn whole_numbers(value: &mut serde_json::Value) {
@@ -408,6 +402,8 @@ fn whole_numbers(value: &mut serde_json::Value) {
     }
 }
 
+/// Names every string of a JSON body holding a control character (`name`,
+/// `credentials.api_key`, `contacts[2].phone`; keys too).
 fn control_characters_in(value: &serde_json::Value, at: String, errors: &mut FieldErrors) {
     use serde_json::Value;
     match value {

@@ -22,11 +22,7 @@ use crate::store::models::ApiKeyRow;
 pub struct CreateApiKeyRequest {
     /// A label to recognise the key by (1 to 100 characters).
     #[schema(example = "reporting job")]
-    #[schema(
-        min_length = 1,
-        max_length = 100,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
-    )]
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// At least one.
     #[schema(min_items = 1)]

@@ -19,6 +19,40 @@ use utoipa::Modify;
 pub const NO_CONTROL: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$";
 /// Text in a body: line breaks and tabs allowed, no other control character.
 pub const BODY_TEXT: &str = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$";
+/// A name (of a connection, an API key): not only spaces, no control character.
+const NAME: &str = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$";
+
+/// Request-body fields that keep one rule wherever they appear.
+fn field_pattern(name: &str) -> Option<&'static str> {
+    match name {
+        "url" | "base_url" => Some(crate::service::URL_PATTERN),
+        "name" => Some(NAME),
+        _ => None,
+    }
+}
+
+/// Query parameters whose values are a list the services keep: the pattern is
+/// built from that list, so the two never drift apart.
+fn listed_values(operation_id: &str, param: &str) -> Option<String> {
+    let alternatives = |values: &[&str]| {
+        values
+            .iter()
+            .map(|v| v.replace('.', "\\."))
+            .collect::<Vec<_>>()
+            .join("|")
+    };
+    match (operation_id, param) {
+        ("list_events", "types") => {
+            let one = alternatives(&crate::service::events::TYPES);
+            Some(format!("^(({one})(,({one}))*)?$"))
+        }
+        ("list_audit_events", "action") => Some(format!(
+            "^({})$",
+            alternatives(&crate::service::audit::ACTIONS)
+        )),
+        _ => None,
+    }
+}
 
 pub struct Contract;
 
@@ -53,8 +87,14 @@ impl Modify for Contract {
         let creates = creates(api);
         for (path, item) in api.paths.paths.iter_mut() {
             for (method, op) in operations(item) {
+                let id = op.operation_id.clone().unwrap_or_default();
                 for p in op.parameters.iter_mut().flatten() {
                     if let Some(schema) = p.schema.as_mut() {
+                        if let (Some(listed), RefOr::T(Schema::Object(o))) =
+                            (listed_values(&id, &p.name), &mut *schema)
+                        {
+                            o.pattern = Some(listed);
+                        }
                         plain_text(schema, NO_CONTROL);
                     }
                 }
@@ -169,10 +209,9 @@ fn plain_text(schema: &mut RefOr<Schema>, pattern: &str) {
                 o.pattern = Some(pattern.to_string());
             }
             for (name, p) in o.properties.iter_mut() {
-                if pattern == BODY_TEXT && matches!(name.as_str(), "url" | "base_url") {
-                    plain_text(p, crate::service::URL_PATTERN);
-                } else {
-                    plain_text(p, pattern);
+                match field_pattern(name).filter(|_| pattern == BODY_TEXT) {
+                    Some(own) => plain_text(p, own),
+                    None => plain_text(p, pattern),
                 }
             }
         }

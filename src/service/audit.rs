@@ -32,9 +32,6 @@ pub const ACTIONS: [&str; 11] = [
 #[into_params(parameter_in = Query)]
 pub struct AuditFilters {
     /// One of the actions, such as `contact.create`.
-    #[param(
-        pattern = r"^(connection\.(create|update|delete)|sync\.trigger|api_key\.(create|delete)|contact\.(create|update|delete|batch_create|batch_delete))$"
-    )]
     pub action: Option<String>,
     /// Events naming this id (a contact, connection, API key or sync run).
     #[validate(length(min = 1, max = 64, message = "must be 1 to 64 characters"))]

@@ -33,11 +33,7 @@ pub struct CreateConnectionRequest {
     pub provider: ProviderKind,
     #[validate(custom(function = "valid_name"))]
     #[schema(example = "Sales team Periskope")]
-    #[schema(
-        min_length = 1,
-        max_length = 100,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
-    )]
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// Optional for Periskope (defaults to `https://api.periskope.app/v1`); required for `wacr` and `gateway`.
     #[validate(custom(function = "valid_base_url"))]
@@ -121,11 +117,7 @@ pub struct UpdateConnectionRequest {
     /// Cannot change; accepted only when equal to the current provider.
     pub provider: Option<ProviderKind>,
     #[validate(custom(function = "valid_name"))]
-    #[schema(
-        min_length = 1,
-        max_length = 100,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
-    )]
+    #[schema(min_length = 1, max_length = 100)]
     pub name: Option<String>,
     /// `null` resets to the provider default (Periskope only).
     #[serde(default, deserialize_with = "double_option")]
@@ -174,10 +166,7 @@ fn valid_base_url(raw: &str) -> Result<(), ValidationError> {
         return Err(error("url", "must not have a query or fragment"));
     }
     if !super::url_form(raw) {
-        return Err(error(
-            "url",
-            "must be an http(s) URL: a host name or IP address, an optional port and a plain path",
-        ));
+        return Err(error("url", super::URL_FORM));
     }
     Ok(())
 }

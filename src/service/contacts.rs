@@ -52,7 +52,8 @@ pub struct ContactFilters {
     pub include_deleted: Option<bool>,
 }
 
-/// A phone in any written form as E.164, or the 422 naming `field`.
+/// Whether `raw` has the documented form of a phone filter: digits with a country
+/// code in any usual spacing, or a WhatsApp id.
 fn looks_like_phone(raw: &str) -> bool {
     let digits = raw.strip_suffix("@c.us").unwrap_or(raw);
     let digits = digits.strip_prefix('+').unwrap_or(digits);
@@ -63,8 +64,9 @@ fn looks_like_phone(raw: &str) -> bool {
             .all(|c| c.is_ascii_digit() || " ().-".contains(c))
 }
 
-/// A phone filter as the E.164 it matches. A number in the documented form that
-/// no numbering plan assigns is no contact's phone: it matches nothing.
+/// A phone filter as the E.164 it matches, or the 422 naming `field`. A number in
+/// the documented form that no numbering plan assigns is no contact's phone: it
+/// matches nothing.
 pub fn phone_param(raw: &str, field: &str) -> Result<String, ApiError> {
     if let Some(e164) = phone::e164_of_any(raw) {
         return Ok(e164);
@@ -195,7 +197,7 @@ enum LoadError {
 /// A strong ETag of what a client is shown: the SHA-256 of the JSON without its
 /// `fetched_at` fields, at any depth (when a copy was fetched is no change of the
 /// contact, so a refresh that found nothing new keeps the tag and 304s keep working).
-pub fn content_etag(value: &serde_json::Value) -> String {
+pub fn content_etag(mut content: serde_json::Value) -> String {
     fn strip(v: &mut serde_json::Value) {
         match v {
             serde_json::Value::Object(map) => {
@@ -206,7 +208,6 @@ pub fn content_etag(value: &serde_json::Value) -> String {
             _ => {}
         }
     }
-    let mut content = value.clone();
     strip(&mut content);
     let digest = Sha256::digest(content.to_string().as_bytes());
     format!("\"{}\"", hex::encode(&digest[..16]))
@@ -214,10 +215,9 @@ pub fn content_etag(value: &serde_json::Value) -> String {
 
 /// A contact's JSON body and its content ETag.
 fn body_and_etag(canonical: &CanonicalContact) -> Result<(Bytes, String), serde_json::Error> {
-    let value = serde_json::to_value(canonical)?;
     Ok((
         Bytes::from(serde_json::to_vec(canonical)?),
-        content_etag(&value),
+        content_etag(serde_json::to_value(canonical)?),
     ))
 }
 

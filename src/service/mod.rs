@@ -37,6 +37,10 @@ fn port_ok_of(p: &str) -> bool {
         && p.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n))
 }
 
+/// What a URL outside [`URL_PATTERN`] is told.
+pub const URL_FORM: &str =
+    "must be an http(s) URL: a host name or IP address, an optional port and a plain path";
+
 /// Whether `url` has the form of [`URL_PATTERN`].
 pub fn url_form(url: &str) -> bool {
     let lower = url.to_ascii_lowercase();

@@ -207,10 +207,7 @@ async fn check_target(state: &State, url: &str, errors: &mut FieldErrors) -> Str
     if let Err(why) = check_url(url, policy(state)).await {
         errors.add("url", why);
     } else if !super::url_form(url) {
-        errors.add(
-            "url",
-            "must be an http(s) URL: a host name or IP address, an optional port and a plain path",
-        );
+        errors.add("url", super::URL_FORM);
     }
     url.to_string()
 }
