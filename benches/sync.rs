@@ -1,5 +1,7 @@
 //! A full sync of N contacts from the Periskope simulator rate-limited to L
-//! requests per 1 s window (L = pages/10), run as a `unicontacts sync` child process
+//! requests per 1 s window (L = contact pages/10), chats included (a Periskope run
+//! lists every chat first: ~0.7 chats per contact, each page a list call the
+//! floor counts), run as a `unicontacts sync` child process
 //! so that its peak RSS is its own (the simulator lives in this process). Prints
 //! wall time against the floor the quota allows (from the spawn to the opening of
 //! the window that admits the last list call, computed from the simulator's record
@@ -46,8 +48,12 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 async fn run(backend: &str, url: DatabaseUrl, size: usize) {
     // About 65% of the world's people are in Periskope.
     let world = World::generate(7, size * 100 / 65 + 50);
-    let store_len = periskope::sim::PeriskopeStore::from_world(&world).len();
+    let (store_len, chat_len) = {
+        let s = periskope::sim::PeriskopeStore::from_world(&world);
+        (s.len(), s.chats().len())
+    };
     let pages = store_len.div_ceil(2000) as u64;
+    let chat_pages = chat_len.div_ceil(2000) as u64;
     let limit = (pages / 10).max(1) as u32;
     let sim = periskope::sim::start(
         &world,
@@ -158,14 +164,14 @@ async fn run(backend: &str, url: DatabaseUrl, size: usize) {
     let calls: Vec<u64> = sim
         .requests()
         .iter()
-        .filter(|r| r.path.ends_with("/contacts"))
+        .filter(|r| r.path.ends_with("/contacts") || r.path.ends_with("/chats"))
         .map(|r| r.at_ms)
         .collect();
     let first_window = calls.iter().min().copied().unwrap_or(spawned_ms) / 1000;
     let last_window = first_window + (calls.len() as u64).div_ceil(u64::from(limit)) - 1;
     let floor = (last_window * 1000).saturating_sub(spawned_ms) as f64 / 1000.0;
     println!(
-        "| {backend} | {created} | {limit} / 1 s | {pages} ({} calls) | {wall:.2} s | {floor:.2} s | {:.2} | {throttled} | {:.0} | {:.0} MiB |",
+        "| {backend} | {created} | {limit} / 1 s | {pages} + {chat_pages} ({} calls) | {wall:.2} s | {floor:.2} s | {:.2} | {throttled} | {:.0} | {:.0} MiB |",
         calls.len(),
         if floor > 0.0 { wall / floor } else { f64::NAN },
         created as f64 / wall,
@@ -180,7 +186,7 @@ async fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    println!("| backend | contacts | limit / window | pages (list calls) | wall | floor | wall/floor | 429s | contacts/s | peak RSS of the sync |");
+    println!("| backend | contacts | limit / window | contact + chat pages (list calls) | wall | floor | wall/floor | 429s | contacts/s | peak RSS of the sync |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
     // `UC_BENCH_BACKENDS=sqlite` or `=postgres` runs one of the two.
     let only = std::env::var("UC_BENCH_BACKENDS").unwrap_or_default();

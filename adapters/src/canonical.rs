@@ -3,6 +3,8 @@
 //! contact. The service wraps it in a [`CanonicalContact`] with the ids it owns.
 //! Absent values are `null` or `[]`, never invented.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -50,7 +52,19 @@ pub struct ContactRecord {
     pub memberships: Vec<Membership>,
     /// Whether a 1-1 chat exists; `null` when the provider cannot tell.
     pub has_direct_chat: Option<bool>,
+    /// Who owns the conversation: Periskope's 1-1 chat `assigned_to` (an agent's
+    /// email), WA.cr's `assigned_id` (a user id).
     pub assignee: Option<String>,
+    /// The CRM's own fields, from property name to value; where the provider
+    /// keys them by property id and offers no way to name it (Periskope's
+    /// `property-…`), the id is the key.
+    #[serde(default)]
+    #[schema(value_type = Object, additional_properties = true)]
+    pub custom_properties: BTreeMap<String, Value>,
+    /// The labels of the 1-1 chat (Periskope's chat `label_ids`: ids, since its
+    /// API names only contact labels), apart from the contact's own `labels`.
+    #[serde(default)]
+    pub chat_labels: Vec<String>,
     pub is_internal: Option<bool>,
     pub is_business: Option<bool>,
     pub opted_out: Option<bool>,
@@ -77,7 +91,22 @@ pub struct ContactRecord {
 pub enum RecordField {
     Memberships,
     HasDirectChat,
+    /// The memberships' group names and roles (their ids are known).
+    MembershipDetails,
+    Assignee,
+    CustomProperties,
+    ChatLabels,
 }
+
+/// The fields a provider's chats give a contact (see [`crate::chats`]).
+pub const CHAT_FIELDS: &[RecordField] = &[
+    RecordField::Memberships,
+    RecordField::HasDirectChat,
+    RecordField::MembershipDetails,
+    RecordField::Assignee,
+    RecordField::CustomProperties,
+    RecordField::ChatLabels,
+];
 
 impl ContactRecord {
     /// Takes the fields this record does not know from `stored`.
@@ -86,8 +115,30 @@ impl ContactRecord {
             match f {
                 RecordField::Memberships => self.memberships = stored.memberships.clone(),
                 RecordField::HasDirectChat => self.has_direct_chat = stored.has_direct_chat,
+                RecordField::MembershipDetails => {
+                    for m in &mut self.memberships {
+                        if let Some(s) = stored
+                            .memberships
+                            .iter()
+                            .find(|s| s.kind == m.kind && s.remote_id == m.remote_id)
+                        {
+                            m.name.clone_from(&s.name);
+                            m.role.clone_from(&s.role);
+                        }
+                    }
+                }
+                RecordField::Assignee => self.assignee.clone_from(&stored.assignee),
+                RecordField::CustomProperties => {
+                    self.custom_properties.clone_from(&stored.custom_properties)
+                }
+                RecordField::ChatLabels => self.chat_labels.clone_from(&stored.chat_labels),
             }
         }
+    }
+
+    /// Marks `fields` as known (an answer that carries them was applied).
+    pub fn know(&mut self, fields: &[RecordField]) {
+        self.unknown.retain(|f| !fields.contains(f));
     }
 
     /// Whether `fields` hold nothing already.
@@ -95,6 +146,13 @@ impl ContactRecord {
         fields.iter().all(|f| match f {
             RecordField::Memberships => self.memberships.is_empty(),
             RecordField::HasDirectChat => self.has_direct_chat.is_none(),
+            RecordField::MembershipDetails => self
+                .memberships
+                .iter()
+                .all(|m| m.name.is_none() && m.role.is_none()),
+            RecordField::Assignee => self.assignee.is_none(),
+            RecordField::CustomProperties => self.custom_properties.is_empty(),
+            RecordField::ChatLabels => self.chat_labels.is_empty(),
         })
     }
 
@@ -104,6 +162,15 @@ impl ContactRecord {
             match f {
                 RecordField::Memberships => self.memberships.clear(),
                 RecordField::HasDirectChat => self.has_direct_chat = None,
+                RecordField::MembershipDetails => {
+                    for m in &mut self.memberships {
+                        m.name = None;
+                        m.role = None;
+                    }
+                }
+                RecordField::Assignee => self.assignee = None,
+                RecordField::CustomProperties => self.custom_properties.clear(),
+                RecordField::ChatLabels => self.chat_labels.clear(),
             }
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod canonical;
 pub mod capabilities;
+pub mod chats;
 pub mod error;
 pub mod gateway;
 pub mod metrics;
@@ -128,6 +129,14 @@ pub trait Provider: Send + Sync {
     async fn get_contact(&self, remote_id: &str) -> Result<ContactRecord, AdapterError>;
     /// A page of contacts; `None` starts at the beginning.
     async fn list_contacts(&self, page: Option<&PageToken>) -> Result<ContactPage, AdapterError>;
+    /// A page of the chats the contacts' chat fields come from; `None`: the
+    /// provider keeps none apart from its contacts.
+    async fn list_chats(
+        &self,
+        _page: Option<&PageToken>,
+    ) -> Result<Option<chats::ChatPage>, AdapterError> {
+        Ok(None)
+    }
 
     async fn create_contact(&self, _input: &ContactInput) -> Result<ContactRecord, AdapterError> {
         Err(AdapterError::Unsupported {
@@ -265,6 +274,15 @@ impl Adapter {
     ) -> Result<ContactPage, AdapterError> {
         self.check(Operation::List)?;
         self.client.list_contacts(page).await
+    }
+
+    /// A page of the provider's chats (`None`: it has none to list).
+    pub async fn list_chats(
+        &self,
+        page: Option<&PageToken>,
+    ) -> Result<Option<chats::ChatPage>, AdapterError> {
+        self.check(Operation::List)?;
+        self.client.list_chats(page).await
     }
 
     pub async fn create_contact(

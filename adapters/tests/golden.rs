@@ -97,10 +97,85 @@ fn periskope_contact_list() {
 }
 
 #[test]
-fn periskope_chat_members() {
-    let records = periskope::map::map_chat_members(input("periskope-get-chat.json")).expect("maps");
-    assert_eq!(records.len(), 2);
-    golden("periskope-get-chat", &records);
+fn periskope_chat_gives_the_contact_its_groups_assignee_properties_and_chat_labels() {
+    use unicontacts_adapters::canonical::{RecordField, CHAT_FIELDS};
+    use unicontacts_adapters::chats::{self, ChatIndex, ChatKind, MemberRole};
+    let seed = input("periskope-get-chat.json");
+    let direct = periskope::map::map_chat(seed.clone())
+        .expect("maps")
+        .expect("a 1-1 chat");
+    assert_eq!(direct.remote_id, "919537851844@c.us");
+    assert_eq!(direct.name.as_deref(), Some("BK Local1"));
+    assert_eq!(
+        direct.kind,
+        ChatKind::Direct {
+            assignee: Some("bharat@hashlabs.dev".into()),
+            custom_properties: [("property-tlkudzxmhjkgoktm".to_string(), json!("hello"))]
+                .into_iter()
+                .collect(),
+            labels: vec![
+                "label-xbitdvipqshahdcu".into(),
+                "label-xgargwpbzidjpapt".into()
+            ],
+        }
+    );
+    // The same chat as a group (one of its `common_chats`): its members with roles.
+    let mut group = seed.clone();
+    group["chat_id"] = json!("120363329861739657@g.us");
+    group["chat_type"] = json!("group");
+    group["chat_name"] = json!("Test New 1040");
+    group["members"]["919537851844@c.us"]["is_super_admin"] = json!(false);
+    let group = periskope::map::map_chat(group)
+        .expect("maps")
+        .expect("a group");
+    let ChatKind::Group { members } = &group.kind else {
+        panic!("not a group: {group:?}")
+    };
+    let mut members = members.clone();
+    members.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        members,
+        vec![
+            (
+                "918527184400@c.us".to_string(),
+                Some(MemberRole::SuperAdmin)
+            ),
+            ("919537851844@c.us".to_string(), Some(MemberRole::Admin)),
+        ]
+    );
+    // A sync: the contact listed (no chat ids), completed from the chats.
+    let mut listed = input("periskope-get-contact.json");
+    listed.as_object_mut().expect("object").remove("chat_ids");
+    let mut record = periskope::map::map_contact_value(listed).expect("maps");
+    assert_eq!(
+        record.unknown,
+        CHAT_FIELDS.to_vec(),
+        "a list item knows no chat"
+    );
+    let mut index = ChatIndex::default();
+    index.add(direct.clone());
+    index.add(group);
+    index.apply(&mut record);
+    assert!(record.unknown.is_empty());
+    golden("periskope-get-chat", std::slice::from_ref(&record));
+    // A live read: the chat ids name the groups; their names and roles are the
+    // last sync's, the 1-1 chat's fields come from the chat.
+    let mut read =
+        periskope::map::map_contact_value(input("periskope-get-contact.json")).expect("maps");
+    chats::apply_direct(&mut read, &direct);
+    assert_eq!(read.unknown, vec![RecordField::MembershipDetails]);
+    assert_eq!(read.assignee, record.assignee);
+    assert_eq!(read.custom_properties, record.custom_properties);
+    assert_eq!(read.chat_labels, record.chat_labels);
+    assert_eq!(read.memberships.len(), 21);
+    read.keep_unknown_from(&record);
+    let named: Vec<_> = read
+        .memberships
+        .iter()
+        .filter(|m| m.name.is_some())
+        .collect();
+    assert_eq!(named.len(), 1, "the group the sync named");
+    assert_eq!(named[0].role.as_deref(), Some("admin"));
 }
 
 #[test]

@@ -29,11 +29,33 @@ pub struct PersonPhone {
     pub region: Option<String>,
 }
 
+/// One group or list the person is in, however many providers show it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PersonMembership {
     pub kind: MembershipKind,
     pub remote_id: String,
+    /// The first name a provider gives it.
     pub name: Option<String>,
+    /// What each connection says of it.
+    pub seen_as: Vec<MembershipSource>,
+}
+
+/// A membership as one connection gives it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MembershipSource {
+    pub connection_id: String,
+    pub provider: ProviderKind,
+    pub name: Option<String>,
+    /// `member`, `admin` or `superadmin`, where the provider says.
+    pub role: Option<String>,
+    pub nickname: Option<String>,
+}
+
+/// A custom property of a CRM, by name (or the provider's property id).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PersonProperty {
+    pub name: String,
+    pub value: serde_json::Value,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -47,6 +69,10 @@ pub struct PersonView {
     pub wa_lids: Vec<Sourced<String>>,
     pub labels: Vec<Sourced<String>>,
     pub memberships: Vec<Sourced<PersonMembership>>,
+    /// Who owns the conversation, per provider.
+    pub assignees: Vec<Sourced<String>>,
+    pub custom_properties: Vec<Sourced<PersonProperty>>,
+    pub chat_labels: Vec<Sourced<String>>,
     pub contacts: Vec<CanonicalContact>,
 }
 
@@ -102,9 +128,12 @@ pub fn merge(
             })
         })
     });
-    let (mut phones, mut emails, mut lids, mut labels, mut memberships) =
-        (vec![], vec![], vec![], vec![], vec![]);
-    let (mut pi, mut ei, mut li, mut lbi, mut mi) = Default::default();
+    let (mut phones, mut emails, mut lids, mut labels) = (vec![], vec![], vec![], vec![]);
+    let (mut pi, mut ei, mut li, mut lbi) = Default::default();
+    let mut memberships: Vec<Sourced<PersonMembership>> = vec![];
+    let mut mi: BTreeMap<String, usize> = BTreeMap::new();
+    let (mut assignees, mut properties, mut chat_labels) = (vec![], vec![], vec![]);
+    let (mut ai, mut cpi, mut cli) = Default::default();
     for c in &contacts {
         let conn = c.connection_id.as_str();
         for p in &c.record.phones {
@@ -132,18 +161,54 @@ pub fn merge(
             add(&mut labels, &mut lbi, l.to_lowercase(), l.clone(), conn);
         }
         for m in &c.record.memberships {
-            let value = PersonMembership {
-                kind: m.kind,
-                remote_id: m.remote_id.clone(),
+            // One entry per group: a group seen at two providers is one membership.
+            let at = *mi
+                .entry(format!("{:?}:{}", m.kind, m.remote_id))
+                .or_insert_with(|| {
+                    memberships.push(Sourced {
+                        value: PersonMembership {
+                            kind: m.kind,
+                            remote_id: m.remote_id.clone(),
+                            name: None,
+                            seen_as: Vec::new(),
+                        },
+                        connection_ids: Vec::new(),
+                    });
+                    memberships.len() - 1
+                });
+            let entry = &mut memberships[at];
+            if !entry.connection_ids.iter().any(|id| id == conn) {
+                entry.connection_ids.push(conn.to_string());
+            }
+            if entry.value.name.is_none() {
+                entry.value.name.clone_from(&m.name);
+            }
+            entry.value.seen_as.push(MembershipSource {
+                connection_id: conn.to_string(),
+                provider: c.provider,
                 name: m.name.clone(),
+                role: m.role.clone(),
+                nickname: m.nickname.clone(),
+            });
+        }
+        if let Some(a) = &c.record.assignee {
+            add(&mut assignees, &mut ai, a.clone(), a.clone(), conn);
+        }
+        for (name, value) in &c.record.custom_properties {
+            let property = PersonProperty {
+                name: name.clone(),
+                value: value.clone(),
             };
             add(
-                &mut memberships,
-                &mut mi,
-                format!("{:?}:{}", m.kind, m.remote_id),
-                value,
+                &mut properties,
+                &mut cpi,
+                format!("{name}={value}"),
+                property,
                 conn,
             );
+        }
+        for l in &c.record.chat_labels {
+            add(&mut chat_labels, &mut cli, l.clone(), l.clone(), conn);
         }
     }
     PersonView {
@@ -154,6 +219,9 @@ pub fn merge(
         wa_lids: lids,
         labels,
         memberships,
+        assignees,
+        custom_properties: properties,
+        chat_labels,
         contacts,
     }
 }

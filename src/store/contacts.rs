@@ -472,6 +472,25 @@ fn upsert_once(
         Some(mut row) => {
             let changed = changed_fields(&row.record, &p.record_json);
             let restored = row.remote_was_deleted;
+            if changed.is_empty() && !restored {
+                // Only the form of the stored record differs (a field added to
+                // the model since): rewritten in the new form, not a change.
+                row.record = p.record_json.clone();
+                row.content_hash = p.hash.clone();
+                row.fetched_at = fetched_at;
+                if p.list_hash.is_some() {
+                    row.list_hash = p.list_hash.clone();
+                }
+                diesel::update(contacts::table.filter(contacts::id.eq(&row.id)))
+                    .set((
+                        contacts::record.eq(&row.record),
+                        contacts::content_hash.eq(&row.content_hash),
+                        contacts::fetched_at.eq(fetched_at),
+                        contacts::list_hash.eq(&row.list_hash),
+                    ))
+                    .execute(conn)?;
+                return Ok((row, Upserted::Unchanged));
+            }
             row.search_text = p.search_text.clone();
             row.record = p.record_json.clone();
             row.remote_data = p.remote_data.clone();
@@ -660,9 +679,20 @@ pub fn changed_fields(old: &str, new: &str) -> Vec<String> {
         serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(s).unwrap_or_default()
     };
     let (old, new) = (parse(old), parse(new));
+    // A field the stored record predates (written before the field existed) is
+    // unchanged while the new record holds nothing in it.
+    let empty = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => true,
+        serde_json::Value::Array(a) => a.is_empty(),
+        serde_json::Value::Object(o) => o.is_empty(),
+        _ => false,
+    };
     let mut fields: Vec<String> = new
         .iter()
-        .filter(|(k, v)| old.get(*k) != Some(*v))
+        .filter(|(k, v)| match old.get(*k) {
+            Some(o) => o != *v,
+            None => !empty(v),
+        })
         .map(|(k, _)| k.clone())
         .chain(old.keys().filter(|k| !new.contains_key(*k)).cloned())
         .filter(|k| k != "remote_id")
@@ -670,4 +700,31 @@ pub fn changed_fields(old: &str, new: &str) -> Vec<String> {
     fields.sort();
     fields.dedup();
     fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::changed_fields;
+
+    #[test]
+    fn a_field_the_stored_record_predates_is_a_change_only_when_it_holds_something() {
+        let old = r#"{"remote_id":"1","display_name":"Ana","labels":[]}"#;
+        for (new, changed) in [
+            (
+                r#"{"remote_id":"1","display_name":"Ana","labels":[],"custom_properties":{},"chat_labels":[],"assignee":null}"#,
+                vec![],
+            ),
+            (
+                r#"{"remote_id":"1","display_name":"Ana","labels":[],"custom_properties":{"tier":"gold"},"chat_labels":[]}"#,
+                vec!["custom_properties"],
+            ),
+            (
+                r#"{"remote_id":"2","display_name":"Bia","labels":["vip"]}"#,
+                vec!["display_name", "labels"],
+            ),
+            (r#"{"remote_id":"1","labels":[]}"#, vec!["display_name"]),
+        ] {
+            assert_eq!(changed_fields(old, new), changed, "{new}");
+        }
+    }
 }

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+use unicontacts_adapters::chats::ChatIndex;
 use unicontacts_adapters::{Adapter, AdapterError, ContactPage, ContactRecord, PageToken};
 
 use super::link;
@@ -30,6 +31,9 @@ pub enum SyncError {
     /// The provider would not give a page (after the client's own retries).
     #[error("listing page {page}: {source}")]
     Listing { page: i64, source: AdapterError },
+    /// The provider would not give a page of its chats.
+    #[error("listing chats, page {page}: {source}")]
+    ListingChats { page: i64, source: AdapterError },
     /// The detail of a listed record could not be read, for a reason that is not
     /// about the record alone.
     #[error("reading {remote_id}: {source}")]
@@ -245,7 +249,9 @@ pub async fn execute(
         }
         Err(e) => {
             failure = match &e {
-                SyncError::Listing { source, .. } | SyncError::Reading { source, .. } => {
+                SyncError::Listing { source, .. }
+                | SyncError::ListingChats { source, .. }
+                | SyncError::Reading { source, .. } => {
                     connection_status::failure_kind(source).map(|k| (k, e.to_string()))
                 }
                 _ => None,
@@ -330,13 +336,21 @@ struct Classified {
 }
 
 /// Sorts a listed page against the store (fetching details for thin list items
-/// that are new or changed). Returns the time spent waiting for the store.
+/// that are new or changed), each record completed from the run's chats first.
+/// Returns the time spent waiting for the store.
 async fn classify(
     store: &Store,
     provider: &Adapter,
     c: &Connection,
     page: ContactPage,
+    chats: Option<&ChatIndex>,
 ) -> Result<(Classified, Duration), SyncError> {
+    let complete = |mut record: ContactRecord| {
+        if let Some(index) = chats {
+            index.apply(&mut record);
+        }
+        record
+    };
     let seen: Vec<String> = page.contacts.iter().map(|r| r.remote_id.clone()).collect();
     let (connection_id, ids) = (c.id.clone(), seen.clone());
     let t = std::time::Instant::now();
@@ -365,7 +379,7 @@ async fn classify(
             }
             match provider.get_contact(&item.remote_id).await {
                 Ok(full) => {
-                    let full = contacts::prepare(full, c.provider.list_lacks())?;
+                    let full = contacts::prepare(complete(full), c.provider.list_lacks())?;
                     match known {
                         None => out.fresh.push((full, Some(h))),
                         Some(_) => out.changed.push((full, Some(h))),
@@ -392,7 +406,7 @@ async fn classify(
                 }
             }
         } else {
-            let prepared = contacts::prepare(item, c.provider.list_lacks())?;
+            let prepared = contacts::prepare(complete(item), c.provider.list_lacks())?;
             // What the list carries is compared with what it carried (or would
             // have) for the stored copy, which may come from a fuller answer.
             let same = |k: &contacts::Existing| {
@@ -432,6 +446,8 @@ async fn page_through(
     // upstream. A connection without any (its first sync) needs none: every
     // contact the run stores was listed. That spares the run a write per contact.
     let track_seen = count_live(store, c).await? > 0;
+    let chats = list_chats(store, provider, run, ttl, stop, on_page).await?;
+    let chats = chats.as_ref();
     let first = tokio::select! {
         () = stop.cancelled() => return Err(SyncError::Interrupted),
         listed = provider.list_contacts(None) => listed
@@ -442,7 +458,7 @@ async fn page_through(
     // Gateway): a stop does not wait for it.
     let (mut current, waited) = tokio::select! {
         () = stop.cancelled() => return Err(SyncError::Interrupted),
-        classified = classify(store, provider, c, first) => classified?,
+        classified = classify(store, provider, c, first, chats) => classified?,
     };
     *store_time += waited;
     // Contacts this run had created when the planner's statistics were last
@@ -500,7 +516,7 @@ async fn page_through(
                         .list_contacts(Some(token))
                         .await
                         .map_err(|source| SyncError::Listing { page: number, source })?;
-                    classify(store, provider, c, page).await
+                    classify(store, provider, c, page, chats).await
                 } => listed,
             })
         };
@@ -560,6 +576,60 @@ async fn page_through(
     Ok(first_skip.map(|e| {
         format!("{skipped} contact(s) could not be read and were left as they were; first: {e}")
     }))
+}
+
+/// Lists every chat of the provider (Periskope's) into the index the contact
+/// pages are completed from, each page counted in the run's pages; `None` when
+/// the provider keeps none. The lease is renewed after each page (no contact
+/// page is written meanwhile), which is also where a cancel is heard.
+async fn list_chats(
+    store: &Store,
+    provider: &Adapter,
+    run: &mut SyncRunRow,
+    ttl: chrono::Duration,
+    stop: &CancellationToken,
+    on_page: &(impl Fn(&SyncRunRow) + Send),
+) -> Result<Option<ChatIndex>, SyncError> {
+    let mut index = ChatIndex::default();
+    let mut token: Option<PageToken> = None;
+    loop {
+        let number = run.pages + 1;
+        let page = tokio::select! {
+            () = stop.cancelled() => return Err(SyncError::Interrupted),
+            listed = provider.list_chats(token.as_ref()) => listed
+                .map_err(|source| SyncError::ListingChats { page: number, source })?,
+        };
+        let Some(page) = page else {
+            return Ok(None);
+        };
+        run.pages += 1;
+        for chat in page.chats {
+            index.add(chat);
+        }
+        let progress = run.clone();
+        let lease = store
+            .write(move |conn| {
+                let lease = sync_runs::renew_lease(conn, &progress.id, ttl)?;
+                if lease == Lease::Held {
+                    sync_runs::save_progress(conn, &progress)?;
+                }
+                Ok(lease)
+            })
+            .await?;
+        match lease {
+            Lease::Held => {}
+            Lease::Cancelled => return Err(SyncError::Cancelled { page: run.pages }),
+            Lease::Lost => return Err(StoreError::LeaseLost.into()),
+        }
+        on_page(run);
+        match page.next {
+            None => {
+                tracing::debug!(chats = index.len(), pages = run.pages, "chats listed");
+                return Ok(Some(index));
+            }
+            next => token = next,
+        }
+    }
 }
 
 /// How many of the connection's contacts are live (two index counts).

@@ -6,6 +6,7 @@ mod helpers;
 
 mod api_keys;
 mod auth;
+mod chats;
 mod cli;
 mod connections;
 mod contacts;

@@ -291,15 +291,34 @@ async fn periskope_create_and_update_send_its_forms_and_refuse_what_it_cannot(ba
         sent[0].json(),
         json!({"contact_name": "Ravi M.", "labels": "vip"})
     );
+    // The sync finds what was written as written. Only what Periskope's write
+    // answers do not carry is new to it: the chats (none, for a new contact).
     let run = app.sync_now(&sims.periskope).await;
     assert_eq!(
         (
             run["counts"]["created"].as_i64(),
             run["counts"]["updated"].as_i64()
         ),
-        (Some(0), Some(0)),
+        (Some(0), Some(1)),
         "{run}"
     );
+    let feed = json_of(
+        app.get("/v1/events?types=contact.updated", &app.reader_key().await),
+        200,
+    )
+    .await;
+    let last = feed["data"]
+        .as_array()
+        .and_then(|d| d.last())
+        .expect("event");
+    assert_eq!(last["data"]["contact_id"], id.as_str());
+    assert_eq!(
+        last["data"]["changed_fields"],
+        json!(["has_direct_chat"]),
+        "{last}"
+    );
+    let again = app.sync_now(&sims.periskope).await;
+    assert_eq!(again["counts"]["updated"], 0, "{again}");
 
     // What Periskope cannot do is refused before any call.
     sims.set.periskope.clear_requests();

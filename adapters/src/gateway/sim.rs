@@ -42,13 +42,7 @@ impl GatewayStore {
                 .groups
                 .iter()
                 .map(|g| {
-                    let role = if p.index % 29 == 0 {
-                        "superadmin"
-                    } else if p.index % 11 == 0 {
-                        "admin"
-                    } else {
-                        "member"
-                    };
+                    let role = p.group_role();
                     json!({
                         "jid": world.groups[*g].jid,
                         "name": world.groups[*g].name,

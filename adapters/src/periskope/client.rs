@@ -5,9 +5,13 @@ use reqwest::header::{HeaderName, AUTHORIZATION};
 use reqwest::Method;
 use serde_json::json;
 
+use crate::canonical::RecordField;
+use crate::chats::{self, ChatPage};
 use crate::error::{self, from_value, map_items, parse_json, AdapterError, ErrorReport};
-use crate::periskope::map::map_contact_value;
-use crate::periskope::wire::{ContactList, CreateContact, ErrorBody, UpdateContact};
+use crate::periskope::map::{chat_record, map_contact_value};
+use crate::periskope::wire::{
+    Chat, ChatList, ContactList, CreateContact, ErrorBody, UpdateContact,
+};
 use crate::phone::{Jid, JidKind};
 use crate::upstream::{Upstream, UpstreamRequest, UpstreamResponse, UpstreamStats};
 use crate::{
@@ -72,6 +76,17 @@ pub fn x_phone(raw: &str) -> Option<String> {
     (only_separators && (7..=15).contains(&digits.len())).then_some(digits)
 }
 
+/// The offset a page token holds (0 for the first page).
+fn page_offset(page: Option<&PageToken>) -> Result<u64, AdapterError> {
+    match page {
+        None => Ok(0),
+        Some(t) => t
+            .0
+            .parse()
+            .map_err(|_| AdapterError::InvalidInput(format!("bad Periskope page token `{}`", t.0))),
+    }
+}
+
 /// Our field name for one of Periskope's (in its validation errors).
 pub fn canonical_field(periskope: &str) -> &str {
     match periskope {
@@ -130,6 +145,15 @@ impl PeriskopeClient {
         self.upstream.send_ok(&self.request(req), classify).await
     }
 
+    /// One chat (`GET /chats/{chat_id}`, the id with its `@c.us` or `@g.us`).
+    async fn get_chat(&self, chat_id: &str) -> Result<Option<chats::ChatRecord>, AdapterError> {
+        let res = self
+            .call(UpstreamRequest::get(format!("/chats/{chat_id}")).operation("get_chat"))
+            .await?;
+        let chat: Chat = from_value("Periskope chat", parse_json("Periskope chat", &res.body)?)?;
+        Ok(chat_record(chat))
+    }
+
     /// Replaces the labels of every listed contact (`PATCH /contacts/labels`).
     pub async fn replace_labels(
         &self,
@@ -161,21 +185,36 @@ impl Provider for PeriskopeClient {
         self.upstream.stats()
     }
 
+    /// The contact, and its 1-1 chat when `chat_ids` has one (assignee, custom
+    /// properties, chat labels). The groups' names and roles are not read here
+    /// (a call per group): the store keeps those the last sync listed.
     async fn get_contact(&self, remote_id: &str) -> Result<ContactRecord, AdapterError> {
         let digits = contact_digits(remote_id)?;
         let res = self
             .call(UpstreamRequest::get(format!("/contacts/{digits}")).operation("get_contact"))
             .await?;
-        map_contact_value(parse_json("Periskope contact", &res.body)?)
+        let mut record = map_contact_value(parse_json("Periskope contact", &res.body)?)?;
+        let direct_only = [
+            RecordField::Assignee,
+            RecordField::CustomProperties,
+            RecordField::ChatLabels,
+        ];
+        match record.has_direct_chat {
+            // No 1-1 chat: none of its fields.
+            Some(false) => record.know(&direct_only),
+            Some(true) => match self.get_chat(&record.remote_id).await {
+                Ok(Some(chat)) => chats::apply_direct(&mut record, &chat),
+                // Gone since `chat_ids` was written: its fields stay as stored.
+                Ok(None) | Err(AdapterError::NotFound) => {}
+                Err(e) => return Err(e),
+            },
+            None => {}
+        }
+        Ok(record)
     }
 
     async fn list_contacts(&self, page: Option<&PageToken>) -> Result<ContactPage, AdapterError> {
-        let offset: u64 = match page {
-            None => 0,
-            Some(t) => t.0.parse().map_err(|_| {
-                AdapterError::InvalidInput(format!("bad Periskope page token `{}`", t.0))
-            })?,
-        };
+        let offset = page_offset(page)?;
         // Always both: the default offset is documented as 0 and typed as 1.
         let req = UpstreamRequest::get("/contacts")
             .operation("list_contacts")
@@ -196,6 +235,43 @@ impl Provider for PeriskopeClient {
             next,
             items_are_partial: false,
         })
+    }
+
+    /// `GET /chats?offset=&limit=`, paged like the contacts. A group listed
+    /// without `members` (the SDK types them nullable) is read whole with
+    /// `GET /chats/{id}`, so no membership is lost.
+    async fn list_chats(&self, page: Option<&PageToken>) -> Result<Option<ChatPage>, AdapterError> {
+        let offset = page_offset(page)?;
+        let req = UpstreamRequest::get("/chats")
+            .operation("list_chats")
+            .query("offset", offset)
+            .query("limit", self.page_size);
+        let res = self.call(req).await?;
+        let list: ChatList = from_value(
+            "Periskope chat list",
+            parse_json("Periskope chat list", &res.body)?,
+        )?;
+        let n = list.chats.len() as u64;
+        let mut out = Vec::with_capacity(list.chats.len());
+        for raw in list.chats {
+            let chat: Chat = from_value("Periskope chat", raw)?;
+            let is_group = Jid::parse(&chat.chat_id).is_some_and(|j| j.kind() == JidKind::Group);
+            let record = if is_group && chat.members.is_none() {
+                match self.get_chat(&chat.chat_id).await {
+                    Ok(found) => found,
+                    // Gone between the list and the read.
+                    Err(AdapterError::NotFound) => None,
+                    Err(e) => return Err(e),
+                }
+            } else {
+                chat_record(chat)
+            };
+            out.extend(record);
+        }
+        let end_by_count = list.count.is_some_and(|count| offset + n >= count);
+        let next = (n >= u64::from(self.page_size) && !end_by_count)
+            .then(|| PageToken((offset + n).to_string()));
+        Ok(Some(ChatPage { chats: out, next }))
     }
 
     async fn create_contact(&self, input: &ContactInput) -> Result<ContactRecord, AdapterError> {

@@ -3,11 +3,12 @@
 use serde_json::Value;
 
 use crate::canonical::{
-    clean, parse_timestamp, ContactKind, ContactRecord, Membership, MembershipKind,
+    clean, parse_timestamp, ContactKind, ContactRecord, Membership, MembershipKind, RecordField,
+    CHAT_FIELDS,
 };
+use crate::chats::{ChatKind, ChatRecord, MemberRole};
 use crate::error::{from_value, AdapterError};
-use crate::periskope::wire::{Chat, ChatMember, Contact};
-use crate::periskope::LIST_LACKS;
+use crate::periskope::wire::{Chat, Contact};
 use crate::phone::{normalize_lid, phone_from_digits, phone_from_jid, Jid, JidKind};
 
 /// Maps one raw contact object; the raw value becomes `remote_data`.
@@ -37,7 +38,7 @@ pub fn map_contact(c: &Contact) -> ContactRecord {
                 .filter(|j| j.kind() == JidKind::Lid)
                 .and_then(|_| normalize_lid(&c.contact_id))
         });
-    let memberships = c
+    let mut memberships: Vec<Membership> = c
         .chat_ids
         .iter()
         .flatten()
@@ -51,6 +52,8 @@ pub fn map_contact(c: &Contact) -> ContactRecord {
             last_seen_at: None,
         })
         .collect();
+    memberships.sort_by(|a, b| a.remote_id.cmp(&b.remote_id));
+    memberships.dedup_by(|a, b| a.remote_id == b.remote_id);
     let own_user = own.as_ref().map(|j| j.user.clone());
     let has_direct_chat = c.chat_ids.as_ref().map(|ids| {
         ids.iter().any(|id| {
@@ -84,65 +87,84 @@ pub fn map_contact(c: &Contact) -> ContactRecord {
         color: clean(c.contact_color.as_deref()),
         remote_updated_at: c.updated_at.as_deref().and_then(parse_timestamp),
         // Only the detail answer carries `chat_ids` (PROVIDERS.md §1.2); without
-        // them the chats are not known, not absent.
+        // them the chats are not known, not absent. With them, the groups' names
+        // and roles and the 1-1 chat's fields are still the chats' to give.
         unknown: if c.chat_ids.is_none() {
-            LIST_LACKS.to_vec()
+            CHAT_FIELDS.to_vec()
         } else {
-            Vec::new()
+            vec![
+                RecordField::MembershipDetails,
+                RecordField::Assignee,
+                RecordField::CustomProperties,
+                RecordField::ChatLabels,
+            ]
         },
         ..ContactRecord::default()
     }
 }
 
-/// The members of a chat as contacts; for a group chat each carries the group as a
-/// membership with its role, for a 1-1 chat the peer has a direct chat.
-pub fn map_chat_members(raw: Value) -> Result<Vec<ContactRecord>, AdapterError> {
+/// One chat in canonical terms: a group with its members' roles, or a 1-1 chat
+/// (user or business) with its assignee, custom properties and label ids.
+/// `None` for a chat that is neither (a broadcast list, an unknown kind).
+pub fn map_chat(raw: Value) -> Result<Option<ChatRecord>, AdapterError> {
     let chat: Chat = from_value("Periskope chat", raw)?;
-    let is_group = Jid::parse(&chat.chat_id).is_some_and(|j| j.kind() == JidKind::Group)
-        || chat.chat_type.as_deref() == Some("group");
-    let mut out = Vec::new();
-    for (key, member) in chat.members.iter().flatten() {
-        let raw_member =
-            serde_json::to_value(member).map_err(|e| AdapterError::decode(e.to_string()))?;
-        let contact = member_contact(key, member);
-        let mut record = map_contact(&contact);
-        if is_group {
-            let role = if member.is_super_admin == Some(true) {
-                "superadmin"
-            } else if member.is_admin == Some(true) {
-                "admin"
-            } else {
-                "member"
-            };
-            record.memberships.push(Membership {
-                kind: MembershipKind::WhatsappGroup,
-                remote_id: chat.chat_id.clone(),
-                name: clean(chat.chat_name.as_deref()),
-                role: Some(role.to_string()),
-                nickname: None,
-                last_seen_at: None,
-            });
-        } else if member.contact_id == chat.chat_id {
-            record.has_direct_chat = Some(true);
-        }
-        record.remote_data = Some(raw_member);
-        out.push(record);
-    }
-    Ok(out)
+    Ok(chat_record(chat))
 }
 
-fn member_contact(key: &str, m: &ChatMember) -> Contact {
-    Contact {
-        contact_id: if m.contact_id.is_empty() {
-            key.to_string()
-        } else {
-            m.contact_id.clone()
+pub fn chat_record(chat: Chat) -> Option<ChatRecord> {
+    let jid = Jid::parse(&chat.chat_id)?;
+    let kind = match jid.kind() {
+        JidKind::Group => ChatKind::Group {
+            members: chat
+                .members
+                .into_iter()
+                .flatten()
+                .map(|(key, m)| {
+                    let id = if m.contact_id.is_empty() {
+                        key
+                    } else {
+                        m.contact_id
+                    };
+                    (id, member_role(m.is_admin, m.is_super_admin))
+                })
+                .collect(),
         },
-        org_id: m.org_id.clone(),
-        contact_name: m.contact_name.clone(),
-        contact_color: m.contact_color.clone(),
-        contact_image: m.contact_image.clone(),
-        is_internal: m.is_internal,
-        ..Contact::default()
+        JidKind::Phone | JidKind::Lid => ChatKind::Direct {
+            assignee: clean(chat.assigned_to.as_deref()),
+            // Keyed as sent: by property id where Periskope sends ids (its API
+            // has no documented call that names them).
+            custom_properties: chat
+                .custom_properties
+                .into_iter()
+                .flatten()
+                .filter(|(_, v)| !v.is_null())
+                .collect(),
+            labels: label_ids(chat.label_ids.as_ref()),
+        },
+        _ => return None,
+    };
+    Some(ChatRecord {
+        remote_id: chat.chat_id,
+        name: clean(chat.chat_name.as_deref()),
+        kind,
+    })
+}
+
+/// `is_super_admin` / `is_admin`; both absent: not said.
+fn member_role(admin: Option<bool>, super_admin: Option<bool>) -> Option<MemberRole> {
+    match (super_admin, admin) {
+        (Some(true), _) => Some(MemberRole::SuperAdmin),
+        (_, Some(true)) => Some(MemberRole::Admin),
+        (None, None) => None,
+        _ => Some(MemberRole::Member),
     }
+}
+
+/// The ids of a `{ "label-…": true }` map whose value is true, sorted.
+fn label_ids(map: Option<&std::collections::BTreeMap<String, Value>>) -> Vec<String> {
+    map.into_iter()
+        .flatten()
+        .filter(|(_, v)| v.as_bool() != Some(false) && !v.is_null())
+        .map(|(k, _)| k.clone())
+        .collect()
 }

@@ -1,6 +1,8 @@
 //! Periskope (`https://api.periskope.app/v1`). Endpoints covered: `GET /contacts`
 //! (offset/limit, limit ≤ 2000), `GET /contacts/{digits}`, `POST /contacts/create`,
-//! `PATCH /contacts/{digits}`, `PATCH /contacts/labels`; no contact delete exists.
+//! `PATCH /contacts/{digits}`, `PATCH /contacts/labels`; no contact delete exists;
+//! `GET /chats` (offset/limit like the contacts) and `GET /chats/{chat_id}`, from
+//! which memberships, the 1-1 chat, assignee, custom properties and chat labels come.
 //! Every call carries `Authorization: Bearer <key>` and `x-phone: <digits>`.
 //! Rate limits: `X-RateLimit-Limit/Remaining/Reset` (Reset in epoch seconds) on
 //! every reply, 429 past the limit; the window size is not documented.
@@ -14,9 +16,10 @@ pub mod wire;
 use crate::canonical::RecordField;
 use crate::capabilities::{Capabilities, Operation, WriteField};
 
-/// What a list item (and a create or update answer) does not carry: the chats
-/// (`chat_ids`), from which memberships and the direct chat come.
-pub const LIST_LACKS: &[RecordField] = &[RecordField::Memberships, RecordField::HasDirectChat];
+/// What a sync's list item does not carry once the run's chats are applied to it
+/// (see [`crate::chats`]): nothing. A lone list item, or a create or update
+/// answer, still marks the chat fields unknown in its record.
+pub const LIST_LACKS: &[RecordField] = &[];
 
 /// No delete exists; update takes only the name, `is_internal` and labels
 /// (PROVIDERS.md §1.2); create needs the phone and a name (first and last joined).

@@ -1,8 +1,19 @@
 //! A Periskope simulator: `/v1/contacts` (offset/limit ≤ 2000, `{contacts, count,
 //! from, to}`), `/v1/contacts/{digits}` (with `chat_ids`), `POST /v1/contacts/create`,
-//! `PATCH /v1/contacts/{digits}`, `PATCH /v1/contacts/labels`. Bearer key and
-//! `x-phone` are required; errors are `{code, message, name, status, fields}`;
-//! `X-RateLimit-*` on every reply.
+//! `PATCH /v1/contacts/{digits}`, `PATCH /v1/contacts/labels`, `GET /v1/chats`
+//! (offset/limit ≤ 2000, `chat_type`; `{chats, count, from, to}`) and
+//! `GET /v1/chats/{chat_id}`. Bearer key and `x-phone` are required; errors are
+//! `{code, message, name, status, fields}`; `X-RateLimit-*` on every reply.
+//!
+//! Chats follow the seed (`periskope-get-chat.txt`): one group chat per world
+//! group with the Periskope people in it as `members` (roles as the Gateway gives
+//! them) and the connected phone as super admin; a 1-1 chat per person with a
+//! direct chat, with `assigned_to`, `custom_properties` (keyed by property id) and
+//! `label_ids`. The list carries `members`, as the SDK's `ListChatsType`
+//! (`ChatType[]`, `members` nullable) types it; PROVIDERS.md marks this
+//! UNVERIFIED, and [`PeriskopeStore::list_without_members`] serves lists without
+//! them. List order is by creation, stable while a sync pages through.
+//! A contact's `chat_ids` are the chats whose members include it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,8 +42,81 @@ pub struct PeriskopeStore {
     contacts: Vec<Value>,
     /// digits → position
     index: HashMap<String, usize>,
-    /// digits → chat ids (only served by GET by id)
-    chats: HashMap<String, Vec<String>>,
+    /// The chats, in list order.
+    chats: Vec<Value>,
+    /// chat id → position
+    chat_index: HashMap<String, usize>,
+    /// Lists chats with `members: null` (detail answers keep them).
+    pub list_without_members: bool,
+}
+
+/// The connected phone (`x-phone` of the tests), a member of every chat.
+pub const ORG_PHONE: &str = "918527184400@c.us";
+/// The org's agents, whom 1-1 chats are assigned to.
+const AGENTS: [&str; 3] = [
+    "bharat@hashlabs.dev",
+    "support@hashlabs.dev",
+    "sales@hashlabs.dev",
+];
+/// A custom property of the org, as chats key it (by id).
+pub const CITY_PROPERTY: &str = "property-tlkudzxmhjkgoktm";
+const CITIES: [&str; 4] = ["Mumbai", "São Paulo", "Jakarta", "London"];
+
+fn timestamp(at: chrono::DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
+}
+
+fn member(chat_id: &str, contact_id: &str, name: Value, role: &str) -> Value {
+    json!({
+        "chat_id": chat_id,
+        "contact_color": "#B4876E",
+        "contact_id": contact_id,
+        "contact_image": null,
+        "contact_name": name,
+        "is_admin": role != "member",
+        "is_internal": contact_id == ORG_PHONE,
+        "is_super_admin": role == "superadmin",
+        "org_id": ORG_ID,
+        "org_phone": ORG_PHONE,
+    })
+}
+
+/// A chat as the seed shows one (less `latest_message`).
+fn chat_value(
+    chat_id: &str,
+    name: Value,
+    chat_type: &str,
+    created_at: &str,
+    members: Map<String, Value>,
+) -> Value {
+    json!({
+        "add_members_admins_only": null,
+        "assigned_to": null,
+        "chat_access": {},
+        "chat_id": chat_id,
+        "chat_image": null,
+        "chat_name": name,
+        "chat_org_phones": [ORG_PHONE],
+        "chat_type": chat_type,
+        "closed_at": null,
+        "created_at": created_at,
+        "custom_properties": {},
+        "flag_count_map": null,
+        "group_description": null,
+        "hubspot_metadata": {},
+        "info_admins_only": null,
+        "invite_link": null,
+        "is_exited": false,
+        "is_muted": false,
+        "label_ids": {},
+        "member_count": members.len(),
+        "members": members,
+        "message_unread_count": null,
+        "messages_admins_only": null,
+        "org_id": ORG_ID,
+        "org_phone": ORG_PHONE,
+        "updated_at": created_at,
+    })
 }
 
 fn digits_of(contact: &Value) -> String {
@@ -86,18 +170,98 @@ impl PeriskopeStore {
             if p.periskope_knows_lid {
                 c["contact_lid"] = json!(p.lid);
             }
-            let mut chats: Vec<String> = p
-                .groups
-                .iter()
-                .map(|g| world.groups[*g].jid.clone())
-                .collect();
             if p.has_dm {
-                chats.push(format!("{phone}@c.us"));
+                store.chats.push(direct_chat(p, &c, base));
             }
-            store.chats.insert(phone.clone(), chats);
             store.insert(c);
         }
+        // Each group with the Periskope people in it, and the connected phone.
+        let mut members: Vec<Map<String, Value>> = vec![Map::new(); world.groups.len()];
+        for (g, group) in world.groups.iter().enumerate() {
+            members[g].insert(
+                ORG_PHONE.into(),
+                member(&group.jid, ORG_PHONE, json!("Support"), "superadmin"),
+            );
+        }
+        for p in world.periskope_people() {
+            let Some(phone) = &p.phone else { continue };
+            let contact_id = format!("{phone}@c.us");
+            for g in &p.groups {
+                let name = json!(p.display_name());
+                members[*g].insert(
+                    contact_id.clone(),
+                    member(&world.groups[*g].jid, &contact_id, name, p.group_role()),
+                );
+            }
+        }
+        for ((g, group), members) in world.groups.iter().enumerate().zip(members) {
+            let created = timestamp(base + Duration::minutes((g as i64 * 997) % 600_000));
+            store.chats.push(chat_value(
+                &group.jid,
+                json!(group.name),
+                "group",
+                &created,
+                members,
+            ));
+        }
+        store.chats.sort_by(|a, b| {
+            (a["created_at"].as_str(), a["chat_id"].as_str())
+                .cmp(&(b["created_at"].as_str(), b["chat_id"].as_str()))
+        });
+        store.index_chats();
         store
+    }
+
+    fn index_chats(&mut self) {
+        self.chat_index = self
+            .chats
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c["chat_id"].as_str().unwrap_or("").to_string(), i))
+            .collect();
+    }
+
+    /// The chats, in list order.
+    pub fn chats(&self) -> &[Value] {
+        &self.chats
+    }
+
+    /// A chat by id (`…@g.us`, `…@c.us`), to read or change as a Periskope user
+    /// would; changing it moves its `updated_at`.
+    pub fn chat_mut(&mut self, chat_id: &str) -> Option<&mut Value> {
+        let i = *self.chat_index.get(chat_id)?;
+        let chat = &mut self.chats[i];
+        chat["updated_at"] = json!(timestamp(Utc::now()));
+        Some(chat)
+    }
+
+    /// The ids of the chats whose members include the contact (its `chat_ids`).
+    fn chat_ids(&self, digits: &str) -> Vec<String> {
+        let contact_id = format!("{digits}@c.us");
+        let mut groups = Vec::new();
+        let mut own = None;
+        for c in &self.chats {
+            if c["members"].get(&contact_id).is_some() {
+                let id = c["chat_id"].as_str().unwrap_or("").to_string();
+                if id == contact_id {
+                    own = Some(id);
+                } else {
+                    groups.push(id);
+                }
+            }
+        }
+        groups.extend(own);
+        groups
+    }
+
+    fn chat(&self, raw_id: &str) -> Option<&Value> {
+        // The docs' example path is the digits alone; the id says `@c.us`.
+        let id = if raw_id.contains('@') {
+            raw_id.to_string()
+        } else {
+            format!("{raw_id}@c.us")
+        };
+        self.chat_index.get(&id).map(|&i| &self.chats[i])
     }
 
     fn insert(&mut self, contact: Value) {
@@ -147,9 +311,55 @@ impl PeriskopeStore {
 
     fn detail(&self, digits: &str) -> Option<Value> {
         let mut c = self.get(digits)?.clone();
-        c["chat_ids"] = json!(self.chats.get(digits).cloned().unwrap_or_default());
+        c["chat_ids"] = json!(self.chat_ids(digits));
         Some(c)
     }
+}
+
+/// A person's 1-1 chat: assigned to one of the agents for two in three people,
+/// the city property for one in three, a chat label for one in four.
+fn direct_chat(
+    p: &crate::sim::world::Person,
+    contact: &Value,
+    base: chrono::DateTime<Utc>,
+) -> Value {
+    let contact_id = contact["contact_id"].as_str().unwrap_or("");
+    let mut members = Map::new();
+    members.insert(
+        ORG_PHONE.into(),
+        member(contact_id, ORG_PHONE, json!("Support"), "superadmin"),
+    );
+    members.insert(
+        contact_id.into(),
+        member(
+            contact_id,
+            contact_id,
+            contact["contact_name"].clone(),
+            "superadmin",
+        ),
+    );
+    let chat_type = contact["contact_type"].as_str().unwrap_or("user");
+    let created = timestamp(base + Duration::minutes(p.updated_minute / 2));
+    let mut chat = chat_value(
+        contact_id,
+        contact["contact_name"].clone(),
+        chat_type,
+        &created,
+        members,
+    );
+    chat["updated_at"] = json!(timestamp(base + Duration::minutes(p.updated_minute)));
+    if !p.index.is_multiple_of(3) {
+        chat["assigned_to"] = json!(AGENTS[p.index % AGENTS.len()]);
+        chat["chat_access"] = json!({AGENTS[p.index % AGENTS.len()]: true});
+    }
+    if p.index % 3 == 1 {
+        chat["custom_properties"] = json!({CITY_PROPERTY: CITIES[p.index % CITIES.len()]});
+    }
+    if p.index % 4 == 1 {
+        let (id, _) = LABELS[(p.index / 4) % LABELS.len()];
+        chat["label_ids"] = json!({id: true});
+    }
+    chat
 }
 
 pub struct PeriskopeApi {
@@ -268,6 +478,14 @@ impl SimApi for PeriskopeApi {
                     })
             }),
             ("POST", ["contacts", "create"]) => self.create(req),
+            ("GET", ["chats"]) => self.list_chats(req),
+            ("GET", ["chats", id]) => self.with_store(|s| {
+                s.chat(id)
+                    .map(|c| SimResponse::json(200, c.clone()))
+                    .unwrap_or_else(|| {
+                        error(404, "NOT_FOUND", "Not Found", "Chat not found", Value::Null)
+                    })
+            }),
             ("PATCH", ["contacts", "labels"]) => self.replace_labels(req),
             ("PATCH", ["contacts", id]) => self.update(id, req),
             _ => error(
@@ -283,31 +501,10 @@ impl SimApi for PeriskopeApi {
 
 impl PeriskopeApi {
     fn list(&self, req: &SimRequest) -> SimResponse {
-        let number = |name: &str, default: u64| -> Result<u64, SimResponse> {
-            match req.query.get(name) {
-                None => Ok(default),
-                Some(v) => v.parse().map_err(|_| {
-                    validation(
-                        "Invalid query",
-                        json!({name: {"message": format!("{name} must be a number"), "value": v}}),
-                    )
-                }),
-            }
-        };
-        let offset = match number("offset", 0) {
-            Ok(v) => v as usize,
+        let (offset, limit) = match paging(req) {
+            Ok(v) => v,
             Err(e) => return e,
         };
-        let limit = match number("limit", 2000) {
-            Ok(v) => v as usize,
-            Err(e) => return e,
-        };
-        if limit > 2000 {
-            return validation(
-                "Invalid query",
-                json!({"limit": {"message": "Limit should be less than 2000", "value": limit.to_string()}}),
-            );
-        }
         self.with_store(|s| {
             let page: Vec<Value> = s
                 .contacts
@@ -320,6 +517,38 @@ impl PeriskopeApi {
             SimResponse::json(
                 200,
                 json!({"contacts": page, "count": s.len(), "from": offset + 1, "to": offset + n}),
+            )
+        })
+    }
+
+    fn list_chats(&self, req: &SimRequest) -> SimResponse {
+        let (offset, limit) = match paging(req) {
+            Ok(v) => v,
+            Err(e) => return e,
+        };
+        let chat_type = req.query.get("chat_type").map(String::as_str);
+        self.with_store(|s| {
+            let wanted: Vec<&Value> = s
+                .chats
+                .iter()
+                .filter(|c| chat_type.is_none_or(|t| c["chat_type"].as_str() == Some(t)))
+                .collect();
+            let page: Vec<Value> = wanted
+                .iter()
+                .skip(offset)
+                .take(limit)
+                .map(|c| {
+                    let mut c = (*c).clone();
+                    if s.list_without_members {
+                        c["members"] = Value::Null;
+                    }
+                    c
+                })
+                .collect();
+            let n = page.len();
+            SimResponse::json(
+                200,
+                json!({"chats": page, "count": wanted.len(), "from": offset + 1, "to": offset + n}),
             )
         })
     }
@@ -363,10 +592,7 @@ impl PeriskopeApi {
             "is_wa_contact": null, "label_ids": label_ids, "labels": labels,
             "updated_at": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
         });
-        self.with_store(|s| {
-            s.insert(contact.clone());
-            s.chats.entry(id.to_string()).or_default();
-        });
+        self.with_store(|s| s.insert(contact.clone()));
         SimResponse::json(200, contact)
     }
 
@@ -428,6 +654,30 @@ impl PeriskopeApi {
         });
         SimResponse::empty(204)
     }
+}
+
+/// `offset` and `limit` of a list call (limit ≤ 2000, 422 above).
+fn paging(req: &SimRequest) -> Result<(usize, usize), SimResponse> {
+    let number = |name: &str, default: u64| -> Result<u64, SimResponse> {
+        match req.query.get(name) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| {
+                validation(
+                    "Invalid query",
+                    json!({name: {"message": format!("{name} must be a number"), "value": v}}),
+                )
+            }),
+        }
+    };
+    let offset = number("offset", 0)? as usize;
+    let limit = number("limit", 2000)? as usize;
+    if limit > 2000 {
+        return Err(validation(
+            "Invalid query",
+            json!({"limit": {"message": "Limit should be less than 2000", "value": limit.to_string()}}),
+        ));
+    }
+    Ok((offset, limit))
 }
 
 pub type PeriskopeSim = SimServer<PeriskopeApi>;

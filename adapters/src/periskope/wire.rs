@@ -73,6 +73,20 @@ pub struct ContactList {
     pub extra: Map<String, Value>,
 }
 
+/// `GET /chats`: `{chats, count, from, to}` like the contacts (`ListChatsType`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatList {
+    pub chats: Vec<Value>,
+    #[serde(default)]
+    pub count: Option<u64>,
+    #[serde(default)]
+    pub from: Option<u64>,
+    #[serde(default)]
+    pub to: Option<u64>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
 /// A member of a chat (`tbl_chat_participants` + `tbl_contacts`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChatMember {
