@@ -59,6 +59,9 @@ pub struct ChatRecord {
 pub struct ChatPage {
     pub chats: Vec<ChatRecord>,
     pub next: Option<PageToken>,
+    /// The pages after `next`, when the first page already tells them (offset
+    /// paging with a total count): a caller may ask for several at once.
+    pub ahead: Vec<PageToken>,
 }
 
 struct Direct {

@@ -100,6 +100,26 @@ pub fn parse_json(what: &str, body: &[u8]) -> Result<serde_json::Value, AdapterE
     })
 }
 
+/// Parses a body straight into `T` (no JSON tree in between), naming what was
+/// expected and where it did not fit.
+pub fn parse_typed<T: serde::de::DeserializeOwned>(
+    what: &str,
+    body: &[u8],
+) -> Result<T, AdapterError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        if e.inner().is_syntax() || e.inner().is_eof() {
+            let preview: String = String::from_utf8_lossy(&body[..body.len().min(80)]).into();
+            AdapterError::decode(format!(
+                "{what}: not JSON ({}); body starts {preview:?}",
+                e.inner()
+            ))
+        } else {
+            AdapterError::decode(format!("{what}: at `{}`: {}", e.path(), e.inner()))
+        }
+    })
+}
+
 /// Maps every item of a list, naming the failing item's index in a decode error.
 pub fn map_items<T>(
     list: &str,

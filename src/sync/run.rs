@@ -580,8 +580,10 @@ async fn page_through(
 
 /// Lists every chat of the provider (Periskope's) into the index the contact
 /// pages are completed from, each page counted in the run's pages; `None` when
-/// the provider keeps none. The lease is renewed after each page (no contact
-/// page is written meanwhile), which is also where a cancel is heard.
+/// the provider keeps none. Pages the first one announces are asked for two at a
+/// time (the quota paces them; a page's own latency no longer does). The lease
+/// is renewed after each round (no contact page is written meanwhile), which is
+/// also where a cancel is heard.
 async fn list_chats(
     store: &Store,
     provider: &Adapter,
@@ -590,21 +592,38 @@ async fn list_chats(
     stop: &CancellationToken,
     on_page: &(impl Fn(&SyncRunRow) + Send),
 ) -> Result<Option<ChatIndex>, SyncError> {
+    const IN_FLIGHT: usize = 2;
+    let fetch = |token: Option<PageToken>, number: i64| async move {
+        provider
+            .list_chats(token.as_ref())
+            .await
+            .map_err(|source| SyncError::ListingChats {
+                page: number,
+                source,
+            })
+    };
+    let first = tokio::select! {
+        () = stop.cancelled() => return Err(SyncError::Interrupted),
+        listed = fetch(None, run.pages + 1) => listed?,
+    };
+    let Some(first) = first else {
+        return Ok(None);
+    };
     let mut index = ChatIndex::default();
-    let mut token: Option<PageToken> = None;
+    let mut planned: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut queue: std::collections::VecDeque<PageToken> = std::collections::VecDeque::new();
+    let mut round = vec![first];
     loop {
-        let number = run.pages + 1;
-        let page = tokio::select! {
-            () = stop.cancelled() => return Err(SyncError::Interrupted),
-            listed = provider.list_chats(token.as_ref()) => listed
-                .map_err(|source| SyncError::ListingChats { page: number, source })?,
-        };
-        let Some(page) = page else {
-            return Ok(None);
-        };
-        run.pages += 1;
-        for chat in page.chats {
-            index.add(chat);
+        for page in round {
+            run.pages += 1;
+            for token in page.next.into_iter().chain(page.ahead) {
+                if planned.insert(token.0.clone()) {
+                    queue.push_back(token);
+                }
+            }
+            for chat in page.chats {
+                index.add(chat);
+            }
         }
         let progress = run.clone();
         let lease = store
@@ -622,12 +641,25 @@ async fn list_chats(
             Lease::Lost => return Err(StoreError::LeaseLost.into()),
         }
         on_page(run);
-        match page.next {
-            None => {
-                tracing::debug!(chats = index.len(), pages = run.pages, "chats listed");
-                return Ok(Some(index));
-            }
-            next => token = next,
+        if queue.is_empty() {
+            tracing::debug!(chats = index.len(), pages = run.pages, "chats listed");
+            return Ok(Some(index));
+        }
+        let tokens: Vec<PageToken> = (0..IN_FLIGHT).filter_map(|_| queue.pop_front()).collect();
+        let base = run.pages;
+        let listed = futures_util::future::join_all(
+            tokens
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| fetch(Some(t), base + 1 + i as i64)),
+        );
+        let pages = tokio::select! {
+            () = stop.cancelled() => return Err(SyncError::Interrupted),
+            pages = listed => pages,
+        };
+        round = Vec::with_capacity(pages.len());
+        for page in pages {
+            round.extend(page?);
         }
     }
 }

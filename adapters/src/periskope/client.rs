@@ -7,7 +7,9 @@ use serde_json::json;
 
 use crate::canonical::RecordField;
 use crate::chats::{self, ChatPage};
-use crate::error::{self, from_value, map_items, parse_json, AdapterError, ErrorReport};
+use crate::error::{
+    self, from_value, map_items, parse_json, parse_typed, AdapterError, ErrorReport,
+};
 use crate::periskope::map::{chat_record, map_contact_value};
 use crate::periskope::wire::{
     Chat, ChatList, ContactList, CreateContact, ErrorBody, UpdateContact,
@@ -150,7 +152,7 @@ impl PeriskopeClient {
         let res = self
             .call(UpstreamRequest::get(format!("/chats/{chat_id}")).operation("get_chat"))
             .await?;
-        let chat: Chat = from_value("Periskope chat", parse_json("Periskope chat", &res.body)?)?;
+        let chat: Chat = parse_typed("Periskope chat", &res.body)?;
         Ok(chat_record(chat))
     }
 
@@ -247,14 +249,10 @@ impl Provider for PeriskopeClient {
             .query("offset", offset)
             .query("limit", self.page_size);
         let res = self.call(req).await?;
-        let list: ChatList = from_value(
-            "Periskope chat list",
-            parse_json("Periskope chat list", &res.body)?,
-        )?;
+        let list: ChatList = parse_typed("Periskope chat list", &res.body)?;
         let n = list.chats.len() as u64;
         let mut out = Vec::with_capacity(list.chats.len());
-        for raw in list.chats {
-            let chat: Chat = from_value("Periskope chat", raw)?;
+        for chat in list.chats {
             let is_group = Jid::parse(&chat.chat_id).is_some_and(|j| j.kind() == JidKind::Group);
             let record = if is_group && chat.members.is_none() {
                 match self.get_chat(&chat.chat_id).await {
@@ -271,7 +269,19 @@ impl Provider for PeriskopeClient {
         let end_by_count = list.count.is_some_and(|count| offset + n >= count);
         let next = (n >= u64::from(self.page_size) && !end_by_count)
             .then(|| PageToken((offset + n).to_string()));
-        Ok(Some(ChatPage { chats: out, next }))
+        // The first page's count tells every page's offset.
+        let ahead = match (offset, &next, list.count) {
+            (0, Some(_), Some(count)) => (2 * n..count)
+                .step_by(n.max(1) as usize)
+                .map(|at| PageToken(at.to_string()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(Some(ChatPage {
+            chats: out,
+            next,
+            ahead,
+        }))
     }
 
     async fn create_contact(&self, input: &ContactInput) -> Result<ContactRecord, AdapterError> {

@@ -74,46 +74,32 @@ pub struct ContactList {
 }
 
 /// `GET /chats`: `{chats, count, from, to}` like the contacts (`ListChatsType`).
+/// A page of 2 000 chats is megabytes (each chat carries its `latest_message`
+/// and every member), so it is read straight into the few fields a contact takes
+/// from a chat; the rest is skipped unparsed, not kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatList {
-    pub chats: Vec<Value>,
+    pub chats: Vec<Chat>,
     #[serde(default)]
     pub count: Option<u64>,
     #[serde(default)]
     pub from: Option<u64>,
     #[serde(default)]
     pub to: Option<u64>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
 }
 
-/// A member of a chat (`tbl_chat_participants` + `tbl_contacts`).
+/// A member of a chat (`tbl_chat_participants` + `tbl_contacts`): who, and whether admin.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChatMember {
+    #[serde(default)]
     pub contact_id: String,
-    #[serde(default)]
-    pub chat_id: Option<String>,
-    #[serde(default)]
-    pub contact_name: Option<String>,
-    #[serde(default)]
-    pub contact_color: Option<String>,
-    #[serde(default)]
-    pub contact_image: Option<String>,
     #[serde(default)]
     pub is_admin: Option<bool>,
     #[serde(default)]
     pub is_super_admin: Option<bool>,
-    #[serde(default)]
-    pub is_internal: Option<bool>,
-    #[serde(default)]
-    pub org_id: Option<String>,
-    #[serde(default)]
-    pub org_phone: Option<String>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
 }
 
-/// The parts of a chat that concern contacts.
+/// The parts of a chat (PROVIDERS.md §1.4) that concern contacts.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Chat {
     pub chat_id: String,
@@ -122,28 +108,20 @@ pub struct Chat {
     /// `user`, `group`, `business` or `unknown`.
     #[serde(default)]
     pub chat_type: Option<String>,
-    #[serde(default)]
-    pub org_id: Option<String>,
-    #[serde(default)]
-    pub org_phone: Option<String>,
+    /// The agent who owns the conversation (an email).
     #[serde(default)]
     pub assigned_to: Option<String>,
     #[serde(default)]
-    pub created_at: Option<String>,
-    #[serde(default)]
     pub updated_at: Option<String>,
+    /// `{ "label-…": true }`.
     #[serde(default)]
     pub label_ids: Option<BTreeMap<String, Value>>,
+    /// `{ "<contact_id>": member }`; typed nullable by the SDK.
     #[serde(default)]
     pub members: Option<BTreeMap<String, ChatMember>>,
-    #[serde(default)]
-    pub member_count: Option<u64>,
-    #[serde(default)]
-    pub common_chats: Option<Vec<String>>,
+    /// Keyed by property id (`property-…`) or name; values are strings.
     #[serde(default)]
     pub custom_properties: Option<Map<String, Value>>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
 }
 
 /// The documented error body: `{code, message, name, status, fields}`.
