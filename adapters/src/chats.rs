@@ -64,25 +64,32 @@ pub struct ChatPage {
     pub ahead: Vec<PageToken>,
 }
 
+/// A 1-1 chat's fields, small: the assignee interned (a team has few agents),
+/// empty lists without an allocation.
 struct Direct {
-    assignee: Option<String>,
-    custom_properties: BTreeMap<String, Value>,
-    labels: Vec<String>,
+    assignee: Option<u32>,
+    custom_properties: Box<[(Box<str>, Value)]>,
+    labels: Box<[Box<str>]>,
 }
 
 #[derive(Default)]
 struct Facts {
     /// Indexes into `ChatIndex::groups`, with the role.
     groups: Vec<(u32, Option<MemberRole>)>,
-    direct: Option<Box<Direct>>,
+    /// Index into `ChatIndex::directs`.
+    direct: Option<u32>,
 }
 
-/// Every chat of a listing, by contact. Compact: a group's id and name are held
-/// once, each member refers to it by index.
+/// Every chat of a listing, by contact, held compactly (about 150 bytes a 1-1
+/// chat, 8 a group membership): a group's id and name are held once and each
+/// member refers to it by index; assignees are interned.
 #[derive(Default)]
 pub struct ChatIndex {
-    groups: Vec<(String, Option<String>)>,
-    by_contact: HashMap<String, Facts>,
+    groups: Vec<(Box<str>, Option<Box<str>>)>,
+    directs: Vec<Direct>,
+    assignees: Vec<Box<str>>,
+    assignee_at: HashMap<Box<str>, u32>,
+    by_contact: HashMap<Box<str>, Facts>,
     chats: usize,
 }
 
@@ -92,10 +99,11 @@ impl ChatIndex {
         match chat.kind {
             ChatKind::Group { members } => {
                 let at = self.groups.len() as u32;
-                self.groups.push((chat.remote_id, chat.name));
+                self.groups
+                    .push((chat.remote_id.into(), chat.name.map(Into::into)));
                 for (contact, role) in members {
                     self.by_contact
-                        .entry(contact)
+                        .entry(contact.into())
                         .or_default()
                         .groups
                         .push((at, role));
@@ -106,12 +114,28 @@ impl ChatIndex {
                 custom_properties,
                 labels,
             } => {
-                self.by_contact.entry(chat.remote_id).or_default().direct =
-                    Some(Box::new(Direct {
-                        assignee,
-                        custom_properties,
-                        labels,
-                    }));
+                let assignee = assignee.map(|a| match self.assignee_at.get(a.as_str()) {
+                    Some(&at) => at,
+                    None => {
+                        let at = self.assignees.len() as u32;
+                        self.assignees.push(a.as_str().into());
+                        self.assignee_at.insert(a.into(), at);
+                        at
+                    }
+                });
+                let at = self.directs.len() as u32;
+                self.directs.push(Direct {
+                    assignee,
+                    custom_properties: custom_properties
+                        .into_iter()
+                        .map(|(k, v)| (k.into(), v))
+                        .collect(),
+                    labels: labels.into_iter().map(Into::into).collect(),
+                });
+                self.by_contact
+                    .entry(chat.remote_id.into())
+                    .or_default()
+                    .direct = Some(at);
             }
         }
     }
@@ -129,7 +153,7 @@ impl ChatIndex {
     /// id, a group listed twice counted once), whether a 1-1 chat exists, and that
     /// chat's assignee, custom properties and labels. They are known afterwards.
     pub fn apply(&self, record: &mut ContactRecord) {
-        let facts = self.by_contact.get(&record.remote_id);
+        let facts = self.by_contact.get(record.remote_id.as_str());
         let mut memberships: Vec<Membership> = facts
             .into_iter()
             .flat_map(|f| f.groups.iter())
@@ -137,8 +161,8 @@ impl ChatIndex {
                 let (id, name) = &self.groups[*at as usize];
                 Membership {
                     kind: MembershipKind::WhatsappGroup,
-                    remote_id: id.clone(),
-                    name: name.clone(),
+                    remote_id: id.to_string(),
+                    name: name.as_deref().map(str::to_string),
                     role: role.map(|r| r.as_str().to_string()),
                     nickname: None,
                     last_seen_at: None,
@@ -148,13 +172,24 @@ impl ChatIndex {
         memberships.sort_by(|a, b| a.remote_id.cmp(&b.remote_id));
         memberships.dedup_by(|a, b| a.remote_id == b.remote_id);
         record.memberships = memberships;
-        let direct = facts.and_then(|f| f.direct.as_deref());
+        let direct = facts
+            .and_then(|f| f.direct)
+            .map(|at| &self.directs[at as usize]);
         record.has_direct_chat = Some(direct.is_some());
-        record.assignee = direct.and_then(|d| d.assignee.clone());
+        record.assignee = direct
+            .and_then(|d| d.assignee)
+            .map(|at| self.assignees[at as usize].to_string());
         record.custom_properties = direct
-            .map(|d| d.custom_properties.clone())
+            .map(|d| {
+                d.custom_properties
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect()
+            })
             .unwrap_or_default();
-        record.chat_labels = direct.map(|d| d.labels.clone()).unwrap_or_default();
+        record.chat_labels = direct
+            .map(|d| d.labels.iter().map(|l| l.to_string()).collect())
+            .unwrap_or_default();
         record.know(CHAT_FIELDS);
     }
 }
