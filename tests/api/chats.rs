@@ -409,7 +409,50 @@ async fn a_group_at_periskope_and_the_gateway_is_one_membership(backend: Backend
     assert!(checked >= 3, "{checked}");
 }
 
+async fn a_chat_listing_that_fails_writes_nothing_and_deletes_nothing(backend: Backend) {
+    let app = app(backend).await;
+    let sims = app
+        .connect_sims(64, 160, json!({"page_size": 40}))
+        .await;
+    app.load(&sims.periskope).await;
+    // Gone upstream, and the chats then fail from their second page on.
+    let gone = sims.set.periskope.api().with_store(|s| {
+        let digits = s.all()[0]["contact_id"]
+            .as_str()
+            .expect("id")
+            .trim_end_matches("@c.us")
+            .to_string();
+        s.remove(&digits);
+        format!("{digits}@c.us")
+    });
+    sims.set
+        .periskope
+        .set_faults(unicontacts_adapters::sim::Faults {
+            fail_after: Some(1),
+            ..Default::default()
+        });
+    let run = app.sync_now(&sims.periskope).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(
+        run["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("listing chats, page 2")),
+        "{run}"
+    );
+    assert_eq!(
+        run["counts"],
+        json!({"created": 0, "updated": 0, "unchanged": 0, "deleted": 0})
+    );
+    let stored = stored_contacts(&app, &sims.periskope).await;
+    let kept = stored
+        .iter()
+        .find(|c| c["remote_id"] == gone.as_str())
+        .expect("still stored");
+    assert_eq!(kept["remote_was_deleted"], false);
+}
+
 crate::db_tests!(
+    a_chat_listing_that_fails_writes_nothing_and_deletes_nothing,
     a_sync_gives_every_contact_its_chats,
     groups_listed_without_members_are_read_once_each,
     live_reads_take_the_direct_chat_and_keep_the_synced_groups,
