@@ -219,7 +219,8 @@ fn main() -> ExitCode {
         Command::Serve(_) => LogTarget::Stdout,
         _ => LogTarget::Stderr,
     };
-    telemetry::init(&settings, target);
+    // Held to the end of `main`: the last log lines are written when it drops.
+    let _log = telemetry::init(&settings, target);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -13,8 +13,17 @@ pub enum LogTarget {
     Stderr,
 }
 
-/// Installs the global subscriber once; later calls are no-ops.
-pub fn init(settings: &Settings, target: LogTarget) {
+/// Holds the server's log writer: dropping it writes out the lines still queued.
+/// Keep it until the process ends.
+pub struct LogGuard(#[allow(dead_code)] Option<tracing_appender::non_blocking::WorkerGuard>);
+
+/// Installs the global subscriber once; later calls are no-ops. The server's
+/// lines (one access-log line per request) are written by a thread of their own
+/// through a buffer, flushed whenever the queue runs dry: a request formats its
+/// line and hands it over, and never waits for the write, nor for another
+/// worker's. Nothing is dropped: a full queue (100 000 lines) makes the
+/// request wait instead.
+pub fn init(settings: &Settings, target: LogTarget) -> LogGuard {
     let filter = EnvFilter::try_new(&settings.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     use std::io::IsTerminal;
     let ansi = match target {
@@ -24,16 +33,35 @@ pub fn init(settings: &Settings, target: LogTarget) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi);
-    let result = match (settings.log_format, target) {
+    let stdout = || {
+        tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .lossy(false)
+            .buffered_lines_limit(100_000)
+            .thread_name("unicontacts-log")
+            .finish(std::io::BufWriter::with_capacity(
+                64 * 1024,
+                std::io::stdout(),
+            ))
+    };
+    let (result, guard) = match (settings.log_format, target) {
         (LogFormat::Json, LogTarget::Stdout) => {
-            builder.json().with_writer(std::io::stdout).try_init()
+            let (writer, guard) = stdout();
+            (builder.json().with_writer(writer).try_init(), Some(guard))
         }
-        (LogFormat::Json, LogTarget::Stderr) => builder.json().with_writer(|| AboveBar).try_init(),
-        (LogFormat::Text, LogTarget::Stdout) => builder.with_writer(std::io::stdout).try_init(),
-        (LogFormat::Text, LogTarget::Stderr) => builder.with_writer(|| AboveBar).try_init(),
+        (LogFormat::Json, LogTarget::Stderr) => {
+            (builder.json().with_writer(|| AboveBar).try_init(), None)
+        }
+        (LogFormat::Text, LogTarget::Stdout) => {
+            let (writer, guard) = stdout();
+            (builder.with_writer(writer).try_init(), Some(guard))
+        }
+        (LogFormat::Text, LogTarget::Stderr) => (builder.with_writer(|| AboveBar).try_init(), None),
     };
     // Already installed (tests build several apps in one process): keep the first.
-    let _ = result;
+    if result.is_err() {
+        return LogGuard(None);
+    }
+    LogGuard(guard)
 }
 
 /// The progress bar a command draws on the terminal, if any.

@@ -411,9 +411,7 @@ async fn a_group_at_periskope_and_the_gateway_is_one_membership(backend: Backend
 
 async fn a_chat_listing_that_fails_writes_nothing_and_deletes_nothing(backend: Backend) {
     let app = app(backend).await;
-    let sims = app
-        .connect_sims(64, 160, json!({"page_size": 40}))
-        .await;
+    let sims = app.connect_sims(64, 160, json!({"page_size": 40})).await;
     app.load(&sims.periskope).await;
     // Gone upstream, and the chats then fail from their second page on.
     let gone = sims.set.periskope.api().with_store(|s| {
