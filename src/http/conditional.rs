@@ -40,6 +40,14 @@ pub fn tagged(
     .body(body)
 }
 
+/// A stored resource's JSON with the ETag its service gave it; clients
+/// revalidate each time (`Cache-Control: private, no-cache`).
+pub fn stored(req: &HttpRequest, etag: &str, body: bytes::Bytes) -> HttpResponse {
+    let mut res = HttpResponse::Ok();
+    res.insert_header((header::CACHE_CONTROL, "private, no-cache"));
+    tagged(req, res, etag, body)
+}
+
 /// A stored resource as JSON with its content ETag; clients revalidate each time
 /// (`Cache-Control: private, no-cache`).
 pub fn json<T: Serialize>(req: &HttpRequest, value: &T) -> Result<HttpResponse, ApiError> {

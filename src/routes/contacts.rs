@@ -59,6 +59,6 @@ pub async fn get_contact(
 ) -> Result<HttpResponse, ApiError> {
     let q: GetContactQuery = parse_query(req.query_string())?;
     let include_remote = service::parse_include(q.include.as_deref())?;
-    let contact = service::get(&state, &caller.0.org_id, &path, include_remote).await?;
-    conditional::json(&req, &contact)
+    let (body, etag) = service::get_served(&state, &caller.0.org_id, &path, include_remote).await?;
+    Ok(conditional::stored(&req, &etag, body))
 }

@@ -25,6 +25,7 @@ use crate::state::State;
 use crate::store::connections::Connection;
 use crate::store::contacts::{self as queries, ContactFilter, Origin};
 use crate::store::events;
+use crate::store::models::ContactRow;
 use crate::store::{self as store_fns, people, Store, StoreError};
 use crate::sync::link;
 
@@ -141,22 +142,6 @@ pub async fn list(
         .try_map(|r| queries::to_canonical(&r, false))?)
 }
 
-/// The org's stored contact; `include_remote_data` adds the provider's object.
-pub async fn get(
-    state: &State,
-    org_id: &str,
-    id: &str,
-    include_remote_data: bool,
-) -> Result<CanonicalContact, ApiError> {
-    let (org_id, id) = (org_id.to_string(), id.to_string());
-    let row = state
-        .store
-        .run(move |conn| queries::find_contact(conn, &org_id, &id))
-        .await?
-        .ok_or_else(|| ApiError::not_found("contact"))?;
-    Ok(queries::to_canonical(&row, include_remote_data)?)
-}
-
 /// Whether a live read's answer came from the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheStatus {
@@ -213,12 +198,65 @@ pub fn content_etag(mut content: serde_json::Value) -> String {
     format!("\"{}\"", hex::encode(&digest[..16]))
 }
 
-/// A contact's JSON body and its content ETag.
-fn body_and_etag(canonical: &CanonicalContact) -> Result<(Bytes, String), serde_json::Error> {
+/// The ETag of a stored contact as served, without serializing it again: the
+/// record's content hash (SHA-256 of its canonical JSON) with what the service
+/// adds to it (ids, person, deletion mark, and the provider's object when asked
+/// for), but not `fetched_at`; and the served form (the record's field set), so a
+/// field added to the model is a new tag even for a record stored before it.
+pub fn row_etag(row: &ContactRow, include_remote_data: bool) -> String {
+    static FORM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let form = FORM.get_or_init(|| {
+        let blank = serde_json::to_string(&unicontacts_adapters::ContactRecord::default())
+            .unwrap_or_default();
+        hex::encode(Sha256::digest(blank.as_bytes()))
+    });
+    let mut h = Sha256::new();
+    for part in [
+        form.as_str(),
+        &row.content_hash,
+        &row.id,
+        &row.connection_id,
+        &row.provider,
+        row.person_id.as_deref().unwrap_or(""),
+        if row.remote_was_deleted { "1" } else { "0" },
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    if include_remote_data {
+        h.update(b"remote_data\0");
+        h.update(row.remote_data.as_deref().unwrap_or("null").as_bytes());
+    }
+    format!("\"{}\"", hex::encode(&h.finalize()[..16]))
+}
+
+/// A stored contact's JSON body and its ETag.
+fn body_and_etag(
+    row: &ContactRow,
+    canonical: &CanonicalContact,
+) -> Result<(Bytes, String), serde_json::Error> {
     Ok((
         Bytes::from(serde_json::to_vec(canonical)?),
-        content_etag(serde_json::to_value(canonical)?),
+        row_etag(row, canonical.record.remote_data.is_some()),
     ))
+}
+
+/// The org's stored contact as served: its JSON and ETag; `include_remote_data`
+/// adds the provider's object.
+pub async fn get_served(
+    state: &State,
+    org_id: &str,
+    id: &str,
+    include_remote_data: bool,
+) -> Result<(Bytes, String), ApiError> {
+    let (org_id, id) = (org_id.to_string(), id.to_string());
+    let row = state
+        .store
+        .run(move |conn| queries::find_served(conn, &org_id, &id, include_remote_data))
+        .await?
+        .ok_or_else(|| ApiError::not_found("contact"))?;
+    let canonical = queries::to_canonical(&row, include_remote_data)?;
+    body_and_etag(&row, &canonical).map_err(ApiError::internal)
 }
 
 /// Reads one contact of the org's connection by the provider's id in any written
@@ -394,7 +432,7 @@ async fn with_remote_data(
         .await?
         .ok_or_else(|| ApiError::not_found("contact"))?;
     let canonical = queries::to_canonical(&row, true)?;
-    let (body, etag) = body_and_etag(&canonical).map_err(ApiError::internal)?;
+    let (body, etag) = body_and_etag(&row, &canonical).map_err(ApiError::internal)?;
     Ok(Arc::new(CachedContact {
         etag,
         body,
@@ -416,7 +454,7 @@ async fn stale_copy(state: &State, c: &Connection, key: &CacheKey) -> Option<Arc
         .await
         .ok()??;
     let canonical = queries::to_canonical(&row, false).ok()?;
-    let (body, etag) = body_and_etag(&canonical).ok()?;
+    let (body, etag) = body_and_etag(&row, &canonical).ok()?;
     Some(Arc::new(CachedContact {
         etag,
         body,
@@ -446,7 +484,7 @@ async fn load(
         .await
         .map_err(LoadError::Store)?;
     let canonical = queries::to_canonical(&row, false).map_err(LoadError::Store)?;
-    let (body, etag) = body_and_etag(&canonical)
+    let (body, etag) = body_and_etag(&row, &canonical)
         .map_err(|e| LoadError::Store(StoreError::Corrupt(e.to_string())))?;
     Ok(Arc::new(CachedContact {
         etag,

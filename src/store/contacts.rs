@@ -375,6 +375,113 @@ pub fn find_contact(
         .optional()?)
 }
 
+/// The org's contact as served: without its search text, and without the
+/// provider's object unless asked for (it is often the larger column).
+pub fn find_served(
+    conn: &mut DbConnection,
+    org_id: &str,
+    id: &str,
+    include_remote_data: bool,
+) -> Result<Option<ContactRow>, StoreError> {
+    if include_remote_data {
+        return find_contact(conn, org_id, id);
+    }
+    let row: Option<ServedColumns> = contacts::table
+        .filter(contacts::org_id.eq(org_id))
+        .filter(contacts::id.eq(id))
+        .select(SERVED)
+        .first(conn)
+        .optional()?;
+    Ok(row.map(served_row))
+}
+
+/// The columns a served contact needs.
+type ServedColumns = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<NaiveDateTime>,
+    NaiveDateTime,
+    bool,
+    NaiveDateTime,
+    NaiveDateTime,
+);
+
+/// The select of those columns.
+type Served = (
+    contacts::id,
+    contacts::org_id,
+    contacts::connection_id,
+    contacts::provider,
+    contacts::remote_id,
+    contacts::person_id,
+    contacts::record,
+    contacts::content_hash,
+    contacts::remote_updated_at,
+    contacts::fetched_at,
+    contacts::remote_was_deleted,
+    contacts::created_at,
+    contacts::updated_at,
+);
+
+const SERVED: Served = (
+    contacts::id,
+    contacts::org_id,
+    contacts::connection_id,
+    contacts::provider,
+    contacts::remote_id,
+    contacts::person_id,
+    contacts::record,
+    contacts::content_hash,
+    contacts::remote_updated_at,
+    contacts::fetched_at,
+    contacts::remote_was_deleted,
+    contacts::created_at,
+    contacts::updated_at,
+);
+
+/// A row as served: no search text, provider object or list hash (not read).
+fn served_row(c: ServedColumns) -> ContactRow {
+    let (
+        id,
+        org_id,
+        connection_id,
+        provider,
+        remote_id,
+        person_id,
+        record,
+        content_hash,
+        remote_updated_at,
+        fetched_at,
+        remote_was_deleted,
+        created_at,
+        updated_at,
+    ) = c;
+    ContactRow {
+        id,
+        org_id,
+        connection_id,
+        provider,
+        remote_id,
+        person_id,
+        search_text: String::new(),
+        record,
+        remote_data: None,
+        content_hash,
+        remote_updated_at,
+        fetched_at,
+        remote_was_deleted,
+        created_at,
+        updated_at,
+        list_hash: None,
+    }
+}
+
 /// The org's contacts `items` name (by id), each with what was done to it, as
 /// stored now (their people as linked).
 pub fn find_contacts<T: Clone>(
@@ -559,7 +666,7 @@ pub fn list_contacts(
 ) -> Result<Vec<ContactRow>, StoreError> {
     let mut query = contacts::table
         .filter(contacts::org_id.eq(&f.org_id))
-        .select(ContactRow::as_select())
+        .select(SERVED)
         .order(contacts::id.asc())
         .limit(f.limit)
         .into_boxed();
@@ -597,7 +704,8 @@ pub fn list_contacts(
     if let Some(after) = &f.after {
         query = query.filter(contacts::id.gt(after.clone()));
     }
-    Ok(query.load(conn)?)
+    let rows: Vec<ServedColumns> = query.load(conn)?;
+    Ok(rows.into_iter().map(served_row).collect())
 }
 
 /// The API shape of a stored contact.
