@@ -37,9 +37,7 @@ pub async fn request_context(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let id = request_id(&req);
-    let method = req.method().to_string();
-    let path = req.path().to_string();
-    let span = tracing::info_span!("request", request_id = %id, method = %method, path = %path);
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
     let started = Instant::now();
     req.extensions_mut().insert(RequestId(id.clone()));
     let res = match crate::http::extract::control_characters_in_request(req.request()) {
@@ -53,7 +51,7 @@ pub async fn request_context(
             .await?
             .map_into_boxed_body(),
     };
-    let mut res = into_envelope(res, &method, &path, &id);
+    let mut res = into_envelope(res, &id);
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, v);
     }
@@ -61,19 +59,17 @@ pub async fn request_context(
     if let Some(rate) = rate {
         let headers = res.headers_mut();
         for (name, value) in [
-            ("x-ratelimit-limit", rate.limit.to_string()),
-            ("x-ratelimit-remaining", rate.remaining.to_string()),
-            ("x-ratelimit-reset", rate.reset.to_string()),
+            ("x-ratelimit-limit", u64::from(rate.limit)),
+            ("x-ratelimit-remaining", u64::from(rate.remaining)),
+            ("x-ratelimit-reset", rate.reset),
         ] {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                headers.insert(HeaderName::from_static(name), v);
-            }
+            headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
         }
     }
     let status = res.status().as_u16();
     let route = res.request().match_pattern();
     crate::metrics::http_request(
-        &method,
+        res.request().method().as_str(),
         route.as_deref().unwrap_or("unmatched"),
         status,
         started.elapsed(),
@@ -89,12 +85,7 @@ pub async fn request_context(
 }
 
 /// Rewrites an error answered without our JSON body (actix's 404/405, say) into the envelope.
-fn into_envelope(
-    res: ServiceResponse<BoxBody>,
-    method: &str,
-    path: &str,
-    request_id: &str,
-) -> ServiceResponse<BoxBody> {
+fn into_envelope(res: ServiceResponse<BoxBody>, request_id: &str) -> ServiceResponse<BoxBody> {
     let status = res.status();
     let is_json = res
         .headers()
@@ -105,6 +96,7 @@ fn into_envelope(
         return res;
     }
     let code = ErrorCode::for_status(status);
+    let (method, path) = (res.request().method(), res.request().path());
     let message = match code {
         ErrorCode::NotFound => format!("no route for {method} {path}"),
         ErrorCode::MethodNotAllowed => format!("method {method} is not allowed on {path}"),
