@@ -8,7 +8,10 @@
 //!   of the cached live read (the ceiling);
 //! - nginx with `proxy_cache` in front of the Periskope simulator, when `nginx` is
 //!   installed (what an operator would put in front of a provider instead);
-//! - the cached live read, a store read by id, and a list page of 50 contacts.
+//! - the cached live read, a store read by id, and a list page of 50 contacts;
+//! - with `UC_BENCH_REDIS_URL` (or `UNICONTACTS_TEST_REDIS_URL`) set, the cached
+//!   live read of a second `serve --demo` whose per-key limiter (and notices) live
+//!   in that Redis.
 //!
 //! Prints each figure and the ratios, for `UC_BENCH_RUNS` runs (default 3).
 //! Needs `wrk` (installed with `apt-get install wrk` when missing and the machine
@@ -257,57 +260,21 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
 
     // The service, as an operator runs it.
-    let port = free_port();
-    let log = std::fs::File::create(dir.path().join("server.log")).expect("log");
-    let server = Proc(
-        Command::new(BIN)
-            .args(["serve", "--demo"])
-            .current_dir(dir.path())
-            .env("UNICONTACTS_BIND", format!("127.0.0.1:{port}"))
-            .env("UNICONTACTS_RATE_LIMIT_PER_SECOND", "1000000")
-            .env("UNICONTACTS_RATE_LIMIT_BURST", "1000000")
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("unicontacts"),
+    let demo = Demo::start(&dir.path().join("sqlite"), None);
+    let (auth, periskope_sim, digits, id) = (
+        demo.auth.clone(),
+        demo.periskope_sim.clone(),
+        demo.digits.clone(),
+        demo.id.clone(),
     );
-    let base = format!("http://127.0.0.1:{port}");
-    wait_for(&format!("{base}/readyz"));
-    let banner = BufReader::new(std::fs::File::open(dir.path().join("server.log")).expect("log"));
-    let lines: Vec<String> = banner.lines().map_while(Result::ok).collect();
-    let key = lines
-        .iter()
-        .find(|l| l.starts_with("uck_"))
-        .expect("the demo's key")
-        .trim()
-        .to_string();
-    let periskope_sim = lines
-        .iter()
-        .find_map(|l| {
-            l.split("Periskope http://")
-                .nth(1)
-                .and_then(|r| r.split('/').next())
-                .map(str::to_string)
-        })
-        .expect("the Periskope simulator's address");
-    let auth = format!("Authorization: Bearer {key}");
-
-    // What to read: a Periskope contact (the live read and nginx ask for the same
-    // one), its stored copy, a list page.
-    let page: serde_json::Value = serde_json::from_str(&curl(&[
-        "-H",
-        &auth,
-        &format!("{base}/v1/contacts?provider=periskope&limit=1"),
-    ]))
-    .expect("a page");
-    let contact = &page["data"][0];
-    let id = contact["id"].as_str().expect("id").to_string();
-    let connection = contact["connection_id"].as_str().expect("connection");
-    let remote = contact["remote_id"].as_str().expect("remote id");
-    let digits = remote.trim_end_matches("@c.us").to_string();
-    let live = format!("{base}/v1/connections/{connection}/contacts/{digits}");
-    let store = format!("{base}/v1/contacts/{id}");
-    let list = format!("{base}/v1/contacts?limit=50");
+    let (live, store, list) = (demo.live.clone(), demo.store.clone(), demo.list.clone());
+    // The same with the per-key limiter (and notices) in Redis, when one is given.
+    let redis_url = std::env::var("UC_BENCH_REDIS_URL")
+        .or_else(|_| std::env::var("UNICONTACTS_TEST_REDIS_URL"))
+        .ok();
+    let with_redis = redis_url
+        .as_deref()
+        .map(|url| Demo::start(&dir.path().join("redis"), Some(url)));
     // Warm the cache; keep the live answer's bytes for the bare handler.
     let body = curl(&["-H", &auth, &live]);
     assert!(
@@ -336,8 +303,13 @@ fn main() {
 
     println!(
         "read_external: wrk -t{THREADS} -c{CONNECTIONS} -d{seconds}s, release build, SQLite, \
-         per-key limiter and auth on, access log at info; {} bytes per live read",
-        body.len()
+         per-key limiter and auth on, access log at info; {} bytes per live read{}",
+        body.len(),
+        if with_redis.is_some() {
+            "; and a second server with the limiter in Redis"
+        } else {
+            ""
+        }
     );
     let none: Vec<String> = Vec::new();
     let authed = vec![auth.clone()];
@@ -345,6 +317,11 @@ fn main() {
         let b = wrk(&bare, &none, seconds);
         let n = with_nginx.then(|| wrk(&nginx_url, &none, seconds));
         let l = wrk(&live, &authed, seconds);
+        let r = with_redis.as_ref().map(|d| {
+            // Warm its cache first.
+            curl(&["-H", &d.auth, &d.live]);
+            wrk(&d.live, std::slice::from_ref(&d.auth), seconds)
+        });
         let s = wrk(&store, &authed, seconds);
         let p = wrk(&list, &authed, seconds);
         println!("run {run}:");
@@ -367,11 +344,91 @@ fn main() {
             row("nginx proxy_cache (Periskope sim)", n);
         }
         row("cached live read (X-Cache: HIT)", &l);
+        if let Some(r) = &r {
+            row("cached live read, limiter in Redis", r);
+        }
         row("store read GET /v1/contacts/{id}", &s);
         row("list page GET /v1/contacts?limit=50", &p);
         if let Some(n) = &n {
             println!("  cached live read / nginx: {:.3}", l.rps / n.rps);
         }
     }
-    drop(server);
+    drop(demo);
+}
+
+/// A `serve --demo` process in `dir` (its SQLite file, its log), and what the
+/// bench reads from it: a Periskope contact's live, stored and list URLs.
+struct Demo {
+    _server: Proc,
+    auth: String,
+    periskope_sim: String,
+    digits: String,
+    id: String,
+    live: String,
+    store: String,
+    list: String,
+}
+
+impl Demo {
+    fn start(dir: &Path, redis_url: Option<&str>) -> Demo {
+        std::fs::create_dir_all(dir).expect("dir");
+        let port = free_port();
+        let log = std::fs::File::create(dir.join("server.log")).expect("log");
+        let mut command = Command::new(BIN);
+        command
+            .args(["serve", "--demo"])
+            .current_dir(dir)
+            .env("UNICONTACTS_BIND", format!("127.0.0.1:{port}"))
+            .env("UNICONTACTS_RATE_LIMIT_PER_SECOND", "1000000")
+            .env("UNICONTACTS_RATE_LIMIT_BURST", "1000000")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        if let Some(url) = redis_url {
+            command.env("UNICONTACTS_REDIS_URL", url);
+        }
+        let server = Proc(command.spawn().expect("unicontacts"));
+        let base = format!("http://127.0.0.1:{port}");
+        wait_for(&format!("{base}/readyz"));
+        let banner = BufReader::new(std::fs::File::open(dir.join("server.log")).expect("log"));
+        let lines: Vec<String> = banner.lines().map_while(Result::ok).collect();
+        let key = lines
+            .iter()
+            .find(|l| l.starts_with("uck_"))
+            .expect("the demo's key")
+            .trim()
+            .to_string();
+        let periskope_sim = lines
+            .iter()
+            .find_map(|l| {
+                l.split("Periskope http://")
+                    .nth(1)
+                    .and_then(|r| r.split('/').next())
+                    .map(str::to_string)
+            })
+            .expect("the Periskope simulator's address");
+        let auth = format!("Authorization: Bearer {key}");
+        // What to read: a Periskope contact (the live read and nginx ask for the
+        // same one), its stored copy, a list page.
+        let page: serde_json::Value = serde_json::from_str(&curl(&[
+            "-H",
+            &auth,
+            &format!("{base}/v1/contacts?provider=periskope&limit=1"),
+        ]))
+        .expect("a page");
+        let contact = &page["data"][0];
+        let id = contact["id"].as_str().expect("id").to_string();
+        let connection = contact["connection_id"].as_str().expect("connection");
+        let remote = contact["remote_id"].as_str().expect("remote id");
+        let digits = remote.trim_end_matches("@c.us").to_string();
+        Demo {
+            _server: server,
+            live: format!("{base}/v1/connections/{connection}/contacts/{digits}"),
+            store: format!("{base}/v1/contacts/{id}"),
+            list: format!("{base}/v1/contacts?limit=50"),
+            auth,
+            periskope_sim,
+            digits,
+            id,
+        }
+    }
 }
