@@ -98,6 +98,13 @@ pub enum RecordField {
     ChatLabels,
 }
 
+/// The fields a contact's 1-1 chat gives it.
+pub const DIRECT_CHAT_FIELDS: &[RecordField] = &[
+    RecordField::Assignee,
+    RecordField::CustomProperties,
+    RecordField::ChatLabels,
+];
+
 /// The fields a provider's chats give a contact (see [`crate::chats`]).
 pub const CHAT_FIELDS: &[RecordField] = &[
     RecordField::Memberships,
@@ -139,40 +146,6 @@ impl ContactRecord {
     /// Marks `fields` as known (an answer that carries them was applied).
     pub fn know(&mut self, fields: &[RecordField]) {
         self.unknown.retain(|f| !fields.contains(f));
-    }
-
-    /// Whether `fields` hold nothing already.
-    pub fn is_blank(&self, fields: &[RecordField]) -> bool {
-        fields.iter().all(|f| match f {
-            RecordField::Memberships => self.memberships.is_empty(),
-            RecordField::HasDirectChat => self.has_direct_chat.is_none(),
-            RecordField::MembershipDetails => self
-                .memberships
-                .iter()
-                .all(|m| m.name.is_none() && m.role.is_none()),
-            RecordField::Assignee => self.assignee.is_none(),
-            RecordField::CustomProperties => self.custom_properties.is_empty(),
-            RecordField::ChatLabels => self.chat_labels.is_empty(),
-        })
-    }
-
-    /// Clears `fields` (to compare what an answer without them can see).
-    pub fn blank(&mut self, fields: &[RecordField]) {
-        for f in fields {
-            match f {
-                RecordField::Memberships => self.memberships.clear(),
-                RecordField::HasDirectChat => self.has_direct_chat = None,
-                RecordField::MembershipDetails => {
-                    for m in &mut self.memberships {
-                        m.name = None;
-                        m.role = None;
-                    }
-                }
-                RecordField::Assignee => self.assignee = None,
-                RecordField::CustomProperties => self.custom_properties.clear(),
-                RecordField::ChatLabels => self.chat_labels.clear(),
-            }
-        }
     }
 }
 

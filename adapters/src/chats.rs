@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
-use crate::canonical::{ContactRecord, Membership, MembershipKind, CHAT_FIELDS};
+use crate::canonical::{
+    ContactRecord, Membership, MembershipKind, RecordField, CHAT_FIELDS, DIRECT_CHAT_FIELDS,
+};
 use crate::PageToken;
 
 /// A member's standing in a group.
@@ -196,7 +198,6 @@ impl ChatIndex {
 
 /// Sets a record's 1-1 chat fields from the chat itself (a live read).
 pub fn apply_direct(record: &mut ContactRecord, chat: &ChatRecord) {
-    use crate::canonical::RecordField;
     if let ChatKind::Direct {
         assignee,
         custom_properties,
@@ -207,11 +208,7 @@ pub fn apply_direct(record: &mut ContactRecord, chat: &ChatRecord) {
         record.assignee.clone_from(assignee);
         record.custom_properties.clone_from(custom_properties);
         record.chat_labels.clone_from(labels);
-        record.know(&[
-            RecordField::HasDirectChat,
-            RecordField::Assignee,
-            RecordField::CustomProperties,
-            RecordField::ChatLabels,
-        ]);
+        record.know(&[RecordField::HasDirectChat]);
+        record.know(DIRECT_CHAT_FIELDS);
     }
 }

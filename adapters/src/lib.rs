@@ -552,15 +552,6 @@ impl ProviderKind {
         }
     }
 
-    /// The canonical fields the provider's list answers do not carry (filled by
-    /// its detail answer): what a sync cannot see, and so does not compare.
-    pub fn list_lacks(self) -> &'static [canonical::RecordField] {
-        match self {
-            Self::Periskope => periskope::LIST_LACKS,
-            Self::Wacr | Self::Gateway => &[],
-        }
-    }
-
     /// The provider's id of a contact from any form people write it in.
     pub fn parse_remote_id(self, raw: &str) -> Result<RemoteId, InvalidRemoteId> {
         let parsed = match self {

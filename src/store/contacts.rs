@@ -56,10 +56,6 @@ pub struct Prepared {
     record_json: String,
     remote_data: Option<String>,
     hash: String,
-    /// The hash of what the provider's list answers carry (set when they lack
-    /// fields the record has): what a sync compares when the stored copy came
-    /// from a fuller answer.
-    list_hash: Option<String>,
     /// The fields the record's answer did not carry: kept from the stored copy.
     unknown: Vec<RecordField>,
     search_text: String,
@@ -72,24 +68,15 @@ impl Prepared {
         &self.hash
     }
 
-    /// The hash of what the provider's lists carry, when they lack fields.
-    pub fn list_hash(&self) -> Option<&str> {
-        self.list_hash.as_deref()
-    }
-
     /// This record with the fields it does not know taken from the stored row.
-    fn merged_with(
-        &self,
-        stored: &ContactRow,
-        lacks: &[RecordField],
-    ) -> Result<Prepared, StoreError> {
+    fn merged_with(&self, stored: &ContactRow) -> Result<Prepared, StoreError> {
         let corrupt =
             |e: serde_json::Error| StoreError::Corrupt(format!("contact {}: {e}", stored.id));
         let kept: ContactRecord = serde_json::from_str(&stored.record).map_err(corrupt)?;
         let mut record: ContactRecord = serde_json::from_str(&self.record_json).map_err(corrupt)?;
         record.unknown = self.unknown.clone();
         record.keep_unknown_from(&kept);
-        let mut merged = prepare(record, lacks)?;
+        let mut merged = prepare(record)?;
         merged.remote_data = self.remote_data.clone();
         Ok(merged)
     }
@@ -127,9 +114,8 @@ impl Prepared {
 ///
 /// The content hash covers the canonical record: what we know of the contact. The
 /// provider's raw object is not in it (a list item's and a detail answer's raw
-/// objects differ for one unchanged contact). `lacks`: the fields the provider's
-/// list answers do not carry, for the list hash.
-pub fn prepare(mut record: ContactRecord, lacks: &[RecordField]) -> Result<Prepared, StoreError> {
+/// objects differ for one unchanged contact).
+pub fn prepare(mut record: ContactRecord) -> Result<Prepared, StoreError> {
     let remote_data = record.remote_data.take();
     let unknown = std::mem::take(&mut record.unknown);
     let record_json =
@@ -139,20 +125,6 @@ pub fn prepare(mut record: ContactRecord, lacks: &[RecordField]) -> Result<Prepa
         .transpose()
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let hash = hex::encode(Sha256::digest(record_json.as_bytes()));
-    let list_hash = if lacks.is_empty() {
-        None
-    } else if record.is_blank(lacks) {
-        // A list item: nothing to blank, the same hash.
-        Some(hash.clone())
-    } else {
-        let mut seen = record.clone();
-        seen.blank(lacks);
-        {
-            let json =
-                serde_json::to_string(&seen).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            Some(hex::encode(Sha256::digest(json.as_bytes())))
-        }
-    };
 
     let mut search = Vec::new();
     for s in [
@@ -194,7 +166,6 @@ pub fn prepare(mut record: ContactRecord, lacks: &[RecordField]) -> Result<Prepa
         record_json,
         remote_data,
         hash,
-        list_hash,
         unknown,
         search_text: search.join("\n"),
         keys,
@@ -222,12 +193,7 @@ impl NewContacts {
             for (kind, value) in &p.keys {
                 keys.push((rows.len(), *kind, value.clone()));
             }
-            rows.push(p.new_row(
-                origin,
-                fetched_at,
-                now,
-                list_hash.clone().or_else(|| p.list_hash.clone()),
-            ));
+            rows.push(p.new_row(origin, fetched_at, now, list_hash.clone()));
         }
         NewContacts { rows, keys }
     }
@@ -386,99 +352,55 @@ pub fn find_served(
     if include_remote_data {
         return find_contact(conn, org_id, id);
     }
-    let row: Option<ServedColumns> = contacts::table
+    let row: Option<Served> = contacts::table
         .filter(contacts::org_id.eq(org_id))
         .filter(contacts::id.eq(id))
-        .select(SERVED)
+        .select(Served::as_select())
         .first(conn)
         .optional()?;
-    Ok(row.map(served_row))
+    Ok(row.map(ContactRow::from))
 }
 
-/// The columns a served contact needs.
-type ServedColumns = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    String,
-    Option<NaiveDateTime>,
-    NaiveDateTime,
-    bool,
-    NaiveDateTime,
-    NaiveDateTime,
-);
+/// The columns a served contact needs: not its search text, the provider's
+/// object or the list hash.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = contacts)]
+struct Served {
+    id: String,
+    org_id: String,
+    connection_id: String,
+    provider: String,
+    remote_id: String,
+    person_id: Option<String>,
+    record: String,
+    content_hash: String,
+    remote_updated_at: Option<NaiveDateTime>,
+    fetched_at: NaiveDateTime,
+    remote_was_deleted: bool,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+}
 
-/// The select of those columns.
-type Served = (
-    contacts::id,
-    contacts::org_id,
-    contacts::connection_id,
-    contacts::provider,
-    contacts::remote_id,
-    contacts::person_id,
-    contacts::record,
-    contacts::content_hash,
-    contacts::remote_updated_at,
-    contacts::fetched_at,
-    contacts::remote_was_deleted,
-    contacts::created_at,
-    contacts::updated_at,
-);
-
-const SERVED: Served = (
-    contacts::id,
-    contacts::org_id,
-    contacts::connection_id,
-    contacts::provider,
-    contacts::remote_id,
-    contacts::person_id,
-    contacts::record,
-    contacts::content_hash,
-    contacts::remote_updated_at,
-    contacts::fetched_at,
-    contacts::remote_was_deleted,
-    contacts::created_at,
-    contacts::updated_at,
-);
-
-/// A row as served: no search text, provider object or list hash (not read).
-fn served_row(c: ServedColumns) -> ContactRow {
-    let (
-        id,
-        org_id,
-        connection_id,
-        provider,
-        remote_id,
-        person_id,
-        record,
-        content_hash,
-        remote_updated_at,
-        fetched_at,
-        remote_was_deleted,
-        created_at,
-        updated_at,
-    ) = c;
-    ContactRow {
-        id,
-        org_id,
-        connection_id,
-        provider,
-        remote_id,
-        person_id,
-        search_text: String::new(),
-        record,
-        remote_data: None,
-        content_hash,
-        remote_updated_at,
-        fetched_at,
-        remote_was_deleted,
-        created_at,
-        updated_at,
-        list_hash: None,
+impl From<Served> for ContactRow {
+    fn from(c: Served) -> ContactRow {
+        ContactRow {
+            id: c.id,
+            org_id: c.org_id,
+            connection_id: c.connection_id,
+            provider: c.provider,
+            remote_id: c.remote_id,
+            person_id: c.person_id,
+            search_text: String::new(),
+            record: c.record,
+            remote_data: None,
+            content_hash: c.content_hash,
+            remote_updated_at: c.remote_updated_at,
+            fetched_at: c.fetched_at,
+            remote_was_deleted: c.remote_was_deleted,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+            list_hash: None,
+        }
     }
 }
 
@@ -513,12 +435,7 @@ pub fn upsert_contact(
     record: &ContactRecord,
     fetched_at: NaiveDateTime,
 ) -> Result<(ContactRow, Upserted), StoreError> {
-    upsert_prepared(
-        conn,
-        origin,
-        &prepare(record.clone(), origin.provider.list_lacks())?,
-        fetched_at,
-    )
+    upsert_prepared(conn, origin, &prepare(record.clone())?, fetched_at)
 }
 
 /// `upsert_contact` for a record already prepared.
@@ -549,14 +466,14 @@ fn upsert_once(
     let merged;
     let p = match &stored {
         Some(row) if !p.unknown.is_empty() => {
-            merged = p.merged_with(row, origin.provider.list_lacks())?;
+            merged = p.merged_with(row)?;
             &merged
         }
         _ => p,
     };
     match stored {
         None => {
-            let row = p.new_row(origin, fetched_at, now, p.list_hash.clone());
+            let row = p.new_row(origin, fetched_at, now, None);
             diesel::insert_into(contacts::table)
                 .values(&row)
                 .execute(conn)?;
@@ -564,14 +481,8 @@ fn upsert_once(
             Ok((row, Upserted::Created))
         }
         Some(mut row) if row.content_hash == p.hash && !row.remote_was_deleted => {
-            if p.list_hash.is_some() {
-                row.list_hash = p.list_hash.clone();
-            }
             diesel::update(contacts::table.filter(contacts::id.eq(&row.id)))
-                .set((
-                    contacts::fetched_at.eq(fetched_at),
-                    contacts::list_hash.eq(&row.list_hash),
-                ))
+                .set(contacts::fetched_at.eq(fetched_at))
                 .execute(conn)?;
             row.fetched_at = fetched_at;
             Ok((row, Upserted::Unchanged))
@@ -585,15 +496,11 @@ fn upsert_once(
                 row.record = p.record_json.clone();
                 row.content_hash = p.hash.clone();
                 row.fetched_at = fetched_at;
-                if p.list_hash.is_some() {
-                    row.list_hash = p.list_hash.clone();
-                }
                 diesel::update(contacts::table.filter(contacts::id.eq(&row.id)))
                     .set((
                         contacts::record.eq(&row.record),
                         contacts::content_hash.eq(&row.content_hash),
                         contacts::fetched_at.eq(fetched_at),
-                        contacts::list_hash.eq(&row.list_hash),
                     ))
                     .execute(conn)?;
                 return Ok((row, Upserted::Unchanged));
@@ -606,12 +513,8 @@ fn upsert_once(
             row.fetched_at = fetched_at;
             row.remote_was_deleted = false;
             row.updated_at = now;
-            if p.list_hash.is_some() {
-                row.list_hash = p.list_hash.clone();
-            }
             diesel::update(contacts::table.filter(contacts::id.eq(&row.id)))
                 .set((
-                    contacts::list_hash.eq(&row.list_hash),
                     contacts::search_text.eq(&row.search_text),
                     contacts::record.eq(&row.record),
                     contacts::remote_data.eq(&row.remote_data),
@@ -666,7 +569,7 @@ pub fn list_contacts(
 ) -> Result<Vec<ContactRow>, StoreError> {
     let mut query = contacts::table
         .filter(contacts::org_id.eq(&f.org_id))
-        .select(SERVED)
+        .select(Served::as_select())
         .order(contacts::id.asc())
         .limit(f.limit)
         .into_boxed();
@@ -704,8 +607,8 @@ pub fn list_contacts(
     if let Some(after) = &f.after {
         query = query.filter(contacts::id.gt(after.clone()));
     }
-    let rows: Vec<ServedColumns> = query.load(conn)?;
-    Ok(rows.into_iter().map(served_row).collect())
+    let rows: Vec<Served> = query.load(conn)?;
+    Ok(rows.into_iter().map(ContactRow::from).collect())
 }
 
 /// The API shape of a stored contact.

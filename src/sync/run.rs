@@ -379,7 +379,7 @@ async fn classify(
             }
             match provider.get_contact(&item.remote_id).await {
                 Ok(full) => {
-                    let full = contacts::prepare(complete(full), c.provider.list_lacks())?;
+                    let full = contacts::prepare(complete(full))?;
                     match known {
                         None => out.fresh.push((full, Some(h))),
                         Some(_) => out.changed.push((full, Some(h))),
@@ -406,17 +406,10 @@ async fn classify(
                 }
             }
         } else {
-            let prepared = contacts::prepare(complete(item), c.provider.list_lacks())?;
-            // What the list carries is compared with what it carried (or would
-            // have) for the stored copy, which may come from a fuller answer.
-            let same = |k: &contacts::Existing| {
-                k.content_hash == prepared.hash()
-                    || prepared
-                        .list_hash()
-                        .is_some_and(|h| k.list_hash.as_deref() == Some(h))
-            };
+            // Complete (a provider's chats applied): compared by content hash.
+            let prepared = contacts::prepare(complete(item))?;
             match known {
-                Some(k) if !k.deleted && same(k) => out.unchanged += 1,
+                Some(k) if !k.deleted && k.content_hash == prepared.hash() => out.unchanged += 1,
                 Some(_) => out.changed.push((prepared, None)),
                 None => out.fresh.push((prepared, None)),
             }

@@ -88,37 +88,12 @@ fn chat_fields(contact: &Value) -> Value {
     })
 }
 
-/// Every stored contact of the connection.
-async fn stored_contacts(app: &TestApp, connection: &Value) -> Vec<Value> {
-    let reader = app.reader_key().await;
-    let mut out = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let page: Value = send(app.get(
-            &format!(
-                "/v1/contacts?connection_id={}&limit=100{cursor}",
-                Sims::id(connection)
-            ),
-            &reader,
-        ))
-        .await
-        .json()
-        .await
-        .expect("json");
-        out.extend(page["data"].as_array().expect("data").iter().cloned());
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = format!("&cursor={next}"),
-            None => return out,
-        }
-    }
-}
-
 /// Checks every stored Periskope contact against the simulator's chats; returns
 /// how many have groups, an assignee, custom properties, chat labels, no 1-1 chat.
 async fn assert_contacts_match_chats(app: &TestApp, sims: &Sims) -> [usize; 5] {
     let chats = sims.set.periskope.api().with_store(|s| s.chats().to_vec());
     let expected = expected_from_chats(&chats);
-    let contacts = stored_contacts(app, &sims.periskope).await;
+    let contacts = app.stored_contacts(&sims.periskope).await;
     assert_eq!(
         contacts.len(),
         sims.set.periskope.api().with_store(|s| s.len())
@@ -174,7 +149,7 @@ async fn a_sync_gives_every_contact_its_chats(backend: Backend) {
         "every kind of chat field is exercised: {seen:?}"
     );
     // Roles as the world gives them, admins among them.
-    let contacts_json = stored_contacts(&app, &sims.periskope).await;
+    let contacts_json = app.stored_contacts(&sims.periskope).await;
     assert!(contacts_json
         .iter()
         .flat_map(|c| c["memberships"].as_array().cloned().unwrap_or_default())
@@ -222,7 +197,8 @@ async fn a_sync_gives_every_contact_its_chats(backend: Backend) {
     for e in updated {
         assert_eq!(e["data"]["changed_fields"], json!(["memberships"]), "{e}");
     }
-    let renamed_in = stored_contacts(&app, &sims.periskope)
+    let renamed_in = app
+        .stored_contacts(&sims.periskope)
         .await
         .iter()
         .filter(|c| {
@@ -441,7 +417,7 @@ async fn a_chat_listing_that_fails_writes_nothing_and_deletes_nothing(backend: B
         run["counts"],
         json!({"created": 0, "updated": 0, "unchanged": 0, "deleted": 0})
     );
-    let stored = stored_contacts(&app, &sims.periskope).await;
+    let stored = app.stored_contacts(&sims.periskope).await;
     let kept = stored
         .iter()
         .find(|c| c["remote_id"] == gone.as_str())

@@ -438,6 +438,31 @@ impl TestApp {
         (run.created + run.updated + run.unchanged) as u64
     }
 
+    /// Every stored contact of the connection, page after page.
+    pub async fn stored_contacts(&self, connection: &Value) -> Vec<Value> {
+        let reader = self.reader_key().await;
+        let mut out = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let page: Value = send(self.get(
+                &format!(
+                    "/v1/contacts?connection_id={}&limit=100{cursor}",
+                    Sims::id(connection)
+                ),
+                &reader,
+            ))
+            .await
+            .json()
+            .await
+            .expect("json");
+            out.extend(page["data"].as_array().expect("data").iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = format!("&cursor={next}"),
+                None => return out,
+            }
+        }
+    }
+
     /// A key of the test's org with only `contacts:read`.
     pub async fn reader_key(&self) -> String {
         self.create_key("test-org", &[Scope::ContactsRead]).await.1

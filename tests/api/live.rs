@@ -676,21 +676,8 @@ crate::db_tests!(
 
 /// Every stored contact of the connection: its remote id.
 async fn remote_ids(app: &TestApp, connection: &Value) -> Vec<String> {
-    let reader = app.reader_key().await;
-    let page: Value = send(app.get(
-        &format!(
-            "/v1/contacts?connection_id={}&limit=500",
-            Sims::id(connection)
-        ),
-        &reader,
-    ))
-    .await
-    .json()
-    .await
-    .expect("json");
-    page["data"]
-        .as_array()
-        .expect("data")
+    app.stored_contacts(connection)
+        .await
         .iter()
         .map(|c| c["remote_id"].as_str().expect("remote id").to_string())
         .collect()

@@ -737,7 +737,7 @@ async fn a_batch_of_new_contacts_meeting_a_stored_one_is_a_conflict(backend: Bac
                         labels: vec!["vip".into()],
                         ..Default::default()
                     };
-                    Ok((prepare(record, &[])?, None))
+                    Ok((prepare(record)?, None))
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
             let new = NewContacts::new(&origin, &records, unicontacts::ids::now());

@@ -5,7 +5,7 @@ use reqwest::header::{HeaderName, AUTHORIZATION};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::canonical::RecordField;
+use crate::canonical::DIRECT_CHAT_FIELDS;
 use crate::chats::{self, ChatPage};
 use crate::error::{
     self, from_value, map_items, parse_json, parse_typed, AdapterError, ErrorReport,
@@ -147,6 +147,14 @@ impl PeriskopeClient {
         self.upstream.send_ok(&self.request(req), classify).await
     }
 
+    /// The page after one of `n` items at `offset`: none after a short page or
+    /// once `count` (the total, where sent) is reached (PROVIDERS.md §1.5).
+    fn next_page(&self, offset: u64, n: u64, count: Option<u64>) -> Option<PageToken> {
+        let end_by_count = count.is_some_and(|count| offset + n >= count);
+        (n >= u64::from(self.page_size) && !end_by_count)
+            .then(|| PageToken((offset + n).to_string()))
+    }
+
     /// One chat (`GET /chats/{chat_id}`, the id with its `@c.us` or `@g.us`).
     async fn get_chat(&self, chat_id: &str) -> Result<Option<chats::ChatRecord>, AdapterError> {
         let res = self
@@ -196,14 +204,9 @@ impl Provider for PeriskopeClient {
             .call(UpstreamRequest::get(format!("/contacts/{digits}")).operation("get_contact"))
             .await?;
         let mut record = map_contact_value(parse_json("Periskope contact", &res.body)?)?;
-        let direct_only = [
-            RecordField::Assignee,
-            RecordField::CustomProperties,
-            RecordField::ChatLabels,
-        ];
         match record.has_direct_chat {
             // No 1-1 chat: none of its fields.
-            Some(false) => record.know(&direct_only),
+            Some(false) => record.know(DIRECT_CHAT_FIELDS),
             Some(true) => match self.get_chat(&record.remote_id).await {
                 Ok(Some(chat)) => chats::apply_direct(&mut record, &chat),
                 // Gone since `chat_ids` was written: its fields stay as stored.
@@ -229,9 +232,7 @@ impl Provider for PeriskopeClient {
         )?;
         let n = list.contacts.len() as u64;
         let contacts = map_items("contacts", list.contacts, map_contact_value)?;
-        let end_by_count = list.count.is_some_and(|count| offset + n >= count);
-        let next = (n >= u64::from(self.page_size) && !end_by_count)
-            .then(|| PageToken((offset + n).to_string()));
+        let next = self.next_page(offset, n, list.count);
         Ok(ContactPage {
             contacts,
             next,
@@ -266,9 +267,7 @@ impl Provider for PeriskopeClient {
             };
             out.extend(record);
         }
-        let end_by_count = list.count.is_some_and(|count| offset + n >= count);
-        let next = (n >= u64::from(self.page_size) && !end_by_count)
-            .then(|| PageToken((offset + n).to_string()));
+        let next = self.next_page(offset, n, list.count);
         // The first page's count tells every page's offset.
         let ahead = match (offset, &next, list.count) {
             (0, Some(_), Some(count)) => (2 * n..count)

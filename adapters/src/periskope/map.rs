@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use crate::canonical::{
     clean, parse_timestamp, ContactKind, ContactRecord, Membership, MembershipKind, RecordField,
-    CHAT_FIELDS,
+    CHAT_FIELDS, DIRECT_CHAT_FIELDS,
 };
 use crate::chats::{ChatKind, ChatRecord, MemberRole};
 use crate::error::{from_value, AdapterError};
@@ -92,12 +92,7 @@ pub fn map_contact(c: &Contact) -> ContactRecord {
         unknown: if c.chat_ids.is_none() {
             CHAT_FIELDS.to_vec()
         } else {
-            vec![
-                RecordField::MembershipDetails,
-                RecordField::Assignee,
-                RecordField::CustomProperties,
-                RecordField::ChatLabels,
-            ]
+            [&[RecordField::MembershipDetails], DIRECT_CHAT_FIELDS].concat()
         },
         ..ContactRecord::default()
     }

@@ -13,13 +13,7 @@ pub mod map;
 pub mod sim;
 pub mod wire;
 
-use crate::canonical::RecordField;
 use crate::capabilities::{Capabilities, Operation, WriteField};
-
-/// What a sync's list item does not carry once the run's chats are applied to it
-/// (see [`crate::chats`]): nothing. A lone list item, or a create or update
-/// answer, still marks the chat fields unknown in its record.
-pub const LIST_LACKS: &[RecordField] = &[];
 
 /// No delete exists; update takes only the name, `is_internal` and labels
 /// (PROVIDERS.md §1.2); create needs the phone and a name (first and last joined).
