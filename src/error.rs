@@ -283,6 +283,7 @@ impl From<StoreError> for ApiError {
                     .with_cause(e)
             }
             StoreError::Conflict(msg) => Self::conflict(msg),
+            StoreError::ConnectionGone => Self::not_found("connection"),
             other => Self::internal(other),
         }
     }

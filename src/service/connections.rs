@@ -22,6 +22,8 @@ use crate::state::State;
 pub use crate::store::connection_status::Health;
 use crate::store::connection_status::{self as status_queries, StatusRow};
 use crate::store::connections::{self as queries, Connection, ConnectionSettings, Credentials};
+use crate::store::contacts as contact_queries;
+use crate::store::events;
 use crate::store::models::SyncRunRow;
 
 // ---- request bodies -------------------------------------------------------
@@ -627,9 +629,35 @@ pub async fn update(
 /// Deletes the org's connection with its contacts and runs.
 pub async fn delete(state: &State, org_id: &str, id: &str) -> Result<(), ApiError> {
     let (org, cid) = (org_id.to_string(), id.to_string());
+    let cause = events::Cause::api_write(crate::telemetry::request_id());
     let found = state
         .store
-        .write(move |conn| queries::delete_connection(conn, &org, &cid))
+        .write(move |conn| {
+            crate::store::in_transaction(conn, |conn| {
+                // Under the lock every writer of the org's contacts takes: no
+                // contact of the connection is stored after it is gone.
+                crate::store::people::lock_org(conn, &org)?;
+                if !queries::connection_exists(conn, &org, &cid)? {
+                    return Ok(false);
+                }
+                // Its contacts leave their people first, as contacts deleted
+                // upstream do, each with its event.
+                let gone = contact_queries::live_ids_of_connection(conn, &cid)?;
+                contact_queries::mark_connection_deleted(conn, &cid)?;
+                let linked = crate::sync::link::link_contacts(conn, &org, &gone)?;
+                let mut new = Vec::with_capacity(gone.len());
+                for chunk in gone.chunks(1000) {
+                    let marked: Vec<(String, ())> =
+                        chunk.iter().map(|id| (id.clone(), ())).collect();
+                    for (row, ()) in contact_queries::find_contacts(conn, &org, &marked)? {
+                        new.push(events::contact_event("contact.deleted", &row, None, &cause));
+                    }
+                }
+                new.extend(linked.changes.events(&cause));
+                events::append(conn, &org, ids::now(), new)?;
+                queries::delete_connection(conn, &org, &cid)
+            })
+        })
         .await?;
     if !found {
         return Err(ApiError::not_found("connection"));

@@ -22,7 +22,7 @@ use crate::page::{Page, PageRequest};
 use crate::providers::Breaker;
 use crate::service::connections;
 use crate::state::State;
-use crate::store::connections::Connection;
+use crate::store::connections::{self as connection_queries, Connection};
 use crate::store::contacts::{self as queries, ContactFilter, Origin};
 use crate::store::events;
 use crate::store::models::ContactRow;
@@ -394,6 +394,10 @@ pub(crate) async fn store_record(
             };
             store_fns::in_transaction(conn, |conn| {
                 people::lock_org(conn, &org_id)?;
+                // Deleted meanwhile (it deletes its contacts under the same lock).
+                if !connection_queries::connection_exists(conn, &org_id, &connection_id)? {
+                    return Err(StoreError::ConnectionGone);
+                }
                 let (row, what) = queries::upsert_contact(conn, &origin, &record, fetched_at)?;
                 let Some(kind) = what.event_type() else {
                     return Ok(row);

@@ -263,26 +263,38 @@ pub fn update_connection(
     Ok(n == 1)
 }
 
+/// Whether the org has this connection.
+pub fn connection_exists(
+    conn: &mut DbConnection,
+    org_id: &str,
+    id: &str,
+) -> Result<bool, StoreError> {
+    Ok(connections::table
+        .filter(connections::org_id.eq(org_id))
+        .filter(connections::id.eq(id))
+        .count()
+        .get_result::<i64>(conn)?
+        == 1)
+}
+
+/// Deletes the org's connection with its contacts and their keys, its runs and
+/// their seen sets; `false` if the org has no such connection. Inside the
+/// caller's transaction, under the org's lock (its contacts' people are the
+/// caller's to relink first).
 pub fn delete_connection(
     conn: &mut DbConnection,
     org_id: &str,
     id: &str,
 ) -> Result<bool, StoreError> {
-    diesel::Connection::transaction(conn, |conn| {
-        let mine = connections::table
-            .filter(connections::org_id.eq(org_id))
-            .filter(connections::id.eq(id))
-            .count()
-            .get_result::<i64>(conn)?
-            == 1;
-        if !mine {
-            return Ok(false);
-        }
-        // Seen sets are keyed by run, and the runs go with the connection (cascade).
-        super::sync_runs::drop_seen_sets(conn, id)?;
-        diesel::delete(connections::table.filter(connections::id.eq(id))).execute(conn)?;
-        Ok(true)
-    })
+    if !connection_exists(conn, org_id, id)? {
+        return Ok(false);
+    }
+    // Seen sets are keyed by run, and the runs go with the connection (cascade).
+    super::sync_runs::drop_seen_sets(conn, id)?;
+    // No foreign key deletes them on PostgreSQL (see its migration 000014).
+    super::contacts::delete_of_connection(conn, id)?;
+    diesel::delete(connections::table.filter(connections::id.eq(id))).execute(conn)?;
+    Ok(true)
 }
 
 /// Every connection of every org in id order, or only the one with id `only`

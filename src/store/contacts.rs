@@ -683,6 +683,51 @@ pub fn mark_deleted(conn: &mut DbConnection, id: &str) -> Result<(), StoreError>
     Ok(())
 }
 
+/// The connection's contacts not deleted upstream, in id order.
+pub fn live_ids_of_connection(
+    conn: &mut DbConnection,
+    connection_id: &str,
+) -> Result<Vec<String>, StoreError> {
+    Ok(contacts::table
+        .filter(contacts::connection_id.eq(connection_id))
+        .filter(contacts::remote_was_deleted.eq(false))
+        .select(contacts::id)
+        .order(contacts::id.asc())
+        .load(conn)?)
+}
+
+/// Marks every contact of the connection deleted (the connection is going).
+pub fn mark_connection_deleted(
+    conn: &mut DbConnection,
+    connection_id: &str,
+) -> Result<usize, StoreError> {
+    Ok(diesel::update(
+        contacts::table
+            .filter(contacts::connection_id.eq(connection_id))
+            .filter(contacts::remote_was_deleted.eq(false)),
+    )
+    .set((
+        contacts::remote_was_deleted.eq(true),
+        contacts::updated_at.eq(ids::now()),
+    ))
+    .execute(conn)?)
+}
+
+/// Deletes the connection's contacts and their keys.
+pub fn delete_of_connection(
+    conn: &mut DbConnection,
+    connection_id: &str,
+) -> Result<(), StoreError> {
+    let of_connection = contacts::table
+        .filter(contacts::connection_id.eq(connection_id))
+        .select(contacts::id);
+    diesel::delete(contact_keys::table.filter(contact_keys::contact_id.eq_any(of_connection)))
+        .execute(conn)?;
+    diesel::delete(contacts::table.filter(contacts::connection_id.eq(connection_id)))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// The canonical fields whose values differ between two stored records (JSON
 /// objects), by name, in order. An unreadable record differs in every field.
 pub fn changed_fields(old: &str, new: &str) -> Vec<String> {

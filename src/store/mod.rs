@@ -56,6 +56,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("row not found")]
     NotFound,
+    /// The connection a write was for was deleted meanwhile.
+    #[error("the connection was deleted")]
+    ConnectionGone,
     #[error("migration failed: {0}")]
     Migration(String),
     #[error("stored data is corrupt: {0}")]

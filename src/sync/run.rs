@@ -71,6 +71,10 @@ struct PageOutcome {
     seen_added: i64,
     /// An operator asked the run to stop (after this page).
     cancelled: bool,
+    /// Time spent linking, inserting the new contacts, and appending the events.
+    link: Duration,
+    insert: Duration,
+    events: Duration,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -141,13 +145,17 @@ fn write_page(
                 for (row, kind, value) in &new.keys {
                     incoming[*row].keys.push((kind, value));
                 }
+                let t = std::time::Instant::now();
                 let (linked, people) = link::link_incoming(conn, &c.org_id, &relink, &incoming)?;
+                out.link = t.elapsed();
                 page_events.extend(linked.changes.events(&cause));
                 drop(incoming);
                 for row in &mut new.rows {
                     row.person_id = people.get(&row.id).cloned();
                 }
+                let t = std::time::Instant::now();
                 new.insert(conn)?;
+                out.insert = t.elapsed();
                 out.created += new.rows.len() as i64;
                 page_events.extend(
                     new.rows
@@ -171,12 +179,14 @@ fn write_page(
                     page_events.push(events::contact_event(kind, &row, changed, &cause));
                 }
             }
+            let t = std::time::Instant::now();
             events::append(
                 conn,
                 &c.org_id,
                 fetched_at,
                 std::mem::take(&mut page_events),
             )?;
+            out.events = t.elapsed();
             // A run that stalled past its lease's expiry has been taken over: it
             // must not write beside its successor (nor, later, take the contacts its
             // dropped seen set lacks for deleted).
@@ -520,6 +530,9 @@ async fn page_through(
             page = run.pages,
             at_ms = started.elapsed().as_millis() as u64,
             write_ms = took.as_millis() as u64,
+            link_ms = outcome.link.as_millis() as u64,
+            insert_ms = outcome.insert.as_millis() as u64,
+            events_ms = outcome.events.as_millis() as u64,
             joined_ms = queued.elapsed().as_millis() as u64,
             "page written"
         );

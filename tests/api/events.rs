@@ -291,7 +291,147 @@ async fn a_reader_following_the_feed_during_a_sync_sees_every_event_once(backend
     );
 }
 
+/// Every person of the org with the providers of its contacts, page after page.
+async fn people_with_providers(
+    app: &TestApp,
+    key: &str,
+) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut cursor = String::new();
+    loop {
+        let page: Value = send(app.get(&format!("/v1/people?limit=200{cursor}"), key))
+            .await
+            .json()
+            .await
+            .expect("json");
+        for p in page["data"].as_array().expect("data") {
+            let providers = p["contacts"]
+                .as_array()
+                .expect("contacts")
+                .iter()
+                .map(|c| c["provider"].as_str().expect("provider").to_string())
+                .collect();
+            out.insert(p["id"].as_str().expect("id").to_string(), providers);
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => return out,
+        }
+    }
+}
+
+async fn a_deleted_connection_takes_its_contacts_out_of_people(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.rate_limit_per_second = 10_000;
+        s.rate_limit_burst = 10_000;
+    })
+    .await;
+    let sims = app.connect_sims(44, 120, json!({})).await;
+    for c in [&sims.periskope, &sims.wacr, &sims.gateway] {
+        assert_eq!(app.sync_now(c).await["status"], "succeeded");
+    }
+    let reader = app.reader_key().await;
+    let wacr_contacts: Vec<String> = app
+        .stored_contacts(&sims.wacr)
+        .await
+        .iter()
+        .map(|c| c["id"].as_str().expect("id").to_string())
+        .collect();
+    assert!(wacr_contacts.len() > 30, "{}", wacr_contacts.len());
+    let before = people_with_providers(&app, &reader).await;
+    let only_wacr: Vec<&String> = before
+        .iter()
+        .filter(|(_, p)| p.len() == 1 && p.contains("wacr"))
+        .map(|(id, _)| id)
+        .collect();
+    assert!(!only_wacr.is_empty());
+    let mark = last_id(&app, &reader).await;
+
+    let res = send(app.delete(
+        &format!("/v1/admin/connections/{}", Sims::id(&sims.wacr)),
+        &app.admin_key,
+    ))
+    .await;
+    assert_eq!(res.status(), 204);
+
+    // Its contacts are gone, each with its event.
+    let after = feed(&app, &reader, &format!("after={mark}"), 500).await;
+    let mut deleted: Vec<String> = of_type(&after, "contact.deleted")
+        .iter()
+        .map(|e| {
+            assert_eq!(e["data"]["connection_id"], Sims::id(&sims.wacr).as_str());
+            assert_eq!(e["data"]["cause"], "api_write");
+            e["data"]["contact_id"].as_str().expect("id").to_string()
+        })
+        .collect();
+    deleted.sort();
+    let mut expected = wacr_contacts.clone();
+    expected.sort();
+    assert_eq!(deleted, expected);
+    for id in &wacr_contacts {
+        let res = send(app.get(&format!("/v1/contacts/{id}"), &reader)).await;
+        assert_eq!(res.status(), 404, "{id}");
+    }
+    // The people made of them alone are gone (with their events); the others
+    // keep their ids and their other contacts.
+    let now = people_with_providers(&app, &reader).await;
+    let mut gone: Vec<&str> = of_type(&after, "person.deleted")
+        .iter()
+        .map(|e| e["data"]["person_id"].as_str().expect("id"))
+        .collect();
+    gone.sort();
+    assert_eq!(gone, only_wacr);
+    for (id, providers) in &now {
+        assert!(!providers.is_empty(), "{id} has no contact");
+        assert!(!providers.contains("wacr"), "{id}");
+    }
+    for (id, providers) in &before {
+        let rest: std::collections::BTreeSet<String> =
+            providers.iter().filter(|p| *p != "wacr").cloned().collect();
+        if !rest.is_empty() && !after.iter().any(|e| e["type"] == "person.split") {
+            assert_eq!(now.get(id), Some(&rest), "{id}");
+        }
+    }
+    // What is left is what linking the org from scratch gives.
+    let org = app.org_id.clone();
+    let counts = app
+        .store
+        .write(move |conn| unicontacts::sync::link::link_org(conn, &org))
+        .await
+        .expect("relink");
+    assert_eq!(
+        (
+            counts.contacts_moved,
+            counts.people_created,
+            counts.people_removed
+        ),
+        (0, 0, 0),
+        "{counts:?}"
+    );
+    // No row of the connection's contacts or their keys is left behind.
+    let cid = Sims::id(&sims.wacr);
+    let left = app
+        .store
+        .run(move |conn| {
+            use diesel::prelude::*;
+            use unicontacts::store::schema::{contact_keys, contacts};
+            let contacts: i64 = contacts::table
+                .filter(contacts::connection_id.eq(&cid))
+                .count()
+                .get_result(conn)?;
+            let keys: i64 = contact_keys::table
+                .filter(contact_keys::contact_id.ne_all(contacts::table.select(contacts::id)))
+                .count()
+                .get_result(conn)?;
+            Ok((contacts, keys))
+        })
+        .await
+        .expect("count");
+    assert_eq!(left, (0, 0));
+}
+
 crate::db_tests!(
+    a_deleted_connection_takes_its_contacts_out_of_people,
     every_change_is_an_event_in_the_feed,
     the_feed_pages_filters_and_guards,
     a_reader_following_the_feed_during_a_sync_sees_every_event_once,
