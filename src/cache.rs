@@ -130,6 +130,67 @@ fn invalidate_where<K, V>(
     }
 }
 
+/// A stored contact as `GET /v1/contacts/{id}` answers it, by org, id and form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StoredKey {
+    pub org_id: String,
+    pub id: String,
+    pub remote_data: bool,
+}
+
+/// A stored contact's body and ETag, and the store's count of changes
+/// ([`crate::store::Store::contact_writes`]) read before the query that made them.
+#[derive(Debug)]
+pub struct StoredCopy {
+    pub body: Bytes,
+    pub etag: String,
+    pub writes: u64,
+}
+
+/// Stored contacts as served, so reading a hot contact again costs no query
+/// and no serialising. A copy is used only while this process has changed no
+/// contact or person since the query that made it (a sync page, a live read
+/// that stored something, an API write, a relink, a deleted connection), so a
+/// client sees its own writes at once; and for a
+/// second at most ([`STORED_TTL`]), which bounds what another process's writes
+/// take to show (another replica, `unicontacts sync`), as notices do for keys
+/// and connections.
+#[derive(Clone)]
+pub struct StoredCache {
+    inner: Cache<StoredKey, Arc<StoredCopy>>,
+}
+
+/// How long a stored contact's copy is used at most.
+pub const STORED_TTL: Duration = Duration::from_secs(1);
+
+impl StoredCache {
+    /// `max_bytes` 0: nothing is kept.
+    pub fn new(max_bytes: u64) -> Self {
+        let inner = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|k: &StoredKey, v: &Arc<StoredCopy>| {
+                let bytes = v.body.len() + v.etag.len() + k.org_id.len() + k.id.len() + 128;
+                u32::try_from(bytes).unwrap_or(u32::MAX)
+            })
+            .time_to_live(STORED_TTL)
+            .build();
+        Self { inner }
+    }
+
+    /// The copy, if one was made since the store's last write (`writes`: its count now).
+    pub async fn get(&self, key: &StoredKey, writes: u64) -> Option<Arc<StoredCopy>> {
+        self.inner.get(key).await.filter(|c| c.writes == writes)
+    }
+
+    pub async fn insert(&self, key: StoredKey, copy: StoredCopy) {
+        self.inner.insert(key, Arc::new(copy)).await;
+    }
+
+    pub fn invalidate_all(&self) {
+        self.inner.invalidate_all();
+    }
+}
+
 /// Active API keys by hash, so a request costs no database round trip for its
 /// key. Revoking a key drops it at once (`forget_key`); entries also age out.
 #[derive(Clone)]

@@ -306,6 +306,10 @@ pub struct Settings {
     #[default(64 * 1024 * 1024)]
     #[validate(range(min = 0, max = 1_099_511_627_776_u64))]
     pub cache_max_bytes: u64,
+    /// Bytes of stored contacts kept as served (`GET /v1/contacts/{id}`); 0: none.
+    #[default(64 * 1024 * 1024)]
+    #[validate(range(min = 0, max = 1_099_511_627_776_u64))]
+    pub stored_cache_max_bytes: u64,
     /// One provider call during a live read.
     #[default(10_000)]
     #[validate(range(min = 50, max = 300_000))]

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::cache::{CacheKey, ConnectionCache, ContactCache, KeyCache, OncePer};
+use crate::cache::{CacheKey, ConnectionCache, ContactCache, KeyCache, OncePer, StoredCache};
 use crate::config::Settings;
 use crate::limits::InboundLimiter;
 use crate::notices::{Notice, Notices};
@@ -20,6 +20,8 @@ pub struct State {
     pub settings: Settings,
     /// Live-read contacts.
     pub contacts: ContactCache,
+    /// Stored contacts as served.
+    pub stored: StoredCache,
     /// Connections by id, so a live read costs no query for its connection.
     pub connections: ConnectionCache,
     /// Active API keys by hash.
@@ -71,6 +73,7 @@ impl State {
         );
         Self {
             contacts: ContactCache::new(settings.cache_max_bytes),
+            stored: StoredCache::new(settings.stored_cache_max_bytes),
             connections: ConnectionCache::default(),
             keys: KeyCache::default(),
             key_use: OncePer::new(Duration::from_secs(60)),
@@ -100,11 +103,12 @@ impl State {
 
     /// What drops this process's cached copies of what a notice names.
     pub fn forgetter(&self) -> impl Fn(Notice) + Send + Sync + 'static {
-        let (keys, connections, providers, contacts) = (
+        let (keys, connections, providers, contacts, stored) = (
             self.keys.clone(),
             self.connections.clone(),
             self.providers.clone(),
             self.contacts.clone(),
+            self.stored.clone(),
         );
         move |notice| match notice {
             Notice::Key(id) => keys.forget_key(&id),
@@ -112,16 +116,22 @@ impl State {
                 connections.forget(&id);
                 providers.forget(&id);
                 contacts.invalidate_connection(&id);
+                stored.invalidate_all();
             }
-            Notice::Contact(connection_id, remote_id) => contacts.forget(&CacheKey {
-                connection_id,
-                remote_id,
-            }),
+            Notice::Contact(connection_id, remote_id) => {
+                contacts.forget(&CacheKey {
+                    connection_id,
+                    remote_id,
+                });
+                // Another replica's write: shown here within its notice's delay.
+                stored.invalidate_all();
+            }
             Notice::All => {
                 keys.forget_all();
                 connections.forget_all();
                 providers.forget_all();
                 contacts.invalidate_all();
+                stored.invalidate_all();
             }
         }
     }

@@ -15,7 +15,7 @@ use unicontacts_adapters::{phone, Adapter, AdapterError, ProviderKind, RemoteId}
 use utoipa::IntoParams;
 use validator::Validate;
 
-use crate::cache::{CacheKey, CachedContact, OncePer};
+use crate::cache::{CacheKey, CachedContact, OncePer, StoredCopy, StoredKey};
 use crate::error::{ApiError, ErrorCode, FieldErrors};
 use crate::ids;
 use crate::page::{Page, PageRequest};
@@ -249,14 +249,31 @@ pub async fn get_served(
     id: &str,
     include_remote_data: bool,
 ) -> Result<(Bytes, String), ApiError> {
-    let (org_id, id) = (org_id.to_string(), id.to_string());
+    let key = StoredKey {
+        org_id: org_id.to_string(),
+        id: id.to_string(),
+        remote_data: include_remote_data,
+    };
+    // Read before the query: a write that ends after it makes the copy unused.
+    let writes = state.store.contact_writes();
+    if let Some(copy) = state.stored.get(&key, writes).await {
+        return Ok((copy.body.clone(), copy.etag.clone()));
+    }
+    let (org_id, id) = (key.org_id.clone(), key.id.clone());
     let row = state
         .store
         .run(move |conn| queries::find_served(conn, &org_id, &id, include_remote_data))
         .await?
         .ok_or_else(|| ApiError::not_found("contact"))?;
     let canonical = queries::to_canonical(&row, include_remote_data)?;
-    body_and_etag(&row, &canonical).map_err(ApiError::internal)
+    let (body, etag) = body_and_etag(&row, &canonical).map_err(ApiError::internal)?;
+    let copy = StoredCopy {
+        body: body.clone(),
+        etag: etag.clone(),
+        writes,
+    };
+    state.stored.insert(key, copy).await;
+    Ok((body, etag))
 }
 
 /// Reads one contact of the org's connection by the provider's id in any written

@@ -206,6 +206,7 @@ impl NewContacts {
         if self.rows.is_empty() {
             return Ok(());
         }
+        super::note_contacts_changed();
         let keys = || {
             self.keys.iter().map(|(row, kind, value)| {
                 (
@@ -461,6 +462,8 @@ fn upsert_once(
     p: &Prepared,
     fetched_at: NaiveDateTime,
 ) -> Result<(ContactRow, Upserted), StoreError> {
+    // Also a rewrite that moves only `fetched_at`, which makes no event.
+    super::note_contacts_changed();
     let now = ids::now();
     let stored = find_contact_by_remote(conn, origin.connection_id, &p.remote_id)?;
     let merged;
@@ -674,6 +677,7 @@ pub fn find_by_key(
 
 /// Marks the contact gone upstream (a delete the provider confirmed).
 pub fn mark_deleted(conn: &mut DbConnection, id: &str) -> Result<(), StoreError> {
+    super::note_contacts_changed();
     diesel::update(contacts::table.filter(contacts::id.eq(id)))
         .set((
             contacts::remote_was_deleted.eq(true),
@@ -701,6 +705,7 @@ pub fn mark_connection_deleted(
     conn: &mut DbConnection,
     connection_id: &str,
 ) -> Result<usize, StoreError> {
+    super::note_contacts_changed();
     Ok(diesel::update(
         contacts::table
             .filter(contacts::connection_id.eq(connection_id))
@@ -718,6 +723,7 @@ pub fn delete_of_connection(
     conn: &mut DbConnection,
     connection_id: &str,
 ) -> Result<(), StoreError> {
+    super::note_contacts_changed();
     let of_connection = contacts::table
         .filter(contacts::connection_id.eq(connection_id))
         .select(contacts::id);

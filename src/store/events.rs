@@ -179,6 +179,7 @@ pub fn append(
     if new.is_empty() {
         return Ok(());
     }
+    super::note_contacts_changed();
     super::people::lock_org(conn, org_id)?;
     let last: Option<i64> = counters::table
         .filter(counters::org_id.eq(org_id))

@@ -190,6 +190,39 @@ pub struct Store {
     _checkpointer: Option<std::sync::Arc<()>>,
     /// Seals and opens the connections' credentials (set by start-up).
     sealer: Option<std::sync::Arc<Sealer>>,
+    /// Transactions that changed contacts or people (see [`Store::contact_writes`]).
+    writes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+thread_local! {
+    /// Whether the transaction running on this thread changed a contact or person.
+    static CONTACTS_CHANGED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Said by the queries that change what a contact or person is served as (every
+/// change appends its events; a refresh that only moves `fetched_at` does not).
+pub(crate) fn note_contacts_changed() {
+    CONTACTS_CHANGED.with(|c| c.set(true));
+}
+
+/// Counts a transaction that changed contacts or people as finished when
+/// dropped, on the thread that ran it (after its commit, or its rollback, or a
+/// panic).
+struct Written(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl Written {
+    fn start(counter: std::sync::Arc<std::sync::atomic::AtomicU64>) -> Self {
+        CONTACTS_CHANGED.with(|c| c.set(false));
+        Self(counter)
+    }
+}
+
+impl Drop for Written {
+    fn drop(&mut self) {
+        if CONTACTS_CHANGED.with(|c| c.replace(false)) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Release);
+        }
+    }
 }
 
 /// SQLite's writer: one connection of its own, used by one transaction at a time
@@ -315,6 +348,7 @@ impl Store {
             .build_unchecked(Manager { target });
         Ok(Self {
             sealer: None,
+            writes: Default::default(),
             _checkpointer: checkpointer,
             sqlite_writer,
             pool,
@@ -398,12 +432,22 @@ impl Store {
         T: Send + 'static,
     {
         let store = self.clone();
+        let counter = self.writes.clone();
         tokio::task::spawn_blocking(move || {
+            let _done = Written::start(counter);
             let mut conn = store.get()?;
             f(&mut conn)
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// How many transactions that changed contacts or people this process has
+    /// finished, committed or not. A change this process makes is over before
+    /// this number moves: a copy of a query's answer stamped with the value read
+    /// before the query is as new as this process's writes while it stays.
+    pub fn contact_writes(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Like `run`, for transactions that write: one at a time on SQLite, and retried
@@ -414,21 +458,26 @@ impl Store {
         T: Send + 'static,
     {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || match &store.sqlite_writer {
-            Some(writer) => writer.with(|conn| {
-                // Another process (or a pooled reader turned writer) may hold the lock.
-                let mut attempt = 0;
-                loop {
-                    attempt += 1;
-                    match f(conn) {
-                        Err(e) if attempt < 6 && e.is_busy() => {
-                            std::thread::sleep(std::time::Duration::from_millis(25 * attempt));
+        let counter = self.writes.clone();
+        tokio::task::spawn_blocking(move || {
+            // Counted when the transaction is over, on its thread.
+            let _done = Written::start(counter);
+            match &store.sqlite_writer {
+                Some(writer) => writer.with(|conn| {
+                    // Another process (or a pooled reader turned writer) may hold the lock.
+                    let mut attempt = 0;
+                    loop {
+                        attempt += 1;
+                        match f(conn) {
+                            Err(e) if attempt < 6 && e.is_busy() => {
+                                std::thread::sleep(std::time::Duration::from_millis(25 * attempt));
+                            }
+                            other => return other,
                         }
-                        other => return other,
                     }
-                }
-            }),
-            None => f(&mut *store.get()?),
+                }),
+                None => f(&mut *store.get()?),
+            }
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?

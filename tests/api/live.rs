@@ -658,7 +658,77 @@ async fn a_live_read_includes_the_providers_object_when_asked(backend: Backend) 
     );
 }
 
+/// The stored contact's company as `GET /v1/contacts/{id}` answers it at `base`.
+async fn stored_company(base: &str, id: &str, key: &str) -> Value {
+    let res = send(
+        reqwest::Client::new()
+            .get(format!("{base}/v1/contacts/{id}"))
+            .bearer_auth(key),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.expect("json");
+    body["company"].clone()
+}
+
+async fn a_stored_contact_read_again_shows_every_write(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app.connect_sims(39, 20, json!({})).await;
+    app.load(&sims.wacr).await;
+    let reader = app.reader_key().await;
+    let other = app.spawn_beside(|s| s.scheduler_tick_ms = 0).await;
+    let contact = app.stored_contacts(&sims.wacr).await[0].clone();
+    let (id, remote) = (
+        contact["id"].as_str().expect("id").to_string(),
+        contact["remote_id"]
+            .as_str()
+            .expect("remote id")
+            .to_string(),
+    );
+    let remote_num: i64 = remote.parse().expect("a WA.cr id");
+    let set_company = |name: &'static str| {
+        sims.set.wacr.api().with_store(|s| {
+            s.get_mut(remote_num).expect("contact")["company"] = json!(name);
+        });
+    };
+    let refresh = |base: String| {
+        let (path, reader) = (
+            format!("{base}{}?fresh=true", live_path(&sims.wacr, &remote)),
+            reader.clone(),
+        );
+        async move {
+            let res = send(reqwest::Client::new().get(path).bearer_auth(reader)).await;
+            assert_eq!(res.status(), 200);
+        }
+    };
+    // Read twice (the second from memory), written here, read at once.
+    for company in ["Written Here Ltd", "Written Here Again Ltd"] {
+        stored_company(&app.address, &id, &reader).await;
+        stored_company(&app.address, &id, &reader).await;
+        set_company(company);
+        refresh(app.address.clone()).await;
+        assert_eq!(stored_company(&app.address, &id, &reader).await, company);
+    }
+    // Written by another process: shown here within a second (its notice, or
+    // the copy's age), and there at once.
+    set_company("Written Elsewhere Ltd");
+    refresh(other.clone()).await;
+    assert_eq!(
+        stored_company(&other, &id, &reader).await,
+        "Written Elsewhere Ltd"
+    );
+    let started = std::time::Instant::now();
+    while stored_company(&app.address, &id, &reader).await != "Written Elsewhere Ltd" {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "another process's write is not shown here"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 crate::db_tests!(
+    a_stored_contact_read_again_shows_every_write,
     a_live_read_includes_the_providers_object_when_asked,
     a_corrupt_stored_contact_is_a_500_that_keeps_its_cause_out_of_the_body,
     a_miss_then_a_hit_with_a_strong_etag_and_304,
