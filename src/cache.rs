@@ -138,17 +138,30 @@ pub struct StoredKey {
     pub remote_data: bool,
 }
 
-/// A stored contact's body and ETag, and the store's count of changes
-/// ([`crate::store::Store::contact_writes`]) read before the query that made them.
+/// A stored contact's body and ETag, the store's count of changes
+/// ([`crate::store::Store::contact_writes`]) read before the query that made
+/// them, and the row's parts that the body shows and that can change.
 #[derive(Debug)]
 pub struct StoredCopy {
     pub body: Bytes,
     pub etag: String,
     pub writes: u64,
+    pub version: RowVersion,
+}
+
+/// What of a contact's row can change its served JSON: its record (by content
+/// hash), its person, its deletion mark and when it was fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowVersion {
+    pub content_hash: String,
+    pub person_id: Option<String>,
+    pub deleted: bool,
+    pub fetched_at: chrono::NaiveDateTime,
 }
 
 /// Stored contacts as served, so reading a hot contact again costs no query
-/// and no serialising. A copy is used only while this process has changed no
+/// and no serialising (a list page, which reads its rows anyway, uses a copy
+/// made from the row version it read, whatever the count). A copy is used only while this process has changed no
 /// contact or person since the query that made it (a sync page, a live read
 /// that stored something, an API write, a relink, a deleted connection), so a
 /// client sees its own writes at once; and for a
@@ -180,6 +193,11 @@ impl StoredCache {
     /// The copy, if one was made since the store's last write (`writes`: its count now).
     pub async fn get(&self, key: &StoredKey, writes: u64) -> Option<Arc<StoredCopy>> {
         self.inner.get(key).await.filter(|c| c.writes == writes)
+    }
+
+    /// The copy, if it was made from a row at `version` (a row just read).
+    pub async fn get_at(&self, key: &StoredKey, version: &RowVersion) -> Option<Arc<StoredCopy>> {
+        self.inner.get(key).await.filter(|c| c.version == *version)
     }
 
     pub async fn insert(&self, key: StoredKey, copy: StoredCopy) {

@@ -15,7 +15,7 @@ use unicontacts_adapters::{phone, Adapter, AdapterError, ProviderKind, RemoteId}
 use utoipa::IntoParams;
 use validator::Validate;
 
-use crate::cache::{CacheKey, CachedContact, OncePer, StoredCopy, StoredKey};
+use crate::cache::{CacheKey, CachedContact, OncePer, RowVersion, StoredCopy, StoredKey};
 use crate::error::{ApiError, ErrorCode, FieldErrors};
 use crate::ids;
 use crate::page::{Page, PageRequest};
@@ -136,7 +136,6 @@ pub async fn list(
         after: page.after.clone(),
         limit: page.fetch(),
     };
-    // Read before the query, as for one contact.
     let writes = state.store.contact_writes();
     let rows = state
         .store
@@ -150,17 +149,22 @@ pub async fn list(
             id: row.id.clone(),
             remote_data: false,
         };
-        if let Some(copy) = state.stored.get(&key, writes).await {
+        // The row was just read: a copy made from this version of it is exact.
+        let version = row_version(row);
+        if let Some(copy) = state.stored.get_at(&key, &version).await {
             data.push(copy.body.clone());
             continue;
         }
         let canonical = queries::to_canonical(row, false)?;
         let (body, etag) = body_and_etag(row, &canonical).map_err(ApiError::internal)?;
         data.push(body.clone());
-        state
-            .stored
-            .insert(key, StoredCopy { body, etag, writes })
-            .await;
+        let copy = StoredCopy {
+            body,
+            etag,
+            writes,
+            version,
+        };
+        state.stored.insert(key, copy).await;
     }
     Ok(Page {
         data,
@@ -256,6 +260,16 @@ pub fn row_etag(row: &ContactRow, include_remote_data: bool) -> String {
     format!("\"{}\"", hex::encode(&h.finalize()[..16]))
 }
 
+/// What of the row its served JSON shows and can change.
+fn row_version(row: &ContactRow) -> RowVersion {
+    RowVersion {
+        content_hash: row.content_hash.clone(),
+        person_id: row.person_id.clone(),
+        deleted: row.remote_was_deleted,
+        fetched_at: row.fetched_at,
+    }
+}
+
 /// A stored contact's JSON body and its ETag.
 fn body_and_etag(
     row: &ContactRow,
@@ -297,6 +311,7 @@ pub async fn get_served(
         body: body.clone(),
         etag: etag.clone(),
         writes,
+        version: row_version(&row),
     };
     state.stored.insert(key, copy).await;
     Ok((body, etag))
