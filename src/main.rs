@@ -13,9 +13,6 @@ use unicontacts::config::{ConfigFile, Settings};
 use unicontacts::service::api_keys::Scope;
 use unicontacts::telemetry::{self, LogTarget};
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "unicontacts",
