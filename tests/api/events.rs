@@ -4,7 +4,10 @@
 use serde_json::{json, Value};
 use unicontacts::service::api_keys::Scope;
 
-use crate::helpers::{assert_error, send, spawn_app, spawn_app_with, Backend, Sims, TestApp};
+use crate::helpers::{
+    assert_error, assert_relink_changes_nothing, providers_of, send, spawn_app, spawn_app_with,
+    Backend, Sims, TestApp,
+};
 
 /// Every event after `after` (an event id), following `next_cursor` by pages of `limit`.
 async fn feed(app: &TestApp, key: &str, query: &str, limit: u32) -> Vec<Value> {
@@ -305,13 +308,7 @@ async fn people_with_providers(
             .await
             .expect("json");
         for p in page["data"].as_array().expect("data") {
-            let providers = p["contacts"]
-                .as_array()
-                .expect("contacts")
-                .iter()
-                .map(|c| c["provider"].as_str().expect("provider").to_string())
-                .collect();
-            out.insert(p["id"].as_str().expect("id").to_string(), providers);
+            out.insert(p["id"].as_str().expect("id").to_string(), providers_of(p));
         }
         match page["next_cursor"].as_str() {
             Some(c) => cursor = format!("&cursor={c}"),
@@ -385,29 +382,16 @@ async fn a_deleted_connection_takes_its_contacts_out_of_people(backend: Backend)
         assert!(!providers.is_empty(), "{id} has no contact");
         assert!(!providers.contains("wacr"), "{id}");
     }
+    let split = after.iter().any(|e| e["type"] == "person.split");
     for (id, providers) in &before {
         let rest: std::collections::BTreeSet<String> =
             providers.iter().filter(|p| *p != "wacr").cloned().collect();
-        if !rest.is_empty() && !after.iter().any(|e| e["type"] == "person.split") {
+        if !rest.is_empty() && !split {
             assert_eq!(now.get(id), Some(&rest), "{id}");
         }
     }
     // What is left is what linking the org from scratch gives.
-    let org = app.org_id.clone();
-    let counts = app
-        .store
-        .write(move |conn| unicontacts::sync::link::link_org(conn, &org))
-        .await
-        .expect("relink");
-    assert_eq!(
-        (
-            counts.contacts_moved,
-            counts.people_created,
-            counts.people_removed
-        ),
-        (0, 0, 0),
-        "{counts:?}"
-    );
+    assert_relink_changes_nothing(&app, "after the deletion").await;
     // No row of the connection's contacts or their keys is left behind.
     let cid = Sims::id(&sims.wacr);
     let left = app

@@ -297,6 +297,36 @@ impl TestApp {
     }
 }
 
+/// The providers of a person's contacts (a person as `/v1/people` answers it).
+pub fn providers_of(person: &Value) -> std::collections::BTreeSet<String> {
+    person["contacts"]
+        .as_array()
+        .expect("contacts")
+        .iter()
+        .map(|c| c["provider"].as_str().expect("provider").to_string())
+        .collect()
+}
+
+/// Whole-org relinking finds nothing to change: the incremental linking done by
+/// every page, deletion and live read left exactly the people it would compute.
+pub async fn assert_relink_changes_nothing(app: &TestApp, when: &str) {
+    let org = app.org_id.clone();
+    let counts = app
+        .store
+        .write(move |conn| unicontacts::sync::link::link_org(conn, &org))
+        .await
+        .expect("relink");
+    assert_eq!(
+        (
+            counts.contacts_moved,
+            counts.people_created,
+            counts.people_removed
+        ),
+        (0, 0, 0),
+        "{when}: a whole-org relink changed something: {counts:?}"
+    );
+}
+
 pub async fn send(req: RequestBuilder) -> Response {
     req.send().await.expect("request sent")
 }

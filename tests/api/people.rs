@@ -5,7 +5,10 @@ use std::collections::BTreeSet;
 use serde_json::{json, Value};
 use unicontacts::service::api_keys::Scope;
 
-use crate::helpers::{assert_error, send, spawn_app, spawn_app_with, Backend, Sims, TestApp};
+use crate::helpers::{
+    assert_error, assert_relink_changes_nothing, providers_of, send, spawn_app, spawn_app_with,
+    Backend, Sims, TestApp,
+};
 
 async fn sync_all(app: &TestApp, sims: &Sims) {
     for c in [&sims.periskope, &sims.wacr, &sims.gateway] {
@@ -22,15 +25,6 @@ async fn people_by_phone(app: &TestApp, key: &str, e164: &str) -> Vec<Value> {
         .await
         .expect("json");
     page["data"].as_array().expect("data").clone()
-}
-
-fn providers_of(person: &Value) -> BTreeSet<String> {
-    person["contacts"]
-        .as_array()
-        .expect("contacts")
-        .iter()
-        .map(|c| c["provider"].as_str().expect("provider").to_string())
-        .collect()
 }
 
 async fn people_merge_across_providers_exactly_as_the_world_says(backend: Backend) {
@@ -256,26 +250,6 @@ async fn people_are_per_org_and_bad_filters_are_422(backend: Backend) {
             .iter()
             .any(|p| p["id"] == id.as_str()));
     }
-}
-
-/// Whole-org relinking finds nothing to change: the incremental linking done by
-/// every page, deletion and live read left exactly the people it would compute.
-async fn assert_relink_changes_nothing(app: &TestApp, when: &str) {
-    let org = app.org_id.clone();
-    let counts = app
-        .store
-        .write(move |conn| unicontacts::sync::link::link_org(conn, &org))
-        .await
-        .expect("relink");
-    assert_eq!(
-        (
-            counts.contacts_moved,
-            counts.people_created,
-            counts.people_removed
-        ),
-        (0, 0, 0),
-        "{when}: a whole-org relink changed something: {counts:?}"
-    );
 }
 
 async fn incremental_linking_matches_a_whole_org_relink(backend: Backend) {
