@@ -160,14 +160,14 @@ pub struct RowVersion {
 }
 
 /// Stored contacts as served, so reading a hot contact again costs no query
-/// and no serialising (a list page, which reads its rows anyway, uses a copy
-/// made from the row version it read, whatever the count). A copy is used only while this process has changed no
-/// contact or person since the query that made it (a sync page, a live read
-/// that stored something, an API write, a relink, a deleted connection), so a
-/// client sees its own writes at once; and for a
-/// second at most ([`STORED_TTL`]), which bounds what another process's writes
-/// take to show (another replica, `unicontacts sync`), as notices do for keys
-/// and connections.
+/// and no serialising. By id, a copy is used only while this process has
+/// changed no contact or person since the query that made it (a sync page, a
+/// live read that stored something, an API write, a relink, a deleted
+/// connection), so a client sees its own writes at once, and for a second at
+/// most ([`STORED_TTL`]), which bounds how long another process's writes
+/// (another replica, `unicontacts sync`) take to show, as notices do for keys
+/// and connections. A list page, which reads its rows anyway, uses a copy made
+/// from the row version it read, whatever the count.
 #[derive(Clone)]
 pub struct StoredCache {
     inner: Cache<StoredKey, Arc<StoredCopy>>,

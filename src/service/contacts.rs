@@ -96,7 +96,7 @@ pub fn parse_include(include: Option<&str>) -> Result<bool, ApiError> {
 
 /// The org's contacts, oldest first, filtered: each as served (the JSON `GET
 /// /v1/contacts/{id}` answers), taken from the stored-contact cache when it
-/// holds a copy made since this process's last change, else made and kept.
+/// holds a copy made from the row version just read, else made and kept.
 pub async fn list(
     state: &State,
     org_id: &str,
