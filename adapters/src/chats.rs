@@ -30,6 +30,13 @@ impl MemberRole {
             Self::SuperAdmin => "superadmin",
         }
     }
+
+    /// The role [`Self::as_str`] names.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Member, Self::Admin, Self::SuperAdmin]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -56,10 +63,24 @@ pub struct ChatRecord {
     pub kind: ChatKind,
 }
 
+/// A group a chat list names without its members (the SDK types them nullable):
+/// they come from the group's own read (`GET /chats/{id}`), or, while `version`
+/// is the one seen at that read, from what it gave then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedGroup {
+    pub remote_id: String,
+    pub name: Option<String>,
+    /// What changes whenever the group does (Periskope: `updated_at` and
+    /// `member_count`); `None` when the list does not say: read every time.
+    pub version: Option<String>,
+}
+
 /// A page of chats; `next` is `None` after the last.
 #[derive(Debug, Clone, Default)]
 pub struct ChatPage {
     pub chats: Vec<ChatRecord>,
+    /// Groups listed without their members, to be completed by the caller.
+    pub without_members: Vec<ListedGroup>,
     pub next: Option<PageToken>,
     /// The pages after `next`, when the first page already tells them (offset
     /// paging with a total count): a caller may ask for several at once.

@@ -137,6 +137,12 @@ pub trait Provider: Send + Sync {
     ) -> Result<Option<chats::ChatPage>, AdapterError> {
         Ok(None)
     }
+    /// One chat by id, for a group its list named without members; `None`: gone.
+    async fn get_chat(&self, _chat_id: &str) -> Result<Option<chats::ChatRecord>, AdapterError> {
+        Err(AdapterError::Unsupported {
+            operation: "get_chat",
+        })
+    }
 
     async fn create_contact(&self, _input: &ContactInput) -> Result<ContactRecord, AdapterError> {
         Err(AdapterError::Unsupported {
@@ -283,6 +289,12 @@ impl Adapter {
     ) -> Result<Option<chats::ChatPage>, AdapterError> {
         self.check(Operation::List)?;
         self.client.list_chats(page).await
+    }
+
+    /// One chat of the provider's (`None`: not there).
+    pub async fn get_chat(&self, chat_id: &str) -> Result<Option<chats::ChatRecord>, AdapterError> {
+        self.check(Operation::List)?;
+        self.client.get_chat(chat_id).await
     }
 
     pub async fn create_contact(

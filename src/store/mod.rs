@@ -4,6 +4,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod chat_groups;
 pub mod connection_status;
 pub mod connections;
 pub mod contacts;

@@ -114,6 +114,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    chat_groups (connection_id, chat_id) {
+        connection_id -> Text,
+        chat_id -> Text,
+        version -> Text,
+        members -> Text,
+        seen_run -> Text,
+    }
+}
+
+diesel::table! {
     sync_seen (run_id, remote_id) {
         run_id -> Text,
         remote_id -> Text,
@@ -236,5 +246,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     event_counters,
     webhook_endpoints,
     webhook_deliveries,
-    connection_status
+    connection_status,
+    chat_groups
 );

@@ -8,11 +8,12 @@
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use unicontacts_adapters::chats::ChatIndex;
+use unicontacts_adapters::chats::{ChatIndex, ChatKind, ChatRecord, ListedGroup};
 use unicontacts_adapters::{Adapter, AdapterError, ContactPage, ContactRecord, PageToken};
 
 use super::link;
 use crate::ids;
+use crate::store::chat_groups;
 use crate::store::connection_status;
 use crate::store::connections::Connection;
 use crate::store::contacts::{self, NewContacts, Origin, Prepared, Upserted};
@@ -584,12 +585,98 @@ async fn page_through(
     }))
 }
 
+/// Completes the groups a round of chat pages named without members: from the
+/// store where it holds the group at the version listed, else by reading the
+/// group (two at a time, through the quota like every call). Returns what to
+/// write of them.
+async fn complete_groups(
+    store: &Store,
+    provider: &Adapter,
+    connection_id: &str,
+    listed: Vec<ListedGroup>,
+    index: &mut ChatIndex,
+    stop: &CancellationToken,
+) -> Result<chat_groups::GroupWrites, SyncError> {
+    use futures_util::StreamExt;
+    let mut writes = chat_groups::GroupWrites::default();
+    if listed.is_empty() {
+        return Ok(writes);
+    }
+    // A group on two pages of one round (the list moved under the paging) once.
+    let mut once = std::collections::HashSet::new();
+    let listed: Vec<ListedGroup> = listed
+        .into_iter()
+        .filter(|g| once.insert(g.remote_id.clone()))
+        .collect();
+    let ids: Vec<String> = listed.iter().map(|g| g.remote_id.clone()).collect();
+    let connection = connection_id.to_string();
+    let mut known = store
+        .run(move |conn| chat_groups::find(conn, &connection, &ids))
+        .await?;
+    let mut to_read = Vec::new();
+    for group in listed {
+        match known.remove(&group.remote_id) {
+            Some(stored) if group.version.as_deref() == Some(stored.version.as_str()) => {
+                writes.unchanged.push(group.remote_id.clone());
+                index.add(ChatRecord {
+                    remote_id: group.remote_id,
+                    name: group.name,
+                    kind: ChatKind::Group {
+                        members: stored.members,
+                    },
+                });
+            }
+            _ => to_read.push(group),
+        }
+    }
+    let reads = futures_util::stream::iter(to_read)
+        .map(|group| async move {
+            let read = provider.get_chat(&group.remote_id).await;
+            (group, read)
+        })
+        .buffered(2)
+        .collect::<Vec<_>>();
+    let reads = tokio::select! {
+        () = stop.cancelled() => return Err(SyncError::Interrupted),
+        reads = reads => reads,
+    };
+    for (group, read) in reads {
+        let read = read.map_err(|source| SyncError::Reading {
+            remote_id: group.remote_id.clone(),
+            source,
+        })?;
+        match read {
+            Some(
+                chat @ ChatRecord {
+                    kind: ChatKind::Group { .. },
+                    ..
+                },
+            ) => {
+                if let (Some(version), ChatKind::Group { members }) = (&group.version, &chat.kind) {
+                    writes
+                        .read
+                        .push((group.remote_id.clone(), version.clone(), members.clone()));
+                }
+                index.add(ChatRecord {
+                    name: group.name.or(chat.name),
+                    ..chat
+                });
+            }
+            // Gone between the list and the read (or not a group after all).
+            _ => writes.gone.push(group.remote_id),
+        }
+    }
+    Ok(writes)
+}
+
 /// Lists every chat of the provider (Periskope's) into the index the contact
 /// pages are completed from, each page counted in the run's pages; `None` when
 /// the provider keeps none. Pages the first one announces are asked for two at a
-/// time (the quota paces them; a page's own latency no longer does). The lease
-/// is renewed after each round (no contact page is written meanwhile), which is
-/// also where a cancel is heard.
+/// time (the quota paces them; a page's own latency no longer does). Groups
+/// listed without members are completed ([`complete_groups`]). The lease is
+/// renewed after each round (no contact page is written meanwhile), which is
+/// also where a cancel is heard, and the groups' reads are written with it;
+/// after the last, the groups no longer listed are forgotten.
 async fn list_chats(
     store: &Store,
     provider: &Adapter,
@@ -620,6 +707,7 @@ async fn list_chats(
     let mut queue: std::collections::VecDeque<PageToken> = std::collections::VecDeque::new();
     let mut round = vec![first];
     loop {
+        let mut without_members = Vec::new();
         for page in round {
             run.pages += 1;
             for token in page.next.into_iter().chain(page.ahead) {
@@ -630,13 +718,30 @@ async fn list_chats(
             for chat in page.chats {
                 index.add(chat);
             }
+            without_members.extend(page.without_members);
         }
+        let groups = complete_groups(
+            store,
+            provider,
+            &run.connection_id,
+            without_members,
+            &mut index,
+            stop,
+        )
+        .await?;
+        let listed_all = queue.is_empty();
         let progress = run.clone();
         let lease = store
             .write(move |conn| {
                 let lease = sync_runs::renew_lease(conn, &progress.id, ttl)?;
                 if lease == Lease::Held {
                     sync_runs::save_progress(conn, &progress)?;
+                    if !groups.is_empty() {
+                        chat_groups::save(conn, &progress.connection_id, &progress.id, &groups)?;
+                    }
+                    if listed_all {
+                        chat_groups::forget_unlisted(conn, &progress.connection_id, &progress.id)?;
+                    }
                 }
                 Ok(lease)
             })

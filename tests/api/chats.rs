@@ -212,7 +212,27 @@ async fn a_sync_gives_every_contact_its_chats(backend: Backend) {
     assert_eq!(renamed_in, members);
 }
 
-async fn groups_listed_without_members_are_read_once_each(backend: Backend) {
+/// Syncs, checks the contacts against the chats, and returns the groups the run
+/// read one by one (`GET /v1/chats/{id}`).
+async fn sync_reading_groups(app: &TestApp, sims: &Sims) -> (Value, Vec<String>) {
+    sims.set.periskope.clear_requests();
+    let run = app.sync_now(&sims.periskope).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let mut reads: Vec<String> = sims
+        .set
+        .periskope
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.starts_with("/v1/chats/"))
+        .map(|r| r.path["/v1/chats/".len()..].to_string())
+        .collect();
+    reads.sort();
+    let seen = assert_contacts_match_chats(app, sims).await;
+    assert!(seen[0] > 0, "{seen:?}");
+    (run, reads)
+}
+
+async fn groups_listed_without_members_are_read_when_new_or_changed(backend: Backend) {
     let app = app(backend).await;
     let sims = app.connect_sims(62, 120, json!({})).await;
     let groups = sims.set.periskope.api().with_store(|s| {
@@ -220,21 +240,68 @@ async fn groups_listed_without_members_are_read_once_each(backend: Backend) {
         s.chats()
             .iter()
             .filter(|c| c["chat_type"] == "group")
-            .count()
+            .map(|c| c["chat_id"].as_str().expect("id").to_string())
+            .collect::<Vec<_>>()
     });
-    sims.set.periskope.clear_requests();
-    let run = app.sync_now(&sims.periskope).await;
-    assert_eq!(run["status"], "succeeded", "{run}");
-    let chat_reads = sims
+    assert!(groups.len() >= 2, "{groups:?}");
+    // The first run reads each group once, no 1-1 chat.
+    let (_, reads) = sync_reading_groups(&app, &sims).await;
+    let mut all = groups.clone();
+    all.sort();
+    assert_eq!(reads, all, "one read per group, none per 1-1 chat");
+
+    // Nothing changed: no group is read again, and no contact changes.
+    let (run, reads) = sync_reading_groups(&app, &sims).await;
+    assert_eq!(reads, Vec::<String>::new());
+    assert_eq!(run["counts"]["updated"], 0, "{run}");
+
+    // A group renamed and left by a member upstream: that group alone is read.
+    let changed = groups[0].clone();
+    let left = sims.set.periskope.api().with_store(|s| {
+        let chat = s.chat_mut(&changed).expect("group");
+        chat["chat_name"] = json!("Renamed Upstream");
+        let members = chat["members"].as_object_mut().expect("members");
+        let left = members
+            .keys()
+            .find(|k| k.as_str() != ORG_PHONE)
+            .expect("a member")
+            .clone();
+        members.remove(&left);
+        let count = members.len();
+        chat["member_count"] = json!(count);
+        left
+    });
+    let (run, reads) = sync_reading_groups(&app, &sims).await;
+    assert_eq!(reads, vec![changed.clone()]);
+    assert!(run["counts"]["updated"].as_u64() > Some(0), "{run}");
+    let contacts = app.stored_contacts(&sims.periskope).await;
+    let former = contacts
+        .iter()
+        .find(|c| c["remote_id"] == left.as_str())
+        .expect("the member who left");
+    assert!(
+        former["memberships"]
+            .as_array()
+            .expect("memberships")
+            .iter()
+            .all(|m| m["remote_id"] != changed.as_str()),
+        "{former}"
+    );
+
+    // A group gone upstream is forgotten: when it is back, even as it was, it is
+    // read again.
+    let gone = groups[1].clone();
+    let chat = sims
         .set
         .periskope
-        .requests()
-        .iter()
-        .filter(|r| r.method == "GET" && r.path.starts_with("/v1/chats/"))
-        .count();
-    assert_eq!(chat_reads, groups, "one read per group, none per 1-1 chat");
-    let seen = assert_contacts_match_chats(&app, &sims).await;
-    assert!(seen[0] > 0, "{seen:?}");
+        .api()
+        .with_store(|s| s.remove_chat(&gone))
+        .expect("group");
+    let (_, reads) = sync_reading_groups(&app, &sims).await;
+    assert_eq!(reads, Vec::<String>::new());
+    sims.set.periskope.api().with_store(|s| s.put_chat(chat));
+    let (_, reads) = sync_reading_groups(&app, &sims).await;
+    assert_eq!(reads, vec![gone]);
 }
 
 async fn live_reads_take_the_direct_chat_and_keep_the_synced_groups(backend: Backend) {
@@ -428,7 +495,7 @@ async fn a_chat_listing_that_fails_writes_nothing_and_deletes_nothing(backend: B
 crate::db_tests!(
     a_chat_listing_that_fails_writes_nothing_and_deletes_nothing,
     a_sync_gives_every_contact_its_chats,
-    groups_listed_without_members_are_read_once_each,
+    groups_listed_without_members_are_read_when_new_or_changed,
     live_reads_take_the_direct_chat_and_keep_the_synced_groups,
     a_group_at_periskope_and_the_gateway_is_one_membership,
 );

@@ -5,7 +5,7 @@ use reqwest::header::{HeaderName, AUTHORIZATION};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::canonical::DIRECT_CHAT_FIELDS;
+use crate::canonical::{clean, DIRECT_CHAT_FIELDS};
 use crate::chats::{self, ChatPage};
 use crate::error::{
     self, from_value, map_items, parse_json, parse_typed, AdapterError, ErrorReport,
@@ -155,15 +155,6 @@ impl PeriskopeClient {
             .then(|| PageToken((offset + n).to_string()))
     }
 
-    /// One chat (`GET /chats/{chat_id}`, the id with its `@c.us` or `@g.us`).
-    async fn get_chat(&self, chat_id: &str) -> Result<Option<chats::ChatRecord>, AdapterError> {
-        let res = self
-            .call(UpstreamRequest::get(format!("/chats/{chat_id}")).operation("get_chat"))
-            .await?;
-        let chat: Chat = parse_typed("Periskope chat", &res.body)?;
-        Ok(chat_record(chat))
-    }
-
     /// Replaces the labels of every listed contact (`PATCH /contacts/labels`).
     pub async fn replace_labels(
         &self,
@@ -210,7 +201,7 @@ impl Provider for PeriskopeClient {
             Some(true) => match self.get_chat(&record.remote_id).await {
                 Ok(Some(chat)) => chats::apply_direct(&mut record, &chat),
                 // Gone since `chat_ids` was written: its fields stay as stored.
-                Ok(None) | Err(AdapterError::NotFound) => {}
+                Ok(None) => {}
                 Err(e) => return Err(e),
             },
             None => {}
@@ -240,9 +231,24 @@ impl Provider for PeriskopeClient {
         })
     }
 
+    /// One chat (`GET /chats/{chat_id}`, the id with its `@c.us` or `@g.us`).
+    async fn get_chat(&self, chat_id: &str) -> Result<Option<chats::ChatRecord>, AdapterError> {
+        let res = match self
+            .call(UpstreamRequest::get(format!("/chats/{chat_id}")).operation("get_chat"))
+            .await
+        {
+            Ok(res) => res,
+            Err(AdapterError::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let chat: Chat = parse_typed("Periskope chat", &res.body)?;
+        Ok(chat_record(chat))
+    }
+
     /// `GET /chats?offset=&limit=`, paged like the contacts. A group listed
-    /// without `members` (the SDK types them nullable) is read whole with
-    /// `GET /chats/{id}`, so no membership is lost.
+    /// without `members` (the SDK types them nullable) is handed back in
+    /// `without_members` with its `updated_at` and `member_count` as its version:
+    /// the caller reads it (`get_chat`) unless it holds its members at that version.
     async fn list_chats(&self, page: Option<&PageToken>) -> Result<Option<ChatPage>, AdapterError> {
         let offset = page_offset(page)?;
         let req = UpstreamRequest::get("/chats")
@@ -253,19 +259,21 @@ impl Provider for PeriskopeClient {
         let list: ChatList = parse_typed("Periskope chat list", &res.body)?;
         let n = list.chats.len() as u64;
         let mut out = Vec::with_capacity(list.chats.len());
+        let mut without_members = Vec::new();
         for chat in list.chats {
             let is_group = Jid::parse(&chat.chat_id).is_some_and(|j| j.kind() == JidKind::Group);
-            let record = if is_group && chat.members.is_none() {
-                match self.get_chat(&chat.chat_id).await {
-                    Ok(found) => found,
-                    // Gone between the list and the read.
-                    Err(AdapterError::NotFound) => None,
-                    Err(e) => return Err(e),
-                }
+            if is_group && chat.members.is_none() {
+                without_members.push(chats::ListedGroup {
+                    version: chat
+                        .updated_at
+                        .as_deref()
+                        .map(|at| format!("{at}|{}", chat.member_count.unwrap_or(0))),
+                    name: clean(chat.chat_name.as_deref()),
+                    remote_id: chat.chat_id,
+                });
             } else {
-                chat_record(chat)
-            };
-            out.extend(record);
+                out.extend(chat_record(chat));
+            }
         }
         let next = self.next_page(offset, n, list.count);
         // The first page's count tells every page's offset.
@@ -278,6 +286,7 @@ impl Provider for PeriskopeClient {
         };
         Ok(Some(ChatPage {
             chats: out,
+            without_members,
             next,
             ahead,
         }))

@@ -12,7 +12,8 @@
 //! `label_ids`. The list carries `members`, as the SDK's `ListChatsType`
 //! (`ChatType[]`, `members` nullable) types it; PROVIDERS.md marks this
 //! UNVERIFIED, and [`PeriskopeStore::list_without_members`] serves lists without
-//! them. List order is by creation, stable while a sync pages through.
+//! them (with `updated_at`, which moves when a test changes a chat through
+//! [`PeriskopeStore::chat_mut`], and `member_count`). List order is by creation, stable while a sync pages through.
 //! A contact's `chat_ids` are the chats whose members include it.
 
 use std::collections::HashMap;
@@ -233,6 +234,27 @@ impl PeriskopeStore {
         let chat = &mut self.chats[i];
         chat["updated_at"] = json!(timestamp(Utc::now()));
         Some(chat)
+    }
+
+    /// Takes a chat out (a group deleted, a chat cleared), to put back with
+    /// [`Self::put_chat`] as it was.
+    pub fn remove_chat(&mut self, chat_id: &str) -> Option<Value> {
+        let i = *self.chat_index.get(chat_id)?;
+        let chat = self.chats.remove(i);
+        self.index_chats();
+        Some(chat)
+    }
+
+    /// Adds a chat at the end of the list (or replaces the one with its id).
+    pub fn put_chat(&mut self, chat: Value) {
+        let id = chat["chat_id"].as_str().unwrap_or("").to_string();
+        match self.chat_index.get(&id) {
+            Some(&i) => self.chats[i] = chat,
+            None => {
+                self.chats.push(chat);
+                self.index_chats();
+            }
+        }
     }
 
     /// The ids of the chats whose members include the contact (its `chat_ids`).

@@ -113,6 +113,8 @@ pub struct Chat {
     pub assigned_to: Option<String>,
     #[serde(default)]
     pub updated_at: Option<String>,
+    #[serde(default)]
+    pub member_count: Option<u64>,
     /// `{ "label-…": true }`.
     #[serde(default)]
     pub label_ids: Option<BTreeMap<String, Value>>,
