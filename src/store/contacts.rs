@@ -565,14 +565,60 @@ pub fn like_pattern(s: &str) -> String {
     out
 }
 
+/// What tells one stored version of a contact from another, as served: a
+/// list reads only this per row, then the whole rows of those whose served JSON
+/// is not cached at that version ([`served_by_ids`]).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = contacts)]
+pub struct VersionRow {
+    pub id: String,
+    pub person_id: Option<String>,
+    pub content_hash: String,
+    pub fetched_at: NaiveDateTime,
+    pub remote_was_deleted: bool,
+}
+
 /// One page in list order (creation order), after the cursor id.
 pub fn list_contacts(
     conn: &mut DbConnection,
     f: &ContactFilter,
 ) -> Result<Vec<ContactRow>, StoreError> {
+    let rows: Vec<Served> = filtered(f).select(Served::as_select()).load(conn)?;
+    Ok(rows.into_iter().map(ContactRow::from).collect())
+}
+
+/// [`list_contacts`], each row's version only.
+pub fn list_versions(
+    conn: &mut DbConnection,
+    f: &ContactFilter,
+) -> Result<Vec<VersionRow>, StoreError> {
+    Ok(filtered(f).select(VersionRow::as_select()).load(conn)?)
+}
+
+/// The org's contacts with these ids as served (any order; those not found left out).
+pub fn served_by_ids(
+    conn: &mut DbConnection,
+    org_id: &str,
+    ids: &[String],
+) -> Result<Vec<ContactRow>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let rows: Vec<Served> = contacts::table
+            .filter(contacts::org_id.eq(org_id))
+            .filter(contacts::id.eq_any(chunk))
+            .select(Served::as_select())
+            .load(conn)?;
+        out.extend(rows.into_iter().map(ContactRow::from));
+    }
+    Ok(out)
+}
+
+/// The page's query: the filter's rows in id order, without a select yet.
+fn filtered(
+    f: &ContactFilter,
+) -> contacts::BoxedQuery<'_, <DbConnection as diesel::Connection>::Backend> {
     let mut query = contacts::table
         .filter(contacts::org_id.eq(&f.org_id))
-        .select(Served::as_select())
         .order(contacts::id.asc())
         .limit(f.limit)
         .into_boxed();
@@ -610,8 +656,7 @@ pub fn list_contacts(
     if let Some(after) = &f.after {
         query = query.filter(contacts::id.gt(after.clone()));
     }
-    let rows: Vec<Served> = query.load(conn)?;
-    Ok(rows.into_iter().map(ContactRow::from).collect())
+    query
 }
 
 /// The API shape of a stored contact.
