@@ -281,7 +281,10 @@ mod tests {
             writer.clone().write_all(line.as_bytes()).expect("write");
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
             while sink.0.lock().expect("sink").len() == before {
-                assert!(std::time::Instant::now() < deadline, "never written: {line}");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "never written: {line}"
+                );
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
         }
