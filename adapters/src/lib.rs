@@ -8,6 +8,7 @@ pub mod capabilities;
 pub mod chats;
 pub mod error;
 pub mod gateway;
+pub mod json_split;
 pub mod metrics;
 pub mod periskope;
 pub mod phone;

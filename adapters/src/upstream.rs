@@ -241,6 +241,28 @@ impl Upstream {
     /// or (for a call with a deadline) a quota that would hold it past the deadline
     /// come back as errors.
     pub async fn send(&self, req: &UpstreamRequest) -> Result<UpstreamResponse, AdapterError> {
+        Ok(self.send_inner(req, false).await?.0)
+    }
+
+    /// `send_ok` for a body read as it arrives: a 2xx answer comes back unread
+    /// (its status and headers in the response, `body` empty), to be read with
+    /// [`reqwest::Response::chunk`]; any other is read and handled as `send_ok` does.
+    pub async fn send_ok_streamed(
+        &self,
+        req: &UpstreamRequest,
+        classify: fn(&UpstreamResponse) -> AdapterError,
+    ) -> Result<reqwest::Response, AdapterError> {
+        match self.send_inner(req, true).await? {
+            (_, Some(stream)) => Ok(stream),
+            (res, None) => Err(classify(&res)),
+        }
+    }
+
+    async fn send_inner(
+        &self,
+        req: &UpstreamRequest,
+        stream: bool,
+    ) -> Result<(UpstreamResponse, Option<reqwest::Response>), AdapterError> {
         let url = format!("{}{}", self.base_url, req.path);
         let deadline = self.config.deadline.map(|d| Instant::now() + d);
         let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -295,6 +317,20 @@ impl Upstream {
                     let status = res.status().as_u16();
                     let headers = res.headers().clone();
                     let observed = permit.replied(status, &headers).await;
+                    if stream && (200..300).contains(&status) {
+                        let head = UpstreamResponse {
+                            status,
+                            headers,
+                            body: Bytes::new(),
+                        };
+                        self.record(
+                            req.operation,
+                            "success",
+                            Some((status, observed)),
+                            sent_at.elapsed(),
+                        );
+                        return Ok((head, Some(res)));
+                    }
                     match res.bytes().await {
                         Ok(body) => Ok((
                             UpstreamResponse {
@@ -369,10 +405,10 @@ impl Upstream {
                 }
                 Ok((res, _)) if res.status >= 500 && req.idempotent && !last => {
                     if !self.pause(attempt, &left).await {
-                        return Ok(res);
+                        return Ok((res, None));
                     }
                 }
-                Ok((res, _)) => return Ok(res),
+                Ok((res, _)) => return Ok((res, None)),
                 Err(AdapterError::Timeout) if req.idempotent && !last => {
                     if !self.pause(attempt, &left).await {
                         return Err(AdapterError::Timeout);

@@ -492,8 +492,37 @@ async fn a_chat_listing_that_fails_writes_nothing_and_deletes_nothing(backend: B
     assert_eq!(kept["remote_was_deleted"], false);
 }
 
+async fn a_chat_page_that_is_not_json_fails_the_run_and_says_why(backend: Backend) {
+    let app = app(backend).await;
+    let sims = app.connect_sims(65, 60, json!({})).await;
+    // The first call of the run, the first chat page, answers a body cut short.
+    sims.set
+        .periskope
+        .set_faults(unicontacts_adapters::sim::Faults {
+            malformed_next: 1,
+            ..Default::default()
+        });
+    let run = app.sync_now(&sims.periskope).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    let error = run["error"].as_str().expect("error");
+    assert!(
+        error.starts_with("listing chats, page 1: ") && error.contains("Periskope chat list"),
+        "{run}"
+    );
+    assert_eq!(
+        run["counts"],
+        json!({"created": 0, "updated": 0, "unchanged": 0, "deleted": 0})
+    );
+    assert!(app.stored_contacts(&sims.periskope).await.is_empty());
+    // The next run reads it whole.
+    let run = app.sync_now(&sims.periskope).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_contacts_match_chats(&app, &sims).await;
+}
+
 crate::db_tests!(
     a_chat_listing_that_fails_writes_nothing_and_deletes_nothing,
+    a_chat_page_that_is_not_json_fails_the_run_and_says_why,
     a_sync_gives_every_contact_its_chats,
     groups_listed_without_members_are_read_when_new_or_changed,
     live_reads_take_the_direct_chat_and_keep_the_synced_groups,

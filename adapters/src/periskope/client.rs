@@ -10,10 +10,9 @@ use crate::chats::{self, ChatPage};
 use crate::error::{
     self, from_value, map_items, parse_json, parse_typed, AdapterError, ErrorReport,
 };
+use crate::json_split::ArraySplitter;
 use crate::periskope::map::{chat_record, map_contact_value};
-use crate::periskope::wire::{
-    Chat, ChatList, ContactList, CreateContact, ErrorBody, UpdateContact,
-};
+use crate::periskope::wire::{Chat, ContactList, CreateContact, ErrorBody, UpdateContact};
 use crate::phone::{Jid, JidKind};
 use crate::upstream::{Upstream, UpstreamRequest, UpstreamResponse, UpstreamStats};
 use crate::{
@@ -255,26 +254,13 @@ impl Provider for PeriskopeClient {
             .operation("list_chats")
             .query("offset", offset)
             .query("limit", self.page_size);
-        let res = self.call(req).await?;
-        let list: ChatList = parse_typed("Periskope chat list", &res.body)?;
-        let n = list.chats.len() as u64;
-        let mut out = Vec::with_capacity(list.chats.len());
-        let mut without_members = Vec::new();
-        for chat in list.chats {
-            let is_group = Jid::parse(&chat.chat_id).is_some_and(|j| j.kind() == JidKind::Group);
-            if is_group && chat.members.is_none() {
-                without_members.push(chats::ListedGroup {
-                    version: chat
-                        .updated_at
-                        .as_deref()
-                        .map(|at| format!("{at}|{}", chat.member_count.unwrap_or(0))),
-                    name: clean(chat.chat_name.as_deref()),
-                    remote_id: chat.chat_id,
-                });
-            } else {
-                out.extend(chat_record(chat));
-            }
-        }
+        let res = self
+            .upstream
+            .send_ok_streamed(&self.request(req), classify)
+            .await?;
+        let list = read_chat_list(res).await?;
+        let n = list.listed;
+        let (out, without_members) = (list.chats, list.without_members);
         let next = self.next_page(offset, n, list.count);
         // The first page's count tells every page's offset.
         let ahead = match (offset, &next, list.count) {
@@ -376,4 +362,96 @@ mod tests {
             assert!(contact_digits(id).is_err(), "{id}");
         }
     }
+}
+
+/// A chat page as read: its chats in canonical terms, the groups listed without
+/// members, how many chats it listed, and the total.
+#[derive(Default)]
+struct ListedChats {
+    chats: Vec<chats::ChatRecord>,
+    without_members: Vec<chats::ListedGroup>,
+    listed: u64,
+    count: Option<u64>,
+}
+
+impl ListedChats {
+    fn add(&mut self, chat: Chat) {
+        self.listed += 1;
+        let is_group = Jid::parse(&chat.chat_id).is_some_and(|j| j.kind() == JidKind::Group);
+        if is_group && chat.members.is_none() {
+            self.without_members.push(chats::ListedGroup {
+                version: chat
+                    .updated_at
+                    .as_deref()
+                    .map(|at| format!("{at}|{}", chat.member_count.unwrap_or(0))),
+                name: clean(chat.chat_name.as_deref()),
+                remote_id: chat.chat_id,
+            });
+        } else {
+            self.chats.extend(chat_record(chat));
+        }
+    }
+}
+
+/// `{chats, count, from, to}` less the chats, which are read one by one.
+#[derive(serde::Deserialize)]
+struct ChatListHead {
+    /// Present (and emptied by the splitter): a body without it is not a chat list.
+    #[allow(dead_code)]
+    chats: Vec<serde::de::IgnoredAny>,
+    #[serde(default)]
+    count: Option<u64>,
+}
+
+/// Reads a chat page as it arrives: each chat is parsed and mapped as soon as
+/// its bytes are in, on a blocking thread, so neither the body (hundreds of MB
+/// when every group carries all its members) nor its parse is held whole, and
+/// no async worker parses it.
+async fn read_chat_list(mut res: reqwest::Response) -> Result<ListedChats, AdapterError> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(8);
+    let parse = tokio::task::spawn_blocking(move || -> Result<ListedChats, AdapterError> {
+        let mut split = ArraySplitter::new("chats");
+        let mut out = ListedChats::default();
+        while let Some(chunk) = rx.blocking_recv() {
+            split.push(&chunk, &mut |chat: &[u8]| -> Result<(), AdapterError> {
+                out.add(parse_typed("Periskope chat list item", chat)?);
+                Ok(())
+            })?;
+        }
+        let rest = split
+            .finish()
+            .map_err(|e| AdapterError::decode(format!("Periskope chat list: {e}")))?;
+        let head: ChatListHead = parse_typed("Periskope chat list", &rest)?;
+        out.count = head.count;
+        Ok(out)
+    });
+    let mut pumped = Ok(());
+    loop {
+        match res.chunk().await {
+            Ok(Some(chunk)) => {
+                // The parser stopped early: its error says why.
+                if tx.send(chunk).await.is_err() {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                pumped = Err(if e.is_timeout() {
+                    AdapterError::Timeout
+                } else {
+                    AdapterError::Unreachable {
+                        message: format!("reading the body: {e}"),
+                    }
+                });
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let parsed = parse
+        .await
+        .map_err(|e| AdapterError::decode(format!("Periskope chat list: {e}")))?;
+    // A body cut short is the transport's failure, not a parse error.
+    pumped?;
+    parsed
 }
