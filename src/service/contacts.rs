@@ -169,10 +169,9 @@ pub async fn list(
     }
     if !missing.is_empty() {
         let org = org_id.to_string();
-        let wanted = missing.clone();
         let mut found: HashMap<String, ContactRow> = state
             .store
-            .run(move |conn| queries::served_by_ids(conn, &org, &wanted))
+            .run(move |conn| queries::served_by_ids(conn, &org, &missing))
             .await?
             .into_iter()
             .map(|r| (r.id.clone(), r))

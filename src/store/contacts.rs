@@ -578,47 +578,15 @@ pub struct VersionRow {
     pub remote_was_deleted: bool,
 }
 
-/// One page in list order (creation order), after the cursor id.
-pub fn list_contacts(
-    conn: &mut DbConnection,
-    f: &ContactFilter,
-) -> Result<Vec<ContactRow>, StoreError> {
-    let rows: Vec<Served> = filtered(f).select(Served::as_select()).load(conn)?;
-    Ok(rows.into_iter().map(ContactRow::from).collect())
-}
-
-/// [`list_contacts`], each row's version only.
+/// One page in list order (creation order), after the cursor id: each row's
+/// version only.
 pub fn list_versions(
     conn: &mut DbConnection,
     f: &ContactFilter,
 ) -> Result<Vec<VersionRow>, StoreError> {
-    Ok(filtered(f).select(VersionRow::as_select()).load(conn)?)
-}
-
-/// The org's contacts with these ids as served (any order; those not found left out).
-pub fn served_by_ids(
-    conn: &mut DbConnection,
-    org_id: &str,
-    ids: &[String],
-) -> Result<Vec<ContactRow>, StoreError> {
-    let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(500) {
-        let rows: Vec<Served> = contacts::table
-            .filter(contacts::org_id.eq(org_id))
-            .filter(contacts::id.eq_any(chunk))
-            .select(Served::as_select())
-            .load(conn)?;
-        out.extend(rows.into_iter().map(ContactRow::from));
-    }
-    Ok(out)
-}
-
-/// The page's query: the filter's rows in id order, without a select yet.
-fn filtered(
-    f: &ContactFilter,
-) -> contacts::BoxedQuery<'_, <DbConnection as diesel::Connection>::Backend> {
     let mut query = contacts::table
         .filter(contacts::org_id.eq(&f.org_id))
+        .select(VersionRow::as_select())
         .order(contacts::id.asc())
         .limit(f.limit)
         .into_boxed();
@@ -656,7 +624,25 @@ fn filtered(
     if let Some(after) = &f.after {
         query = query.filter(contacts::id.gt(after.clone()));
     }
-    query
+    Ok(query.load(conn)?)
+}
+
+/// The org's contacts with these ids as served (any order; those not found left out).
+pub fn served_by_ids(
+    conn: &mut DbConnection,
+    org_id: &str,
+    ids: &[String],
+) -> Result<Vec<ContactRow>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let rows: Vec<Served> = contacts::table
+            .filter(contacts::org_id.eq(org_id))
+            .filter(contacts::id.eq_any(chunk))
+            .select(Served::as_select())
+            .load(conn)?;
+        out.extend(rows.into_iter().map(ContactRow::from));
+    }
+    Ok(out)
 }
 
 /// The API shape of a stored contact.

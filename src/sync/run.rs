@@ -646,20 +646,20 @@ async fn complete_groups(
             source,
         })?;
         match read {
-            Some(
-                chat @ ChatRecord {
-                    kind: ChatKind::Group { .. },
-                    ..
-                },
-            ) => {
-                if let (Some(version), ChatKind::Group { members }) = (&group.version, &chat.kind) {
+            Some(ChatRecord {
+                name,
+                kind: ChatKind::Group { members },
+                ..
+            }) => {
+                if let Some(version) = &group.version {
                     writes
                         .read
                         .push((group.remote_id.clone(), version.clone(), members.clone()));
                 }
                 index.add(ChatRecord {
-                    name: group.name.or(chat.name),
-                    ..chat
+                    remote_id: group.remote_id,
+                    name: group.name.or(name),
+                    kind: ChatKind::Group { members },
                 });
             }
             // Gone between the list and the read (or not a group after all).

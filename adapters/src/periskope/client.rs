@@ -12,7 +12,9 @@ use crate::error::{
 };
 use crate::json_split::ArraySplitter;
 use crate::periskope::map::{chat_record, map_contact_value};
-use crate::periskope::wire::{Chat, ContactList, CreateContact, ErrorBody, UpdateContact};
+use crate::periskope::wire::{
+    Chat, ChatListHead, ContactList, CreateContact, ErrorBody, UpdateContact,
+};
 use crate::phone::{Jid, JidKind};
 use crate::upstream::{Upstream, UpstreamRequest, UpstreamResponse, UpstreamStats};
 use crate::{
@@ -391,16 +393,6 @@ impl ListedChats {
             self.chats.extend(chat_record(chat));
         }
     }
-}
-
-/// `{chats, count, from, to}` less the chats, which are read one by one.
-#[derive(serde::Deserialize)]
-struct ChatListHead {
-    /// Present (and emptied by the splitter): a body without it is not a chat list.
-    #[allow(dead_code)]
-    chats: Vec<serde::de::IgnoredAny>,
-    #[serde(default)]
-    count: Option<u64>,
 }
 
 /// Reads a chat page as it arrives: each chat is parsed and mapped as soon as

@@ -73,19 +73,17 @@ pub struct ContactList {
     pub extra: Map<String, Value>,
 }
 
-/// `GET /chats`: `{chats, count, from, to}` like the contacts (`ListChatsType`).
-/// A page of 2 000 chats is megabytes (each chat carries its `latest_message`
-/// and every member), so it is read straight into the few fields a contact takes
-/// from a chat; the rest is skipped unparsed, not kept.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChatList {
-    pub chats: Vec<Chat>,
+/// `GET /chats`: `{chats, count, from, to}` like the contacts (`ListChatsType`),
+/// less the chats. A page of 2 000 chats is megabytes, hundreds when every group
+/// carries all its members, so its chats are read one by one as the body
+/// arrives (`json_split`), each straight into the few fields a contact takes
+/// from a chat ([`Chat`]); this is the rest of the body, the array emptied.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ChatListHead {
+    /// Present (emptied by the splitter): a body without it is not a chat list.
+    pub chats: Vec<serde::de::IgnoredAny>,
     #[serde(default)]
     pub count: Option<u64>,
-    #[serde(default)]
-    pub from: Option<u64>,
-    #[serde(default)]
-    pub to: Option<u64>,
 }
 
 /// A member of a chat (`tbl_chat_participants` + `tbl_contacts`): who, and whether admin.
