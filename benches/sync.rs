@@ -50,7 +50,7 @@ async fn run(backend: &str, url: DatabaseUrl, size: usize) {
     let world = World::generate(7, size * 100 / 65 + 50);
     let (store_len, chat_len) = {
         let s = periskope::sim::PeriskopeStore::from_world(&world);
-        (s.len(), s.chats().len())
+        (s.len(), s.chat_count())
     };
     let pages = store_len.div_ceil(2000) as u64;
     let chat_pages = chat_len.div_ceil(2000) as u64;

@@ -157,6 +157,8 @@ impl SimRequest {
 pub struct SimResponse {
     pub status: u16,
     pub body: Option<Value>,
+    /// A body already written out (served instead of `body`).
+    pub raw: Option<Bytes>,
     pub headers: Vec<(String, String)>,
 }
 
@@ -165,6 +167,17 @@ impl SimResponse {
         Self {
             status,
             body: Some(body),
+            raw: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// A JSON body written out already (a big page, written outside a lock).
+    pub fn raw_json(status: u16, body: Bytes) -> Self {
+        Self {
+            status,
+            body: None,
+            raw: Some(body),
             headers: Vec::new(),
         }
     }
@@ -173,6 +186,7 @@ impl SimResponse {
         Self {
             status,
             body: None,
+            raw: None,
             headers: Vec::new(),
         }
     }
@@ -496,6 +510,7 @@ async fn serve<A: SimApi>(
             Fault::Malformed => {
                 let mut r = api.handle(&request);
                 r.body = None;
+                r.raw = None;
                 r.headers.push(("x-sim-malformed".into(), "1".into()));
                 r
             }
@@ -508,13 +523,15 @@ async fn serve<A: SimApi>(
 
 fn render(r: SimResponse) -> hyper::Response<Full<Bytes>> {
     let malformed = r.headers.iter().any(|(k, _)| k == "x-sim-malformed");
-    let body = match (&r.body, malformed) {
-        (_, true) => Bytes::from_static(b"{\"data\": [{\"id\": 1, \"firstname\": \"Trunc"),
-        (Some(v), false) => Bytes::from(v.to_string()),
-        (None, false) => Bytes::new(),
+    let json = r.body.is_some() || r.raw.is_some();
+    let body = match (r.raw, &r.body, malformed) {
+        (_, _, true) => Bytes::from_static(b"{\"data\": [{\"id\": 1, \"firstname\": \"Trunc"),
+        (Some(raw), _, false) => raw,
+        (None, Some(v), false) => Bytes::from(v.to_string()),
+        (None, None, false) => Bytes::new(),
     };
     let mut builder = hyper::Response::builder().status(r.status);
-    if r.body.is_some() || malformed {
+    if json || malformed {
         builder = builder.header("content-type", "application/json; charset=utf-8");
     }
     for (k, v) in &r.headers {

@@ -91,7 +91,7 @@ fn chat_fields(contact: &Value) -> Value {
 /// Checks every stored Periskope contact against the simulator's chats; returns
 /// how many have groups, an assignee, custom properties, chat labels, no 1-1 chat.
 async fn assert_contacts_match_chats(app: &TestApp, sims: &Sims) -> [usize; 5] {
-    let chats = sims.set.periskope.api().with_store(|s| s.chats().to_vec());
+    let chats = sims.set.periskope.api().with_store(|s| s.chats());
     let expected = expected_from_chats(&chats);
     let contacts = app.stored_contacts(&sims.periskope).await;
     assert_eq!(
@@ -133,7 +133,7 @@ async fn a_sync_gives_every_contact_its_chats(backend: Backend) {
         .set
         .periskope
         .api()
-        .with_store(|s| (s.len(), s.chats().len()));
+        .with_store(|s| (s.len(), s.chat_count()));
     let run = app.sync_now(&sims.periskope).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     // Chat pages are the run's pages too.

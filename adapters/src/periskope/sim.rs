@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use chrono::{Duration, TimeZone, Utc};
 use serde_json::{json, Map, Value};
@@ -43,8 +43,9 @@ pub struct PeriskopeStore {
     contacts: Vec<Value>,
     /// digits → position
     index: HashMap<String, usize>,
-    /// The chats, in list order.
-    chats: Vec<Value>,
+    /// The chats, in list order (shared, so a page is taken out of the lock
+    /// without copying and written out after it).
+    chats: Vec<Arc<Value>>,
     /// chat id → position
     chat_index: HashMap<String, usize>,
     /// Lists chats with `members: null` (detail answers keep them).
@@ -172,7 +173,7 @@ impl PeriskopeStore {
                 c["contact_lid"] = json!(p.lid);
             }
             if p.has_dm {
-                store.chats.push(direct_chat(p, &c, base));
+                store.chats.push(Arc::new(direct_chat(p, &c, base)));
             }
             store.insert(c);
         }
@@ -197,13 +198,13 @@ impl PeriskopeStore {
         }
         for ((g, group), members) in world.groups.iter().enumerate().zip(members) {
             let created = timestamp(base + Duration::minutes((g as i64 * 997) % 600_000));
-            store.chats.push(chat_value(
+            store.chats.push(Arc::new(chat_value(
                 &group.jid,
                 json!(group.name),
                 "group",
                 &created,
                 members,
-            ));
+            )));
         }
         store.chats.sort_by(|a, b| {
             (a["created_at"].as_str(), a["chat_id"].as_str())
@@ -222,16 +223,21 @@ impl PeriskopeStore {
             .collect();
     }
 
-    /// The chats, in list order.
-    pub fn chats(&self) -> &[Value] {
-        &self.chats
+    /// The chats, in list order (a copy).
+    pub fn chats(&self) -> Vec<Value> {
+        self.chats.iter().map(|c| Value::clone(c)).collect()
+    }
+
+    /// How many chats there are.
+    pub fn chat_count(&self) -> usize {
+        self.chats.len()
     }
 
     /// A chat by id (`…@g.us`, `…@c.us`), to read or change as a Periskope user
     /// would; changing it moves its `updated_at`.
     pub fn chat_mut(&mut self, chat_id: &str) -> Option<&mut Value> {
         let i = *self.chat_index.get(chat_id)?;
-        let chat = &mut self.chats[i];
+        let chat = Arc::make_mut(&mut self.chats[i]);
         chat["updated_at"] = json!(timestamp(Utc::now()));
         Some(chat)
     }
@@ -242,16 +248,16 @@ impl PeriskopeStore {
         let i = *self.chat_index.get(chat_id)?;
         let chat = self.chats.remove(i);
         self.index_chats();
-        Some(chat)
+        Some(Arc::unwrap_or_clone(chat))
     }
 
     /// Adds a chat at the end of the list (or replaces the one with its id).
     pub fn put_chat(&mut self, chat: Value) {
         let id = chat["chat_id"].as_str().unwrap_or("").to_string();
         match self.chat_index.get(&id) {
-            Some(&i) => self.chats[i] = chat,
+            Some(&i) => self.chats[i] = Arc::new(chat),
             None => {
-                self.chats.push(chat);
+                self.chats.push(Arc::new(chat));
                 self.index_chats();
             }
         }
@@ -283,7 +289,7 @@ impl PeriskopeStore {
         } else {
             format!("{raw_id}@c.us")
         };
-        self.chat_index.get(&id).map(|&i| &self.chats[i])
+        self.chat_index.get(&id).map(|&i| &*self.chats[i])
     }
 
     fn insert(&mut self, contact: Value) {
@@ -549,30 +555,57 @@ impl PeriskopeApi {
             Err(e) => return e,
         };
         let chat_type = req.query.get("chat_type").map(String::as_str);
-        self.with_store(|s| {
-            let wanted: Vec<&Value> = s
+        // Only the page's chats are taken under the lock (shared, not copied);
+        // the body is written after it, so concurrent calls are served side by
+        // side as the provider's servers would.
+        let (page, count, without_members) = self.with_store(|s| {
+            let mut page = Vec::new();
+            let mut count = 0;
+            for c in s
                 .chats
                 .iter()
                 .filter(|c| chat_type.is_none_or(|t| c["chat_type"].as_str() == Some(t)))
-                .collect();
-            let page: Vec<Value> = wanted
-                .iter()
-                .skip(offset)
-                .take(limit)
-                .map(|c| {
-                    let mut c = (*c).clone();
-                    if s.list_without_members {
-                        c["members"] = Value::Null;
-                    }
-                    c
-                })
-                .collect();
-            let n = page.len();
-            SimResponse::json(
-                200,
-                json!({"chats": page, "count": wanted.len(), "from": offset + 1, "to": offset + n}),
+            {
+                if count >= offset && page.len() < limit {
+                    page.push(Arc::clone(c));
+                }
+                count += 1;
+            }
+            (page, count, s.list_without_members)
+        });
+        let mut body = Vec::with_capacity(page.len() * 512);
+        body.extend_from_slice(b"{\"chats\":[");
+        for (i, chat) in page.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            let written = if without_members {
+                let mut c = Value::clone(chat);
+                c["members"] = Value::Null;
+                serde_json::to_writer(&mut body, &c)
+            } else {
+                serde_json::to_writer(&mut body, &**chat)
+            };
+            if let Err(e) = written {
+                return error(
+                    500,
+                    "INTERNAL",
+                    "Internal Error",
+                    &e.to_string(),
+                    Value::Null,
+                );
+            }
+        }
+        let n = page.len();
+        body.extend_from_slice(
+            format!(
+                "],\"count\":{count},\"from\":{},\"to\":{}}}",
+                offset + 1,
+                offset + n
             )
-        })
+            .as_bytes(),
+        );
+        SimResponse::raw_json(200, body.into())
     }
 
     fn create(&self, req: &SimRequest) -> SimResponse {
