@@ -12,6 +12,8 @@ use unicontacts_adapters::ProviderKind;
 use super::models::ContactRow;
 use super::schema::{contact_keys, contacts};
 use super::{DbConnection, StoreError};
+
+type Backend = <DbConnection as diesel::Connection>::Backend;
 use crate::ids;
 
 /// What an upsert did.
@@ -584,9 +586,44 @@ pub fn list_versions(
     conn: &mut DbConnection,
     f: &ContactFilter,
 ) -> Result<Vec<VersionRow>, StoreError> {
+    let query = filtered(f);
+    if !matches!(conn, DbConnection::Sqlite(_)) {
+        return Ok(query.select(VersionRow::as_select()).load(conn)?);
+    }
+    // SQLite keeps timestamps as text, which diesel parses with chrono's format
+    // strings (~6 % of a list page's CPU for one column): read as text here and
+    // parsed by hand.
+    let rows: Vec<(String, Option<String>, String, String, bool)> = query
+        .select((
+            contacts::id,
+            contacts::person_id,
+            contacts::content_hash,
+            diesel::dsl::sql::<diesel::sql_types::Text>("contacts.fetched_at"),
+            contacts::remote_was_deleted,
+        ))
+        .load(conn)?;
+    rows.into_iter()
+        .map(
+            |(id, person_id, content_hash, fetched_at, remote_was_deleted)| {
+                let fetched_at = ids::parse_sql_timestamp(&fetched_at).ok_or_else(|| {
+                    StoreError::Corrupt(format!("contact {id}: fetched_at `{fetched_at}`"))
+                })?;
+                Ok(VersionRow {
+                    id,
+                    person_id,
+                    content_hash,
+                    fetched_at,
+                    remote_was_deleted,
+                })
+            },
+        )
+        .collect()
+}
+
+/// The list's filtered query in list order, its selection left to the caller.
+fn filtered(f: &ContactFilter) -> contacts::BoxedQuery<'_, Backend> {
     let mut query = contacts::table
         .filter(contacts::org_id.eq(&f.org_id))
-        .select(VersionRow::as_select())
         .order(contacts::id.asc())
         .limit(f.limit)
         .into_boxed();
@@ -624,7 +661,7 @@ pub fn list_versions(
     if let Some(after) = &f.after {
         query = query.filter(contacts::id.gt(after.clone()));
     }
-    Ok(query.load(conn)?)
+    query
 }
 
 /// The org's contacts with these ids as served (any order; those not found left out).
