@@ -753,6 +753,7 @@ async fn list_chats(
         }
         on_page(run);
         if queue.is_empty() {
+            index.seal();
             tracing::debug!(chats = index.len(), pages = run.pages, "chats listed");
             return Ok(Some(index));
         }
