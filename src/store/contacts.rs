@@ -12,9 +12,9 @@ use unicontacts_adapters::ProviderKind;
 use super::models::ContactRow;
 use super::schema::{contact_keys, contacts};
 use super::{DbConnection, StoreError};
+use crate::ids;
 
 type Backend = <DbConnection as diesel::Connection>::Backend;
-use crate::ids;
 
 /// What an upsert did.
 #[derive(Debug, Clone, PartialEq, Eq)]
