@@ -138,6 +138,18 @@ impl UpstreamRequest {
     }
 }
 
+/// A failure while an answer's body was being read: its deadline, or the
+/// connection lost.
+pub fn body_error(e: &reqwest::Error) -> AdapterError {
+    if e.is_timeout() {
+        AdapterError::Timeout
+    } else {
+        AdapterError::Unreachable {
+            message: format!("reading the body: {e}"),
+        }
+    }
+}
+
 /// A reply of any status but 429 (which the client handles itself).
 #[derive(Debug, Clone)]
 pub struct UpstreamResponse {
@@ -340,10 +352,7 @@ impl Upstream {
                             },
                             observed,
                         )),
-                        Err(e) if e.is_timeout() => Err(AdapterError::Timeout),
-                        Err(e) => Err(AdapterError::Unreachable {
-                            message: format!("reading the body: {e}"),
-                        }),
+                        Err(e) => Err(body_error(&e)),
                     }
                 }
                 Err(e) => {

@@ -16,7 +16,7 @@ use crate::periskope::wire::{
     Chat, ChatListHead, ContactList, CreateContact, ErrorBody, UpdateContact,
 };
 use crate::phone::{Jid, JidKind};
-use crate::upstream::{Upstream, UpstreamRequest, UpstreamResponse, UpstreamStats};
+use crate::upstream::{body_error, Upstream, UpstreamRequest, UpstreamResponse, UpstreamStats};
 use crate::{
     ConnectionConfig, ContactInput, ContactPage, ContactRecord, PageToken, Provider, ProviderKind,
 };
@@ -331,41 +331,6 @@ impl Provider for PeriskopeClient {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn x_phone_is_digits_or_a_phone_id() {
-        assert_eq!(x_phone("+91 98745 32456").as_deref(), Some("919874532456"));
-        assert_eq!(x_phone("phone-abc123").as_deref(), Some("phone-abc123"));
-        assert_eq!(x_phone("12"), None);
-        assert_eq!(x_phone("call me"), None);
-        assert_eq!(x_phone("phone-"), None);
-    }
-
-    #[test]
-    fn contact_ids_are_accepted_in_the_forms_people_write() {
-        for id in [
-            "919537851844",
-            "919537851844@c.us",
-            "+91 95378 51844",
-            "919537851844:3@s.whatsapp.net",
-        ] {
-            assert_eq!(contact_digits(id).expect(id), "919537851844");
-        }
-        for id in [
-            "205227043110953@lid",
-            "120363231636311517@g.us",
-            "abc",
-            "12",
-            "../etc",
-        ] {
-            assert!(contact_digits(id).is_err(), "{id}");
-        }
-    }
-}
-
 /// A chat page as read: its chats in canonical terms, the groups listed without
 /// members, how many chats it listed, and the total.
 #[derive(Default)]
@@ -428,13 +393,7 @@ async fn read_chat_list(mut res: reqwest::Response) -> Result<ListedChats, Adapt
             }
             Ok(None) => break,
             Err(e) => {
-                pumped = Err(if e.is_timeout() {
-                    AdapterError::Timeout
-                } else {
-                    AdapterError::Unreachable {
-                        message: format!("reading the body: {e}"),
-                    }
-                });
+                pumped = Err(body_error(&e));
                 break;
             }
         }
@@ -446,4 +405,39 @@ async fn read_chat_list(mut res: reqwest::Response) -> Result<ListedChats, Adapt
     // A body cut short is the transport's failure, not a parse error.
     pumped?;
     parsed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn x_phone_is_digits_or_a_phone_id() {
+        assert_eq!(x_phone("+91 98745 32456").as_deref(), Some("919874532456"));
+        assert_eq!(x_phone("phone-abc123").as_deref(), Some("phone-abc123"));
+        assert_eq!(x_phone("12"), None);
+        assert_eq!(x_phone("call me"), None);
+        assert_eq!(x_phone("phone-"), None);
+    }
+
+    #[test]
+    fn contact_ids_are_accepted_in_the_forms_people_write() {
+        for id in [
+            "919537851844",
+            "919537851844@c.us",
+            "+91 95378 51844",
+            "919537851844:3@s.whatsapp.net",
+        ] {
+            assert_eq!(contact_digits(id).expect(id), "919537851844");
+        }
+        for id in [
+            "205227043110953@lid",
+            "120363231636311517@g.us",
+            "abc",
+            "12",
+            "../etc",
+        ] {
+            assert!(contact_digits(id).is_err(), "{id}");
+        }
+    }
 }
