@@ -656,3 +656,32 @@ impl NoticeListener {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(QueryableByName)]
+    struct TempStore {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        temp_store: i32,
+    }
+
+    fn temp_store(conn: &mut DbConnection) -> Result<i32, StoreError> {
+        Ok(diesel::sql_query("PRAGMA temp_store")
+            .get_result::<TempStore>(conn)?
+            .temp_store)
+    }
+
+    /// The SQLite writer journals a statement's changes in memory (2), not in a
+    /// temporary file; readers keep SQLite's default (0), so a large sort of theirs
+    /// does not grow the process.
+    #[tokio::test]
+    async fn only_the_sqlite_writer_keeps_its_temporary_store_in_memory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = DatabaseUrl::Sqlite(dir.path().join("t.db"));
+        let store = Store::connect(&url, 2, Duration::from_secs(5)).expect("store");
+        assert_eq!(store.write(temp_store).await.expect("writer"), 2);
+        assert_eq!(store.run(temp_store).await.expect("reader"), 0);
+    }
+}
