@@ -3,7 +3,9 @@
 //! every replica: through Redis pub/sub when Redis is configured, else through
 //! PostgreSQL's LISTEN/NOTIFY (SQLite is one process: nothing to tell). A
 //! listener that (re)connects drops everything it cached, since it may have
-//! missed notices while it was away.
+//! missed notices while it was away. Each notice names the process that sent
+//! it, which ignores its own when they come back: it forgot at once what it
+//! changed, and an echo arriving after it cached the new copy would drop that.
 
 use std::time::Duration;
 
@@ -41,6 +43,21 @@ impl Notice {
         }
     }
 
+    /// The notice on the wire: who sent it, then what changed.
+    fn wire(&self, origin: &str) -> String {
+        format!("{origin}|{}", self.encode())
+    }
+
+    /// The notice of a payload that did not come from `me` (one without a
+    /// sender, from an older replica, counts as another's).
+    fn from_another(payload: &str, me: &str) -> Option<Self> {
+        match payload.split_once('|') {
+            Some((origin, _)) if origin == me => None,
+            Some((_, notice)) => Self::decode(notice),
+            None => Self::decode(payload),
+        }
+    }
+
     fn decode(s: &str) -> Option<Self> {
         match s.split_once(':') {
             Some(("key", id)) => Some(Self::Key(id.to_string())),
@@ -54,9 +71,16 @@ impl Notice {
     }
 }
 
-/// How notices travel between this process and the others.
+/// How notices travel between this process and the others, and who this process is.
 #[derive(Clone)]
-pub enum Notices {
+pub struct Notices {
+    /// This process, as its notices name it.
+    origin: std::sync::Arc<str>,
+    route: Route,
+}
+
+#[derive(Clone)]
+enum Route {
     Redis {
         /// Publishes.
         conn: ConnectionManager,
@@ -73,53 +97,64 @@ pub enum Notices {
 
 impl Notices {
     pub fn new(redis: Option<(&ConnectionManager, &str)>, store: &Store, db: &DatabaseUrl) -> Self {
-        match (redis, db) {
-            (Some((conn, url)), _) => Self::Redis {
+        let route = match (redis, db) {
+            (Some((conn, url)), _) => Route::Redis {
                 conn: conn.clone(),
                 url: url.to_string(),
             },
-            (None, DatabaseUrl::Postgres(url)) => Self::Postgres {
+            (None, DatabaseUrl::Postgres(url)) => Route::Postgres {
                 store: store.clone(),
                 url: url.clone(),
             },
-            (None, DatabaseUrl::Sqlite(_)) => Self::Alone,
+            (None, DatabaseUrl::Sqlite(_)) => Route::Alone,
+        };
+        Self {
+            origin: crate::ids::new_id("proc").into(),
+            route,
         }
     }
 
     /// Tells the other processes. A notice that cannot be sent is logged: the
     /// others' caches then age out (5 minutes at most).
     pub async fn publish(&self, notice: &Notice) {
-        let payload = notice.encode();
-        let result = match self {
-            Self::Redis { conn, .. } => redis::cmd("PUBLISH")
+        let payload = notice.wire(&self.origin);
+        let result = match &self.route {
+            Route::Redis { conn, .. } => redis::cmd("PUBLISH")
                 .arg(CHANNEL)
                 .arg(&payload)
                 .query_async::<i64>(&mut conn.clone())
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
-            Self::Postgres { store: s, .. } => {
+            Route::Postgres { store: s, .. } => {
                 let p = payload.clone();
                 s.run(move |conn| store::notify(conn, &p))
                     .await
                     .map_err(|e| e.to_string())
             }
-            Self::Alone => Ok(()),
+            Route::Alone => Ok(()),
         };
         if let Err(e) = result {
-            tracing::warn!(error = %e, notice = %payload, "could not tell the other replicas");
+            tracing::warn!(error = %e, notice = %notice.encode(), "could not tell the other replicas");
         }
     }
 
     /// Listens for the other processes' notices until `stop`, handing each to
-    /// `apply` (and `Notice::All` after every (re)connection).
+    /// `apply` (and `Notice::All` after every (re)connection); this process's
+    /// own come back and are dropped.
     pub fn listen(
         &self,
         apply: impl Fn(Notice) + Send + Sync + 'static,
         stop: tokio_util::sync::CancellationToken,
     ) {
-        match self.clone() {
-            Self::Redis { url, .. } => {
+        let me = self.origin.clone();
+        let apply = move |payload: &str| {
+            if let Some(n) = Notice::from_another(payload, &me) {
+                apply(n);
+            }
+        };
+        match self.route.clone() {
+            Route::Redis { url, .. } => {
                 tokio::spawn(async move {
                     tokio::select! {
                         () = stop.cancelled() => {}
@@ -127,7 +162,7 @@ impl Notices {
                     }
                 });
             }
-            Self::Postgres { url, .. } => {
+            Route::Postgres { url, .. } => {
                 let spawned = std::thread::Builder::new()
                     .name("notices".into())
                     .spawn(move || listen_postgres(&url, &apply, &stop));
@@ -135,12 +170,13 @@ impl Notices {
                     tracing::error!(error = %e, "cannot listen for the other replicas' notices");
                 }
             }
-            Self::Alone => {}
+            Route::Alone => {}
         }
     }
 }
 
-async fn listen_redis(url: &str, apply: &(impl Fn(Notice) + Send + Sync)) {
+/// `apply` takes each payload as it came; `Notice::All`'s after a (re)connection.
+async fn listen_redis(url: &str, apply: &(impl Fn(&str) + Send + Sync)) {
     let mut away = false;
     loop {
         let subscribed = async {
@@ -156,16 +192,11 @@ async fn listen_redis(url: &str, apply: &(impl Fn(Notice) + Send + Sync)) {
                     tracing::info!("listening for the other replicas' notices again");
                 }
                 away = false;
-                apply(Notice::All);
+                apply(&Notice::All.encode());
                 let mut messages = pubsub.on_message();
                 while let Some(msg) = messages.next().await {
-                    if let Some(n) = msg
-                        .get_payload::<String>()
-                        .ok()
-                        .as_deref()
-                        .and_then(Notice::decode)
-                    {
-                        apply(n);
+                    if let Ok(payload) = msg.get_payload::<String>() {
+                        apply(&payload);
                     }
                 }
             }
@@ -182,7 +213,7 @@ async fn listen_redis(url: &str, apply: &(impl Fn(Notice) + Send + Sync)) {
 
 fn listen_postgres(
     url: &str,
-    apply: &(impl Fn(Notice) + Send + Sync),
+    apply: &(impl Fn(&str) + Send + Sync),
     stop: &tokio_util::sync::CancellationToken,
 ) {
     let mut away = false;
@@ -193,12 +224,12 @@ fn listen_postgres(
                     tracing::info!("listening for the other replicas' notices again");
                 }
                 away = false;
-                apply(Notice::All);
+                apply(&Notice::All.encode());
                 while !stop.is_cancelled() {
                     match listener.poll() {
-                        Ok(notices) => {
-                            for n in notices.iter().filter_map(|p| Notice::decode(p)) {
-                                apply(n);
+                        Ok(payloads) => {
+                            for p in &payloads {
+                                apply(p);
                             }
                         }
                         Err(e) => {
@@ -236,5 +267,17 @@ mod tests {
             assert_eq!(Notice::decode(&n.encode()), Some(n));
         }
         assert_eq!(Notice::decode("weather:sunny"), None);
+    }
+
+    /// A process drops its own notices when they come back (it forgot at once what
+    /// it changed) and takes every other's, including an older replica's untagged one.
+    #[test]
+    fn a_process_drops_its_own_notices_and_takes_the_others() {
+        let n = Notice::Contact("con_01".into(), "919537851844@c.us".into());
+        let sent = n.wire("proc_a");
+        assert_eq!(Notice::from_another(&sent, "proc_a"), None);
+        assert_eq!(Notice::from_another(&sent, "proc_b"), Some(n.clone()));
+        assert_eq!(Notice::from_another(&n.encode(), "proc_a"), Some(n));
+        assert_eq!(Notice::from_another("proc_b|weather:sunny", "proc_a"), None);
     }
 }
