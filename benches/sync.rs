@@ -17,7 +17,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
-use diesel::Connection as _;
 use unicontacts::config::SecretKey;
 use unicontacts::config::{DatabaseUrl, Settings};
 use unicontacts::service::api_keys::{self, OrgRef, Scope};
@@ -206,7 +205,7 @@ async fn main() {
             .filter(|_| wanted("postgres"));
         if let Some(admin) = admin {
             let name = format!("uc_bench_{}", ulid::Ulid::new().to_string().to_lowercase());
-            let mut pg = diesel::PgConnection::establish(&admin).expect("postgres");
+            let mut pg = unicontacts::store::establish_postgres(&admin).expect("postgres");
             pg.batch_execute(&format!("CREATE DATABASE \"{name}\""))
                 .expect("create db");
             let mut url = url::Url::parse(&admin).expect("url");

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use diesel::connection::SimpleConnection;
-use diesel::Connection as _;
 use tokio::sync::watch;
 use unicontacts::config::{DatabaseUrl, SecretKey, Settings};
 use unicontacts::delivery::Secrets;
@@ -276,7 +275,7 @@ async fn main() {
         .filter(|_| wanted("postgres"));
     if let Some(admin) = admin {
         let name = format!("uc_bench_{}", ulid::Ulid::new().to_string().to_lowercase());
-        let mut pg = diesel::PgConnection::establish(&admin).expect("postgres");
+        let mut pg = unicontacts::store::establish_postgres(&admin).expect("postgres");
         pg.batch_execute(&format!("CREATE DATABASE \"{name}\""))
             .expect("create db");
         let mut url = url::Url::parse(&admin).expect("url");

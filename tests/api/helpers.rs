@@ -5,7 +5,6 @@
 use std::net::TcpListener;
 
 use diesel::connection::SimpleConnection;
-use diesel::{Connection, PgConnection};
 use reqwest::{Client, RequestBuilder, Response};
 use serde_json::Value;
 use unicontacts::config::{DatabaseUrl, Settings};
@@ -107,7 +106,8 @@ impl TestDb {
             }
             Backend::Postgres(admin_url) => {
                 let name = format!("uc_test_{}", ulid::Ulid::new().to_string().to_lowercase());
-                let mut admin = PgConnection::establish(admin_url).expect("connect to PostgreSQL");
+                let mut admin = unicontacts::store::establish_postgres(admin_url)
+                    .expect("connect to PostgreSQL");
                 admin
                     .batch_execute(&format!("CREATE DATABASE \"{name}\""))
                     .expect("create test database");
@@ -141,7 +141,7 @@ impl TestDb {
 }
 
 fn drop_database(admin_url: &str, name: &str) {
-    if let Ok(mut admin) = PgConnection::establish(admin_url) {
+    if let Ok(mut admin) = unicontacts::store::establish_postgres(admin_url) {
         let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
     }
 }
