@@ -1372,3 +1372,80 @@ async fn writes_wait_their_turn_in_the_providers_quota(backend: Backend) {
     }
     assert!(per_window.values().all(|n| *n <= 2), "{per_window:?}");
 }
+
+/// A process forgets what it writes at once and then tells the others; on
+/// PostgreSQL its own notice comes back a poll later (up to 100 ms) and must not
+/// drop the copy a read cached in between. (It did: CI once saw a MISS where
+/// the writes test expected a HIT.) The barrier that the echo has come: a key
+/// revoked by an app beside this one is refused here only once this app has
+/// applied that notice, and every notice sent before it.
+#[tokio::test]
+async fn a_writes_own_notice_coming_back_keeps_the_copy_read_since() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let _shared = crate::helpers::alongside_others().await;
+    let app = spawn_app(backend).await;
+    let sims = app.connect_sims(43, 10, json!({})).await;
+    app.load(&sims.wacr).await;
+    let writer = writer_key(&app).await;
+    let beside = app.spawn_beside(|s| s.scheduler_tick_ms = 0).await;
+    let contact = app.stored_contacts(&sims.wacr).await[0].clone();
+    let id = contact["id"].as_str().expect("id").to_string();
+    let live = format!(
+        "{}/{}",
+        contacts_of(&sims.wacr),
+        contact["remote_id"].as_str().expect("remote id")
+    );
+    // A key this app has checked (so cached), to be revoked beside it.
+    let witness = json_of(
+        app.post(
+            "/v1/admin/api-keys",
+            &app.admin_key,
+            &json!({"name": "witness", "scopes": ["contacts:read"]}),
+        ),
+        201,
+    )
+    .await;
+    let witness_key = witness["key"].as_str().expect("key").to_string();
+    json_of(app.get(&live, &witness_key), 200).await;
+
+    // The write, then at once a read that caches the new copy.
+    json_of(
+        app.patch(
+            &format!("/v1/contacts/{id}"),
+            &writer,
+            &json!({"company": "Echo Traders"}),
+        ),
+        200,
+    )
+    .await;
+    let res = send(app.get(&live, &writer)).await;
+    assert_eq!(res.headers()["x-cache"], "MISS");
+
+    // Revoked beside; refused here once the notices up to it are applied.
+    let revoked = send(
+        reqwest::Client::new()
+            .delete(format!(
+                "{beside}/v1/admin/api-keys/{}",
+                witness["id"].as_str().expect("id")
+            ))
+            .bearer_auth(&app.admin_key),
+    )
+    .await;
+    assert!(revoked.status().is_success(), "{}", revoked.status());
+    let started = std::time::Instant::now();
+    while send(app.get(&live, &witness_key)).await.status() != 401 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the revocation never reached this app"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // The write's own notice has come back too, and the copy is still here.
+    let res = send(app.get(&live, &writer)).await;
+    assert_eq!(res.headers()["x-cache"], "HIT");
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["company"], "Echo Traders");
+}
