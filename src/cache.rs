@@ -12,6 +12,7 @@ use moka::future::Cache;
 use moka::Expiry;
 
 use crate::store::connections::Connection;
+use crate::store::contacts::ContactFilter;
 use crate::store::models::ApiKeyRow;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -171,13 +172,24 @@ pub struct RowVersion {
 #[derive(Clone)]
 pub struct StoredCache {
     inner: Cache<StoredKey, Arc<StoredCopy>>,
+    /// Whole list pages as served (`GET /v1/contacts`), by their filter (org
+    /// included), each with the write count it was made at.
+    pages: Cache<ContactFilter, Arc<StoredPage>>,
+}
+
+/// A list page's JSON body, made while the store's write count was `writes`.
+#[derive(Debug)]
+pub struct StoredPage {
+    pub body: Bytes,
+    pub writes: u64,
 }
 
 /// How long a stored contact's copy is used at most.
 pub const STORED_TTL: Duration = Duration::from_secs(1);
 
 impl StoredCache {
-    /// `max_bytes` 0: nothing is kept.
+    /// `max_bytes` 0: nothing is kept. Contacts may use all of it, list pages a
+    /// quarter (their bodies repeat the contacts').
     pub fn new(max_bytes: u64) -> Self {
         let inner = Cache::builder()
             .max_capacity(max_bytes)
@@ -187,7 +199,29 @@ impl StoredCache {
             })
             .time_to_live(STORED_TTL)
             .build();
-        Self { inner }
+        let pages = Cache::builder()
+            .max_capacity(max_bytes / 4)
+            .weigher(|k: &ContactFilter, v: &Arc<StoredPage>| {
+                let bytes = v.body.len() + std::mem::size_of_val(k) + k.org_id.len() + 128;
+                u32::try_from(bytes).unwrap_or(u32::MAX)
+            })
+            .time_to_live(STORED_TTL)
+            .build();
+        Self { inner, pages }
+    }
+
+    /// The list page of `filter`, if one was made since the store's last write
+    /// (`writes`: its count now).
+    pub async fn page(&self, filter: &ContactFilter, writes: u64) -> Option<Bytes> {
+        self.pages
+            .get(filter)
+            .await
+            .filter(|p| p.writes == writes)
+            .map(|p| p.body.clone())
+    }
+
+    pub async fn insert_page(&self, filter: ContactFilter, page: StoredPage) {
+        self.pages.insert(filter, Arc::new(page)).await;
     }
 
     /// The copy, if one was made since the store's last write (`writes`: its count now).
@@ -206,6 +240,7 @@ impl StoredCache {
 
     pub fn invalidate_all(&self) {
         self.inner.invalidate_all();
+        self.pages.invalidate_all();
     }
 }
 

@@ -38,10 +38,10 @@ pub async fn list_contacts(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (filters, page) = parse_list_query::<ContactFilters, 500>(req.query_string())?;
-    let page = service::list(&state, &caller.0.org_id, filters, page).await?;
+    let body = service::list(&state, &caller.0.org_id, filters, page).await?;
     Ok(HttpResponse::Ok()
         .content_type(actix_web::http::header::ContentType::json())
-        .body(page.json_of_items()))
+        .body(body))
 }
 
 /// Get one stored contact.

@@ -16,7 +16,9 @@ use unicontacts_adapters::{phone, Adapter, AdapterError, ProviderKind, RemoteId}
 use utoipa::IntoParams;
 use validator::Validate;
 
-use crate::cache::{CacheKey, CachedContact, OncePer, RowVersion, StoredCopy, StoredKey};
+use crate::cache::{
+    CacheKey, CachedContact, OncePer, RowVersion, StoredCopy, StoredKey, StoredPage,
+};
 use crate::error::{ApiError, ErrorCode, FieldErrors};
 use crate::ids;
 use crate::page::{Page, PageRequest};
@@ -95,7 +97,9 @@ pub fn parse_include(include: Option<&str>) -> Result<bool, ApiError> {
     }
 }
 
-/// The org's contacts, oldest first, filtered: each as served (the JSON `GET
+/// The org's contacts, oldest first, filtered, as the page's JSON body: a copy
+/// of the whole page made since this process's last write to contacts (and a
+/// second at most, as a contact's), else each item as served (the JSON `GET
 /// /v1/contacts/{id}` answers), taken from the stored-contact cache when it
 /// holds a copy made from the row version just read, else made and kept.
 pub async fn list(
@@ -103,7 +107,7 @@ pub async fn list(
     org_id: &str,
     filters: ContactFilters,
     page: PageRequest,
-) -> Result<Page<Bytes>, ApiError> {
+) -> Result<Bytes, ApiError> {
     let filter = ContactFilter {
         org_id: org_id.to_string(),
         provider: filters.provider.map(|p| p.as_str().to_string()),
@@ -138,6 +142,10 @@ pub async fn list(
         limit: page.fetch(),
     };
     let writes = state.store.contact_writes();
+    if let Some(body) = state.stored.page(&filter, writes).await {
+        return Ok(body);
+    }
+    let page_key = filter.clone();
     // The page's rows, each by its version only: most are served from copies.
     let rows = state
         .store
@@ -197,10 +205,24 @@ pub async fn list(
             state.stored.insert(key(&full.id), copy).await;
         }
     }
-    Ok(Page {
-        data: data.into_iter().flatten().collect(),
-        next_cursor: rows.next_cursor,
-    })
+    let body = Bytes::from(
+        Page {
+            data: data.into_iter().flatten().collect(),
+            next_cursor: rows.next_cursor,
+        }
+        .json_of_items(),
+    );
+    state
+        .stored
+        .insert_page(
+            page_key,
+            StoredPage {
+                body: body.clone(),
+                writes,
+            },
+        )
+        .await;
+    Ok(body)
 }
 
 /// Whether a live read's answer came from the cache.

@@ -536,8 +536,8 @@ fn upsert_once(
     }
 }
 
-/// Filters of `GET /v1/contacts`, already validated.
-#[derive(Debug, Default, Clone)]
+/// Filters of `GET /v1/contacts`, already validated (and the key of a page's copy).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
 pub struct ContactFilter {
     pub org_id: String,
     pub provider: Option<String>,

@@ -490,6 +490,113 @@ async fn head_answers_wherever_get_does(backend: Backend) {
     assert_eq!(res.status(), 405);
 }
 
+/// The page `path` answers at `base` with `key`.
+async fn page_at(base: &str, path: &str, key: &str) -> Value {
+    let res = send(
+        reqwest::Client::new()
+            .get(format!("{base}{path}"))
+            .bearer_auth(key),
+    )
+    .await;
+    assert_eq!(res.status(), 200, "{path}");
+    res.json().await.expect("json")
+}
+
+/// The company of contact `id` on the page, if it is there.
+fn company_on(page: &Value, id: &str) -> Option<Value> {
+    page["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .find(|c| c["id"] == id)
+        .map(|c| c["company"].clone())
+}
+
+/// A list page is kept whole in memory, and every write shows on it: this
+/// process's at once, another process's within a second; one org never gets
+/// another's page for the same query.
+async fn a_list_page_read_again_shows_every_write(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app
+        .connect_sims(
+            47,
+            12,
+            json!({"default_status_id": 1, "default_source_id": 1, "default_kind": "lead"}),
+        )
+        .await;
+    app.load(&sims.wacr).await;
+    let reader = app.reader_key().await;
+    let (_, writer) = app
+        .create_key("test-org", &[Scope::ContactsRead, Scope::ContactsWrite])
+        .await;
+    let other = app.spawn_beside(|s| s.scheduler_tick_ms = 0).await;
+    let path = format!(
+        "/v1/contacts?limit=500&connection_id={}",
+        Sims::id(&sims.wacr)
+    );
+    let first = page_at(&app.address, &path, &reader).await;
+    let listed = first["data"].as_array().expect("data").len();
+    assert!(listed > 0, "{first}");
+    let id = first["data"][0]["id"].as_str().expect("id").to_string();
+    let patch = |base: String, company: &'static str| {
+        let (url, writer) = (format!("{base}/v1/contacts/{id}"), writer.clone());
+        async move {
+            let res = send(
+                reqwest::Client::new()
+                    .patch(url)
+                    .bearer_auth(writer)
+                    .json(&json!({ "company": company })),
+            )
+            .await;
+            assert_eq!(res.status(), 200);
+        }
+    };
+
+    // Read twice (the second from memory), written here, read at once.
+    for company in ["Paged Here Ltd", "Paged Here Again Ltd"] {
+        page_at(&app.address, &path, &reader).await;
+        page_at(&app.address, &path, &reader).await;
+        patch(app.address.clone(), company).await;
+        let page = page_at(&app.address, &path, &reader).await;
+        assert_eq!(company_on(&page, &id), Some(json!(company)), "{page}");
+    }
+
+    // A contact created here is on the page at once.
+    let res = send(app.post(
+        &format!("/v1/connections/{}/contacts", Sims::id(&sims.wacr)),
+        &writer,
+        &json!({"first_name": "Newly", "last_name": "Paged", "phone": "+91 98111 22335"}),
+    ))
+    .await;
+    assert_eq!(res.status(), 201);
+    let created: Value = res.json().await.expect("json");
+    let page = page_at(&app.address, &path, &reader).await;
+    assert_eq!(page["data"].as_array().expect("data").len(), listed + 1);
+    assert!(company_on(&page, created["id"].as_str().expect("id")).is_some());
+
+    // Another org asking the same gets its own page: empty.
+    let (_, stranger) = app.create_key("other-org", &[Scope::ContactsRead]).await;
+    let theirs = page_at(&app.address, &path, &stranger).await;
+    assert_eq!(theirs["data"], json!([]), "{theirs}");
+
+    // Written by another process: there at once, here within a second (its
+    // notice, or the copy's age).
+    page_at(&other, &path, &reader).await;
+    patch(other.clone(), "Paged Elsewhere Ltd").await;
+    let there = page_at(&other, &path, &reader).await;
+    assert_eq!(company_on(&there, &id), Some(json!("Paged Elsewhere Ltd")));
+    let started = std::time::Instant::now();
+    while company_on(&page_at(&app.address, &path, &reader).await, &id)
+        != Some(json!("Paged Elsewhere Ltd"))
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "another process's write is not shown here"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 crate::db_tests!(
     head_answers_wherever_get_does,
     pages_are_compressed_when_the_client_accepts_it,
@@ -499,4 +606,5 @@ crate::db_tests!(
     rows_inserted_between_pages_are_neither_skipped_nor_repeated,
     one_contact_by_id_with_and_without_remote_data,
     read_keys_read_contacts_and_nothing_else,
+    a_list_page_read_again_shows_every_write,
 );
