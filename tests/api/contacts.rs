@@ -561,6 +561,22 @@ async fn a_list_page_read_again_shows_every_write(backend: Backend) {
         assert_eq!(company_on(&page, &id), Some(json!(company)), "{page}");
     }
 
+    // Changed at the provider and synced by this process: on the page at once
+    // (a sync tells no one; the store's write count moves).
+    let remote: i64 = first["data"][0]["remote_id"]
+        .as_str()
+        .expect("remote id")
+        .parse()
+        .expect("a WA.cr id");
+    page_at(&app.address, &path, &reader).await;
+    sims.set.wacr.api().with_store(|s| {
+        s.get_mut(remote).expect("contact")["company"] = json!("Synced Here Ltd");
+    });
+    let run = app.sync_now(&sims.wacr).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let page = page_at(&app.address, &path, &reader).await;
+    assert_eq!(company_on(&page, &id), Some(json!("Synced Here Ltd")));
+
     // A contact created here is on the page at once.
     let res = send(app.post(
         &format!("/v1/connections/{}/contacts", Sims::id(&sims.wacr)),
