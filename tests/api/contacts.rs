@@ -8,7 +8,7 @@ use unicontacts::store::contacts::{upsert_contact, Origin};
 use unicontacts_adapters::canonical::ContactRecord;
 use unicontacts_adapters::ProviderKind;
 
-use crate::helpers::{assert_error, send, spawn_app, Backend, Sims, TestApp};
+use crate::helpers::{assert_error, json_at, send, spawn_app, Backend, Sims, TestApp};
 
 /// Every page of `path` (which has no cursor yet), as contact JSON.
 async fn all_pages(app: &TestApp, key: &str, path: &str) -> Vec<Value> {
@@ -498,18 +498,6 @@ async fn head_answers_wherever_get_does(backend: Backend) {
     assert_eq!(res.status(), 405);
 }
 
-/// The page `path` answers at `base` with `key`.
-async fn page_at(base: &str, path: &str, key: &str) -> Value {
-    let res = send(
-        reqwest::Client::new()
-            .get(format!("{base}{path}"))
-            .bearer_auth(key),
-    )
-    .await;
-    assert_eq!(res.status(), 200, "{path}");
-    res.json().await.expect("json")
-}
-
 /// The company of contact `id` on the page, if it is there.
 fn company_on(page: &Value, id: &str) -> Option<Value> {
     page["data"]
@@ -542,7 +530,7 @@ async fn a_list_page_read_again_shows_every_write(backend: Backend) {
         "/v1/contacts?limit=500&connection_id={}",
         Sims::id(&sims.wacr)
     );
-    let first = page_at(&app.address, &path, &reader).await;
+    let first = json_at(&app.address, &path, &reader).await;
     let listed = first["data"].as_array().expect("data").len();
     assert!(listed > 0, "{first}");
     let id = first["data"][0]["id"].as_str().expect("id").to_string();
@@ -562,10 +550,10 @@ async fn a_list_page_read_again_shows_every_write(backend: Backend) {
 
     // Read twice (the second from memory), written here, read at once.
     for company in ["Paged Here Ltd", "Paged Here Again Ltd"] {
-        page_at(&app.address, &path, &reader).await;
-        page_at(&app.address, &path, &reader).await;
+        json_at(&app.address, &path, &reader).await;
+        json_at(&app.address, &path, &reader).await;
         patch(app.address.clone(), company).await;
-        let page = page_at(&app.address, &path, &reader).await;
+        let page = json_at(&app.address, &path, &reader).await;
         assert_eq!(company_on(&page, &id), Some(json!(company)), "{page}");
     }
 
@@ -576,13 +564,13 @@ async fn a_list_page_read_again_shows_every_write(backend: Backend) {
         .expect("remote id")
         .parse()
         .expect("a WA.cr id");
-    page_at(&app.address, &path, &reader).await;
+    json_at(&app.address, &path, &reader).await;
     sims.set.wacr.api().with_store(|s| {
         s.get_mut(remote).expect("contact")["company"] = json!("Synced Here Ltd");
     });
     let run = app.sync_now(&sims.wacr).await;
     assert_eq!(run["status"], "succeeded", "{run}");
-    let page = page_at(&app.address, &path, &reader).await;
+    let page = json_at(&app.address, &path, &reader).await;
     assert_eq!(company_on(&page, &id), Some(json!("Synced Here Ltd")));
 
     // A contact created here is on the page at once.
@@ -594,23 +582,23 @@ async fn a_list_page_read_again_shows_every_write(backend: Backend) {
     .await;
     assert_eq!(res.status(), 201);
     let created: Value = res.json().await.expect("json");
-    let page = page_at(&app.address, &path, &reader).await;
+    let page = json_at(&app.address, &path, &reader).await;
     assert_eq!(page["data"].as_array().expect("data").len(), listed + 1);
     assert!(company_on(&page, created["id"].as_str().expect("id")).is_some());
 
     // Another org asking the same gets its own page: empty.
     let (_, stranger) = app.create_key("other-org", &[Scope::ContactsRead]).await;
-    let theirs = page_at(&app.address, &path, &stranger).await;
+    let theirs = json_at(&app.address, &path, &stranger).await;
     assert_eq!(theirs["data"], json!([]), "{theirs}");
 
     // Written by another process: there at once, here within a second (its
     // notice, or the copy's age).
-    page_at(&other, &path, &reader).await;
+    json_at(&other, &path, &reader).await;
     patch(other.clone(), "Paged Elsewhere Ltd").await;
-    let there = page_at(&other, &path, &reader).await;
+    let there = json_at(&other, &path, &reader).await;
     assert_eq!(company_on(&there, &id), Some(json!("Paged Elsewhere Ltd")));
     let started = std::time::Instant::now();
-    while company_on(&page_at(&app.address, &path, &reader).await, &id)
+    while company_on(&json_at(&app.address, &path, &reader).await, &id)
         != Some(json!("Paged Elsewhere Ltd"))
     {
         assert!(

@@ -331,6 +331,19 @@ pub async fn send(req: RequestBuilder) -> Response {
     req.send().await.expect("request sent")
 }
 
+/// `GET {base}{path}` with `key` at another app's address (one beside the test's
+/// own): asserts a 200 and answers the JSON.
+pub async fn json_at(base: &str, path: &str, key: &str) -> Value {
+    let res = send(
+        reqwest::Client::new()
+            .get(format!("{base}{path}"))
+            .bearer_auth(key),
+    )
+    .await;
+    assert_eq!(res.status(), 200, "{path}");
+    res.json().await.expect("json")
+}
+
 /// Asserts the status and the error envelope's code; returns the envelope.
 pub async fn assert_error(res: Response, status: u16, code: &str) -> Value {
     let request_id = res

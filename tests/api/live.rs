@@ -6,7 +6,9 @@ use serde_json::{json, Value};
 use unicontacts::service::api_keys::Scope;
 use unicontacts_adapters::sim::{Faults, RateLimit};
 
-use crate::helpers::{assert_error, send, spawn_app, spawn_app_with, Backend, Sims, TestApp};
+use crate::helpers::{
+    assert_error, json_at, send, spawn_app, spawn_app_with, Backend, Sims, TestApp,
+};
 
 fn live_path(connection: &Value, remote_id: &str) -> String {
     let encoded: String = url::form_urlencoded::byte_serialize(remote_id.as_bytes()).collect();
@@ -660,15 +662,7 @@ async fn a_live_read_includes_the_providers_object_when_asked(backend: Backend) 
 
 /// The stored contact's company as `GET /v1/contacts/{id}` answers it at `base`.
 async fn stored_company(base: &str, id: &str, key: &str) -> Value {
-    let res = send(
-        reqwest::Client::new()
-            .get(format!("{base}/v1/contacts/{id}"))
-            .bearer_auth(key),
-    )
-    .await;
-    assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.expect("json");
-    body["company"].clone()
+    json_at(base, &format!("/v1/contacts/{id}"), key).await["company"].clone()
 }
 
 async fn a_stored_contact_read_again_shows_every_write(backend: Backend) {
