@@ -32,6 +32,9 @@ pub struct CachedContact {
     /// When it was read from the provider.
     pub fetched_at: DateTime<Utc>,
     pub ttl: Duration,
+    /// Parts of the contact the provider would not give at that read
+    /// (`"chats"`); such a copy is not kept past its answer.
+    pub partial: Vec<&'static str>,
 }
 
 struct PerEntryTtl;

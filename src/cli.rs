@@ -272,6 +272,59 @@ pub async fn list_connections(settings: Settings) -> Result<(), String> {
     Ok(())
 }
 
+/// `sync-runs held`: every org's runs whose deletions are held for review.
+pub async fn list_held(settings: Settings) -> Result<(), String> {
+    let store = open_store(&settings).await.map_err(|e| e.to_string())?;
+    let state = State::new(settings, store);
+    let held = sync_runs::all_held(&state).await.map_err(describe)?;
+    if held.is_empty() {
+        println!("no deletions held");
+        return Ok(());
+    }
+    let mut rows = vec![["RUN", "ORG", "CONNECTION", "HELD", "SINCE", "WHY"]
+        .map(String::from)
+        .to_vec()];
+    for h in held {
+        rows.push(vec![
+            h.run_id,
+            h.org_id,
+            h.connection_id,
+            h.held.to_string(),
+            or_dash(Some(h.since)),
+            h.reason,
+        ]);
+    }
+    print_table(&rows);
+    Ok(())
+}
+
+/// `sync-runs apply ID` / `sync-runs discard ID`: ends a run's hold (any org).
+pub async fn end_hold(settings: Settings, run_id: &str, apply: bool) -> Result<(), String> {
+    let store = open_store(&settings).await.map_err(|e| e.to_string())?;
+    let state = State::new(settings, store);
+    let org = sync_runs::org_of_run(&state, run_id)
+        .await
+        .map_err(describe)?;
+    let outcome = if apply {
+        sync_runs::apply_held(&state, &org, run_id, "cli").await
+    } else {
+        sync_runs::discard_held(&state, &org, run_id, "cli").await
+    }
+    .map_err(describe)?;
+    if apply {
+        println!(
+            "applied the deletions held by {}: {} contact(s) marked deleted",
+            outcome.run_id, outcome.count
+        );
+    } else {
+        println!(
+            "discarded the deletions held by {}: {} contact(s) kept",
+            outcome.run_id, outcome.count
+        );
+    }
+    Ok(())
+}
+
 /// `healthcheck [--url URL]`: `GET /readyz` of the server (the `bind` setting's
 /// address unless given, 127.0.0.1 for an unspecified one); an error unless 200.
 pub async fn healthcheck(settings: Settings, url: Option<String>) -> Result<(), String> {

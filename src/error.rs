@@ -29,6 +29,8 @@ pub enum ErrorCode {
     RateLimited,
     Internal,
     UpstreamError,
+    /// The provider does not know the connection's session.
+    ConnectionSessionMissing,
     ServiceUnavailable,
     UpstreamUnavailable,
     UpstreamTimeout,
@@ -52,6 +54,7 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::Internal => "internal",
             Self::UpstreamError => "upstream_error",
+            Self::ConnectionSessionMissing => "connection_session_missing",
             Self::ServiceUnavailable => "service_unavailable",
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
@@ -75,7 +78,7 @@ impl ErrorCode {
             }
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::UpstreamError => StatusCode::BAD_GATEWAY,
+            Self::UpstreamError | Self::ConnectionSessionMissing => StatusCode::BAD_GATEWAY,
             Self::ServiceUnavailable | Self::UpstreamUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -300,6 +303,11 @@ impl From<AdapterError> for ApiError {
                 ErrorCode::UpstreamError,
                 "the provider refused this connection's credentials; update them with PATCH /v1/admin/connections/{id}",
             ),
+            AdapterError::SessionMissing { .. } => Self::new(
+                ErrorCode::ConnectionSessionMissing,
+                "the provider does not know this connection's session; set the right one with \
+                 PATCH /v1/admin/connections/{id} (credentials.session)",
+            ),
             AdapterError::Timeout => {
                 Self::new(ErrorCode::UpstreamTimeout, "the provider did not answer in time")
             }
@@ -334,7 +342,21 @@ impl From<AdapterError> for ApiError {
             )
             .with_details(json!({ "operation": operation })),
         };
-        err.with_cause(e)
+        err.with_upstream_trace().with_cause(e)
+    }
+}
+
+impl ApiError {
+    /// Adds the provider's trace id of the failed call behind this error, when
+    /// it sent one, as `details.upstream_trace_id` (to quote to the provider).
+    pub fn with_upstream_trace(mut self) -> Self {
+        if let Some(id) = unicontacts_adapters::upstream::last_trace_id() {
+            if !self.details.is_object() {
+                self.details = json!({});
+            }
+            self.details["upstream_trace_id"] = Value::String(id);
+        }
+        self
     }
 }
 

@@ -49,6 +49,11 @@ enum Command {
         #[command(subcommand)]
         command: ConnectionsCommand,
     },
+    /// Runs whose deletions a sync's deletion guard holds for review.
+    SyncRuns {
+        #[command(subcommand)]
+        command: SyncRunsCommand,
+    },
     /// Exit 0 when the server answers `GET /readyz` with 200 within 3 s, else 1 (for container healthchecks).
     Healthcheck {
         /// The server's base URL (default: the `bind` setting, on 127.0.0.1 when it binds every address).
@@ -144,6 +149,22 @@ enum KeysCommand {
 enum ConnectionsCommand {
     /// List every org's connections with their health and last sync.
     List,
+}
+
+#[derive(Subcommand)]
+enum SyncRunsCommand {
+    /// List every org's runs holding deletions: run, org, connection, how many, since when, why.
+    Held,
+    /// Mark the contacts a run holds deleted (their events and webhooks as for any deletion).
+    Apply {
+        /// The run's id (`run_…`), as `sync-runs held` shows it.
+        id: String,
+    },
+    /// Release a run's hold: nothing is deleted.
+    Discard {
+        /// The run's id (`run_…`), as `sync-runs held` shows it.
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -275,6 +296,15 @@ fn main() -> ExitCode {
             Command::Connections {
                 command: ConnectionsCommand::List,
             } => cli::list_connections(settings).await,
+            Command::SyncRuns {
+                command: SyncRunsCommand::Held,
+            } => cli::list_held(settings).await,
+            Command::SyncRuns {
+                command: SyncRunsCommand::Apply { id },
+            } => cli::end_hold(settings, &id, true).await,
+            Command::SyncRuns {
+                command: SyncRunsCommand::Discard { id },
+            } => cli::end_hold(settings, &id, false).await,
             Command::Completions { .. } => Ok(()),
             Command::Healthcheck { url } => cli::healthcheck(settings, url).await,
             Command::Secrets {

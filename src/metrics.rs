@@ -22,10 +22,12 @@ const SYNC_BUCKETS: &[f64] = &[
 struct Metrics {
     http: HistogramVec,
     cache: IntCounterVec,
+    partial_reads: IntCounterVec,
     sync_runs: IntCounterVec,
     sync_contacts: IntCounterVec,
     sync_duration: HistogramVec,
     pool: IntGaugeVec,
+    deletions_held: IntGaugeVec,
     deliveries: IntCounterVec,
     build: GaugeVec,
 }
@@ -51,6 +53,11 @@ fn metrics() -> &'static Metrics {
                 "unicontacts_cache_requests_total",
                 "Live reads by how the cache answered them",
                 &["result"],
+            ),
+            partial_reads: counter(
+                "unicontacts_live_reads_partial_total",
+                "Live reads answered without a part the provider would not give (`part`: chats)",
+                &["provider", "part"],
             ),
             sync_runs: counter(
                 "unicontacts_sync_runs_total",
@@ -83,6 +90,17 @@ fn metrics() -> &'static Metrics {
                 )
                 .expect("metric"),
             ),
+            deletions_held: register(
+                IntGaugeVec::new(
+                    Opts::new(
+                        "unicontacts_sync_deletions_held",
+                        "Contacts whose deletion a sync's deletion guard holds for review, \
+                         by provider (read from the database: every replica shows the same)",
+                    ),
+                    &["provider"],
+                )
+                .expect("metric"),
+            ),
             deliveries: counter(
                 "unicontacts_webhook_deliveries_total",
                 "Webhook delivery attempts, by outcome",
@@ -111,8 +129,12 @@ pub fn init(per_connection: bool) {
     for result in ["hit", "miss", "stale"] {
         m.cache.with_label_values(&[result]);
     }
+    m.partial_reads.with_label_values(&["periskope", "chats"]);
     for outcome in ["delivered", "retrying", "failed"] {
         m.deliveries.with_label_values(&[outcome]);
+    }
+    for provider in unicontacts_adapters::ProviderKind::ALL {
+        m.deletions_held.with_label_values(&[provider.as_str()]);
     }
 }
 
@@ -128,6 +150,14 @@ pub fn http_request(method: &str, route: &str, status: u16, took: Duration) {
 /// stale copy while the provider failed (`stale`).
 pub fn cache_request(result: &'static str) {
     metrics().cache.with_label_values(&[result]).inc();
+}
+
+/// A live read answered without a part of the contact (`chats`).
+pub fn partial_read(provider: &str, part: &str) {
+    metrics()
+        .partial_reads
+        .with_label_values(&[provider, part])
+        .inc();
 }
 
 /// A finished sync run.
@@ -164,9 +194,22 @@ pub fn delivery(outcome: &'static str) {
     metrics().deliveries.with_label_values(&[outcome]).inc();
 }
 
-/// The text exposition of every figure, the pool's read now.
-pub fn render(store: &Store) -> String {
+/// The text exposition of every figure, the pool's read now, and the held
+/// deletions by provider as just read (`None`: the database could not say; the
+/// last figures stay).
+pub fn render(store: &Store, held: Option<Vec<(String, i64)>>) -> String {
     let m = metrics();
+    if let Some(held) = held {
+        for provider in unicontacts_adapters::ProviderKind::ALL {
+            let n = held
+                .iter()
+                .find(|(p, _)| p == provider.as_str())
+                .map_or(0, |(_, n)| *n);
+            m.deletions_held
+                .with_label_values(&[provider.as_str()])
+                .set(n);
+        }
+    }
     let (size, idle) = store.pool_state();
     m.pool.with_label_values(&["idle"]).set(i64::from(idle));
     m.pool

@@ -10,6 +10,11 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::error::FieldErrors;
 
+/// A list's filters when it has none but the page's.
+#[derive(Deserialize, validator::Validate, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct NoFilters {}
+
 /// One page of a list.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Page<T> {

@@ -83,6 +83,11 @@ pub struct ContactRecord {
     /// rather than taking their absence for a change.
     #[serde(skip)]
     pub unknown: Vec<RecordField>,
+    /// Parts the provider would not give this time (`"chats"`: a Periskope
+    /// contact read whose chat read failed). Their fields are `unknown`, so
+    /// storing the record keeps the stored ones; the read is answered as partial.
+    #[serde(skip)]
+    pub partial: Vec<&'static str>,
 }
 
 /// A canonical field that some answers of a provider do not carry.

@@ -11,6 +11,10 @@ pub enum AdapterError {
     /// The provider refused the connection's credentials (401/403).
     #[error("the provider refused the credentials (HTTP {status})")]
     Unauthorized { status: u16 },
+    /// The provider does not know the connection's session (the Gateway's 404
+    /// `session not found`): the connection is wrong, not the record asked for.
+    #[error("the provider has no such session: {message}")]
+    SessionMissing { message: String },
     /// Still throttled after the retries allowed.
     #[error("rate limited upstream; retry after {retry_after:?}")]
     RateLimited { retry_after: Option<Duration> },

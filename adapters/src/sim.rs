@@ -41,6 +41,9 @@ pub struct RecordedRequest {
     /// The body as sent (empty when none).
     #[serde(default)]
     pub body: String,
+    /// The trace id the simulator answered it with, for a provider that sends one.
+    #[serde(default)]
+    pub trace_id: Option<String>,
 }
 
 impl RecordedRequest {
@@ -88,6 +91,39 @@ pub struct Faults {
     pub malformed_next: u32,
     /// Let this many requests through, then fail every one (a run dying on page N).
     pub fail_after: Option<u32>,
+}
+
+/// What a simulator's contact listing serves, for tests of a provider that lost
+/// contacts or pages them wrongly. Every answer is a well-formed 200: nothing a
+/// client could refuse on its face.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "mode")]
+pub enum Listing {
+    /// Every contact, as the provider documents.
+    #[default]
+    Complete,
+    /// No contact at all, the totals saying 0 (an account reset, a wrong `x-phone`).
+    Empty,
+    /// Only the first `keep` contacts, the totals agreeing: a listing that
+    /// looks complete and is not.
+    Truncated { keep: usize },
+    /// Periskope: `count` is the page's length rather than the total (the
+    /// provider's own example, `count: 10, from: 1, to: 10`, reads either way).
+    CountIsPage,
+    /// WA.cr: the pages after the first come back with empty `data` while
+    /// `meta` still counts every page.
+    EmptyAfterFirstPage,
+}
+
+impl Listing {
+    /// How many of `total` contacts the listing shows.
+    pub fn shown(self, total: usize) -> usize {
+        match self {
+            Listing::Empty => 0,
+            Listing::Truncated { keep } => keep.min(total),
+            Listing::Complete | Listing::CountIsPage | Listing::EmptyAfterFirstPage => total,
+        }
+    }
 }
 
 /// `limit` requests per fixed window of `window_secs`, windows aligned to epoch time.
@@ -199,6 +235,10 @@ pub trait SimApi: Send + Sync + 'static {
         ""
     }
     fn rate_headers(&self) -> RateHeaders;
+    /// The header the provider names its record of each request by, if it sends one.
+    fn trace_header(&self) -> Option<&'static str> {
+        None
+    }
     /// `Err` with the provider's 401 body when the credentials are wrong.
     fn authorize(&self, req: &SimRequest) -> Result<(), SimResponse>;
     fn handle(&self, req: &SimRequest) -> SimResponse;
@@ -463,6 +503,11 @@ async fn serve<A: SimApi>(
     if let Some(control_path) = path.strip_prefix("/__sim/") {
         return control_call(control, &method, control_path, &body);
     }
+    let trace = api.trace_header().map(|name| {
+        // Not from the seeded generator: the faults it draws stay as they were.
+        let id: u128 = rand::random();
+        (name, format!("{id:032x}"))
+    });
     lock(&control.log).push(RecordedRequest {
         method: method.clone(),
         path: path.clone(),
@@ -470,6 +515,7 @@ async fn serve<A: SimApi>(
         headers: headers.clone(),
         at_ms: (epoch_secs_f64() * 1000.0) as u64,
         body: String::from_utf8_lossy(&body).into_owned(),
+        trace_id: trace.as_ref().map(|(_, id)| id.clone()),
     });
     let request = SimRequest {
         method,
@@ -518,6 +564,9 @@ async fn serve<A: SimApi>(
         }
     };
     response.headers.extend(rate_headers);
+    if let Some((name, id)) = trace {
+        response.headers.push((name.to_string(), id));
+    }
     render(response)
 }
 

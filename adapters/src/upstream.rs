@@ -23,6 +23,51 @@ use crate::metrics::{self, MetricLabels};
 pub use crate::quota::retry_after;
 use crate::quota::{Observation, Priority, Quota};
 
+/// Headers a provider names its own record of a request by, in the order we
+/// trust them (Periskope sends `x-periskope-trace-id`).
+const TRACE_HEADERS: [&str; 4] = [
+    "x-periskope-trace-id",
+    "x-request-id",
+    "x-trace-id",
+    "x-amzn-requestid",
+];
+
+tokio::task_local! {
+    /// The provider's trace id of the last error answer a call of this task got.
+    static LAST_TRACE: std::cell::RefCell<Option<String>>;
+}
+
+/// Runs `f` keeping the provider's trace id of the last error answer its
+/// upstream calls get, for [`last_trace_id`] (a request being served, a sync run).
+pub async fn with_trace_scope<F: std::future::Future>(f: F) -> F::Output {
+    LAST_TRACE.scope(std::cell::RefCell::new(None), f).await
+}
+
+/// The provider's trace id of the last answer an upstream call of this task got,
+/// when that answer was an error (a success clears it); `None` outside
+/// [`with_trace_scope`].
+pub fn last_trace_id() -> Option<String> {
+    LAST_TRACE.try_with(|t| t.borrow().clone()).ok().flatten()
+}
+
+fn note_trace(id: Option<String>) {
+    let _ = LAST_TRACE.try_with(|t| *t.borrow_mut() = id);
+}
+
+impl UpstreamResponse {
+    /// The provider's id of this request, from the first trace header it sent.
+    pub fn trace_id(&self) -> Option<String> {
+        TRACE_HEADERS.iter().find_map(|name| {
+            self.headers
+                .get(*name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty() && v.len() <= 200)
+                .map(str::to_string)
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
     pub connect_timeout: Duration,
@@ -242,10 +287,35 @@ impl Upstream {
     ) -> Result<UpstreamResponse, AdapterError> {
         let res = self.send(req).await?;
         if (200..300).contains(&res.status) {
+            note_trace(None);
             Ok(res)
         } else {
-            Err(classify(&res))
+            Err(self.failed(req, &res, classify))
         }
+    }
+
+    /// An error answer as the provider's error, logged with the provider's trace
+    /// id (kept for [`last_trace_id`]).
+    fn failed(
+        &self,
+        req: &UpstreamRequest,
+        res: &UpstreamResponse,
+        classify: fn(&UpstreamResponse) -> AdapterError,
+    ) -> AdapterError {
+        let error = classify(res);
+        let trace = res.trace_id();
+        let (provider, operation) = (self.labels.provider, req.operation);
+        let trace_field = trace.as_deref().unwrap_or("");
+        if matches!(
+            error,
+            AdapterError::NotFound | AdapterError::Rejected { .. }
+        ) {
+            tracing::info!(provider, operation, status = res.status, upstream_trace_id = trace_field, error = %error, "provider answered an error");
+        } else {
+            tracing::warn!(provider, operation, status = res.status, upstream_trace_id = trace_field, error = %error, "provider answered an error");
+        }
+        note_trace(trace);
+        error
     }
 
     /// Sends the request, waiting for the quota and retrying as the rules allow.
@@ -265,8 +335,11 @@ impl Upstream {
         classify: fn(&UpstreamResponse) -> AdapterError,
     ) -> Result<reqwest::Response, AdapterError> {
         match self.send_inner(req, true).await? {
-            (_, Some(stream)) => Ok(stream),
-            (res, None) => Err(classify(&res)),
+            (_, Some(stream)) => {
+                note_trace(None);
+                Ok(stream)
+            }
+            (res, None) => Err(self.failed(req, &res, classify)),
         }
     }
 

@@ -255,7 +255,13 @@ fn gateway_contact_detail() {
 
 #[test]
 fn gateway_error_body() {
+    // The seed's 404 says the session is unknown: the connection's fault.
     match gateway::client::classify(&response(404, input("gateway-error.json"))) {
+        AdapterError::SessionMissing { message } => assert_eq!(message, "session not found"),
+        other => panic!("{other:?}"),
+    }
+    let v = json!({"error": {"code": "not_found", "message": "contact not found"}});
+    match gateway::client::classify(&response(404, v)) {
         AdapterError::NotFound => {}
         other => panic!("{other:?}"),
     }

@@ -62,29 +62,10 @@ pub fn note(
 
 /// The action a write route names, by its pattern.
 fn action_of(method: &Method, pattern: &str) -> Option<&'static str> {
-    Some(match (method.as_str(), pattern) {
-        ("POST", "/v1/admin/connections") => "connection.create",
-        ("PATCH", "/v1/admin/connections/{id}") => "connection.update",
-        ("DELETE", "/v1/admin/connections/{id}") => "connection.delete",
-        ("POST", "/v1/admin/connections/{id}/sync") => "sync.trigger",
-        ("POST", "/v1/admin/connections/{id}/pause-sync") => "sync.pause",
-        ("POST", "/v1/admin/connections/{id}/resume-sync") => "sync.resume",
-        ("POST", "/v1/admin/sync-runs/{id}/cancel") => "sync.cancel",
-        ("POST", "/v1/admin/api-keys") => "api_key.create",
-        ("DELETE", "/v1/admin/api-keys/{id}") => "api_key.delete",
-        ("POST", "/v1/admin/webhooks") => "webhook.create",
-        ("PATCH", "/v1/admin/webhooks/{id}") => "webhook.update",
-        ("DELETE", "/v1/admin/webhooks/{id}") => "webhook.delete",
-        ("POST", "/v1/admin/webhooks/{id}/rotate-secret") => "webhook.rotate_secret",
-        ("POST", "/v1/admin/webhooks/{id}/deliveries/{delivery_id}/replay") => "webhook.replay",
-        ("POST", "/v1/admin/webhooks/{id}/recover") => "webhook.recover",
-        ("POST", "/v1/connections/{connection_id}/contacts") => "contact.create",
-        ("PATCH", "/v1/contacts/{id}") => "contact.update",
-        ("DELETE", "/v1/contacts/{id}") => "contact.delete",
-        ("POST", "/v1/connections/{connection_id}/contacts/batch") => "contact.batch_create",
-        ("POST", "/v1/connections/{connection_id}/contacts/batch-delete") => "contact.batch_delete",
-        _ => return None,
-    })
+    crate::service::audit::ROUTE_ACTIONS
+        .iter()
+        .find(|(m, p, _)| *m == method.as_str() && *p == pattern)
+        .map(|(_, _, action)| *action)
 }
 
 pub async fn audit(

@@ -46,10 +46,14 @@ pub async fn request_context(
             crate::telemetry::with_request_id(id.clone(), async move { req.error_response(e) })
                 .await
         }
-        None => crate::telemetry::with_request_id(id.clone(), next.call(req))
-            .instrument(span.clone())
-            .await?
-            .map_into_boxed_body(),
+        // The provider's trace id of a failed upstream call goes into the error.
+        None => crate::telemetry::with_request_id(
+            id.clone(),
+            unicontacts_adapters::upstream::with_trace_scope(next.call(req)),
+        )
+        .instrument(span.clone())
+        .await?
+        .map_into_boxed_body(),
     };
     let mut res = into_envelope(res, &id);
     if let Ok(v) = HeaderValue::from_str(&id) {

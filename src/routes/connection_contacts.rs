@@ -35,7 +35,7 @@ pub struct LiveReadQuery {
         LiveReadQuery,
     ),
     responses(
-        (status = 200, description = "The contact; `X-Cache` says HIT, MISS or STALE (with `Age`)", body = CanonicalContact),
+        (status = 200, description = "The contact; `X-Cache` says HIT, MISS or STALE (with `Age`); `X-Partial: chats` when the provider gave the contact but not its chat (Periskope), whose fields are then as stored", body = CanonicalContact),
         (status = 304, description = "Not modified (If-None-Match)"),
         (status = 404, description = "No such connection in this org, or no such contact at the provider", body = ErrorBody),
         (status = 422, description = "A remote id the provider cannot have", body = ErrorBody),
@@ -66,6 +66,10 @@ pub async fn get_connection_contact(
     let contact = &read.contact;
     let mut res = HttpResponse::Ok();
     res.insert_header(("X-Cache", read.status.as_str()));
+    if !contact.partial.is_empty() {
+        // The provider would not give these parts: their fields are as stored.
+        res.insert_header(("X-Partial", contact.partial.join(",")));
+    }
     if read.status == CacheStatus::Stale {
         let age = (chrono::Utc::now() - contact.fetched_at)
             .num_seconds()

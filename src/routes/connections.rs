@@ -47,6 +47,10 @@ pub struct ConnectionView {
     pub last_error: Option<LastErrorView>,
     /// The last finished sync run.
     pub last_sync: Option<LastSyncView>,
+    /// Deletions a sync's deletion guard holds for review (`null`: none): the
+    /// run holding them (`GET /v1/admin/sync-runs/{run_id}/held-deletions`),
+    /// how many, and since when. The connection is `degraded` meanwhile.
+    pub held_deletions: Option<HeldDeletionsView>,
     /// When the scheduler next syncs it; `null` while paused, before its
     /// credentials are verified, or when this process runs no scheduler.
     #[schema(format = DateTime)]
@@ -80,6 +84,16 @@ pub struct LastSyncView {
     #[schema(format = DateTime)]
     pub finished_at: Option<String>,
     pub counts: SyncCounts,
+}
+
+/// A connection's held deletions, in short.
+#[derive(Serialize, ToSchema)]
+pub struct HeldDeletionsView {
+    #[schema(example = "run_01jd2x9v8c0000000000000000")]
+    pub run_id: String,
+    pub count: i64,
+    #[schema(format = DateTime)]
+    pub since: String,
 }
 
 /// A credential's upstream quota, shared by every connection that uses it.
@@ -176,6 +190,11 @@ impl From<&ConnectionDetails> for ConnectionView {
                 status: r.status,
                 finished_at: r.finished_at.map(ids::rfc3339),
                 counts: SyncCounts::of(r),
+            }),
+            held_deletions: d.hold.as_ref().map(|h| HeldDeletionsView {
+                run_id: h.run_id.clone(),
+                count: h.held,
+                since: ids::rfc3339(h.since),
             }),
             next_sync_at: d.next_sync_at.map(ids::rfc3339),
             sync_paused: s.sync_paused,

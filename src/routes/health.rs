@@ -62,10 +62,7 @@ pub async fn metrics(state: web::Data<State>, req: HttpRequest) -> Result<HttpRe
             ));
         }
     }
-    let store = state.store.clone();
-    let body = web::block(move || crate::metrics::render(&store))
-        .await
-        .map_err(ApiError::internal)?;
+    let body = crate::service::health::metrics_text(&state).await?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))

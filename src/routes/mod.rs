@@ -60,6 +60,9 @@ use contract::Contract;
         sync_runs::list_sync_runs,
         sync_runs::get_sync_run,
         sync_runs::cancel_sync_run,
+        sync_runs::list_held_deletions,
+        sync_runs::apply_held_deletions,
+        sync_runs::discard_held_deletions,
         webhooks::create_webhook,
         webhooks::list_webhooks,
         webhooks::get_webhook,
@@ -182,6 +185,18 @@ pub fn configure(cfg: &mut web::ServiceConfig, openapi: serde_json::Value) {
                 .service(
                     web::resource("/sync-runs/{id}/cancel")
                         .route(web::post().to(sync_runs::cancel_sync_run)),
+                )
+                .service(
+                    web::resource("/sync-runs/{id}/held-deletions")
+                        .route(get().to(sync_runs::list_held_deletions)),
+                )
+                .service(
+                    web::resource("/sync-runs/{id}/held-deletions/apply")
+                        .route(web::post().to(sync_runs::apply_held_deletions)),
+                )
+                .service(
+                    web::resource("/sync-runs/{id}/held-deletions/discard")
+                        .route(web::post().to(sync_runs::discard_held_deletions)),
                 )
                 .service(web::resource("/sync-runs/{id}").route(get().to(sync_runs::get_sync_run)))
                 .service(

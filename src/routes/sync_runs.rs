@@ -11,10 +11,11 @@ use crate::http::auth::AdminCaller;
 use crate::http::extract::parse_list_query;
 use crate::http::responses::{AuthErrors, InvalidQuery, NotFound};
 use crate::ids;
-use crate::page::{Page, PageQuery};
-use crate::service::sync_runs::{self as service, RunFilters, SyncCounts};
+use crate::page::{NoFilters, Page, PageQuery};
+use crate::service::sync_runs::{self as service, HoldOutcome, RunFilters, SyncCounts};
 use crate::state::State;
 use crate::store::models::{RunStatus, SyncRunRow, Trigger};
+use unicontacts_adapters::canonical::CanonicalContact;
 
 #[derive(Serialize, ToSchema)]
 pub struct SyncRunView {
@@ -133,4 +134,67 @@ pub async fn get_sync_run(
 ) -> Result<HttpResponse, ApiError> {
     let run = service::get(&state, &admin.0.org_id, &path).await?;
     Ok(HttpResponse::Ok().json(SyncRunView::from(&run)))
+}
+
+/// The contacts a run's deletion guard holds: what the run would have marked
+/// deleted, as canonical contacts in id order. A run whose hold has ended lists
+/// none.
+#[utoipa::path(get, path = "/v1/admin/sync-runs/{id}/held-deletions", tag = "sync",
+    params(("id" = String, Path, description = "Run id"), PageQuery<500>),
+    responses(
+        (status = 200, description = "A page of held contacts", body = Page<CanonicalContact>),
+        AuthErrors, InvalidQuery, NotFound,
+    ),
+    security(("bearer" = [])))]
+pub async fn list_held_deletions(
+    state: web::Data<State>,
+    admin: AdminCaller,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let (_, page) = parse_list_query::<NoFilters, 500>(req.query_string())?;
+    let page = service::held_deletions(&state, &admin.0.org_id, &path, page).await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// Apply a run's held deletions: the contacts it still holds are marked deleted,
+/// with their events, relinking and webhooks as for any deletion.
+#[utoipa::path(post, path = "/v1/admin/sync-runs/{id}/held-deletions/apply", tag = "sync",
+    params(("id" = String, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "Applied: how many were marked deleted", body = HoldOutcome),
+        (status = 409, description = "The run holds nothing: it never held, or its hold was applied, discarded, released by a later run that listed the contacts again, or moved to a later run that still lacks them (the message and `details.state` say which)", body = ErrorBody),
+        AuthErrors, NotFound,
+    ),
+    security(("bearer" = [])))]
+pub async fn apply_held_deletions(
+    state: web::Data<State>,
+    admin: AdminCaller,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let outcome = service::apply_held(&state, &admin.0.org_id, &path, &admin.0.key_id).await?;
+    audit::note(&req, [outcome.connection_id.clone()], None);
+    Ok(HttpResponse::Ok().json(outcome))
+}
+
+/// Discard a run's held deletions: the hold ends and nothing is deleted. A
+/// later run that still lacks the contacts checks them again.
+#[utoipa::path(post, path = "/v1/admin/sync-runs/{id}/held-deletions/discard", tag = "sync",
+    params(("id" = String, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "Discarded: how many were let go", body = HoldOutcome),
+        (status = 409, description = "The run holds nothing (the message and `details.state` say what happened first)", body = ErrorBody),
+        AuthErrors, NotFound,
+    ),
+    security(("bearer" = [])))]
+pub async fn discard_held_deletions(
+    state: web::Data<State>,
+    admin: AdminCaller,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let outcome = service::discard_held(&state, &admin.0.org_id, &path, &admin.0.key_id).await?;
+    audit::note(&req, [outcome.connection_id.clone()], None);
+    Ok(HttpResponse::Ok().json(outcome))
 }

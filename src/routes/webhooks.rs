@@ -11,7 +11,7 @@ use crate::http::audit;
 use crate::http::auth::AdminCaller;
 use crate::http::extract::{parse_list_query, read_json};
 use crate::http::responses::{AuthErrors, BodyErrors, InvalidQuery, NotFound};
-use crate::page::{Page, PageQuery};
+use crate::page::{NoFilters, Page, PageQuery};
 use crate::service::webhooks::{
     self as service, CreateWebhook, DeliveryView, RecoverRequest, Recovery, UpdateWebhook,
     WebhookView, WebhookWithSecret,
@@ -152,11 +152,6 @@ pub async fn rotate_secret(
     let (row, secret) = service::rotate_secret(&state, &admin.0.org_id, &path).await?;
     with_secret(&state, &row, secret, HttpResponse::Ok())
 }
-
-/// No filters but the page's.
-#[derive(Deserialize, Validate, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct NoFilters {}
 
 /// The delivery log's filter.
 #[derive(Deserialize, Validate, IntoParams)]

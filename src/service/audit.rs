@@ -11,20 +11,80 @@ use crate::page::{Page, PageRequest};
 use crate::state::State;
 use crate::store::audit::{self as queries, AuditEventRow};
 
-/// The actions recorded, each the route it names.
-pub const ACTIONS: [&str; 11] = [
-    "connection.create",
-    "connection.update",
-    "connection.delete",
-    "sync.trigger",
-    "api_key.create",
-    "api_key.delete",
-    "contact.create",
-    "contact.update",
-    "contact.delete",
-    "contact.batch_create",
-    "contact.batch_delete",
+/// The actions recorded: each write route (method, pattern) and the action it
+/// names. The one list: the audit middleware names writes by it, the filter
+/// and the document take their values from it.
+pub const ROUTE_ACTIONS: [(&str, &str, &str); 22] = [
+    ("POST", "/v1/admin/connections", "connection.create"),
+    ("PATCH", "/v1/admin/connections/{id}", "connection.update"),
+    ("DELETE", "/v1/admin/connections/{id}", "connection.delete"),
+    ("POST", "/v1/admin/connections/{id}/sync", "sync.trigger"),
+    (
+        "POST",
+        "/v1/admin/connections/{id}/pause-sync",
+        "sync.pause",
+    ),
+    (
+        "POST",
+        "/v1/admin/connections/{id}/resume-sync",
+        "sync.resume",
+    ),
+    ("POST", "/v1/admin/sync-runs/{id}/cancel", "sync.cancel"),
+    (
+        "POST",
+        "/v1/admin/sync-runs/{id}/held-deletions/apply",
+        "sync.held_deletions.apply",
+    ),
+    (
+        "POST",
+        "/v1/admin/sync-runs/{id}/held-deletions/discard",
+        "sync.held_deletions.discard",
+    ),
+    ("POST", "/v1/admin/api-keys", "api_key.create"),
+    ("DELETE", "/v1/admin/api-keys/{id}", "api_key.delete"),
+    ("POST", "/v1/admin/webhooks", "webhook.create"),
+    ("PATCH", "/v1/admin/webhooks/{id}", "webhook.update"),
+    ("DELETE", "/v1/admin/webhooks/{id}", "webhook.delete"),
+    (
+        "POST",
+        "/v1/admin/webhooks/{id}/rotate-secret",
+        "webhook.rotate_secret",
+    ),
+    (
+        "POST",
+        "/v1/admin/webhooks/{id}/deliveries/{delivery_id}/replay",
+        "webhook.replay",
+    ),
+    ("POST", "/v1/admin/webhooks/{id}/recover", "webhook.recover"),
+    (
+        "POST",
+        "/v1/connections/{connection_id}/contacts",
+        "contact.create",
+    ),
+    ("PATCH", "/v1/contacts/{id}", "contact.update"),
+    ("DELETE", "/v1/contacts/{id}", "contact.delete"),
+    (
+        "POST",
+        "/v1/connections/{connection_id}/contacts/batch",
+        "contact.batch_create",
+    ),
+    (
+        "POST",
+        "/v1/connections/{connection_id}/contacts/batch-delete",
+        "contact.batch_delete",
+    ),
 ];
+
+/// Every action, in the order of [`ROUTE_ACTIONS`].
+pub const ACTIONS: [&str; 22] = {
+    let mut out = [""; 22];
+    let mut i = 0;
+    while i < ROUTE_ACTIONS.len() {
+        out[i] = ROUTE_ACTIONS[i].2;
+        i += 1;
+    }
+    out
+};
 
 /// The filters of the audit log.
 #[derive(Deserialize, Validate, IntoParams)]

@@ -23,6 +23,7 @@ pub use crate::store::connection_status::Health;
 use crate::store::connection_status::{self as status_queries, StatusRow};
 use crate::store::connections::{self as queries, Connection, ConnectionSettings, Credentials};
 use crate::store::contacts as contact_queries;
+use crate::store::deletion_holds::HoldRow;
 use crate::store::events;
 use crate::store::models::SyncRunRow;
 
@@ -109,6 +110,18 @@ pub struct SettingsInput {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>, example = "lead")]
     pub default_kind: Option<Option<unicontacts_adapters::canonical::ContactKind>>,
+    /// The deletion guard (default 10): a sync whose deletion check would mark
+    /// more than this percentage of the connection's live contacts deleted, and
+    /// at least `deletion_guard_min`, deletes nothing and holds them for review
+    /// (`GET /v1/admin/sync-runs/{id}/held-deletions`); a listing that comes
+    /// back empty holds always. `100` turns the guard off.
+    #[validate(range(max = 100, message = "must be from 0 to 100 (100 turns the guard off)"))]
+    #[schema(minimum = 0, maximum = 100)]
+    pub deletion_guard_percent: Option<u32>,
+    /// The fewest deletions the percentage rule holds (default 5).
+    #[validate(range(max = 1000000, message = "must be from 0 to 1000000"))]
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub deletion_guard_min: Option<u32>,
 }
 
 /// Changes to a connection; omitted fields stay as they are. Credentials merge
@@ -287,6 +300,13 @@ fn merge_settings(
     if let Some(v) = input.default_kind {
         s.default_kind = v;
     }
+    if let Some(v) = input.deletion_guard_percent {
+        // Above 100 is reported by the validator already.
+        s.deletion_guard_percent = u8::try_from(v.min(100)).unwrap_or(100);
+    }
+    if let Some(v) = input.deletion_guard_min {
+        s.deletion_guard_min = v;
+    }
 }
 
 fn resolve_base_url(
@@ -336,9 +356,10 @@ async fn check_credentials(state: &State, c: &Connection) -> Checked {
                 format!("the provider refused this phone: {message}"),
             ))
         }
-        Err(AdapterError::NotFound) if c.provider == ProviderKind::Gateway => Checked::Refused(
-            FieldErrors::single("credentials.session", "the gateway has no such session"),
-        ),
+        Err(AdapterError::SessionMissing { .. }) => Checked::Refused(FieldErrors::single(
+            "credentials.session",
+            "the gateway has no such session",
+        )),
         Err(e) => Checked::Unknown(e.to_string()),
     }
 }
@@ -434,6 +455,8 @@ pub struct ConnectionDetails {
     pub status: StatusRow,
     pub health: Health,
     pub last_sync: Option<SyncRunRow>,
+    /// The deletions a sync's guard holds for review, if any.
+    pub hold: Option<HoldRow>,
     /// `None`: paused, credentials not verified yet, or no scheduler in this process.
     pub next_sync_at: Option<chrono::NaiveDateTime>,
 }
@@ -450,6 +473,7 @@ pub async fn details(
         .run(move |conn| {
             let ids: Vec<String> = conns.iter().map(|c| c.id.clone()).collect();
             let mut statuses = status_queries::find(conn, &ids)?;
+            let mut holds = crate::store::deletion_holds::current(conn, &ids)?;
             let mut out = Vec::with_capacity(conns.len());
             for c in conns {
                 let status = statuses
@@ -465,8 +489,10 @@ pub async fn details(
                             )
                             .max(ids::now())
                         });
+                let hold = holds.remove(&c.id);
                 out.push(ConnectionDetails {
-                    health: status_queries::health(&status),
+                    health: status_queries::health(&status, hold.is_some()),
+                    hold,
                     connection: c,
                     status,
                     last_sync,
@@ -644,17 +670,7 @@ pub async fn delete(state: &State, org_id: &str, id: &str) -> Result<(), ApiErro
                 // upstream do, each with its event.
                 let gone = contact_queries::live_ids_of_connection(conn, &cid)?;
                 contact_queries::mark_connection_deleted(conn, &cid)?;
-                let linked = crate::sync::link::link_contacts(conn, &org, &gone)?;
-                let mut new = Vec::with_capacity(gone.len());
-                for chunk in gone.chunks(1000) {
-                    let marked: Vec<(String, ())> =
-                        chunk.iter().map(|id| (id.clone(), ())).collect();
-                    for (row, ()) in contact_queries::find_contacts(conn, &org, &marked)? {
-                        new.push(events::contact_event("contact.deleted", &row, None, &cause));
-                    }
-                }
-                new.extend(linked.changes.events(&cause));
-                events::append(conn, &org, ids::now(), new)?;
+                crate::sync::run::record_deleted(conn, &org, &gone, &cause)?;
                 queries::delete_connection(conn, &org, &cid)
             })
         })

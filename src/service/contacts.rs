@@ -453,15 +453,19 @@ async fn on_failure(
 ) -> Result<(Arc<CachedContact>, CacheStatus), ApiError> {
     let stale_allowed = match e {
         LoadError::Adapter(AdapterError::NotFound) => {
-            return Err(ApiError::new(
-                ErrorCode::NotFound,
-                "contact not found at the provider",
-            ))
+            return Err(
+                ApiError::new(ErrorCode::NotFound, "contact not found at the provider")
+                    .with_upstream_trace(),
+            )
         }
         LoadError::Adapter(AdapterError::InvalidInput(m)) => {
             return Err(FieldErrors::single("remote_id", m.clone()))
         }
-        LoadError::Store(_) | LoadError::Adapter(AdapterError::Unauthorized { .. }) => false,
+        // The connection itself is wrong: a copy would hide it.
+        LoadError::Store(_)
+        | LoadError::Adapter(
+            AdapterError::Unauthorized { .. } | AdapterError::SessionMissing { .. },
+        ) => false,
         _ => true,
     };
     if stale_allowed {
@@ -554,6 +558,7 @@ async fn with_remote_data(
         loaded_at: read.loaded_at,
         fetched_at: read.fetched_at,
         ttl: read.ttl,
+        partial: read.partial.clone(),
     }))
 }
 
@@ -576,6 +581,7 @@ async fn stale_copy(state: &State, c: &Connection, key: &CacheKey) -> Option<Arc
         loaded_at: Instant::now(),
         fetched_at: row.fetched_at.and_utc(),
         ttl: Duration::ZERO,
+        partial: Vec::new(),
     }))
 }
 
@@ -593,6 +599,10 @@ async fn load(
     breaker.record(&result.as_ref().map(|_| ()));
     connections::note_call(&store, &noted, &c.id, result.as_ref().map(|_| ()));
     let record = result.map_err(LoadError::Adapter)?;
+    let partial = record.partial.clone();
+    for part in &partial {
+        crate::metrics::partial_read(c.provider.as_str(), part);
+    }
     let fetched_at = ids::now();
     let cause = events::Cause::live_read(crate::telemetry::request_id());
     let row = store_record(&store, &c, record, fetched_at, cause)
@@ -606,6 +616,12 @@ async fn load(
         body,
         loaded_at: Instant::now(),
         fetched_at: fetched_at.and_utc(),
-        ttl,
+        // A partial read is answered, not kept: the next read asks again.
+        ttl: if partial.is_empty() {
+            ttl
+        } else {
+            Duration::ZERO
+        },
+        partial,
     }))
 }

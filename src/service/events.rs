@@ -13,7 +13,7 @@ use crate::state::State;
 use crate::store::events::{self as queries, EventRow};
 
 /// Every event type, as the feed and webhooks name them.
-pub const TYPES: [&str; 9] = [
+pub const TYPES: [&str; 10] = [
     "contact.created",
     "contact.updated",
     "contact.deleted",
@@ -23,6 +23,7 @@ pub const TYPES: [&str; 9] = [
     "person.split",
     "person.deleted",
     "sync_run.finished",
+    "sync_run.held",
 ];
 
 /// An event type, as the document lists them: one of `TYPES`.
@@ -59,7 +60,7 @@ pub struct EventData {
     contact_id: Option<String>,
     /// `contact.*` (when linked) and `person.*`.
     person_id: Option<String>,
-    /// `contact.*` and `sync_run.finished`.
+    /// `contact.*` and `sync_run.*`.
     connection_id: Option<String>,
     #[schema(value_type = Option<unicontacts_adapters::ProviderKind>)]
     provider: Option<String>,
@@ -72,7 +73,8 @@ pub struct EventData {
     into_person_ids: Option<Vec<String>>,
     /// What made the change: `sync`, `live_read`, `api_write` or `relink`.
     cause: Option<String>,
-    /// `sync` causes and `sync_run.finished`.
+    /// `sync` causes, `sync_run.*`, and deletions a run held that an
+    /// operator applied (cause `api_write`).
     run_id: Option<String>,
     /// `live_read` and `api_write` causes.
     request_id: Option<String>,
@@ -82,10 +84,17 @@ pub struct EventData {
     /// `sync_run.finished`.
     #[schema(value_type = Option<crate::store::models::RunStatus>)]
     status: Option<String>,
-    /// `sync_run.finished`: `created`, `updated`, `unchanged`, `deleted`.
+    /// `sync_run.finished`: `created`, `updated`, `unchanged`, `deleted`,
+    /// `deletions_held`.
     counts: Option<std::collections::BTreeMap<String, i64>>,
-    /// `sync_run.finished` when it failed.
+    /// `sync_run.finished` when it did not succeed; `sync_run.held`: why it
+    /// holds deletions.
     error: Option<String>,
+    /// `sync_run.held`: how many deletions the run holds for review.
+    count: Option<i64>,
+    /// `sync_run.held`: since when the connection's deletions are held.
+    #[schema(format = DateTime)]
+    since: Option<String>,
 }
 
 /// What an event id looks like.

@@ -19,7 +19,9 @@ pub const UPSTREAM: &str = "upstream";
 /// were refused, the provider failed, or nothing (a record's own problem).
 pub fn failure_kind(e: &AdapterError) -> Option<&'static str> {
     match e {
-        AdapterError::Unauthorized { .. } => Some(CREDENTIALS),
+        AdapterError::Unauthorized { .. } | AdapterError::SessionMissing { .. } => {
+            Some(CREDENTIALS)
+        }
         AdapterError::NotFound
         | AdapterError::InvalidInput(_)
         | AdapterError::Rejected { .. }
@@ -31,7 +33,7 @@ pub fn failure_kind(e: &AdapterError) -> Option<&'static str> {
 }
 
 /// How a connection is doing: `healthy`; `degraded` (recent failures, stale
-/// copies served); `failing` (3 or more failures in a row); `credentials_refused`
+/// copies served, or deletions held for review); `failing` (3 or more failures in a row); `credentials_refused`
 /// (the provider refused the credentials at the last call). A success anywhere
 /// (a sync, a live read) makes it healthy again. Also what `?health=` keeps.
 #[derive(
@@ -48,10 +50,13 @@ pub enum Health {
 /// Failures in a row after which a connection is `failing` rather than `degraded`.
 pub const FAILING_AFTER: i64 = 3;
 
-/// How a connection is doing, from its failures since the last success.
-pub fn health(row: &StatusRow) -> Health {
+/// How a connection is doing, from its failures since the last success and
+/// whether a sync's deletion guard holds deletions for review (`degraded`, when
+/// nothing worse).
+pub fn health(row: &StatusRow, holding: bool) -> Health {
     use Health as H;
     match (row.error_count, row.last_error_kind.as_deref()) {
+        (0, _) if holding => H::Degraded,
         (0, _) => H::Healthy,
         (_, Some(CREDENTIALS)) => H::CredentialsRefused,
         (n, _) if n >= FAILING_AFTER => H::Failing,

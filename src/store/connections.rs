@@ -59,6 +59,41 @@ pub struct ConnectionSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, example = "lead")]
     pub default_kind: Option<unicontacts_adapters::canonical::ContactKind>,
+    /// The deletion guard: a sync whose deletion check would mark more than
+    /// this percentage of the connection's live contacts deleted (and at least
+    /// `deletion_guard_min` of them) deletes none and holds them for review; a
+    /// listing that comes back empty holds always. `100` turns the guard off.
+    #[serde(default = "default_guard_percent")]
+    #[schema(minimum = 0, maximum = 100, example = 10)]
+    pub deletion_guard_percent: u8,
+    /// The fewest deletions the percentage rule holds.
+    #[serde(default = "default_guard_min")]
+    #[schema(minimum = 0, maximum = 1000000, example = 5)]
+    pub deletion_guard_min: u32,
+}
+
+fn default_guard_percent() -> u8 {
+    10
+}
+
+fn default_guard_min() -> u32 {
+    5
+}
+
+impl ConnectionSettings {
+    /// Whether a deletion check that would mark `unseen` of `live` contacts
+    /// deleted must hold them instead (`listed`: how many contacts the listing
+    /// had). `unseen` counts only contacts no hold keeps already.
+    pub fn guard_holds(&self, live: i64, unseen: i64, listed: i64) -> bool {
+        if self.deletion_guard_percent >= 100 || unseen <= 0 {
+            return false;
+        }
+        if listed == 0 && live > 0 {
+            return true;
+        }
+        unseen * 100 > i64::from(self.deletion_guard_percent) * live
+            && unseen >= i64::from(self.deletion_guard_min)
+    }
 }
 
 impl Default for ConnectionSettings {
@@ -72,6 +107,8 @@ impl Default for ConnectionSettings {
             default_status_id: None,
             default_source_id: None,
             default_kind: None,
+            deletion_guard_percent: default_guard_percent(),
+            deletion_guard_min: default_guard_min(),
         }
     }
 }
@@ -210,12 +247,20 @@ pub fn list_connections(
     if let Some(p) = provider {
         query = query.filter(connections::provider.eq(p.as_str()));
     }
+    use super::schema::deletion_holds;
     let failing = status::table
         .filter(status::error_count.gt(0))
         .select(status::connection_id);
+    let holding = || {
+        deletion_holds::table
+            .filter(deletion_holds::state.eq(super::deletion_holds::HoldState::Held.as_str()))
+            .select(deletion_holds::connection_id)
+    };
     query = match health {
         None => query,
-        Some(Health::Healthy) => query.filter(diesel::dsl::not(connections::id.eq_any(failing))),
+        Some(Health::Healthy) => query
+            .filter(diesel::dsl::not(connections::id.eq_any(failing)))
+            .filter(diesel::dsl::not(connections::id.eq_any(holding()))),
         Some(Health::CredentialsRefused) => query.filter(
             connections::id
                 .eq_any(failing.filter(status::last_error_kind.eq(status_mod::CREDENTIALS))),
@@ -228,11 +273,19 @@ pub fn list_connections(
             ),
         ),
         Some(Health::Degraded) => query.filter(
-            connections::id.eq_any(
-                failing
-                    .filter(status::last_error_kind.ne(status_mod::CREDENTIALS))
-                    .filter(status::error_count.lt(status_mod::FAILING_AFTER)),
-            ),
+            connections::id
+                .eq_any(
+                    failing
+                        .filter(status::last_error_kind.ne(status_mod::CREDENTIALS))
+                        .filter(status::error_count.lt(status_mod::FAILING_AFTER)),
+                )
+                .or(connections::id.eq_any(holding()).and(diesel::dsl::not(
+                    connections::id.eq_any(
+                        status::table
+                            .filter(status::error_count.gt(0))
+                            .select(status::connection_id),
+                    ),
+                ))),
         ),
     };
     if let Some(after) = after {
@@ -396,4 +449,42 @@ pub fn reseal_all(
         }
         Ok(rows.len())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConnectionSettings;
+
+    #[test]
+    fn the_deletion_guard_holds_past_its_share_and_minimum_and_on_an_empty_listing() {
+        let guard = |percent: u8, min: u32| ConnectionSettings {
+            deletion_guard_percent: percent,
+            deletion_guard_min: min,
+            ..ConnectionSettings::default()
+        };
+        let default = ConnectionSettings::default();
+        // (live, unseen, listed) → holds?
+        for (live, unseen, listed, holds) in [
+            (100, 10, 90, false), // 10 % is not more than 10 %
+            (100, 11, 89, true),
+            (40, 4, 36, false), // over 10 %, under the minimum of 5
+            (40, 5, 35, true),
+            (3, 3, 0, true),    // an empty listing holds whatever the minimum
+            (43, 40, 3, true),  // the example
+            (43, 0, 43, false), // nothing to delete
+            (0, 0, 0, false),   // nothing stored
+        ] {
+            assert_eq!(
+                default.guard_holds(live, unseen, listed),
+                holds,
+                "{live} live, {unseen} unseen, {listed} listed"
+            );
+        }
+        // 100 turns it off, the empty listing included.
+        assert!(!guard(100, 0).guard_holds(43, 43, 0));
+        // 0 % with no minimum: any deletion holds.
+        assert!(guard(0, 0).guard_holds(1000, 1, 999));
+        assert!(!guard(50, 5).guard_holds(10, 5, 5));
+        assert!(guard(49, 5).guard_holds(10, 5, 5));
+    }
 }

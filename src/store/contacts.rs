@@ -755,6 +755,35 @@ pub fn mark_deleted(conn: &mut DbConnection, id: &str) -> Result<(), StoreError>
     Ok(())
 }
 
+/// Marks those of these contacts of the org that are live deleted upstream;
+/// returns their ids.
+pub fn mark_live_deleted(
+    conn: &mut DbConnection,
+    org_id: &str,
+    ids: &[String],
+) -> Result<Vec<String>, StoreError> {
+    let mut marked = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let live: Vec<String> = contacts::table
+            .filter(contacts::org_id.eq(org_id))
+            .filter(contacts::id.eq_any(chunk))
+            .filter(contacts::remote_was_deleted.eq(false))
+            .select(contacts::id)
+            .load(conn)?;
+        diesel::update(contacts::table.filter(contacts::id.eq_any(&live)))
+            .set((
+                contacts::remote_was_deleted.eq(true),
+                contacts::updated_at.eq(ids::now()),
+            ))
+            .execute(conn)?;
+        marked.extend(live);
+    }
+    if !marked.is_empty() {
+        super::note_contacts_changed();
+    }
+    Ok(marked)
+}
+
 /// The connection's contacts not deleted upstream, in id order.
 pub fn live_ids_of_connection(
     conn: &mut DbConnection,

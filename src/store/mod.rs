@@ -8,6 +8,7 @@ pub mod chat_groups;
 pub mod connection_status;
 pub mod connections;
 pub mod contacts;
+pub mod deletion_holds;
 pub mod events;
 pub mod idempotency;
 pub mod models;

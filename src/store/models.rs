@@ -115,6 +115,10 @@ pub enum RunStatus {
     /// An operator cancelled it; it stopped after the page being written, and
     /// nothing was marked deleted.
     Cancelled,
+    /// The listing was complete, everything but deletions was written, and the
+    /// deletion guard held the contacts it would have marked deleted for an
+    /// operator to apply or discard.
+    Held,
 }
 
 /// What started a sync run.
@@ -175,6 +179,7 @@ text_enum!(RunStatus {
     Failed => "failed",
     Partial => "partial",
     Cancelled => "cancelled",
+    Held => "held",
 });
 
 /// Where one event's delivery to a webhook endpoint stands.
@@ -222,4 +227,6 @@ pub struct SyncRunRow {
     pub error: Option<String>,
     pub started_at: NaiveDateTime,
     pub finished_at: Option<NaiveDateTime>,
+    /// Deletions the run's guard held for an operator (status `held`).
+    pub deletions_held: i64,
 }

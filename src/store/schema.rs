@@ -87,6 +87,30 @@ diesel::table! {
         error -> Nullable<Text>,
         started_at -> Timestamp,
         finished_at -> Nullable<Timestamp>,
+        deletions_held -> BigInt,
+    }
+}
+
+diesel::table! {
+    deletion_holds (run_id) {
+        run_id -> Text,
+        org_id -> Text,
+        connection_id -> Text,
+        state -> Text,
+        held -> BigInt,
+        since -> Timestamp,
+        reason -> Text,
+        resolved_at -> Nullable<Timestamp>,
+        resolved_by -> Nullable<Text>,
+        applied -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    held_deletions (connection_id, contact_id) {
+        connection_id -> Text,
+        contact_id -> Text,
+        run_id -> Text,
     }
 }
 
@@ -247,5 +271,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     webhook_endpoints,
     webhook_deliveries,
     connection_status,
-    chat_groups
+    chat_groups,
+    deletion_holds,
+    held_deletions
 );

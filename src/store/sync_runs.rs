@@ -6,7 +6,7 @@ use diesel::dsl::{exists, not};
 use diesel::prelude::*;
 
 use super::models::{RunStatus, SyncRunRow, Trigger};
-use super::schema::{contacts, sync_leases, sync_runs, sync_seen};
+use super::schema::{contacts, deletion_holds, held_deletions, sync_leases, sync_runs, sync_seen};
 use super::{DbConnection, StoreError};
 use crate::ids;
 
@@ -53,6 +53,7 @@ pub fn start_run(
         error: None,
         started_at: now,
         finished_at: None,
+        deletions_held: 0,
     };
     let result = conn.transaction(|conn| {
         if let Some(gap) = min_gap {
@@ -216,6 +217,7 @@ pub fn save_progress(conn: &mut DbConnection, run: &SyncRunRow) -> Result<(), St
             sync_runs::upstream_requests.eq(run.upstream_requests),
             sync_runs::throttled_429.eq(run.throttled_429),
             sync_runs::limiter_wait_ms.eq(run.limiter_wait_ms),
+            sync_runs::deletions_held.eq(run.deletions_held),
         ))
         .execute(conn)?;
     Ok(())
@@ -261,18 +263,38 @@ pub fn finish_run(conn: &mut DbConnection, run: &SyncRunRow) -> Result<(), Store
                 "updated": run.updated,
                 "unchanged": run.unchanged,
                 "deleted": run.deleted,
+                "deletions_held": run.deletions_held,
             },
             "error": run.error,
         });
+        let mut events = vec![super::events::NewEvent {
+            event_type: "sync_run.finished",
+            connection_id: Some(run.connection_id.clone()),
+            data: data.to_string(),
+        }];
+        if run.status == RunStatus::Held {
+            let since = super::deletion_holds::find(conn, &run.org_id, &run.id)?
+                .map(|h| h.since)
+                .or(run.finished_at)
+                .unwrap_or_else(crate::ids::now);
+            let data = serde_json::json!({
+                "run_id": run.id,
+                "connection_id": run.connection_id,
+                "count": run.deletions_held,
+                "since": crate::ids::rfc3339(since),
+                "error": run.error,
+            });
+            events.push(super::events::NewEvent {
+                event_type: "sync_run.held",
+                connection_id: Some(run.connection_id.clone()),
+                data: data.to_string(),
+            });
+        }
         super::events::append(
             conn,
             &run.org_id,
             run.finished_at.unwrap_or_else(crate::ids::now),
-            vec![super::events::NewEvent {
-                event_type: "sync_run.finished",
-                connection_id: Some(run.connection_id.clone()),
-                data: data.to_string(),
-            }],
+            events,
         )?;
         Ok(())
     })
@@ -336,7 +358,7 @@ pub fn count_live(conn: &mut DbConnection, connection_id: &str) -> Result<i64, S
 }
 
 /// After a complete listing: the next `limit` live contacts of the connection the
-/// run did not see (in remote id order, after the remote id `after`: the order of
+/// run did not see and no hold keeps (in remote id order, after the remote id `after`: the order of
 /// the connection's unique index, so no sort) are marked deleted upstream. Returns
 /// their `(remote id, id)`s (none left: empty).
 pub fn mark_unseen_deleted(
@@ -360,12 +382,15 @@ pub fn mark_unseen_deleted(
                    AND NOT EXISTS (SELECT 1 FROM sync_seen s
                                    WHERE s.run_id = ? AND s.remote_id = u.remote_id))
                AND NOT c.remote_was_deleted
+               AND NOT EXISTS (SELECT 1 FROM held_deletions h
+                               WHERE h.connection_id = ? AND h.contact_id = c.id)
              ORDER BY c.remote_id
              LIMIT ?",
         )
         .bind::<diesel::sql_types::Text, _>(connection_id)
         .bind::<diesel::sql_types::Text, _>(after.unwrap_or(""))
         .bind::<diesel::sql_types::Text, _>(run_id)
+        .bind::<diesel::sql_types::Text, _>(connection_id)
         .bind::<diesel::sql_types::BigInt, _>(limit)
         .load::<Unseen>(c)?
         .into_iter()
@@ -379,6 +404,11 @@ pub fn mark_unseen_deleted(
                     sync_seen::table
                         .filter(sync_seen::run_id.eq(run_id))
                         .filter(sync_seen::remote_id.eq(contacts::remote_id)),
+                )))
+                .filter(not(exists(
+                    held_deletions::table
+                        .filter(held_deletions::connection_id.eq(connection_id))
+                        .filter(held_deletions::contact_id.eq(contacts::id)),
                 )))
                 .select((contacts::remote_id, contacts::id))
                 .order(contacts::remote_id.asc())
@@ -406,6 +436,15 @@ struct Unseen {
     remote_id: String,
     #[diesel(sql_type = diesel::sql_types::Text)]
     id: String,
+}
+
+/// The org of a run, whatever org (the CLI acts for every org).
+pub fn org_of_run(conn: &mut DbConnection, id: &str) -> Result<Option<String>, StoreError> {
+    Ok(sync_runs::table
+        .filter(sync_runs::id.eq(id))
+        .select(sync_runs::org_id)
+        .first(conn)
+        .optional()?)
 }
 
 pub fn find_run(
@@ -490,7 +529,8 @@ pub fn last_finished(
 }
 
 /// Deletes up to `limit` runs that finished before `cutoff`, except each
-/// connection's latest finished run (the scheduler times the next run from it).
+/// connection's latest finished run (the scheduler times the next run from it)
+/// and a run whose deletions are held still (an operator has yet to decide).
 /// Returns how many went.
 pub fn prune_finished(
     conn: &mut DbConnection,
@@ -513,6 +553,11 @@ pub fn prune_finished(
                         .gt(sync_runs::finished_at),
                 ),
         ))
+        .filter(not(exists(
+            deletion_holds::table
+                .filter(deletion_holds::run_id.eq(sync_runs::id))
+                .filter(deletion_holds::state.eq(super::deletion_holds::HoldState::Held.as_str())),
+        )))
         .select(sync_runs::id)
         .limit(limit)
         .load(conn)?;

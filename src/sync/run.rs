@@ -17,6 +17,7 @@ use crate::store::chat_groups;
 use crate::store::connection_status;
 use crate::store::connections::Connection;
 use crate::store::contacts::{self, NewContacts, Origin, Prepared, Upserted};
+use crate::store::deletion_holds as holds;
 use crate::store::events;
 use crate::store::models::{RunStatus, SyncRunRow};
 use crate::store::sync_runs::{self, Lease};
@@ -30,10 +31,10 @@ pub const INTERRUPTED: &str = "interrupted: its process was shutting down";
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     /// The provider would not give a page (after the client's own retries).
-    #[error("listing page {page}: {source}")]
+    #[error("the listing ended early at page {page}, so nothing was marked deleted: {source}")]
     Listing { page: i64, source: AdapterError },
     /// The provider would not give a page of its chats.
-    #[error("listing chats, page {page}: {source}")]
+    #[error("listing chats, page {page}: {source}; nothing was marked deleted")]
     ListingChats { page: i64, source: AdapterError },
     /// The detail of a listed record could not be read, for a reason that is not
     /// about the record alone.
@@ -228,16 +229,21 @@ pub async fn execute(
     let before = provider.stats();
     let started = std::time::Instant::now();
     let mut store_time = Duration::ZERO;
-    let result = page_through(
-        &store,
-        &provider,
-        &c,
-        &mut run,
-        ttl,
-        &stop,
-        &on_page,
-        &mut store_time,
-    )
+    // The provider's trace id of the error that ended the run, if it sent one.
+    let (result, trace) = unicontacts_adapters::upstream::with_trace_scope(async {
+        let result = page_through(
+            &store,
+            &provider,
+            &c,
+            &mut run,
+            ttl,
+            &stop,
+            &on_page,
+            &mut store_time,
+        )
+        .await;
+        (result, unicontacts_adapters::upstream::last_trace_id())
+    })
     .await;
     let after = provider.stats();
     run.upstream_requests = (after.requests - before.requests) as i64;
@@ -247,8 +253,24 @@ pub async fn execute(
     // What the run says of the connection's health: a failure of the provider.
     let mut failure: Option<(&'static str, String)> = None;
     match result {
-        Ok(None) => run.status = RunStatus::Succeeded,
-        Ok(Some(skipped)) => {
+        Ok(Ended {
+            held: Some(held),
+            partial,
+        }) => {
+            run.status = RunStatus::Held;
+            run.error = Some(match partial {
+                Some(p) => format!("{held}; also {p}"),
+                None => held,
+            });
+        }
+        Ok(Ended {
+            partial: None,
+            held: None,
+        }) => run.status = RunStatus::Succeeded,
+        Ok(Ended {
+            partial: Some(skipped),
+            held: None,
+        }) => {
             tracing::warn!(run_id = %run.id, connection_id = %c.id, error = %skipped, "sync run partial");
             run.status = RunStatus::Partial;
             run.error = Some(skipped);
@@ -259,17 +281,27 @@ pub async fn execute(
             run.error = Some(e.to_string());
         }
         Err(e) => {
+            let upstream = matches!(
+                e,
+                SyncError::Listing { .. }
+                    | SyncError::ListingChats { .. }
+                    | SyncError::Reading { .. }
+            );
+            let message = match trace.filter(|_| upstream) {
+                Some(t) => format!("{e} (upstream trace id {t})"),
+                None => e.to_string(),
+            };
             failure = match &e {
                 SyncError::Listing { source, .. }
                 | SyncError::ListingChats { source, .. }
                 | SyncError::Reading { source, .. } => {
-                    connection_status::failure_kind(source).map(|k| (k, e.to_string()))
+                    connection_status::failure_kind(source).map(|k| (k, message.clone()))
                 }
                 _ => None,
             };
-            tracing::warn!(run_id = %run.id, connection_id = %c.id, error = %e, "sync run failed");
+            tracing::warn!(run_id = %run.id, connection_id = %c.id, error = %message, "sync run failed");
             run.status = RunStatus::Failed;
-            run.error = Some(e.to_string());
+            run.error = Some(message);
         }
     }
     let finished = run.clone();
@@ -283,7 +315,7 @@ pub async fn execute(
     note_health(&store, &c.id, &run, failure.as_ref()).await;
     tracing::info!(
         run_id = %run.id, connection_id = %c.id, status = %run.status,
-        created = run.created, updated = run.updated, unchanged = run.unchanged, deleted = run.deleted,
+        created = run.created, updated = run.updated, unchanged = run.unchanged, deleted = run.deleted, deletions_held = run.deletions_held,
         pages = run.pages, elapsed_ms = started.elapsed().as_millis() as u64,
         store_ms = store_time.as_millis() as u64, "sync run finished"
     );
@@ -308,7 +340,7 @@ async fn note_health(
                 })
                 .await
         }
-        (None, RunStatus::Succeeded | RunStatus::Partial) => {
+        (None, RunStatus::Succeeded | RunStatus::Partial | RunStatus::Held) => {
             store
                 .write(move |conn| connection_status::record_success(conn, &id, now))
                 .await
@@ -439,7 +471,7 @@ async fn page_through(
     stop: &CancellationToken,
     on_page: &(impl Fn(&SyncRunRow) + Send),
     store_time: &mut Duration,
-) -> Result<Option<String>, SyncError> {
+) -> Result<Ended, SyncError> {
     use std::time::Instant;
     let started = Instant::now();
     // Records skipped so far, and the first error: a run with any ends partial.
@@ -566,23 +598,127 @@ async fn page_through(
             }
         }
     }
-    // The listing is complete: what was not seen is gone upstream. Every seen
-    // record that was stored is live now. So when none was left out and the
-    // connection has exactly as many live contacts as the run saw, no live contact
-    // went unseen: nothing to mark, and no need to read them all.
+    // The listing is complete: what was not seen is gone upstream, unless the
+    // deletion guard holds it for an operator.
     let t = Instant::now();
-    if track_seen && (not_stored > 0 || count_live(store, c).await? != seen_total) {
-        run.deleted += mark_unseen_deleted(store, c, &run.id, ttl).await?;
-    }
+    let held = if track_seen {
+        check_deletions(store, c, run, seen_total, not_stored, ttl).await?
+    } else {
+        None
+    };
     *store_time += t.elapsed();
     tracing::debug!(
         at_ms = started.elapsed().as_millis() as u64,
         check_ms = t.elapsed().as_millis() as u64,
         "deletion check done"
     );
-    Ok(first_skip.map(|e| {
-        format!("{skipped} contact(s) could not be read and were left as they were; first: {e}")
-    }))
+    Ok(Ended {
+        partial: first_skip.map(|e| {
+            format!("{skipped} contact(s) could not be read and were left as they were; first: {e}")
+        }),
+        held,
+    })
+}
+
+/// How a run that listed everything ended.
+struct Ended {
+    /// Records the provider would not give: how many, and the first reason.
+    partial: Option<String>,
+    /// Deletions the guard held: why, in an operator's words.
+    held: Option<String>,
+}
+
+/// The deletion check after a complete listing. Held contacts the run saw again
+/// (or that are gone otherwise) are let go. The live contacts the run did not
+/// see and no hold keeps are marked deleted, unless the connection's deletion
+/// guard says they are too many: then they are held, with the earlier held ones,
+/// for an operator to apply or discard. Held contacts are never deleted here.
+/// Sets the run's `deleted` and `deletions_held`; returns why it holds, if it does.
+async fn check_deletions(
+    store: &Store,
+    c: &Connection,
+    run: &mut SyncRunRow,
+    seen_total: i64,
+    not_stored: i64,
+    ttl: chrono::Duration,
+) -> Result<Option<String>, SyncError> {
+    // Every seen record that was stored is live now. So when none was left out
+    // and the connection has exactly as many live contacts as the run saw, no
+    // live contact went unseen: nothing to mark or hold, no need to read them all.
+    let live = count_live(store, c).await?;
+    let everything_seen = not_stored == 0 && live == seen_total;
+    let (connection, run_id) = (c.id.clone(), run.id.clone());
+    let (unseen, carried) = store
+        .write(move |conn| {
+            store_fns::in_transaction(conn, |conn| {
+                if everything_seen {
+                    holds::release_seen(conn, &connection, None)?;
+                    return Ok((0, 0));
+                }
+                holds::release_seen(conn, &connection, Some(&run_id))?;
+                holds::carry(conn, &connection, &run_id)?;
+                let unseen = holds::count_unseen(conn, &connection, &run_id)?;
+                let carried = holds::count_held(conn, &connection)?;
+                Ok((unseen, carried))
+            })
+        })
+        .await?;
+    // Unseen and not held yet: what this run's check would delete.
+    let fresh = unseen - carried;
+    let hold = c.settings.guard_holds(live, fresh, seen_total);
+    if hold {
+        let (connection, run_id) = (c.clone(), run.id.clone());
+        store
+            .write(move |conn| {
+                store_fns::in_transaction(conn, |conn| {
+                    link::lock_org(conn, &connection.org_id)?;
+                    if sync_runs::renew_lease(conn, &run_id, ttl)? == Lease::Lost {
+                        return Err(StoreError::LeaseLost);
+                    }
+                    holds::hold_unseen(conn, &connection.id, &run_id)
+                })
+            })
+            .await?;
+    } else if fresh > 0 {
+        run.deleted += mark_unseen_deleted(store, c, &run.id, ttl).await?;
+    }
+    let connection = c.id.clone();
+    let held = store
+        .run(move |conn| holds::count_held(conn, &connection))
+        .await?;
+    run.deletions_held = held;
+    let reason = (held > 0).then(|| {
+        let shown = live - unseen;
+        if hold {
+            format!(
+                "the listing showed {shown} of {live} live contacts; \
+                 {held} deletions held for review"
+            )
+        } else {
+            format!(
+                "{held} deletions held for review are still missing from the listing \
+                 (it showed {shown} of {live} live contacts); apply or discard them"
+            )
+        }
+    });
+    let (connection, run_id, why) = (c.clone(), run.id.clone(), reason.clone());
+    store
+        .write(move |conn| {
+            holds::settle(
+                conn,
+                &connection.org_id,
+                &connection.id,
+                &run_id,
+                held,
+                why.as_deref().unwrap_or(""),
+                ids::now(),
+            )
+        })
+        .await?;
+    if let Some(r) = &reason {
+        tracing::warn!(run_id = %run.id, connection_id = %c.id, held, "{r}");
+    }
+    Ok(reason)
 }
 
 /// Completes the groups a round of chat pages named without members: from the
@@ -776,6 +912,27 @@ async fn list_chats(
     }
 }
 
+/// After contacts of the org were marked deleted (in the caller's transaction,
+/// under the org's lock): their people relinked, and their `contact.deleted`
+/// events with the people's appended.
+pub fn record_deleted(
+    conn: &mut DbConnection,
+    org_id: &str,
+    ids: &[String],
+    cause: &events::Cause,
+) -> Result<(), StoreError> {
+    let linked = link::link_contacts(conn, org_id, ids)?;
+    let mut new = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(1000) {
+        let marked: Vec<(String, ())> = chunk.iter().map(|id| (id.clone(), ())).collect();
+        for (row, ()) in contacts::find_contacts(conn, org_id, &marked)? {
+            new.push(events::contact_event("contact.deleted", &row, None, cause));
+        }
+    }
+    new.extend(linked.changes.events(cause));
+    events::append(conn, org_id, ids::now(), new)
+}
+
 /// How many of the connection's contacts are live (two index counts).
 async fn count_live(store: &Store, c: &Connection) -> Result<i64, StoreError> {
     let connection_id = c.id.clone();
@@ -814,18 +971,12 @@ async fn mark_unseen_deleted(
                         1000,
                     )?;
                     let ids: Vec<String> = gone.iter().map(|(_, id)| id.clone()).collect();
-                    let linked = link::link_contacts(conn, &connection.org_id, &ids)?;
-                    let cause = events::Cause::sync(&run_id);
-                    let marked: Vec<(String, ())> = ids.iter().map(|id| (id.clone(), ())).collect();
-                    let mut deleted: Vec<events::NewEvent> =
-                        contacts::find_contacts(conn, &connection.org_id, &marked)?
-                            .iter()
-                            .map(|(row, ())| {
-                                events::contact_event("contact.deleted", row, None, &cause)
-                            })
-                            .collect();
-                    deleted.extend(linked.changes.events(&cause));
-                    events::append(conn, &connection.org_id, ids::now(), deleted)?;
+                    record_deleted(
+                        conn,
+                        &connection.org_id,
+                        &ids,
+                        &events::Cause::sync(&run_id),
+                    )?;
                     Ok(gone)
                 })
             })

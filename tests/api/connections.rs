@@ -20,7 +20,7 @@ async fn a_connection_can_be_created_read_listed_updated_and_deleted(backend: Ba
     assert_eq!(created["credentials"]["phone"], "919874532456");
     assert_eq!(
         created["settings"],
-        json!({"default_country": "IN", "rate_limit_per_second": 10, "sync_interval_seconds": 900, "cache_ttl_seconds": 60})
+        json!({"default_country": "IN", "rate_limit_per_second": 10, "sync_interval_seconds": 900, "cache_ttl_seconds": 60, "deletion_guard_percent": 10, "deletion_guard_min": 5})
     );
 
     let mut got: Value = send(app.get(&format!("/v1/admin/connections/{id}"), &app.admin_key))

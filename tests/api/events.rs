@@ -10,7 +10,7 @@ use crate::helpers::{
 };
 
 /// Every event after `after` (an event id), following `next_cursor` by pages of `limit`.
-async fn feed(app: &TestApp, key: &str, query: &str, limit: u32) -> Vec<Value> {
+pub async fn feed(app: &TestApp, key: &str, query: &str, limit: u32) -> Vec<Value> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -29,7 +29,7 @@ async fn feed(app: &TestApp, key: &str, query: &str, limit: u32) -> Vec<Value> {
     }
 }
 
-fn of_type<'a>(events: &'a [Value], t: &str) -> Vec<&'a Value> {
+pub fn of_type<'a>(events: &'a [Value], t: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["type"] == t).collect()
 }
 

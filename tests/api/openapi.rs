@@ -3,7 +3,7 @@ use serde_json::Value;
 use crate::helpers::{send, spawn_app, Backend};
 
 /// Every route the app serves (besides the docs themselves).
-const ROUTES: [(&str, &str); 39] = [
+const ROUTES: [(&str, &str); 42] = [
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -37,6 +37,9 @@ const ROUTES: [(&str, &str); 39] = [
         "/v1/admin/webhooks/{id}/deliveries/{delivery_id}/replay",
     ),
     ("post", "/v1/admin/webhooks/{id}/recover"),
+    ("get", "/v1/admin/sync-runs/{id}/held-deletions"),
+    ("post", "/v1/admin/sync-runs/{id}/held-deletions/apply"),
+    ("post", "/v1/admin/sync-runs/{id}/held-deletions/discard"),
     ("get", "/v1/people/{id}"),
     ("get", "/v1/contacts"),
     ("get", "/v1/contacts/{id}"),
@@ -100,7 +103,8 @@ async fn the_openapi_document_is_3_1_and_describes_every_route(backend: Backend)
             );
         }
         // The actions that take no body: a sync, a secret's rotation, a replay,
-        // pausing and resuming syncs, cancelling a run.
+        // pausing and resuming syncs, cancelling a run, applying or discarding
+        // its held deletions.
         let bodiless = [
             "/sync",
             "/rotate-secret",
@@ -108,6 +112,8 @@ async fn the_openapi_document_is_3_1_and_describes_every_route(backend: Backend)
             "/pause-sync",
             "/resume-sync",
             "/cancel",
+            "/held-deletions/apply",
+            "/held-deletions/discard",
         ]
         .iter()
         .any(|end| path.ends_with(end));
@@ -160,7 +166,14 @@ async fn the_openapi_document_is_3_1_and_describes_every_route(backend: Backend)
     // Run states are the server's own values.
     assert_eq!(
         schemas["RunStatus"]["enum"],
-        serde_json::json!(["running", "succeeded", "failed", "partial", "cancelled"])
+        serde_json::json!([
+            "running",
+            "succeeded",
+            "failed",
+            "partial",
+            "cancelled",
+            "held"
+        ])
     );
     assert_eq!(
         schemas["Trigger"]["enum"],

@@ -24,6 +24,19 @@ pub struct GatewayClient {
 pub fn classify(res: &UpstreamResponse) -> AdapterError {
     let body: Option<ErrorBody> = serde_json::from_slice(&res.body).ok();
     let detail = body.map(|b| b.error).unwrap_or_default();
+    // A 404 is "contact not found" unless the body says the session is unknown:
+    // then every call of the connection fails the same way.
+    if res.status == 404 {
+        if let Some(message) = detail
+            .message
+            .as_deref()
+            .filter(|m| m.to_ascii_lowercase().contains("session not found"))
+        {
+            return AdapterError::SessionMissing {
+                message: message.to_string(),
+            };
+        }
+    }
     error::classify(
         res.status,
         &res.body,

@@ -28,6 +28,8 @@ pub struct GatewayStore {
     rows: BTreeMap<i64, StoredContact>,
     by_lid: HashMap<String, i64>,
     next_id: i64,
+    /// What `GET .../contacts` serves.
+    pub listing: crate::sim::Listing,
 }
 
 impl GatewayStore {
@@ -193,7 +195,10 @@ impl GatewayApi {
         self.with_store(|s| {
             let mut page = Vec::new();
             let mut last = None;
-            for (id, c) in s.rows.range(after + 1..) {
+            // The first `shown` rows in list order are all the listing has.
+            let shown = s.listing.shown(s.rows.len());
+            let end = s.rows.keys().nth(shown).copied().unwrap_or(i64::MAX);
+            for (id, c) in s.rows.range(after + 1..end.max(after + 1)) {
                 let item = list_item(&c.detail);
                 if source.as_deref().is_some_and(|src| item["source"] != src) {
                     continue;

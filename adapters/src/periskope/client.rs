@@ -30,6 +30,8 @@ pub struct PeriskopeClient {
     api_key: String,
     phone: String,
     page_size: u32,
+    /// Whether a `count` below what a listing had read was logged already.
+    odd_count_logged: std::sync::atomic::AtomicBool,
 }
 
 /// The digits Periskope's paths take, from any written form of a phone contact id.
@@ -128,6 +130,7 @@ impl PeriskopeClient {
             api_key: config.api_key,
             phone,
             page_size: MAX_PAGE,
+            odd_count_logged: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -148,12 +151,25 @@ impl PeriskopeClient {
         self.upstream.send_ok(&self.request(req), classify).await
     }
 
-    /// The page after one of `n` items at `offset`: none after a short page or
-    /// once `count` (the total, where sent) is reached (PROVIDERS.md §1.5).
+    /// The page after one of `n` items at `offset`: none only after a page
+    /// shorter than the limit asked (or an empty one), whatever `count` says.
+    /// The provider documents `count` as the total, but its own example
+    /// (`count: 10, from: 1, to: 10`) reads as well as the page's length; taken
+    /// for the total, a per-page count would end the listing after one page and
+    /// the rest would look deleted. A `count` below what was read is logged once.
     fn next_page(&self, offset: u64, n: u64, count: Option<u64>) -> Option<PageToken> {
-        let end_by_count = count.is_some_and(|count| offset + n >= count);
-        (n >= u64::from(self.page_size) && !end_by_count)
-            .then(|| PageToken((offset + n).to_string()))
+        use std::sync::atomic::Ordering;
+        if let Some(count) = count.filter(|count| *count < offset + n) {
+            if !self.odd_count_logged.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    count,
+                    read = offset + n,
+                    "Periskope's list `count` is below the records read so far \
+                     (a per-page count?); paging on until a short page"
+                );
+            }
+        }
+        (n > 0 && n >= u64::from(self.page_size)).then(|| PageToken((offset + n).to_string()))
     }
 
     /// Replaces the labels of every listed contact (`PATCH /contacts/labels`).
@@ -203,7 +219,12 @@ impl Provider for PeriskopeClient {
                 Ok(Some(chat)) => chats::apply_direct(&mut record, &chat),
                 // Gone since `chat_ids` was written: its fields stay as stored.
                 Ok(None) => {}
-                Err(e) => return Err(e),
+                // The contact was read: it is answered, its chat fields left
+                // unknown (the stored ones are kept) and the read marked partial.
+                Err(e) => {
+                    tracing::warn!(remote_id = %record.remote_id, error = %e, "Periskope chat read failed; answering the contact without it");
+                    record.partial.push("chats");
+                }
             },
             None => {}
         }

@@ -50,6 +50,8 @@ pub struct PeriskopeStore {
     chat_index: HashMap<String, usize>,
     /// Lists chats with `members: null` (detail answers keep them).
     pub list_without_members: bool,
+    /// What `GET /contacts` serves.
+    pub listing: crate::sim::Listing,
 }
 
 /// The connected phone (`x-phone` of the tests), a member of every chat.
@@ -455,6 +457,10 @@ impl SimApi for PeriskopeApi {
         RateHeaders::Full
     }
 
+    fn trace_header(&self) -> Option<&'static str> {
+        Some("x-periskope-trace-id")
+    }
+
     fn authorize(&self, req: &SimRequest) -> Result<(), SimResponse> {
         if req.bearer() != Some(self.api_key.as_str()) {
             return Err(error(
@@ -534,17 +540,21 @@ impl PeriskopeApi {
             Err(e) => return e,
         };
         self.with_store(|s| {
-            let page: Vec<Value> = s
-                .contacts
+            let shown = s.listing.shown(s.contacts.len());
+            let page: Vec<Value> = s.contacts[..shown]
                 .iter()
                 .skip(offset)
                 .take(limit)
                 .cloned()
                 .collect();
             let n = page.len();
+            let count = match s.listing {
+                crate::sim::Listing::CountIsPage => n,
+                _ => shown,
+            };
             SimResponse::json(
                 200,
-                json!({"contacts": page, "count": s.len(), "from": offset + 1, "to": offset + n}),
+                json!({"contacts": page, "count": count, "from": offset + 1, "to": offset + n}),
             )
         })
     }

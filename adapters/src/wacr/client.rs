@@ -173,11 +173,20 @@ impl Provider for WacrClient {
         let page = unwrap_list(parse_json("WA.cr contact list", &res.body)?)?;
         let n = page.items.len() as u64;
         let contacts = map_items("data", page.items, |raw| self.map(raw))?;
+        let last_page = page.meta.as_ref().and_then(|m| m.last_page);
+        // An empty page must be the last one: `data` and `meta.last_page` that
+        // disagree end the listing early, and a listing that ended early must
+        // not be taken for complete (what it lacks would look deleted).
+        if n == 0 {
+            if let Some(last) = last_page.filter(|last| number < *last) {
+                return Err(AdapterError::decode(format!(
+                    "WA.cr contact list: page {number} came back empty while `meta.last_page` \
+                     says {last}; the listing ended early"
+                )));
+            }
+        }
         // The paginator's own word first; a short page ends the list otherwise.
-        let more = match (
-            page.meta.as_ref().and_then(|m| m.last_page),
-            &page.next_link,
-        ) {
+        let more = match (last_page, &page.next_link) {
             (Some(last), _) => number < last,
             (None, Some(next)) => next.is_some(),
             (None, None) => n >= u64::from(self.per_page),

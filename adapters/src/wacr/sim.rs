@@ -37,6 +37,8 @@ fn stamp(t: chrono::DateTime<Utc>) -> String {
 pub struct WacrStore {
     contacts: BTreeMap<i64, Value>,
     next_id: i64,
+    /// What `GET /contacts` serves.
+    pub listing: crate::sim::Listing,
 }
 
 fn phone_key(phone: &str) -> String {
@@ -52,6 +54,7 @@ impl WacrStore {
         let mut store = WacrStore {
             contacts: BTreeMap::new(),
             next_id: 1,
+            listing: Default::default(),
         };
         for p in world.wacr_people() {
             let Some(digits) = &p.phone else { continue };
@@ -308,12 +311,18 @@ impl WacrApi {
         };
         let include = req.query.get("include").cloned().unwrap_or_default();
         self.with_store(|s| {
-            let total = s.len();
+            let listing = s.listing;
+            let total = listing.shown(s.len());
             let last_page = total.div_ceil(per_page).max(1);
+            let skip = match listing {
+                crate::sim::Listing::EmptyAfterFirstPage if page > 1 => total,
+                _ => (page - 1) * per_page,
+            };
             let data: Vec<Value> = s
                 .contacts
                 .values()
-                .skip((page - 1) * per_page)
+                .take(total)
+                .skip(skip)
                 .take(per_page)
                 .map(|c| with_includes(c, &include))
                 .collect();
