@@ -64,6 +64,9 @@ fn every_command_has_help() {
         vec!["keys", "list", "--help"],
         vec!["keys", "revoke", "--help"],
         vec!["connections", "list", "--help"],
+        vec!["sync-runs", "held", "--help"],
+        vec!["sync-runs", "apply", "--help"],
+        vec!["sync-runs", "discard", "--help"],
         vec!["completions", "--help"],
         vec!["healthcheck", "--help"],
         vec!["secrets", "rotate", "--help"],
@@ -298,6 +301,77 @@ async fn connections_list_and_an_empty_sync_say_what_there_is(backend: Backend) 
     for word in ["wacr", "crm", "healthy", "on", "succeeded"] {
         assert!(line.contains(word), "{word}: {line}");
     }
+    drop(store);
+}
+
+/// `sync-runs held|apply|discard`: the held deletions of every org, from the
+/// command line, as the API ends them.
+async fn held_deletions_are_listed_applied_and_discarded_from_the_command_line(backend: Backend) {
+    let db = TestDb::new(&backend);
+    let out = run(unicontacts(Some(&db)).args(["sync-runs", "held"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "no deletions held");
+    let (sim, store, connection) = wacr_connection(&db, 62, 40).await;
+    let first = sync_once(&store, &connection, chrono::Duration::seconds(60)).await;
+    let n = first.created;
+    assert!(n > 5, "{first:?}");
+    let hold = |keep: usize| {
+        sim.api()
+            .with_store(|s| s.listing = unicontacts_adapters::sim::Listing::Truncated { keep })
+    };
+    hold(0);
+    let held = sync_once(&store, &connection, chrono::Duration::seconds(60)).await;
+    assert_eq!(held.status, RunStatus::Held, "{held:?}");
+    let out = run(unicontacts(Some(&db)).args(["sync-runs", "held"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed = text(&out.stdout);
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with(&held.id))
+        .unwrap_or_else(|| panic!("{listed}"));
+    for word in [
+        connection.id.as_str(),
+        &n.to_string(),
+        "deletions held for review",
+    ] {
+        assert!(line.contains(word), "{word}: {line}");
+    }
+    // Discarded: nothing deleted; applying it afterwards names the discard.
+    let out = run(unicontacts(Some(&db)).args(["sync-runs", "discard", &held.id]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(&format!("{n} contact(s) kept")),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(unicontacts(Some(&db)).args(["sync-runs", "apply", &held.id]));
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("discarded"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Held again by the next run, and applied.
+    let again = sync_once(&store, &connection, chrono::Duration::seconds(60)).await;
+    assert_eq!(again.status, RunStatus::Held, "{again:?}");
+    let out = run(unicontacts(Some(&db)).args(["sync-runs", "apply", &again.id]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(&format!("{n} contact(s) marked deleted")),
+        "{}",
+        text(&out.stdout)
+    );
+    let stored = stored_contacts(&store, &connection.id).await;
+    assert_eq!(stored.len() as i64, n);
+    assert!(stored.iter().all(|(_, deleted)| *deleted), "{stored:?}");
+    let out =
+        run(unicontacts(Some(&db)).args(["sync-runs", "apply", "run_00000000000000000000000000"]));
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("sync run not found"),
+        "{}",
+        text(&out.stderr)
+    );
     drop(store);
 }
 
@@ -1144,6 +1218,7 @@ crate::db_tests!(
     a_hung_up_sync_records_its_run_within_two_seconds,
     sync_on_a_terminal_prints_its_logs_above_the_bar,
     connections_list_and_an_empty_sync_say_what_there_is,
+    held_deletions_are_listed_applied_and_discarded_from_the_command_line,
     short_commands_exit_cleanly_while_the_pool_connects,
     serve_logs_json_keeps_secrets_out_and_stops_cleanly_on_sigterm,
 );
