@@ -379,7 +379,7 @@ async fn held_deletions_are_listed_applied_and_discarded_from_the_command_line(b
 /// 1 (and why) for an address nobody serves.
 async fn healthcheck_exits_zero_only_for_a_ready_server(backend: Backend) {
     let db = TestDb::new(&backend);
-    let server = crate::replicas::Replica::start(&db, "", &[]);
+    let server = crate::processes::Replica::start(&db, "", &[]);
     let base = server.url("");
     let out = run(unicontacts(Some(&db)).args(["healthcheck", "--url", &base]));
     assert!(out.status.success(), "{}", text(&out.stderr));

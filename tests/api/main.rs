@@ -20,6 +20,7 @@ mod metrics;
 mod openapi;
 mod operations;
 mod people;
+mod processes;
 mod provider_errors;
 mod quota;
 mod readme;

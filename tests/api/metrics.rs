@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use unicontacts_adapters::sim::{Faults, RateLimit};
 
 use crate::helpers::{assert_error, spawn_app, Backend, Sims};
-use crate::replicas::{start_sync, wait_for_run, Replica};
+use crate::processes::{start_sync, wait_for_run, Replica};
 
 const TOKEN: &str = "metrics-token-0123456789";
 

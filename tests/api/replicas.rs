@@ -5,9 +5,6 @@
 //! schedulers that never run one connection twice at once, and Redis going away
 //! mid-run. PostgreSQL only (SQLite is one process's).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -17,93 +14,11 @@ use unicontacts_adapters::periskope;
 use unicontacts_adapters::sim::{RateLimit, World};
 
 use crate::helpers::{send, test_settings, Backend, TestDb, SIM_KEY};
-
-const BIN: &str = env!("CARGO_BIN_EXE_unicontacts");
+use crate::processes::{get, start_sync, wait_for_run, OwnRedis, Replica};
 
 /// The machine's Redis for these tests (`UNICONTACTS_TEST_REDIS_URL`).
 fn redis_url() -> String {
     std::env::var("UNICONTACTS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// One `unicontacts serve` child; killed when dropped.
-pub struct Replica {
-    child: Option<Child>,
-    base: String,
-    pid: u32,
-}
-
-impl Replica {
-    /// `redis`: the shared Redis, or "" for none.
-    pub fn start(db: &TestDb, redis: &str, env: &[(&str, &str)]) -> Replica {
-        let url = match &db.url {
-            unicontacts::config::DatabaseUrl::Postgres(u) => u.clone(),
-            unicontacts::config::DatabaseUrl::Sqlite(p) => p.display().to_string(),
-        };
-        let mut cmd = Command::new(BIN);
-        cmd.env_clear()
-            .current_dir(std::env::temp_dir())
-            .arg("serve")
-            .env("UNICONTACTS_DATABASE_URL", url)
-            .env("UNICONTACTS_REPLICAS", "3")
-            .env("UNICONTACTS_BIND", "127.0.0.1:0")
-            .env("UNICONTACTS_LOG_FORMAT", "json")
-            .env("UNICONTACTS_WORKERS", "2")
-            .env("UNICONTACTS_SCHEDULER_TICK_MS", "0")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        if !redis.is_empty() {
-            cmd.env("UNICONTACTS_REDIS_URL", redis);
-        }
-        if let Some(key) = &db.secret_key {
-            cmd.env("UNICONTACTS_SECRET_KEY", key);
-        }
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let port = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(60))
-                .expect("the replica starts");
-            if let Some(port) = serde_json::from_str::<Value>(&line)
-                .ok()
-                .and_then(|v| v["fields"]["port"].as_u64())
-            {
-                break port;
-            }
-        };
-        // Keep draining its log so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in rx {});
-        Replica {
-            pid: child.id(),
-            child: Some(child),
-            base: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// A fresh database (migrated), an org with an admin key, and a Periskope
@@ -170,41 +85,6 @@ async fn create_connection(r: &Replica, key: &str, sim: &periskope::sim::Perisko
         .as_str()
         .expect("id")
         .to_string()
-}
-
-/// Starts a sync of the connection through `r`; returns the run's id.
-pub async fn start_sync(r: &Replica, key: &str, connection: &str) -> String {
-    let res = send(
-        reqwest::Client::new()
-            .post(r.url(&format!("/v1/admin/connections/{connection}/sync")))
-            .bearer_auth(key)
-            .json(&json!({})),
-    )
-    .await;
-    assert_eq!(res.status(), 202);
-    res.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_string()
-}
-
-async fn get(r: &Replica, path: &str, key: &str) -> reqwest::Response {
-    send(reqwest::Client::new().get(r.url(path)).bearer_auth(key)).await
-}
-
-/// Polls the run on `r` until it ends (bounded).
-pub async fn wait_for_run(r: &Replica, key: &str, run_id: &str) -> Value {
-    for _ in 0..1200 {
-        let res = get(r, &format!("/v1/admin/sync-runs/{run_id}"), key).await;
-        if res.status() == 200 {
-            let run: Value = res.json().await.expect("json");
-            if run["status"] != "running" {
-                return run;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("run {run_id} did not end");
 }
 
 fn digits_of(sim: &periskope::sim::PeriskopeSim) -> Vec<String> {
@@ -526,48 +406,14 @@ async fn a_killed_replicas_run_is_taken_over_and_schedulers_never_overlap() {
 }
 
 /// A Redis server of the test's own on a free port.
-struct OwnRedis(Child, String);
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_going_away_mid_run_costs_no_errors() {
     let _alone = crate::helpers::processes_alone().await;
     let Some((db, _store, admin, sim)) = setup(1000, 5).await else {
         return;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server (installed with the machine's Redis)");
-    let own = OwnRedis(child, format!("redis://127.0.0.1:{port}"));
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let replicas: Vec<Replica> = (0..2).map(|_| Replica::start(&db, &own.1, &[])).collect();
+    let own = OwnRedis::start().await;
+    let replicas: Vec<Replica> = (0..2).map(|_| Replica::start(&db, &own.url, &[])).collect();
     let (a, b) = (&replicas[0], &replicas[1]);
     let connection = create_connection(a, &admin, &sim).await;
     let digits = digits_of(&sim);

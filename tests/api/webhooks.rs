@@ -17,7 +17,7 @@ use unicontacts::config::Settings;
 use unicontacts::service::api_keys::Scope;
 
 use crate::helpers::{assert_error, send, spawn_app_with, Backend, Sims, TestApp};
-use crate::replicas::Replica;
+use crate::processes::Replica;
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
