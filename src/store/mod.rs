@@ -100,6 +100,30 @@ impl StoreError {
     }
 }
 
+/// Whether a database error says the database cannot serve now, rather than
+/// that the query was wrong: PostgreSQL going down or restarting (its sessions
+/// ended, the connection lost, not accepting connections yet), a disk with no
+/// room left (SQLite's SQLITE_FULL, PostgreSQL's `could not extend file`). Such
+/// a request is answered 503 with `Retry-After`, not 500.
+fn unavailable(message: &str) -> bool {
+    const SIGNS: [&str; 12] = [
+        "terminating connection",
+        "server closed the connection",
+        "connection to server",
+        "no connection to the server",
+        "could not connect",
+        "the database system is",
+        "connection refused",
+        "connection reset",
+        "ssl syscall",
+        "database or disk is full",
+        "no space left on device",
+        "could not extend file",
+    ];
+    let m = message.to_ascii_lowercase();
+    SIGNS.iter().any(|s| m.contains(s))
+}
+
 impl From<DieselError> for StoreError {
     fn from(e: DieselError) -> Self {
         match e {
@@ -112,6 +136,9 @@ impl From<DieselError> for StoreError {
             }
             DieselError::BrokenTransactionManager => {
                 StoreError::Unavailable("broken transaction manager".into())
+            }
+            DieselError::DatabaseError(_, info) if unavailable(info.message()) => {
+                StoreError::Unavailable(info.message().to_string())
             }
             other => StoreError::Query(other),
         }
@@ -704,5 +731,30 @@ mod tests {
         let store = Store::connect(&url, 2, Duration::from_secs(5)).expect("store");
         assert_eq!(store.write(temp_store).await.expect("writer"), 2);
         assert_eq!(store.run(temp_store).await.expect("reader"), 0);
+    }
+
+    /// A database that cannot serve now is told from a query that was wrong:
+    /// the first are 503s, the second 500s.
+    #[test]
+    fn unreachable_or_full_databases_are_unavailable_and_bad_queries_are_not() {
+        for (message, down) in [
+            ("terminating connection due to administrator command", true),
+            ("server closed the connection unexpectedly", true),
+            ("the database system is starting up", true),
+            ("the database system is shutting down", true),
+            ("database or disk is full", true),
+            (
+                "could not extend file \"base/16384/2619\": No space left on device",
+                true,
+            ),
+            ("no such table: contacts", false),
+            ("syntax error at or near \"SELEC\"", false),
+            (
+                "null value in column \"org_id\" violates not-null constraint",
+                false,
+            ),
+        ] {
+            assert_eq!(unavailable(message), down, "{message}");
+        }
     }
 }

@@ -304,13 +304,7 @@ pub async fn execute(
             run.error = Some(message);
         }
     }
-    let finished = run.clone();
-    if let Err(e) = store
-        .write(move |conn| sync_runs::finish_run(conn, &finished))
-        .await
-    {
-        tracing::error!(run_id = %run.id, error = %e, "could not record the end of a sync run");
-    }
+    record_end(&store, &run).await;
     crate::metrics::sync_run(&run, c.provider.as_str(), started.elapsed());
     note_health(&store, &c.id, &run, failure.as_ref()).await;
     tracing::info!(
@@ -320,6 +314,34 @@ pub async fn execute(
         store_ms = store_time.as_millis() as u64, "sync run finished"
     );
     run
+}
+
+/// Records the end of a run (status, counts, its events; its lease given back),
+/// trying again while the database cannot be reached: a run whose end is not
+/// recorded stays `running` and keeps its connection from syncing until its
+/// lease expires. A restarted database is back within seconds; after two
+/// minutes the lease's expiry is left to do the rest.
+pub async fn record_end(store: &Store, run: &SyncRunRow) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut wait = Duration::from_millis(100);
+    loop {
+        let finished = run.clone();
+        match store
+            .write(move |conn| sync_runs::finish_run(conn, &finished))
+            .await
+        {
+            Ok(()) => return,
+            Err(StoreError::Unavailable(e)) if std::time::Instant::now() < deadline => {
+                tracing::warn!(run_id = %run.id, error = %e, "the database is unavailable; recording the run's end again shortly");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => {
+                tracing::error!(run_id = %run.id, error = %e, "could not record the end of a sync run");
+                return;
+            }
+        }
+    }
 }
 
 /// Records what a finished run says of its connection's health: the provider's

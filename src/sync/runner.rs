@@ -138,14 +138,7 @@ impl Runner {
         run.status = RunStatus::Failed;
         run.error = Some(error.to_string());
         run.finished_at = Some(ids::now());
-        let finished = run.clone();
-        if let Err(e) = self
-            .store
-            .write(move |conn| sync_runs::finish_run(conn, &finished))
-            .await
-        {
-            tracing::error!(run_id = %run.id, error = %e, "could not record the end of a sync run");
-        }
+        run::record_end(&self.store, &run).await;
         run
     }
 

@@ -92,6 +92,18 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// A SQLite database at `path` (in a directory the caller owns; the chaos
+    /// suite's small filesystem).
+    #[allow(dead_code)]
+    pub fn sqlite_at(path: std::path::PathBuf) -> TestDb {
+        TestDb {
+            url: DatabaseUrl::Sqlite(path),
+            secret_key: None,
+            _dir: None,
+            postgres: None,
+        }
+    }
+
     pub fn new(backend: &Backend) -> TestDb {
         match backend {
             Backend::Sqlite => {
@@ -207,7 +219,11 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// `spawn_app` with settings changed by `tweak` first.
 pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> TestApp {
-    let db = TestDb::new(&backend);
+    spawn_app_on(TestDb::new(&backend), tweak).await
+}
+
+/// An app on this database, with settings changed by `tweak` first.
+pub async fn spawn_app_on(db: TestDb, tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = test_settings(&db);
     tweak(&mut settings);
     let store = open_store(&settings).await.expect("open store");
