@@ -72,8 +72,10 @@ async fn a_full_disk_under_sqlite_is_a_503_until_room_comes_back() {
     if !crate::enabled("a full disk under SQLite") {
         return;
     }
+    // The server's errors (their causes) in this test's output, shown when it fails.
     let _ = tracing_subscriber::fmt()
         .with_env_filter("error")
+        .with_test_writer()
         .try_init();
     let disk = SmallDisk::mount("24m");
     if !crate::required("a tmpfs it can mount (root)", disk.is_some()) {
