@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::ProviderKind;
+use crate::provider_kind::ProviderKind;
 
 /// A contact as served by the API: the provider's record plus our own ids.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::canonical::{
     ContactRecord, Membership, MembershipKind, RecordField, CHAT_FIELDS, DIRECT_CHAT_FIELDS,
 };
-use crate::PageToken;
+use crate::paging::PageToken;
 
 /// A member's standing in a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,7 +21,7 @@ pub fn set_per_connection(on: bool) {
 pub fn init() {
     let m = upstream();
     if !per_connection() {
-        for p in crate::ProviderKind::ALL {
+        for p in crate::provider_kind::ProviderKind::ALL {
             m.throttled.with_label_values(&[p.as_str()]);
             for priority in [
                 crate::quota::Priority::Interactive,

@@ -203,6 +203,67 @@ pub struct UpstreamResponse {
     pub body: Bytes,
 }
 
+/// What one attempt came to, as the retry rules see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// The provider answered with this status.
+    Answered(u16),
+    /// No answer within the timeout.
+    TimedOut,
+    /// The connection could not be made: nothing was sent.
+    ConnectFailed,
+    /// The connection broke after the request may have been sent.
+    Broken,
+}
+
+/// What to do after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Back off and send again (an attempt used).
+    Retry,
+    /// Stop: answer what the attempt gave.
+    GiveUp,
+    /// A 429: wait this long (the quota holds every caller meanwhile) and send
+    /// again; it uses no attempt, the provider did nothing with the request.
+    Pause(Duration),
+    /// A 429 whose wait passes the caller's deadline: stop, rate limited.
+    RateLimited(Duration),
+}
+
+/// The retry rules, apart from the sending: after attempt number `attempt`
+/// (1 for the first) of at most `max_attempts`, for a call that may (or may not,
+/// `idempotent`) be sent twice, with `left` before its deadline (`None`: no
+/// deadline) and `wait_429` the wait a 429 asked for.
+///
+/// - A 429 is never the request's failure: pause as asked, or stop rate limited
+///   when the wait passes the deadline.
+/// - A connection that could not be made sent nothing: any call may go again.
+/// - A 5xx or a timeout may have done the work: only an idempotent call goes again.
+/// - Anything else is the answer.
+pub fn decide(
+    attempt: u32,
+    max_attempts: u32,
+    outcome: Attempt,
+    idempotent: bool,
+    left: Option<Duration>,
+    wait_429: Duration,
+) -> Decision {
+    let another = attempt < max_attempts;
+    match outcome {
+        Attempt::Answered(429) => {
+            if left.is_some_and(|left| wait_429 > left) {
+                Decision::RateLimited(wait_429)
+            } else {
+                Decision::Pause(wait_429)
+            }
+        }
+        Attempt::ConnectFailed if another => Decision::Retry,
+        Attempt::Answered(status) if status >= 500 && idempotent && another => Decision::Retry,
+        Attempt::TimedOut if idempotent && another => Decision::Retry,
+        _ => Decision::GiveUp,
+    }
+}
+
 /// The HTTP client of one connection. Cheap to clone; clones share quota and counters.
 #[derive(Clone)]
 pub struct Upstream {
@@ -394,7 +455,6 @@ impl Upstream {
             if let Some(body) = &req.body {
                 builder = builder.json(body);
             }
-            let last = attempt >= self.config.max_attempts;
             permit.sent();
             let sent_at = Instant::now();
             let outcome = match builder.send().await {
@@ -425,26 +485,26 @@ impl Upstream {
                             },
                             observed,
                         )),
-                        Err(e) => Err(body_error(&e)),
+                        Err(e) => Err((Attempt::Broken, body_error(&e))),
                     }
                 }
                 Err(e) => {
                     permit.failed().await;
                     if e.is_timeout() {
-                        Err(AdapterError::Timeout)
+                        Err((Attempt::TimedOut, AdapterError::Timeout))
                     } else {
-                        // A failed connect was never sent, so even a write may be retried.
-                        let retry_any = e.is_connect();
-                        let err = AdapterError::Unreachable {
-                            message: e.to_string(),
+                        // A failed connect was never sent, so even a write may go again.
+                        let attempt = if e.is_connect() {
+                            Attempt::ConnectFailed
+                        } else {
+                            Attempt::Broken
                         };
-                        if retry_any && !last {
-                            self.record(req.operation, "unreachable", None, sent_at.elapsed());
-                            if self.pause(attempt, &left).await {
-                                continue;
-                            }
-                        }
-                        Err(err)
+                        Err((
+                            attempt,
+                            AdapterError::Unreachable {
+                                message: e.to_string(),
+                            },
+                        ))
                     }
                 }
             };
@@ -459,17 +519,14 @@ impl Upstream {
                     },
                     Some((res.status, *observed)),
                 ),
-                Err(AdapterError::Timeout) => ("timeout", None),
+                Err((Attempt::TimedOut, _)) => ("timeout", None),
                 Err(_) => ("unreachable", None),
             };
             self.record(req.operation, result, answer, sent_at.elapsed());
-            match outcome {
-                Ok((res, observed)) if res.status == 429 => {
-                    // The quota paused every caller already. A 429 was not processed,
-                    // so any call may go again; it uses no attempt.
-                    self.counters.throttled.fetch_add(1, Ordering::Relaxed);
-                    attempt -= 1;
-                    let wait = observed
+            let (kind, wait_429) = match &outcome {
+                Ok((res, observed)) => (
+                    Attempt::Answered(res.status),
+                    observed
                         .retry_after_ms
                         .or_else(|| {
                             observed
@@ -477,26 +534,41 @@ impl Upstream {
                                 .map(|r| r.saturating_sub(crate::quota::epoch_ms()))
                         })
                         .map(Duration::from_millis)
-                        .unwrap_or(Duration::from_secs(1));
-                    if left().is_some_and(|left| wait > left) {
-                        return Err(AdapterError::RateLimited {
-                            retry_after: Some(wait),
-                        });
-                    }
+                        .unwrap_or(Duration::from_secs(1)),
+                ),
+                Err((kind, _)) => (*kind, Duration::ZERO),
+            };
+            let decision = decide(
+                attempt,
+                self.config.max_attempts,
+                kind,
+                req.idempotent,
+                left(),
+                wait_429,
+            );
+            let give_up = |outcome| match outcome {
+                Ok((res, _)) => Ok((res, None)),
+                Err((_, e)) => Err(e),
+            };
+            match decision {
+                Decision::Pause(wait) => {
+                    // The quota paused every caller already; the attempt is not used.
+                    self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                    attempt -= 1;
                     tracing::debug!(wait_ms = wait.as_millis() as u64, "upstream 429; pausing");
                 }
-                Ok((res, _)) if res.status >= 500 && req.idempotent && !last => {
+                Decision::RateLimited(wait) => {
+                    self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                    return Err(AdapterError::RateLimited {
+                        retry_after: Some(wait),
+                    });
+                }
+                Decision::Retry => {
                     if !self.pause(attempt, &left).await {
-                        return Ok((res, None));
+                        return give_up(outcome);
                     }
                 }
-                Ok((res, _)) => return Ok((res, None)),
-                Err(AdapterError::Timeout) if req.idempotent && !last => {
-                    if !self.pause(attempt, &left).await {
-                        return Err(AdapterError::Timeout);
-                    }
-                }
-                Err(e) => return Err(e),
+                Decision::GiveUp => return give_up(outcome),
             }
         }
     }
@@ -545,6 +617,57 @@ impl Upstream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_retry_rules_branch_by_branch() {
+        let second = Duration::from_secs(1);
+        let d = |attempt, outcome, idempotent, left| {
+            decide(attempt, 4, outcome, idempotent, left, second)
+        };
+        // A 429: paused as asked, whatever the attempt or the method; rate
+        // limited when the wait passes the deadline.
+        assert_eq!(
+            d(4, Attempt::Answered(429), false, None),
+            Decision::Pause(second)
+        );
+        assert_eq!(
+            d(
+                1,
+                Attempt::Answered(429),
+                true,
+                Some(Duration::from_secs(2))
+            ),
+            Decision::Pause(second)
+        );
+        assert_eq!(
+            d(
+                1,
+                Attempt::Answered(429),
+                true,
+                Some(Duration::from_millis(500))
+            ),
+            Decision::RateLimited(second)
+        );
+        // Nothing sent: any call goes again, while attempts are left.
+        assert_eq!(d(1, Attempt::ConnectFailed, false, None), Decision::Retry);
+        assert_eq!(d(4, Attempt::ConnectFailed, true, None), Decision::GiveUp);
+        // A 5xx or a timeout may have done the work: only idempotent calls.
+        assert_eq!(d(1, Attempt::Answered(503), true, None), Decision::Retry);
+        assert_eq!(d(1, Attempt::Answered(503), false, None), Decision::GiveUp);
+        assert_eq!(d(4, Attempt::Answered(500), true, None), Decision::GiveUp);
+        assert_eq!(d(2, Attempt::TimedOut, true, None), Decision::Retry);
+        assert_eq!(d(2, Attempt::TimedOut, false, None), Decision::GiveUp);
+        assert_eq!(d(4, Attempt::TimedOut, true, None), Decision::GiveUp);
+        // A connection broken mid-answer, and every other answer, is the answer.
+        assert_eq!(d(1, Attempt::Broken, true, None), Decision::GiveUp);
+        for status in [200, 201, 204, 400, 401, 404, 409, 422] {
+            assert_eq!(
+                d(1, Attempt::Answered(status), true, None),
+                Decision::GiveUp,
+                "{status}"
+            );
+        }
+    }
 
     use std::time::SystemTime;
 

@@ -40,8 +40,18 @@ fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
 }
 
+fn adapters_src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("adapters/src")
+}
+
 /// Every library file by module path (`service::contacts`, `store`).
 fn modules() -> BTreeMap<String, String> {
+    modules_under(&src(), false)
+}
+
+/// Every file under `root` by module path; with `with_lib`, `lib.rs` too, as the
+/// module `lib`, its `pub use` lines read as the paths they name.
+fn modules_under(root: &Path, with_lib: bool) -> BTreeMap<String, String> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         for entry in std::fs::read_dir(dir).expect("src") {
             let path = entry.expect("entry").path();
@@ -53,11 +63,19 @@ fn modules() -> BTreeMap<String, String> {
         }
     }
     let mut files = Vec::new();
-    walk(&src(), &mut files);
+    walk(root, &mut files);
     let mut out = BTreeMap::new();
     for file in files {
-        let rel = file.strip_prefix(src()).expect("under src");
+        let rel = file.strip_prefix(root).expect("under the root");
         let rel = rel.to_string_lossy().replace('\\', "/");
+        if rel == "lib.rs" && with_lib {
+            let text = std::fs::read_to_string(&file).expect("read");
+            out.insert(
+                "lib".to_string(),
+                text.replace("pub use ", "pub use crate::"),
+            );
+            continue;
+        }
         if rel == "lib.rs" || rel == "main.rs" {
             continue;
         }
@@ -123,7 +141,8 @@ fn named_paths(module: &str, is_mod_rs: bool, code: &str) -> Vec<String> {
                     .map(str::to_string),
             );
             let after = &rest[path.len()..];
-            if path.ends_with("::") && after.starts_with('{') {
+            // `crate::{a, b}` and `crate::a::{b, c}` alike.
+            if (path.is_empty() || path.ends_with("::")) && after.starts_with('{') {
                 let group = &after[1..after.find('}').unwrap_or(after.len())];
                 for item in group.split(',') {
                     let name = item.trim().split([' ', ':']).next().unwrap_or("");
@@ -143,23 +162,37 @@ fn named_paths(module: &str, is_mod_rs: bool, code: &str) -> Vec<String> {
     out
 }
 
-/// The module a named path lands in: its longest prefix that is a module.
+/// The module a named path lands in: its longest prefix that is a module; a
+/// path naming no module lands in `lib` (an item of the crate's root) where
+/// the crate's root is one of the modules.
 fn resolve(path: &str, modules: &BTreeMap<String, String>) -> Option<String> {
     let parts: Vec<&str> = path.split("::").collect();
     (1..=parts.len())
         .rev()
         .map(|n| parts[..n].join("::"))
         .find(|p| modules.contains_key(p))
+        .or_else(|| modules.contains_key("lib").then(|| "lib".to_string()))
 }
 
 fn graph() -> BTreeMap<String, BTreeSet<String>> {
-    let modules = modules();
+    graph_of(&src(), modules())
+}
+
+/// The adapters crate's graph, its root (`lib`) included: a provider module
+/// naming `crate::Thing` where `lib.rs` re-exports it reaches `lib`.
+fn adapters_graph() -> BTreeMap<String, BTreeSet<String>> {
+    let mut modules = modules_under(&adapters_src(), true);
+    // The simulators still live here, in a circle with the providers: they
+    // move to a crate of their own next.
+    modules.retain(|m, _| !(m == "sim" || m.starts_with("sim::") || m.ends_with("::sim")));
+    graph_of(&adapters_src(), modules)
+}
+
+fn graph_of(root: &Path, modules: BTreeMap<String, String>) -> BTreeMap<String, BTreeSet<String>> {
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (module, text) in &modules {
-        let is_mod_rs = src()
-            .join(module.replace("::", "/"))
-            .join("mod.rs")
-            .exists();
+        let is_mod_rs =
+            module == "lib" || root.join(module.replace("::", "/")).join("mod.rs").exists();
         let targets = edges.entry(module.clone()).or_default();
         for path in named_paths(module, is_mod_rs, &code(text)) {
             if let Some(target) = resolve(&path, &modules) {
@@ -187,7 +220,27 @@ fn arrows_only_point_down_the_layers() {
 
 #[test]
 fn no_module_reaches_itself_through_others() {
-    let edges = graph();
+    no_cycle(&graph());
+}
+
+/// In the adapters crate, no module reaches itself either, and nothing below
+/// the crate's root reaches back to it: `lib.rs` only declares and re-exports.
+#[test]
+fn the_adapters_crate_reads_top_down() {
+    let edges = adapters_graph();
+    no_cycle(&edges);
+    let to_root: Vec<&String> = edges
+        .iter()
+        .filter(|(from, to)| from.as_str() != "lib" && to.contains("lib"))
+        .map(|(from, _)| from)
+        .collect();
+    assert!(
+        to_root.is_empty(),
+        "modules naming the crate root's re-exports (`crate::Thing`) instead of the module that defines it: {to_root:?}"
+    );
+}
+
+fn no_cycle(edges: &BTreeMap<String, BTreeSet<String>>) {
     // Depth-first search with colours; a grey node met again closes a cycle.
     fn visit(
         node: &str,
@@ -220,7 +273,7 @@ fn no_module_reaches_itself_through_others() {
     let mut colour = BTreeMap::new();
     for node in edges.keys() {
         if colour.get(node.as_str()).copied().unwrap_or(0) == 0 {
-            if let Some(cycle) = visit(node, &edges, &mut colour, &mut Vec::new()) {
+            if let Some(cycle) = visit(node, edges, &mut colour, &mut Vec::new()) {
                 panic!("import cycle: {}", cycle.join(" -> "));
             }
         }
@@ -262,19 +315,27 @@ fn only_the_store_speaks_sql_and_routes_stay_apart() {
 #[test]
 fn the_reader_finds_the_arrows_it_should() {
     // The parser itself, on shapes this codebase uses.
-    let modules: BTreeMap<String, String> = ["store", "store::people", "sync::link", "sync", "ids"]
-        .iter()
-        .map(|m| (m.to_string(), String::new()))
-        .collect();
+    let modules: BTreeMap<String, String> = [
+        "store",
+        "store::people",
+        "sync::link",
+        "sync",
+        "ids",
+        "cache",
+        "metrics",
+    ]
+    .iter()
+    .map(|m| (m.to_string(), String::new()))
+    .collect();
     let named = named_paths(
         "sync::link",
         false,
-        "use crate::ids;\nuse crate::store::{self as s, people as q, DbConnection};\nuse super::run;",
+        "use crate::ids;\nuse crate::store::{self as s, people as q, DbConnection};\nuse super::run;\nuse crate::{cache, metrics as m};",
     );
     let resolved: BTreeSet<String> = named.iter().filter_map(|p| resolve(p, &modules)).collect();
     assert_eq!(
         resolved,
-        ["ids", "store", "store::people", "sync"]
+        ["cache", "ids", "metrics", "store", "store::people", "sync"]
             .into_iter()
             .map(str::to_string)
             .collect()

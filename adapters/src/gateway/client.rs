@@ -2,12 +2,16 @@
 
 use reqwest::header::AUTHORIZATION;
 
+use crate::canonical::ContactRecord;
+use crate::connection_config::ConnectionConfig;
 use crate::error::{self, from_value, map_items, parse_json, AdapterError, ErrorReport};
 use crate::gateway::map::{map_detail, map_list_item};
 use crate::gateway::wire::{ContactList, ErrorBody};
+use crate::paging::PageToken;
 use crate::phone::normalize_lid;
+use crate::provider::{ContactPage, Provider};
+use crate::provider_kind::ProviderKind;
 use crate::upstream::{Upstream, UpstreamRequest, UpstreamResponse, UpstreamStats};
-use crate::{ConnectionConfig, ContactPage, ContactRecord, PageToken, Provider, ProviderKind};
 
 /// The most a page holds (the Gateway clamps larger limits).
 pub const MAX_PAGE: u32 = 200;
@@ -71,7 +75,7 @@ impl GatewayClient {
                 "gateway",
                 &config.base_url,
                 config.upstream.clone(),
-                config.quota(),
+                config.quota(super::RATE_STYLE),
             )?,
             api_key: config.api_key,
             session,

@@ -5,21 +5,23 @@ use reqwest::header::{HeaderName, AUTHORIZATION};
 use reqwest::Method;
 use serde_json::json;
 
+use crate::canonical::ContactRecord;
 use crate::canonical::{clean, DIRECT_CHAT_FIELDS};
 use crate::chats::{self, ChatPage};
+use crate::connection_config::ConnectionConfig;
 use crate::error::{
     self, from_value, map_items, parse_json, parse_typed, AdapterError, ErrorReport,
 };
 use crate::json_split::ArraySplitter;
+use crate::paging::PageToken;
 use crate::periskope::map::{chat_record, map_contact_value};
 use crate::periskope::wire::{
     Chat, ChatListHead, ContactList, CreateContact, ErrorBody, UpdateContact,
 };
 use crate::phone::{Jid, JidKind};
+use crate::provider::{ContactInput, ContactPage, Provider};
+use crate::provider_kind::ProviderKind;
 use crate::upstream::{body_error, Upstream, UpstreamRequest, UpstreamResponse, UpstreamStats};
-use crate::{
-    ConnectionConfig, ContactInput, ContactPage, ContactRecord, PageToken, Provider, ProviderKind,
-};
 
 /// The most `GET /contacts` returns per page.
 pub const MAX_PAGE: u32 = 2000;
@@ -125,7 +127,7 @@ impl PeriskopeClient {
                 "periskope",
                 &config.base_url,
                 config.upstream.clone(),
-                config.quota(),
+                config.quota(super::RATE_STYLE),
             )?,
             api_key: config.api_key,
             phone,

@@ -4,14 +4,15 @@ use reqwest::header::AUTHORIZATION;
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
+use crate::canonical::ContactRecord;
+use crate::connection_config::ConnectionConfig;
 use crate::error::{self, map_items, parse_json, AdapterError, ErrorReport};
+use crate::paging::PageToken;
+use crate::provider::{BatchOutcome, ContactInput, ContactPage, Provider};
+use crate::provider_kind::ProviderKind;
 use crate::upstream::{Upstream, UpstreamRequest, UpstreamResponse, UpstreamStats};
 use crate::wacr::map::map_contact_value;
 use crate::wacr::wire::{read_error, unwrap_list, unwrap_resource};
-use crate::{
-    BatchOutcome, ConnectionConfig, ContactInput, ContactPage, ContactRecord, PageToken, Provider,
-    ProviderKind,
-};
 
 /// The most a page holds.
 pub const MAX_PAGE: u32 = 100;
@@ -108,7 +109,7 @@ impl WacrClient {
                 "wacr",
                 &config.base_url,
                 config.upstream.clone(),
-                config.quota(),
+                config.quota(super::RATE_STYLE),
             )?,
             api_key: config.api_key,
             default_region: config.default_country,
