@@ -3,7 +3,9 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin unicontacts
+# --no-default-features: the server without the `demo` feature, so no provider
+# simulator (`serve --demo`, `unicontacts sim`) is compiled into the image.
+RUN cargo build --release --locked --no-default-features --bin unicontacts
 
 # Runtime stage: the binary links no database or TLS library of the system.
 FROM debian:bookworm-slim

@@ -18,7 +18,7 @@ use unicontacts::service::api_keys::{self, OrgRef};
 use unicontacts::service::{connections, sync_runs};
 use unicontacts::startup::{open_store, Application};
 use unicontacts::store::models::{RunStatus, Trigger};
-use unicontacts_adapters::sim::{start_all, SimAddrs};
+use unicontacts_simulators::{start_all, SimAddrs};
 
 const CONNECTIONS: usize = 64;
 const RUN: Duration = Duration::from_secs(5);

@@ -22,8 +22,7 @@ use unicontacts::service::api_keys::{self, OrgRef, Scope};
 use unicontacts::service::connections::{
     self, CreateConnectionRequest, CredentialsInput, SettingsInput,
 };
-use unicontacts_adapters::periskope;
-use unicontacts_adapters::sim::{RateLimit, World};
+use unicontacts_simulators::{RateLimit, World};
 
 const KEY: &str = "bench-key-0123456789";
 
@@ -116,7 +115,7 @@ fn wrk(url: &str, key: &str) -> (f64, u64) {
 /// A database with an org, an admin key and a Periskope connection to `sim`.
 async fn seed(
     db: &DatabaseUrl,
-    sim: &periskope::sim::PeriskopeSim,
+    sim: &unicontacts_simulators::periskope::PeriskopeSim,
     limit: u32,
 ) -> (String, String) {
     let settings = Settings {
@@ -160,7 +159,7 @@ async fn seed(
     (key.key, c.id)
 }
 
-fn digits_of(sim: &periskope::sim::PeriskopeSim) -> Vec<String> {
+fn digits_of(sim: &unicontacts_simulators::periskope::PeriskopeSim) -> Vec<String> {
     sim.api().with_store(|s| {
         s.all()
             .iter()
@@ -184,9 +183,14 @@ async fn cached_reads(redis: &str) {
     let path = dir.path().join("bench.db");
     let db = DatabaseUrl::Sqlite(path.clone());
     let world = World::generate(3, 40);
-    let sim = periskope::sim::start(&world, KEY, "127.0.0.1:0".parse().expect("addr"), None)
-        .await
-        .expect("sim");
+    let sim = unicontacts_simulators::periskope::start(
+        &world,
+        KEY,
+        "127.0.0.1:0".parse().expect("addr"),
+        None,
+    )
+    .await
+    .expect("sim");
     let (key, connection) = seed(&db, &sim, 1000).await;
     let digits = digits_of(&sim);
     let path = path.display().to_string();
@@ -247,7 +251,7 @@ async fn sync_with_live_reads(limit: u32, contacts: usize) {
         let path = dir.path().join("bench.db");
         let db = DatabaseUrl::Sqlite(path.clone());
         let world = World::generate(4, contacts * 100 / 65 + 50);
-        let sim = periskope::sim::start(
+        let sim = unicontacts_simulators::periskope::start(
             &world,
             KEY,
             "127.0.0.1:0".parse().expect("addr"),

@@ -23,8 +23,7 @@ use unicontacts::service::api_keys::{self, OrgRef, Scope};
 use unicontacts::service::connections::{
     self, CreateConnectionRequest, CredentialsInput, SettingsInput,
 };
-use unicontacts_adapters::periskope;
-use unicontacts_adapters::sim::{RateLimit, World};
+use unicontacts_simulators::{RateLimit, World};
 
 const KEY: &str = "bench-key-0123456789";
 
@@ -48,13 +47,13 @@ async fn run(backend: &str, url: DatabaseUrl, size: usize) {
     // About 65% of the world's people are in Periskope.
     let world = World::generate(7, size * 100 / 65 + 50);
     let (store_len, chat_len) = {
-        let s = periskope::sim::PeriskopeStore::from_world(&world);
+        let s = unicontacts_simulators::periskope::PeriskopeStore::from_world(&world);
         (s.len(), s.chat_count())
     };
     let pages = store_len.div_ceil(2000) as u64;
     let chat_pages = chat_len.div_ceil(2000) as u64;
     let limit = (pages / 10).max(1) as u32;
-    let sim = periskope::sim::start(
+    let sim = unicontacts_simulators::periskope::start(
         &world,
         KEY,
         "127.0.0.1:0".parse().expect("addr"),

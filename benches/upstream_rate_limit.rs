@@ -8,15 +8,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use unicontacts_adapters::periskope::{self, client::PeriskopeClient};
-use unicontacts_adapters::sim::{RateLimit, World};
+use unicontacts_adapters::periskope::client::PeriskopeClient;
 use unicontacts_adapters::{ConnectionConfig, Provider, ProviderKind, UpstreamConfig};
+use unicontacts_simulators::{RateLimit, World};
 
 const KEY: &str = "bench-key-0123456789";
 
 async fn run(limit: u32, window_secs: u64, callers: usize) {
     let world = World::generate(1, 100);
-    let sim = periskope::sim::start(
+    let sim = unicontacts_simulators::periskope::start(
         &world,
         KEY,
         "127.0.0.1:0".parse().expect("addr"),

@@ -38,15 +38,15 @@ fn describe(e: ApiError) -> String {
 /// `serve [--demo]`: the HTTP API until SIGINT/SIGTERM.
 pub async fn serve(settings: Settings, demo: bool) -> Result<(), String> {
     let backend = settings.database_url.backend_name();
-    #[cfg(feature = "sim")]
+    #[cfg(feature = "demo")]
     let sims = if demo {
         Some(
-            unicontacts_adapters::sim::start_all(
+            unicontacts_simulators::start_all(
                 42,
                 200,
                 crate::demo::SIM_KEY,
                 crate::demo::SIM_SESSION,
-                unicontacts_adapters::sim::SimAddrs::default(),
+                unicontacts_simulators::SimAddrs::default(),
                 None,
             )
             .await
@@ -55,7 +55,7 @@ pub async fn serve(settings: Settings, demo: bool) -> Result<(), String> {
     } else {
         None
     };
-    #[cfg(not(feature = "sim"))]
+    #[cfg(not(feature = "demo"))]
     let _ = demo;
     let mut settings = settings;
     if demo {
@@ -66,7 +66,7 @@ pub async fn serve(settings: Settings, demo: bool) -> Result<(), String> {
     let app = Application::build(settings.clone())
         .await
         .map_err(|e| e.to_string())?;
-    #[cfg(feature = "sim")]
+    #[cfg(feature = "demo")]
     if let Some(sims) = &sims {
         let info = crate::demo::setup(&app.state(), sims).await?;
         print_demo(
@@ -417,7 +417,7 @@ pub async fn rotate_secret(settings: Settings, new_key: &str) -> Result<(), Stri
 }
 
 /// The simulators' options for `sim`.
-#[cfg(feature = "sim")]
+#[cfg(feature = "demo")]
 pub struct SimOptions {
     pub periskope_port: u16,
     pub wacr_port: u16,
@@ -430,9 +430,9 @@ pub struct SimOptions {
     pub rate_window: u64,
 }
 
-#[cfg(feature = "sim")]
+#[cfg(feature = "demo")]
 pub async fn run_sims(args: SimOptions) -> Result<(), String> {
-    use unicontacts_adapters::sim::{start_all, RateLimit, SimAddrs};
+    use unicontacts_simulators::{start_all, RateLimit, SimAddrs};
     let at = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let rate = args.rate_limit.map(|limit| RateLimit {
         limit,
@@ -485,10 +485,10 @@ pub async fn run_sims(args: SimOptions) -> Result<(), String> {
     Ok(())
 }
 
-#[cfg(feature = "sim")]
+#[cfg(feature = "demo")]
 fn print_demo(
     info: &crate::demo::DemoInfo,
-    sims: &unicontacts_adapters::sim::SimSet,
+    sims: &unicontacts_simulators::SimSet,
     port: u16,
     json_logs: bool,
 ) {

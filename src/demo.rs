@@ -2,8 +2,8 @@
 //! connection per simulator, their contacts loaded into the store, and an admin key.
 //! Everything goes through the services, as an operator's calls would.
 
-use unicontacts_adapters::sim::SimSet;
 use unicontacts_adapters::ProviderKind;
+use unicontacts_simulators::SimSet;
 
 use crate::error::ApiError;
 use crate::service::api_keys::{self, OrgRef, Scope};

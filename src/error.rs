@@ -13,7 +13,7 @@ use crate::providers::Unusable;
 use crate::store::StoreError;
 use crate::sync::BeginError;
 
-/// The error codes of DESIGN.md §5, each with its HTTP status.
+/// Every error code of the API (the `code` of the error envelope), each with its HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     BadRequest,

@@ -5,8 +5,8 @@
 pub mod cache;
 pub mod cli;
 pub mod config;
-#[cfg(feature = "sim")]
 pub mod delivery;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
 pub mod http;

@@ -71,11 +71,11 @@ enum Command {
         command: SecretsCommand,
     },
     /// Run the three provider simulators (Periskope, WA.cr, Gateway) on loopback until Ctrl-C.
-    #[cfg(feature = "sim")]
+    #[cfg(feature = "demo")]
     Sim(SimArgs),
 }
 
-#[cfg(feature = "sim")]
+#[cfg(feature = "demo")]
 #[derive(clap::Args)]
 struct SimArgs {
     #[arg(long, default_value_t = 9101)]
@@ -107,7 +107,7 @@ struct SimArgs {
 #[derive(clap::Args, Default)]
 struct ServeArgs {
     /// Start the three provider simulators, connect an org `demo` to them, load their contacts and print a key.
-    #[cfg(feature = "sim")]
+    #[cfg(feature = "demo")]
     #[arg(long)]
     demo: bool,
 }
@@ -272,9 +272,9 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match command {
-            #[cfg(feature = "sim")]
+            #[cfg(feature = "demo")]
             Command::Serve(args) => cli::serve(settings, args.demo).await,
-            #[cfg(not(feature = "sim"))]
+            #[cfg(not(feature = "demo"))]
             Command::Serve(_) => cli::serve(settings, false).await,
             Command::Migrate => cli::migrate(settings).await,
             Command::Sync { connection } => cli::sync(settings, connection).await,
@@ -316,7 +316,7 @@ fn main() -> ExitCode {
             Command::Secrets {
                 command: SecretsCommand::Rotate { new_key },
             } => cli::rotate_secret(settings, &new_key).await,
-            #[cfg(feature = "sim")]
+            #[cfg(feature = "demo")]
             Command::Sim(a) => {
                 cli::run_sims(cli::SimOptions {
                     periskope_port: a.periskope_port,

@@ -1,4 +1,4 @@
-//! The canonical contact (DESIGN.md §3), shared by the service and the adapters.
+//! The canonical contact (docs/providers.md §6), shared by the service and the adapters.
 //! Adapters produce a [`ContactRecord`]: everything a provider says about one
 //! contact. The service wraps it in a [`CanonicalContact`] with the ids it owns.
 //! Absent values are `null` or `[]`, never invented.

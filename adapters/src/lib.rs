@@ -22,8 +22,6 @@ pub mod phone;
 pub mod provider;
 pub mod provider_kind;
 pub mod quota;
-#[cfg(feature = "sim")]
-pub mod sim;
 pub mod upstream;
 pub mod wacr;
 

@@ -1,4 +1,4 @@
-//! WhatsApp ids and phone numbers (PROVIDERS.md §4–§5). A JID is classified by
+//! WhatsApp ids and phone numbers (docs/providers.md §4–§5). A JID is classified by
 //! its server before anything is parsed: LIDs, groups, broadcasts and newsletters
 //! are never phones. Phones become E.164 with the `phonenumber` crate; a number
 //! that fails validation is kept with `valid: false` and its raw text.
@@ -190,7 +190,7 @@ mod tests {
         }
     }
 
-    /// PROVIDERS.md §5.2, row by row.
+    /// docs/providers.md §5.2, row by row.
     #[test]
     fn the_phone_table_of_providers_md() {
         let rows: [(&str, Option<&str>, bool, Option<&str>); 11] = [

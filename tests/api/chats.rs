@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
-use unicontacts_adapters::periskope::sim::ORG_PHONE;
+use unicontacts_simulators::periskope::ORG_PHONE;
 
 use crate::helpers::{send, spawn_app_with, Backend, Sims, TestApp};
 
@@ -468,7 +468,7 @@ async fn a_chat_listing_that_fails_writes_nothing_and_deletes_nothing(backend: B
     });
     sims.set
         .periskope
-        .set_faults(unicontacts_adapters::sim::Faults {
+        .set_faults(unicontacts_simulators::Faults {
             fail_after: Some(1),
             ..Default::default()
         });
@@ -498,7 +498,7 @@ async fn a_chat_page_that_is_not_json_fails_the_run_and_says_why(backend: Backen
     // The first call of the run, the first chat page, answers a body cut short.
     sims.set
         .periskope
-        .set_faults(unicontacts_adapters::sim::Faults {
+        .set_faults(unicontacts_simulators::Faults {
             malformed_next: 1,
             ..Default::default()
         });

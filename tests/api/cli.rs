@@ -317,7 +317,7 @@ async fn held_deletions_are_listed_applied_and_discarded_from_the_command_line(b
     assert!(n > 5, "{first:?}");
     let hold = |keep: usize| {
         sim.api()
-            .with_store(|s| s.listing = unicontacts_adapters::sim::Listing::Truncated { keep })
+            .with_store(|s| s.listing = unicontacts_simulators::Listing::Truncated { keep })
     };
     hold(0);
     let held = sync_once(&store, &connection, chrono::Duration::seconds(60)).await;
@@ -682,15 +682,15 @@ async fn wacr_connection(
     seed: u64,
     people: usize,
 ) -> (
-    unicontacts_adapters::wacr::sim::WacrSim,
+    unicontacts_simulators::wacr::WacrSim,
     unicontacts::store::Store,
     unicontacts::store::connections::Connection,
 ) {
     use unicontacts::service::connections::{
         self, CreateConnectionRequest, CredentialsInput, SettingsInput,
     };
-    let world = unicontacts_adapters::sim::World::generate(seed, people);
-    let sim = unicontacts_adapters::wacr::sim::start(
+    let world = unicontacts_simulators::World::generate(seed, people);
+    let sim = unicontacts_simulators::wacr::start(
         &world,
         "sim-key-0123456789",
         "127.0.0.1:0".parse().expect("addr"),
@@ -837,7 +837,7 @@ async fn runs_of(store: &unicontacts::store::Store, connection_id: &str) -> Vec<
 /// A `unicontacts sync` killed with SIGKILL mid-run loses nothing: after its lease
 /// expires, the next run completes and the store equals the provider.
 async fn a_sync_killed_mid_run_loses_nothing(backend: Backend) {
-    use unicontacts_adapters::sim::Faults;
+    use unicontacts_simulators::Faults;
 
     let db = TestDb::new(&backend);
     let (sim, store, connection) = wacr_connection(&db, 51, 900).await;
@@ -915,7 +915,7 @@ async fn a_sync_killed_mid_run_loses_nothing(backend: Backend) {
 /// run starts at once although the lease would last five minutes), and a next run
 /// completes the store.
 async fn assert_interrupted_cleanly(
-    sim: &unicontacts_adapters::wacr::sim::WacrSim,
+    sim: &unicontacts_simulators::wacr::WacrSim,
     store: &unicontacts::store::Store,
     connection: &unicontacts::store::connections::Connection,
 ) {
@@ -953,7 +953,7 @@ async fn assert_interrupted_cleanly(
 async fn stop_a_sync_with(backend: Backend, seed: u64, signal: &str) -> Duration {
     let db = TestDb::new(&backend);
     let (sim, store, connection) = wacr_connection(&db, seed, 900).await;
-    sim.set_faults(unicontacts_adapters::sim::Faults {
+    sim.set_faults(unicontacts_simulators::Faults {
         latency_ms: 300,
         ..Default::default()
     });
@@ -968,7 +968,7 @@ async fn stop_a_sync_with(backend: Backend, seed: u64, signal: &str) -> Duration
     let status = signal_and_wait(child, signal).await;
     let took = asked.elapsed();
     assert_eq!(status.code(), Some(1), "{status:?}");
-    sim.set_faults(unicontacts_adapters::sim::Faults::default());
+    sim.set_faults(unicontacts_simulators::Faults::default());
     assert_interrupted_cleanly(&sim, &store, &connection).await;
     took
 }
@@ -1059,7 +1059,7 @@ fn the_renderer_applies_what_a_terminal_does() {
 async fn sync_on_a_terminal_prints_its_logs_above_the_bar(backend: Backend) {
     let db = TestDb::new(&backend);
     let (sim, _store, connection) = wacr_connection(&db, 55, 450).await;
-    sim.set_faults(unicontacts_adapters::sim::Faults {
+    sim.set_faults(unicontacts_simulators::Faults {
         latency_ms: 400,
         ..Default::default()
     });
@@ -1120,7 +1120,7 @@ async fn sync_on_a_terminal_prints_its_logs_above_the_bar(backend: Backend) {
 async fn a_server_stopping_mid_sync_records_the_run_and_gives_back_the_lease(backend: Backend) {
     let db = TestDb::new(&backend);
     let (sim, store, connection) = wacr_connection(&db, 53, 900).await;
-    sim.set_faults(unicontacts_adapters::sim::Faults {
+    sim.set_faults(unicontacts_simulators::Faults {
         latency_ms: 300,
         ..Default::default()
     });
@@ -1173,7 +1173,7 @@ async fn a_server_stopping_mid_sync_records_the_run_and_gives_back_the_lease(bac
         logs.iter().any(|l| l.contains("stopping sync runs")),
         "{logs:?}"
     );
-    sim.set_faults(unicontacts_adapters::sim::Faults::default());
+    sim.set_faults(unicontacts_simulators::Faults::default());
     assert_interrupted_cleanly(&sim, &store, &connection).await;
 }
 

@@ -4,7 +4,7 @@
 //! discards them; later runs release or keep holding them, never apply them.
 
 use serde_json::{json, Value};
-use unicontacts_adapters::sim::Listing;
+use unicontacts_simulators::Listing;
 
 use crate::events::{feed, of_type};
 use crate::helpers::{assert_error, send, spawn_app, Backend, Sims, TestApp};

@@ -403,7 +403,7 @@ pub const SIM_SESSION: &str = "sess_test";
 
 /// The three simulators of one test and the connections pointing at them.
 pub struct Sims {
-    pub set: unicontacts_adapters::sim::SimSet,
+    pub set: unicontacts_simulators::SimSet,
     pub periskope: Value,
     pub wacr: Value,
     pub gateway: Value,
@@ -422,12 +422,12 @@ impl TestApp {
     /// Starts the simulators over `World::generate(seed, size)` and connects them,
     /// with `settings` merged into each connection's settings.
     pub async fn connect_sims(&self, seed: u64, size: usize, settings: Value) -> Sims {
-        let set = unicontacts_adapters::sim::start_all(
+        let set = unicontacts_simulators::start_all(
             seed,
             size,
             SIM_KEY,
             SIM_SESSION,
-            unicontacts_adapters::sim::SimAddrs::default(),
+            unicontacts_simulators::SimAddrs::default(),
             None,
         )
         .await

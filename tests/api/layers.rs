@@ -181,11 +181,11 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
 /// The adapters crate's graph, its root (`lib`) included: a provider module
 /// naming `crate::Thing` where `lib.rs` re-exports it reaches `lib`.
 fn adapters_graph() -> BTreeMap<String, BTreeSet<String>> {
-    let mut modules = modules_under(&adapters_src(), true);
-    // The simulators still live here, in a circle with the providers: they
-    // move to a crate of their own next.
-    modules.retain(|m, _| !(m == "sim" || m.starts_with("sim::") || m.ends_with("::sim")));
-    graph_of(&adapters_src(), modules)
+    graph_of(&adapters_src(), modules_under(&adapters_src(), true))
+}
+
+fn simulators_src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("simulators/src")
 }
 
 fn graph_of(root: &Path, modules: BTreeMap<String, String>) -> BTreeMap<String, BTreeSet<String>> {
@@ -238,6 +238,30 @@ fn the_adapters_crate_reads_top_down() {
         to_root.is_empty(),
         "modules naming the crate root's re-exports (`crate::Thing`) instead of the module that defines it: {to_root:?}"
     );
+}
+
+/// The simulators are a crate of their own: the adapters (what the service
+/// ships) never name them, and they have no import circle either.
+#[test]
+fn the_simulators_stay_apart_and_read_top_down() {
+    for (module, text) in modules_under(&adapters_src(), true) {
+        let code = code(&text);
+        assert!(
+            !code.contains("unicontacts_simulators") && !code.contains("mod sim"),
+            "adapters' {module} names the simulators"
+        );
+    }
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("adapters/Cargo.toml"))
+            .expect("adapters/Cargo.toml");
+    assert!(
+        !manifest.contains("unicontacts-simulators"),
+        "the adapters crate depends on the simulators"
+    );
+    no_cycle(&graph_of(
+        &simulators_src(),
+        modules_under(&simulators_src(), true),
+    ));
 }
 
 fn no_cycle(edges: &BTreeMap<String, BTreeSet<String>>) {

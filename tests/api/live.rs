@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use unicontacts::service::api_keys::Scope;
-use unicontacts_adapters::sim::{Faults, RateLimit};
+use unicontacts_simulators::{Faults, RateLimit};
 
 use crate::helpers::{
     assert_error, json_at, send, spawn_app, spawn_app_with, Backend, Sims, TestApp,
@@ -21,7 +21,7 @@ fn live_path(connection: &Value, remote_id: &str) -> String {
 }
 
 /// Upstream detail requests for one path suffix, by the simulator's own record.
-fn upstream_hits(requests: &[unicontacts_adapters::sim::RecordedRequest], suffix: &str) -> usize {
+fn upstream_hits(requests: &[unicontacts_simulators::RecordedRequest], suffix: &str) -> usize {
     requests.iter().filter(|r| r.path.ends_with(suffix)).count()
 }
 

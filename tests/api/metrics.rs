@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use serde_json::{json, Value};
-use unicontacts_adapters::sim::{Faults, RateLimit};
+use unicontacts_simulators::{Faults, RateLimit};
 
 use crate::helpers::{assert_error, spawn_app, Backend, Sims};
 use crate::processes::{start_sync, wait_for_run, Replica};

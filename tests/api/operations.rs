@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use unicontacts_adapters::sim::Faults;
+use unicontacts_simulators::Faults;
 
 use crate::helpers::{
     assert_error, send, spawn_app, spawn_app_with, Backend, Sims, TestApp, SIM_KEY, SIM_SESSION,

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use unicontacts_adapters::sim::{RateLimit, SimApi, SimServer, World};
-use unicontacts_adapters::{gateway, periskope, wacr, ProviderKind};
+use unicontacts_adapters::ProviderKind;
+use unicontacts_simulators::{RateLimit, SimApi, SimServer, World};
 
 use crate::helpers::{send, spawn_app_with, Backend, Sims, TestApp, SIM_KEY, SIM_SESSION};
 
@@ -48,7 +48,7 @@ async fn upstream(kind: ProviderKind, seed: u64, contacts: usize, rate: RateLimi
     match kind {
         ProviderKind::Periskope => {
             let world = World::generate(seed, contacts * 100 / 65 + 5);
-            let sim = periskope::sim::start(&world, SIM_KEY, addr, Some(rate))
+            let sim = unicontacts_simulators::periskope::start(&world, SIM_KEY, addr, Some(rate))
                 .await
                 .expect("sim");
             let ids = sim.api().with_store(|s| {
@@ -61,7 +61,7 @@ async fn upstream(kind: ProviderKind, seed: u64, contacts: usize, rate: RateLimi
         }
         ProviderKind::Wacr => {
             let world = World::generate(seed, contacts * 100 / 35 + 5);
-            let sim = wacr::sim::start(&world, SIM_KEY, addr, Some(rate))
+            let sim = unicontacts_simulators::wacr::start(&world, SIM_KEY, addr, Some(rate))
                 .await
                 .expect("sim");
             let ids = sim
@@ -71,9 +71,15 @@ async fn upstream(kind: ProviderKind, seed: u64, contacts: usize, rate: RateLimi
         }
         ProviderKind::Gateway => {
             let world = World::generate(seed, contacts * 100 / 32 + 5);
-            let sim = gateway::sim::start(&world, SIM_KEY, SIM_SESSION, addr, Some(rate))
-                .await
-                .expect("sim");
+            let sim = unicontacts_simulators::gateway::start(
+                &world,
+                SIM_KEY,
+                SIM_SESSION,
+                addr,
+                Some(rate),
+            )
+            .await
+            .expect("sim");
             let ids = sim.api().with_store(|s| {
                 s.all()
                     .map(|c| c["identity"]["lid"].as_str().expect("lid").to_string())

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use unicontacts::service::api_keys::{self, OrgRef, Scope};
 use unicontacts::store::Store;
-use unicontacts_adapters::periskope;
-use unicontacts_adapters::sim::{RateLimit, World};
+use unicontacts_simulators::{RateLimit, World};
 
 use crate::helpers::{send, test_settings, Backend, TestDb, SIM_KEY};
 use crate::processes::{get, start_sync, wait_for_run, OwnRedis, Replica};
@@ -26,7 +25,12 @@ fn redis_url() -> String {
 async fn setup(
     contacts: usize,
     limit: u32,
-) -> Option<(TestDb, Store, String, periskope::sim::PeriskopeSim)> {
+) -> Option<(
+    TestDb,
+    Store,
+    String,
+    unicontacts_simulators::periskope::PeriskopeSim,
+)> {
     let backend = Backend::postgres()?;
     let redis = redis_url();
     let reachable = redis::Client::open(redis.as_str())
@@ -54,7 +58,7 @@ async fn setup(
     .expect("key")
     .key;
     let world = World::generate(95, contacts * 100 / 65 + 5);
-    let sim = periskope::sim::start(
+    let sim = unicontacts_simulators::periskope::start(
         &world,
         SIM_KEY,
         "127.0.0.1:0".parse().expect("addr"),
@@ -68,7 +72,11 @@ async fn setup(
     Some((db, store, key, sim))
 }
 
-async fn create_connection(r: &Replica, key: &str, sim: &periskope::sim::PeriskopeSim) -> String {
+async fn create_connection(
+    r: &Replica,
+    key: &str,
+    sim: &unicontacts_simulators::periskope::PeriskopeSim,
+) -> String {
     let res = send(
         reqwest::Client::new()
             .post(r.url("/v1/admin/connections"))
@@ -87,7 +95,7 @@ async fn create_connection(r: &Replica, key: &str, sim: &periskope::sim::Perisko
         .to_string()
 }
 
-fn digits_of(sim: &periskope::sim::PeriskopeSim) -> Vec<String> {
+fn digits_of(sim: &unicontacts_simulators::periskope::PeriskopeSim) -> Vec<String> {
     sim.api().with_store(|s| {
         s.all()
             .iter()
@@ -191,7 +199,7 @@ async fn a_key_revoked_through_is_refused_by(a: &Replica, others: &[&Replica], a
 /// Requests the simulator took, over what its windows allowed: the windows
 /// after the first request's and before the last one's (the work began and
 /// ended part-way through those two, which no caller could fill).
-fn use_of_the_quota(sim: &periskope::sim::PeriskopeSim, limit: u32) -> f64 {
+fn use_of_the_quota(sim: &unicontacts_simulators::periskope::PeriskopeSim, limit: u32) -> f64 {
     let windows: Vec<u64> = sim.requests().iter().map(|r| r.at_ms / 1000).collect();
     let (first, last) = (
         windows.iter().min().copied().unwrap_or(0),

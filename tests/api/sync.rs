@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use unicontacts::service::api_keys::Scope;
 use unicontacts::store::models::{RunStatus, Trigger};
 use unicontacts::tasks::CancellationToken;
-use unicontacts_adapters::sim::Faults;
+use unicontacts_simulators::Faults;
 
 use crate::helpers::{
     assert_error, send, spawn_app, spawn_app_with, take_lease, Backend, Sims, TestApp,

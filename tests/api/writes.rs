@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::RequestBuilder;
 use serde_json::{json, Value};
 use unicontacts::service::api_keys::Scope;
-use unicontacts_adapters::sim::{Faults, RecordedRequest};
+use unicontacts_simulators::{Faults, RecordedRequest};
 
 use crate::helpers::{assert_error, send, spawn_app, spawn_app_with, Backend, Sims, TestApp};
 
@@ -1348,7 +1348,7 @@ async fn writes_wait_their_turn_in_the_providers_quota(backend: Backend) {
     let key = writer_key(&app).await;
     sims.set
         .periskope
-        .set_rate_limit(Some(unicontacts_adapters::sim::RateLimit {
+        .set_rate_limit(Some(unicontacts_simulators::RateLimit {
             limit: 2,
             window_secs: 1,
         }));

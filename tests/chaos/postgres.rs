@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use unicontacts::service::api_keys::Scope;
-use unicontacts_adapters::sim::Faults;
+use unicontacts_simulators::Faults;
 
 use crate::helpers::{spawn_app_with, Backend, Sims, TestApp};
 use crate::load::{self, Load};

@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use unicontacts::service::api_keys::{self, OrgRef, Scope};
-use unicontacts_adapters::periskope;
-use unicontacts_adapters::sim::{RateLimit, World};
+use unicontacts_simulators::{RateLimit, World};
 
 use crate::helpers::{test_settings, Backend, TestDb, SIM_KEY};
 use crate::processes::{OwnRedis, Replica};
@@ -97,7 +96,7 @@ async fn redis_stopped_and_started_again_under_two_replicas() {
     .expect("key")
     .key;
     let world = World::generate(611, 300);
-    let sim = periskope::sim::start(
+    let sim = unicontacts_simulators::periskope::start(
         &world,
         SIM_KEY,
         "127.0.0.1:0".parse().expect("addr"),

@@ -1,4 +1,4 @@
-//! Gateway → canonical (DESIGN.md §3, PROVIDERS.md §6.2). Groups are WhatsApp groups.
+//! Gateway → canonical (docs/providers.md §6). Groups are WhatsApp groups.
 
 use serde_json::Value;
 

@@ -7,8 +7,6 @@
 
 pub mod client;
 pub mod map;
-#[cfg(feature = "sim")]
-pub mod sim;
 pub mod wire;
 
 use crate::capabilities::{Capabilities, Operation};

@@ -1,4 +1,4 @@
-//! The Gateway's JSON (PROVIDERS.md §3.3; `gateway-contacts.openapi.json`).
+//! The Gateway's JSON (docs/providers.md §3.3; `gateway-contacts.openapi.json`).
 //! Timestamps are epoch milliseconds.
 
 use serde::{Deserialize, Serialize};

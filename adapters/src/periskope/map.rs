@@ -1,4 +1,4 @@
-//! Periskope → canonical (DESIGN.md §3, PROVIDERS.md §6.2).
+//! Periskope → canonical (docs/providers.md §6).
 
 use serde_json::Value;
 
@@ -86,7 +86,7 @@ pub fn map_contact(c: &Contact) -> ContactRecord {
         avatar_url: clean(c.contact_image.as_deref()),
         color: clean(c.contact_color.as_deref()),
         remote_updated_at: c.updated_at.as_deref().and_then(parse_timestamp),
-        // Only the detail answer carries `chat_ids` (PROVIDERS.md §1.2); without
+        // Only the detail answer carries `chat_ids` (docs/providers.md §1.2); without
         // them the chats are not known, not absent. With them, the groups' names
         // and roles and the 1-1 chat's fields are still the chats' to give.
         unknown: if c.chat_ids.is_none() {

@@ -9,14 +9,12 @@
 
 pub mod client;
 pub mod map;
-#[cfg(feature = "sim")]
-pub mod sim;
 pub mod wire;
 
 use crate::capabilities::{Capabilities, Operation, WriteField};
 
 /// No delete exists; update takes only the name, `is_internal` and labels
-/// (PROVIDERS.md §1.2); create needs the phone and a name (first and last joined).
+/// (docs/providers.md §1.2); create needs the phone and a name (first and last joined).
 pub const CAPABILITIES: Capabilities = Capabilities {
     operations: &[
         Operation::Get,
@@ -39,5 +37,5 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     ],
 };
 
-/// `X-RateLimit-Limit/Remaining/Reset` (Reset in epoch seconds) on every reply (PROVIDERS.md §1.6).
+/// `X-RateLimit-Limit/Remaining/Reset` (Reset in epoch seconds) on every reply (docs/providers.md §1.6).
 pub const RATE_STYLE: crate::quota::RateStyle = crate::quota::RateStyle::Reset;

@@ -1,4 +1,4 @@
-//! Periskope's JSON exactly as sent (PROVIDERS.md §1.3–1.7; `@periskope/types`).
+//! Periskope's JSON exactly as sent (docs/providers.md §1.3–1.7; `@periskope/types`).
 //! Every field the provider may leave out or send as null is an `Option`; fields
 //! we do not know are kept in `extra`.
 
@@ -97,7 +97,7 @@ pub struct ChatMember {
     pub is_super_admin: Option<bool>,
 }
 
-/// The parts of a chat (PROVIDERS.md §1.4) that concern contacts.
+/// The parts of a chat (docs/providers.md §1.4) that concern contacts.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Chat {
     pub chat_id: String,

@@ -55,7 +55,7 @@ pub fn classify(res: &UpstreamResponse) -> AdapterError {
     error::classify(res.status, &res.body, report)
 }
 
-/// A write's body in WA.cr's field names (PROVIDERS.md §2.3).
+/// A write's body in WA.cr's field names (docs/providers.md §2.3).
 fn body_of(input: &ContactInput) -> Value {
     let mut body = Map::new();
     let mut put = |k: &str, v: Option<Value>| {

@@ -1,4 +1,4 @@
-//! WA.cr → canonical (DESIGN.md §3, PROVIDERS.md §6.2). Its "groups" are CRM lists.
+//! WA.cr → canonical (docs/providers.md §6). Its "groups" are CRM lists.
 
 use serde_json::Value;
 

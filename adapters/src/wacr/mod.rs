@@ -8,13 +8,11 @@
 
 pub mod client;
 pub mod map;
-#[cfg(feature = "sim")]
-pub mod sim;
 pub mod wire;
 
 use crate::capabilities::{Capabilities, Operation, WriteField};
 
-/// Full CRUD and both batches (PROVIDERS.md §2.2-2.3); names are first and last
+/// Full CRUD and both batches (docs/providers.md §2.2-2.3); names are first and last
 /// (no display name of their own), CRM lists are `groups`.
 pub const CAPABILITIES: Capabilities = Capabilities {
     operations: &Operation::ALL,

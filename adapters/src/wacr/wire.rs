@@ -1,4 +1,4 @@
-//! WA.cr's JSON (PROVIDERS.md §2.3). The envelope is Laravel-style and not fully
+//! WA.cr's JSON (docs/providers.md §2.3). The envelope is Laravel-style and not fully
 //! documented: a resource may come wrapped in `{"data": …}` (lists with `meta`
 //! and/or `links`, maybe `success`) or bare; errors as `{"error": {code, message}}`,
 //! `{"message", "errors"}` or `{"code", "message"}`.

@@ -1,12 +1,10 @@
-//! The simulators' shared harness: a real HTTP server on loopback that records
+//! The harness every simulator runs in: a real HTTP server on loopback that records
 //! every request, enforces a fixed rate-limit window (answering with the
 //! provider's headers and its 429), and injects faults on demand (latency, error
 //! rate, timeouts, malformed bodies). Each provider's `sim.rs` supplies the API.
 //!
 //! Control over HTTP too, for `unicontacts sim`: `GET /__sim/requests`,
 //! `PUT /__sim/faults`, `PUT /__sim/rate-limit` (JSON bodies as the Rust types).
-
-pub mod world;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -24,8 +22,6 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-pub use world::{Person, World};
 
 /// A request as the simulator saw it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -633,56 +629,4 @@ fn control_call(
             serde_json::json!({"error": "unknown control call"}),
         )),
     }
-}
-
-/// The three simulators over one world, so people are shared between them.
-pub struct SimSet {
-    pub world: World,
-    pub api_key: String,
-    pub session: String,
-    pub periskope: crate::periskope::sim::PeriskopeSim,
-    pub wacr: crate::wacr::sim::WacrSim,
-    pub gateway: crate::gateway::sim::GatewaySim,
-}
-
-/// Where each simulator listens (port 0 for any free port).
-#[derive(Debug, Clone, Copy)]
-pub struct SimAddrs {
-    pub periskope: SocketAddr,
-    pub wacr: SocketAddr,
-    pub gateway: SocketAddr,
-}
-
-impl Default for SimAddrs {
-    fn default() -> Self {
-        let any: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
-        Self {
-            periskope: any,
-            wacr: any,
-            gateway: any,
-        }
-    }
-}
-
-/// Starts all three over `World::generate(seed, size)`.
-pub async fn start_all(
-    seed: u64,
-    size: usize,
-    api_key: &str,
-    session: &str,
-    addrs: SimAddrs,
-    rate: Option<RateLimit>,
-) -> std::io::Result<SimSet> {
-    let world = World::generate(seed, size);
-    let periskope = crate::periskope::sim::start(&world, api_key, addrs.periskope, rate).await?;
-    let wacr = crate::wacr::sim::start(&world, api_key, addrs.wacr, rate).await?;
-    let gateway = crate::gateway::sim::start(&world, api_key, session, addrs.gateway, rate).await?;
-    Ok(SimSet {
-        world,
-        api_key: api_key.to_string(),
-        session: session.to_string(),
-        periskope,
-        wacr,
-        gateway,
-    })
 }

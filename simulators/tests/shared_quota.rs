@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use unicontacts_adapters::periskope::client::PeriskopeClient;
 use unicontacts_adapters::quota::{Priority, QuotaConfig, QuotaRegistry, RateStyle};
-use unicontacts_adapters::sim::{RateLimit, World};
-use unicontacts_adapters::{periskope, ConnectionConfig, Provider, ProviderKind, UpstreamConfig};
+use unicontacts_adapters::{ConnectionConfig, Provider, ProviderKind, UpstreamConfig};
+use unicontacts_simulators::{RateLimit, World};
 
 const KEY: &str = "sim-secret-key-0123456789";
 
@@ -101,7 +101,7 @@ async fn hammer(clients: &[Arc<PeriskopeClient>], callers: usize, calls: usize) 
     all
 }
 
-fn most_in_one_window(sim: &periskope::sim::PeriskopeSim) -> u32 {
+fn most_in_one_window(sim: &unicontacts_simulators::periskope::PeriskopeSim) -> u32 {
     let mut per_window = std::collections::BTreeMap::new();
     for r in sim.requests() {
         *per_window.entry(r.at_ms / 1000).or_insert(0u32) += 1;
@@ -125,7 +125,7 @@ async fn three_processes_on_one_redis_share_one_quota() {
     let url = std::env::var("UNICONTACTS_TEST_REDIS_URL")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let world = World::generate(91, 60);
-    let sim = periskope::sim::start(
+    let sim = unicontacts_simulators::periskope::start(
         &world,
         KEY,
         any_port(),
@@ -224,7 +224,7 @@ async fn without_redis_each_process_keeps_to_its_share_and_rejoins_when_it_is_ba
     }
     let conn = conn.expect("own Redis up");
     let world = World::generate(92, 60);
-    let sim = periskope::sim::start(
+    let sim = unicontacts_simulators::periskope::start(
         &world,
         KEY,
         any_port(),

@@ -10,7 +10,7 @@
 //! them) and the connected phone as super admin; a 1-1 chat per person with a
 //! direct chat, with `assigned_to`, `custom_properties` (keyed by property id) and
 //! `label_ids`. The list carries `members`, as the SDK's `ListChatsType`
-//! (`ChatType[]`, `members` nullable) types it; PROVIDERS.md marks this
+//! (`ChatType[]`, `members` nullable) types it; docs/providers.md (§1.4) marks this
 //! UNVERIFIED, and [`PeriskopeStore::list_without_members`] serves lists without
 //! them (with `updated_at`, which moves when a test changes a chat through
 //! [`PeriskopeStore::chat_mut`], and `member_count`). List order is by creation, stable while a sync pages through.
@@ -23,7 +23,8 @@ use std::sync::{Arc, Mutex};
 use chrono::{Duration, TimeZone, Utc};
 use serde_json::{json, Map, Value};
 
-use crate::sim::{RateHeaders, RateLimit, SimApi, SimRequest, SimResponse, SimServer, World};
+use crate::harness::{Listing, RateHeaders, RateLimit, SimApi, SimRequest, SimResponse, SimServer};
+use crate::world::World;
 
 pub const ORG_ID: &str = "2997dd64-89bf-48d3-9a22-b314fca017e5";
 const COLORS: [&str; 6] = [
@@ -51,7 +52,7 @@ pub struct PeriskopeStore {
     /// Lists chats with `members: null` (detail answers keep them).
     pub list_without_members: bool,
     /// What `GET /contacts` serves.
-    pub listing: crate::sim::Listing,
+    pub listing: Listing,
 }
 
 /// The connected phone (`x-phone` of the tests), a member of every chat.
@@ -348,11 +349,7 @@ impl PeriskopeStore {
 
 /// A person's 1-1 chat: assigned to one of the agents for two in three people,
 /// the city property for one in three, a chat label for one in four.
-fn direct_chat(
-    p: &crate::sim::world::Person,
-    contact: &Value,
-    base: chrono::DateTime<Utc>,
-) -> Value {
+fn direct_chat(p: &crate::world::Person, contact: &Value, base: chrono::DateTime<Utc>) -> Value {
     let contact_id = contact["contact_id"].as_str().unwrap_or("");
     let mut members = Map::new();
     members.insert(
@@ -549,7 +546,7 @@ impl PeriskopeApi {
                 .collect();
             let n = page.len();
             let count = match s.listing {
-                crate::sim::Listing::CountIsPage => n,
+                Listing::CountIsPage => n,
                 _ => shown,
             };
             SimResponse::json(
@@ -640,7 +637,7 @@ impl PeriskopeApi {
         }
         if self.with_store(|s| s.index.contains_key(id)) {
             // Undocumented: a contact's id is its phone, so a second create of
-            // one phone is refused (PROVIDERS.md lists duplicates as UNVERIFIED).
+            // one phone is refused (docs/providers.md §7 lists duplicates as unverified).
             return error(
                 409,
                 "CONFLICT",

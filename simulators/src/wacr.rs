@@ -11,7 +11,8 @@ use std::sync::Mutex;
 use chrono::{Duration, TimeZone, Utc};
 use serde_json::{json, Map, Value};
 
-use crate::sim::{RateHeaders, RateLimit, SimApi, SimRequest, SimResponse, SimServer, World};
+use crate::harness::{Listing, RateHeaders, RateLimit, SimApi, SimRequest, SimResponse, SimServer};
+use crate::world::World;
 
 pub const STATUSES: [(i64, &str, &str); 4] = [
     (1, "New", "#3B82F6"),
@@ -38,7 +39,7 @@ pub struct WacrStore {
     contacts: BTreeMap<i64, Value>,
     next_id: i64,
     /// What `GET /contacts` serves.
-    pub listing: crate::sim::Listing,
+    pub listing: Listing,
 }
 
 fn phone_key(phone: &str) -> String {
@@ -315,7 +316,7 @@ impl WacrApi {
             let total = listing.shown(s.len());
             let last_page = total.div_ceil(per_page).max(1);
             let skip = match listing {
-                crate::sim::Listing::EmptyAfterFirstPage if page > 1 => total,
+                Listing::EmptyAfterFirstPage if page > 1 => total,
                 _ => (page - 1) * per_page,
             };
             let data: Vec<Value> = s

@@ -11,7 +11,8 @@ use std::sync::Mutex;
 
 use serde_json::{json, Value};
 
-use crate::sim::{RateHeaders, RateLimit, SimApi, SimRequest, SimResponse, SimServer, World};
+use crate::harness::{Listing, RateHeaders, RateLimit, SimApi, SimRequest, SimResponse, SimServer};
+use crate::world::World;
 
 /// 2025-01-01T00:00:00Z in epoch milliseconds.
 const BASE_MS: i64 = 1_735_689_600_000;
@@ -29,7 +30,7 @@ pub struct GatewayStore {
     by_lid: HashMap<String, i64>,
     next_id: i64,
     /// What `GET .../contacts` serves.
-    pub listing: crate::sim::Listing,
+    pub listing: Listing,
 }
 
 impl GatewayStore {

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use unicontacts_adapters::gateway::client::GatewayClient;
 use unicontacts_adapters::periskope::client::PeriskopeClient;
 use unicontacts_adapters::quota::Priority;
-use unicontacts_adapters::sim::{Faults, RateLimit, World};
 use unicontacts_adapters::wacr::client::WacrClient;
 use unicontacts_adapters::{
-    gateway, periskope, wacr, Adapter, AdapterError, ConnectionConfig, ContactInput, Operation,
-    PageToken, Provider, ProviderKind, UpstreamConfig,
+    Adapter, AdapterError, ConnectionConfig, ContactInput, Operation, PageToken, Provider,
+    ProviderKind, UpstreamConfig,
 };
+use unicontacts_simulators::{Faults, RateLimit, World};
 
 const KEY: &str = "sim-secret-key-0123456789";
 const PHONE: &str = "918527184400";
@@ -83,7 +83,7 @@ fn assert_unique(ids: &[String]) {
 #[tokio::test]
 async fn periskope_pages_to_the_end_and_sends_bearer_and_x_phone() {
     let world = World::generate(11, 400);
-    let sim = periskope::sim::start(&world, KEY, any_port(), None)
+    let sim = unicontacts_simulators::periskope::start(&world, KEY, any_port(), None)
         .await
         .expect("sim");
     let client = PeriskopeClient::new(config(ProviderKind::Periskope, sim.api_base(), KEY, fast()))
@@ -141,7 +141,7 @@ async fn periskope_pages_to_the_end_and_sends_bearer_and_x_phone() {
 #[tokio::test]
 async fn wacr_pages_to_the_end_and_always_asks_for_the_includes() {
     let world = World::generate(12, 400);
-    let sim = wacr::sim::start(&world, KEY, any_port(), None)
+    let sim = unicontacts_simulators::wacr::start(&world, KEY, any_port(), None)
         .await
         .expect("sim");
     let client = WacrClient::new(config(ProviderKind::Wacr, sim.api_base(), KEY, fast()))
@@ -187,7 +187,7 @@ async fn wacr_pages_to_the_end_and_always_asks_for_the_includes() {
 #[tokio::test]
 async fn gateway_pages_by_cursor_through_an_empty_last_page() {
     let world = World::generate(13, 400);
-    let sim = gateway::sim::start(&world, KEY, SESSION, any_port(), None)
+    let sim = unicontacts_simulators::gateway::start(&world, KEY, SESSION, any_port(), None)
         .await
         .expect("sim");
     let n = sim.api().with_store(|s| s.len());
@@ -241,21 +241,21 @@ async fn gateway_pages_by_cursor_through_an_empty_last_page() {
 /// The three simulators over `World::generate(seed, size)`, and a client of each
 /// with an id of its form that none of them holds.
 struct Three {
-    p: periskope::sim::PeriskopeSim,
-    w: wacr::sim::WacrSim,
-    g: gateway::sim::GatewaySim,
+    p: unicontacts_simulators::periskope::PeriskopeSim,
+    w: unicontacts_simulators::wacr::WacrSim,
+    g: unicontacts_simulators::gateway::GatewaySim,
     clients: Vec<(Arc<dyn Provider>, &'static str)>,
 }
 
 async fn three_sims(seed: u64, size: usize) -> Three {
     let world = World::generate(seed, size);
-    let p = periskope::sim::start(&world, KEY, any_port(), None)
+    let p = unicontacts_simulators::periskope::start(&world, KEY, any_port(), None)
         .await
         .expect("sim");
-    let w = wacr::sim::start(&world, KEY, any_port(), None)
+    let w = unicontacts_simulators::wacr::start(&world, KEY, any_port(), None)
         .await
         .expect("sim");
-    let g = gateway::sim::start(&world, KEY, SESSION, any_port(), None)
+    let g = unicontacts_simulators::gateway::start(&world, KEY, SESSION, any_port(), None)
         .await
         .expect("sim");
     let clients: Vec<(Arc<dyn Provider>, &'static str)> = vec![
@@ -436,13 +436,13 @@ async fn every_error_class_maps_to_its_adapter_error() {
 #[tokio::test]
 async fn writes_go_through_where_the_provider_has_them_and_are_refused_elsewhere() {
     let world = World::generate(15, 40);
-    let p = periskope::sim::start(&world, KEY, any_port(), None)
+    let p = unicontacts_simulators::periskope::start(&world, KEY, any_port(), None)
         .await
         .expect("sim");
-    let w = wacr::sim::start(&world, KEY, any_port(), None)
+    let w = unicontacts_simulators::wacr::start(&world, KEY, any_port(), None)
         .await
         .expect("sim");
-    let g = gateway::sim::start(&world, KEY, SESSION, any_port(), None)
+    let g = unicontacts_simulators::gateway::start(&world, KEY, SESSION, any_port(), None)
         .await
         .expect("sim");
     let pc = PeriskopeClient::new(config(ProviderKind::Periskope, p.api_base(), KEY, fast()))
@@ -571,10 +571,10 @@ async fn writes_go_through_where_the_provider_has_them_and_are_refused_elsewhere
 #[tokio::test]
 async fn ids_in_the_wrong_form_are_refused_before_any_request() {
     let world = World::generate(16, 20);
-    let p = periskope::sim::start(&world, KEY, any_port(), None)
+    let p = unicontacts_simulators::periskope::start(&world, KEY, any_port(), None)
         .await
         .expect("sim");
-    let g = gateway::sim::start(&world, KEY, SESSION, any_port(), None)
+    let g = unicontacts_simulators::gateway::start(&world, KEY, SESSION, any_port(), None)
         .await
         .expect("sim");
     let pc = PeriskopeClient::new(config(ProviderKind::Periskope, p.api_base(), KEY, fast()))
@@ -598,7 +598,7 @@ async fn ids_in_the_wrong_form_are_refused_before_any_request() {
 async fn ten_windows_of_work_from_eight_callers_get_no_429_and_stay_near_the_floor() {
     const L: u32 = 10;
     let world = World::generate(17, 50);
-    let sim = periskope::sim::start(
+    let sim = unicontacts_simulators::periskope::start(
         &world,
         KEY,
         any_port(),
@@ -670,7 +670,7 @@ async fn ten_windows_of_work_from_eight_callers_get_no_429_and_stay_near_the_flo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_limit_lowered_mid_run_is_followed_within_one_window() {
     let world = World::generate(18, 50);
-    let sim = periskope::sim::start(
+    let sim = unicontacts_simulators::periskope::start(
         &world,
         KEY,
         any_port(),
