@@ -209,7 +209,7 @@ async fn scenario(
             unicontacts::store::in_transaction(conn, |conn| {
                 let new = (0..n)
                     .map(|i| NewEvent {
-                        event_type: "contact.created",
+                        event_type: unicontacts::store::event_type::EventType::ContactCreated,
                         connection_id: Some("con_01jd2x9v8c0000000000000000".into()),
                         data: data(i),
                     })

@@ -13,9 +13,106 @@ use crate::store::models::{RunStatus, SyncRunRow, Trigger};
 use crate::sync::BeginError;
 use crate::tasks::CancellationToken;
 
+/// Why a command failed: what it says, and the error that caused it with that
+/// error's own causes (the chain `main` prints, `what: cause: its cause`).
+#[derive(Debug)]
+pub struct CliError {
+    message: Option<String>,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl CliError {
+    /// The error itself, its causes kept.
+    pub fn of(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            message: None,
+            source: Some(Box::new(e)),
+        }
+    }
+
+    /// `message`, caused by `e`.
+    pub fn caused(
+        message: impl Into<String>,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            message: Some(message.into()),
+            source: Some(Box::new(e)),
+        }
+    }
+
+    /// The message and each cause in turn, `: `-joined; a cause whose words the
+    /// text already holds (an error that prints its source) is not repeated.
+    pub fn chain(&self) -> String {
+        let mut out = self.message.clone().unwrap_or_default();
+        let mut next: Option<&(dyn std::error::Error + 'static)> = match &self.source {
+            Some(e) => Some(e.as_ref()),
+            None => None,
+        };
+        while let Some(e) = next {
+            let text = e.to_string();
+            if !text.is_empty() && !out.contains(&text) {
+                if !out.is_empty() {
+                    out.push_str(": ");
+                }
+                out.push_str(&text);
+            }
+            next = e.source();
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.message, &self.source) {
+            (Some(m), _) => f.write_str(m),
+            (None, Some(e)) => write!(f, "{e}"),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for CliError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match (&self.message, &self.source) {
+            // Without a message of its own, the error is its source: its cause is next.
+            (None, Some(e)) => e.source(),
+            (_, Some(e)) => Some(e.as_ref()),
+            _ => None,
+        }
+    }
+}
+
+impl From<String> for CliError {
+    fn from(message: String) -> Self {
+        Self {
+            message: Some(message),
+            source: None,
+        }
+    }
+}
+
+impl From<&str> for CliError {
+    fn from(message: &str) -> Self {
+        message.to_string().into()
+    }
+}
+
+/// `.context("what was being done")` on a result whose error becomes the cause.
+pub trait Context<T> {
+    fn context(self, what: &str) -> Result<T, CliError>;
+}
+
+impl<T, E: std::error::Error + Send + Sync + 'static> Context<T> for Result<T, E> {
+    fn context(self, what: &str) -> Result<T, CliError> {
+        self.map_err(|e| CliError::caused(what, e))
+    }
+}
+
 /// A service error in a command's words: a validation failure names each field
 /// as the command's flag (`--org must be 1 to 100 characters`).
-fn describe(e: ApiError) -> String {
+fn describe(e: ApiError) -> CliError {
     if e.code == ErrorCode::ValidationFailed {
         if let Some(fields) = e.details.get("fields").and_then(|f| f.as_object()) {
             let lines: Vec<String> = fields
@@ -28,15 +125,15 @@ fn describe(e: ApiError) -> String {
                 })
                 .collect();
             if !lines.is_empty() {
-                return lines.join("; ");
+                return lines.join("; ").into();
             }
         }
     }
-    e.to_string()
+    CliError::of(e)
 }
 
 /// `serve [--demo]`: the HTTP API until SIGINT/SIGTERM.
-pub async fn serve(settings: Settings, demo: bool) -> Result<(), String> {
+pub async fn serve(settings: Settings, demo: bool) -> Result<(), CliError> {
     let backend = settings.database_url.backend_name();
     #[cfg(feature = "demo")]
     let sims = if demo {
@@ -50,7 +147,7 @@ pub async fn serve(settings: Settings, demo: bool) -> Result<(), String> {
                 None,
             )
             .await
-            .map_err(|e| format!("cannot start the demo simulators: {e}"))?,
+            .context("cannot start the demo simulators")?,
         )
     } else {
         None
@@ -65,7 +162,7 @@ pub async fn serve(settings: Settings, demo: bool) -> Result<(), String> {
     }
     let app = Application::build(settings.clone())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(CliError::of)?;
     #[cfg(feature = "demo")]
     if let Some(sims) = &sims {
         let info = crate::demo::setup(&app.state(), sims).await?;
@@ -82,16 +179,14 @@ pub async fn serve(settings: Settings, demo: bool) -> Result<(), String> {
         backend,
         "unicontacts listening; docs at /docs"
     );
-    app.run_until_stopped().await.map_err(|e| e.to_string())?;
+    app.run_until_stopped().await.map_err(CliError::of)?;
     tracing::info!("shut down cleanly");
     Ok(())
 }
 
 /// `migrate`: applies pending migrations, prints each, and exits.
-pub async fn migrate(settings: Settings) -> Result<(), String> {
-    let (_, applied) = open_store_migrated(&settings)
-        .await
-        .map_err(|e| e.to_string())?;
+pub async fn migrate(settings: Settings) -> Result<(), CliError> {
+    let (_, applied) = open_store_migrated(&settings).await.map_err(CliError::of)?;
     let backend = settings.database_url.backend_name();
     for version in &applied {
         println!("applied {version}");
@@ -110,8 +205,8 @@ pub async fn create_key(
     scopes: &[Scope],
     name: &str,
     expires_at: Option<&str>,
-) -> Result<(), String> {
-    let store = open_store(&settings).await.map_err(|e| e.to_string())?;
+) -> Result<(), CliError> {
+    let store = open_store(&settings).await.map_err(CliError::of)?;
     let created = api_keys::create_expiring(&store, OrgRef::Name(org), name, scopes, expires_at)
         .await
         .map_err(describe)?;
@@ -146,13 +241,13 @@ fn or_dash(t: Option<chrono::NaiveDateTime>) -> String {
 
 /// `keys list [--org NAME] [--all]`: the keys of one org or of every org
 /// (revoked ones with `--all`); never the keys themselves.
-pub async fn list_keys(settings: Settings, org: Option<&str>, all: bool) -> Result<(), String> {
-    let store = open_store(&settings).await.map_err(|e| e.to_string())?;
+pub async fn list_keys(settings: Settings, org: Option<&str>, all: bool) -> Result<(), CliError> {
+    let store = open_store(&settings).await.map_err(CliError::of)?;
     let org = org.map(str::to_string);
     let keys = store
         .run(move |conn| crate::store::api_keys::list_every_key(conn, org.as_deref(), all))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(CliError::of)?;
     if keys.is_empty() {
         println!("no API keys");
         return Ok(());
@@ -189,15 +284,15 @@ pub async fn list_keys(settings: Settings, org: Option<&str>, all: bool) -> Resu
 
 /// `keys revoke ID`: revokes the key, whatever its org (the operator's way out;
 /// the API keeps an org's last admin key). Running servers forget it at once.
-pub async fn revoke_key(settings: Settings, id: &str) -> Result<(), String> {
-    let store = open_store(&settings).await.map_err(|e| e.to_string())?;
+pub async fn revoke_key(settings: Settings, id: &str) -> Result<(), CliError> {
+    let store = open_store(&settings).await.map_err(CliError::of)?;
     let lookup = id.to_string();
     let found = store
         .run(move |conn| crate::store::api_keys::find_key(conn, &lookup))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(CliError::of)?;
     let Some((key, org)) = found else {
-        return Err(format!("no API key {id}"));
+        return Err(format!("no API key {id}").into());
     };
     let state = State::new(settings, store);
     api_keys::revoke(&state, &key.org_id, &key.id, false)
@@ -209,7 +304,7 @@ pub async fn revoke_key(settings: Settings, id: &str) -> Result<(), String> {
         .store
         .run(move |conn| crate::store::api_keys::count_active_admin_keys(conn, &org_id))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(CliError::of)?;
     if admins == 0 {
         println!(
             "org {org} has no active admin key left; `unicontacts keys create --org {org} --scopes admin` makes one"
@@ -219,8 +314,8 @@ pub async fn revoke_key(settings: Settings, id: &str) -> Result<(), String> {
 }
 
 /// `connections list`: every org's connections with their health.
-pub async fn list_connections(settings: Settings) -> Result<(), String> {
-    let store = open_store(&settings).await.map_err(|e| e.to_string())?;
+pub async fn list_connections(settings: Settings) -> Result<(), CliError> {
+    let store = open_store(&settings).await.map_err(CliError::of)?;
     let state = State::new(settings, store);
     let all = sync_runs::connections_to_sync(&state, None)
         .await
@@ -273,8 +368,8 @@ pub async fn list_connections(settings: Settings) -> Result<(), String> {
 }
 
 /// `sync-runs held`: every org's runs whose deletions are held for review.
-pub async fn list_held(settings: Settings) -> Result<(), String> {
-    let store = open_store(&settings).await.map_err(|e| e.to_string())?;
+pub async fn list_held(settings: Settings) -> Result<(), CliError> {
+    let store = open_store(&settings).await.map_err(CliError::of)?;
     let state = State::new(settings, store);
     let held = sync_runs::all_held(&state).await.map_err(describe)?;
     if held.is_empty() {
@@ -299,8 +394,8 @@ pub async fn list_held(settings: Settings) -> Result<(), String> {
 }
 
 /// `sync-runs apply ID` / `sync-runs discard ID`: ends a run's hold (any org).
-pub async fn end_hold(settings: Settings, run_id: &str, apply: bool) -> Result<(), String> {
-    let store = open_store(&settings).await.map_err(|e| e.to_string())?;
+pub async fn end_hold(settings: Settings, run_id: &str, apply: bool) -> Result<(), CliError> {
+    let store = open_store(&settings).await.map_err(CliError::of)?;
     let state = State::new(settings, store);
     let org = sync_runs::org_of_run(&state, run_id)
         .await
@@ -327,7 +422,7 @@ pub async fn end_hold(settings: Settings, run_id: &str, apply: bool) -> Result<(
 
 /// `healthcheck [--url URL]`: `GET /readyz` of the server (the `bind` setting's
 /// address unless given, 127.0.0.1 for an unspecified one); an error unless 200.
-pub async fn healthcheck(settings: Settings, url: Option<String>) -> Result<(), String> {
+pub async fn healthcheck(settings: Settings, url: Option<String>) -> Result<(), CliError> {
     let base = url.unwrap_or_else(|| {
         let mut addr = settings.bind;
         if addr.ip().is_unspecified() {
@@ -339,14 +434,14 @@ pub async fn healthcheck(settings: Settings, url: Option<String>) -> Result<(), 
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(3))
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(CliError::of)?;
     match client.get(&target).send().await {
         Ok(res) if res.status() == reqwest::StatusCode::OK => {
             println!("ready ({target})");
             Ok(())
         }
-        Ok(res) => Err(format!("not ready: {target} answered {}", res.status())),
-        Err(e) => Err(format!("not ready: {target}: {e}")),
+        Ok(res) => Err(format!("not ready: {target} answered {}", res.status()).into()),
+        Err(e) => Err(CliError::caused(format!("not ready: {target}"), e)),
     }
 }
 
@@ -354,23 +449,23 @@ pub async fn healthcheck(settings: Settings, url: Option<String>) -> Result<(), 
 /// the new key in one transaction. On SQLite without `secret_key` the key file
 /// then holds the new key (written beside it first, put in its place after the
 /// commit; a start after a crash between the two completes the swap).
-pub async fn rotate_secret(settings: Settings, new_key: &str) -> Result<(), String> {
+pub async fn rotate_secret(settings: Settings, new_key: &str) -> Result<(), CliError> {
     use crate::config::DatabaseUrl;
     use crate::secrets::{self, Sealer};
     let new_key = if new_key == "-" {
         let mut line = String::new();
         std::io::stdin()
             .read_line(&mut line)
-            .map_err(|e| format!("cannot read the new key from standard input: {e}"))?;
+            .context("cannot read the new key from standard input")?;
         line.trim().to_string()
     } else {
         new_key.trim().to_string()
     };
-    let new = Sealer::from_base64(&new_key).map_err(|e| format!("--new-key: {e}"))?;
-    let store = open_store(&settings).await.map_err(|e| e.to_string())?;
-    let old = store.sealer().map_err(|e| e.to_string())?;
+    let new = Sealer::from_base64(&new_key).context("--new-key")?;
+    let store = open_store(&settings).await.map_err(CliError::of)?;
+    let old = store.sealer().map_err(CliError::of)?;
     if old.key_id() == new.key_id() {
-        return Err(format!("--new-key is the key in use ({})", new.key_id()));
+        return Err(format!("--new-key is the key in use ({})", new.key_id()).into());
     }
     let key_file = match (&settings.secret_key, &settings.database_url) {
         (None, DatabaseUrl::Sqlite(path)) => Some(secrets::key_file_of(path)),
@@ -378,7 +473,7 @@ pub async fn rotate_secret(settings: Settings, new_key: &str) -> Result<(), Stri
     };
     let pending = key_file.as_deref().map(secrets::pending_file_of);
     if let Some(p) = &pending {
-        secrets::write_key_file(p, &new_key).map_err(|e| e.to_string())?;
+        secrets::write_key_file(p, &new_key).map_err(CliError::of)?;
     }
     let resealer = new.clone();
     let resealed = store
@@ -390,16 +485,20 @@ pub async fn rotate_secret(settings: Settings, new_key: &str) -> Result<(), Stri
             if let Some(p) = &pending {
                 let _ = std::fs::remove_file(p);
             }
-            return Err(format!("nothing rotated: {e}"));
+            return Err(CliError::caused("nothing rotated", e));
         }
     };
     match (&key_file, &pending) {
         (Some(file), Some(p)) => {
             std::fs::rename(p, file).map_err(|e| {
-                format!(
-                    "the credentials are sealed with the new key, but {} could not replace {}: {e} (the next start completes it)",
-                    p.display(),
-                    file.display()
+                CliError::caused(
+                    format!(
+                        "the credentials are sealed with the new key (the next start completes it), \
+                         but {} could not replace {}",
+                        p.display(),
+                        file.display()
+                    ),
+                    e,
                 )
             })?;
             println!(
@@ -431,7 +530,7 @@ pub struct SimOptions {
 }
 
 #[cfg(feature = "demo")]
-pub async fn run_sims(args: SimOptions) -> Result<(), String> {
+pub async fn run_sims(args: SimOptions) -> Result<(), CliError> {
     use unicontacts_simulators::{start_all, RateLimit, SimAddrs};
     let at = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let rate = args.rate_limit.map(|limit| RateLimit {
@@ -451,7 +550,7 @@ pub async fn run_sims(args: SimOptions) -> Result<(), String> {
         rate,
     )
     .await
-    .map_err(|e| format!("cannot start the simulators: {e}"))?;
+    .context("cannot start the simulators")?;
     let key = &args.api_key;
     println!(
         "simulators up (seed {}, {} people); every one accepts `Authorization: Bearer {key}`",
@@ -481,7 +580,7 @@ pub async fn run_sims(args: SimOptions) -> Result<(), String> {
     );
     tokio::signal::ctrl_c()
         .await
-        .map_err(|e| format!("waiting for Ctrl-C: {e}"))?;
+        .context("waiting for Ctrl-C")?;
     Ok(())
 }
 
@@ -616,15 +715,15 @@ fn stop_on_signal() -> CancellationToken {
 
 /// `sync [--connection ID]`: syncs one connection (any org) or all of them now,
 /// with progress; an error when a run does not succeed.
-pub async fn sync(settings: Settings, only: Option<String>) -> Result<(), String> {
-    let store = open_store(&settings).await.map_err(|e| e.to_string())?;
+pub async fn sync(settings: Settings, only: Option<String>) -> Result<(), CliError> {
+    let store = open_store(&settings).await.map_err(CliError::of)?;
     let state = State::new(settings, store);
     let connections = sync_runs::connections_to_sync(&state, only.clone())
         .await
         .map_err(describe)?;
     if connections.is_empty() {
         return match only {
-            Some(id) => Err(format!("no connection {id}")),
+            Some(id) => Err(format!("no connection {id}").into()),
             None => {
                 println!("no connections to sync");
                 Ok(())
@@ -655,7 +754,7 @@ pub async fn sync(settings: Settings, only: Option<String>) -> Result<(), String
                 failed += 1;
                 continue;
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(CliError::of(e)),
         };
         println!(
             "{} ({}, {}): run {}",
@@ -724,7 +823,35 @@ pub async fn sync(settings: Settings, only: Option<String>) -> Result<(), String
         return Err("interrupted".into());
     }
     if failed > 0 {
-        return Err(format!("{failed} run(s) did not succeed"));
+        return Err(format!("{failed} run(s) did not succeed").into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_commands_error_keeps_its_cause_chain() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let read: Result<(), _> = Err(io);
+        let e = read.context("cannot read the key file").unwrap_err();
+        assert_eq!(e.to_string(), "cannot read the key file");
+        assert_eq!(e.chain(), "cannot read the key file: no such file");
+        assert!(std::error::Error::source(&e).is_some(), "the cause is kept");
+
+        // A service error's own cause comes after it.
+        let api = ApiError::new(ErrorCode::Internal, "the store failed")
+            .with_cause(std::io::Error::other("disk full"));
+        let e = CliError::of(api);
+        assert_eq!(e.chain(), "internal: the store failed: disk full");
+
+        // An error that prints its cause already is not repeated.
+        let e = CliError::caused(
+            "nothing rotated: disk full",
+            std::io::Error::other("disk full"),
+        );
+        assert_eq!(e.chain(), "nothing rotated: disk full");
+    }
 }

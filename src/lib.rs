@@ -3,6 +3,7 @@
 //! layers (a module uses only those below it; `tests/api/layers.rs` checks).
 
 pub mod cache;
+pub mod change;
 pub mod cli;
 pub mod config;
 pub mod delivery;

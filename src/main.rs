@@ -336,7 +336,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("unicontacts: {e}");
+            eprintln!("unicontacts: {}", e.chain());
             ExitCode::FAILURE
         }
     }

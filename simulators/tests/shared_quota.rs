@@ -152,9 +152,13 @@ async fn three_processes_on_one_redis_share_one_quota() {
     assert!(results.iter().all(|ok| *ok), "every call succeeds");
     assert_eq!(sim.served_429(), 0, "no 429 was answered");
     assert!(most_in_one_window(&sim) <= 5);
-    // 45 calls at 5 a window: 8 windows after the first; together, not each alone.
+    // 45 calls at 5 a window: 8 windows after the first; together, not each
+    // alone (each alone would be done in 3). The upper bound only catches a
+    // quota that stalls: a whole test run once took 13 s here, so it is loose;
+    // how close to the floor the quota keeps is the `upstream_rate_limit`
+    // bench's to measure.
     assert!(
-        elapsed >= Duration::from_secs(7) && elapsed < Duration::from_secs(12),
+        elapsed >= Duration::from_secs(7) && elapsed < Duration::from_secs(20),
         "{elapsed:?}"
     );
 }

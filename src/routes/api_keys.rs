@@ -11,11 +11,9 @@ use crate::http::audit;
 use crate::http::auth::AdminCaller;
 use crate::http::extract::{parse_list_query, read_json};
 use crate::http::responses::{AuthErrors, BodyErrors, InvalidQuery, NotFound};
-use crate::ids;
 use crate::page::{Page, PageQuery};
-use crate::service::api_keys::{self as service, OrgRef, Scope};
+use crate::service::api_keys::{self as service, ApiKeyView, OrgRef, Scope};
 use crate::state::State;
-use crate::store::models::ApiKeyRow;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -29,27 +27,6 @@ pub struct CreateApiKeyRequest {
     pub scopes: Vec<Scope>,
     /// When the key stops working (RFC 3339, in the future); none: never.
     #[schema(format = DateTime, example = "2027-06-30T00:00:00Z")]
-    pub expires_at: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ApiKeyView {
-    #[schema(example = "key_01jd2x9v8c0000000000000000")]
-    pub id: String,
-    pub name: String,
-    /// The key's first characters, to tell keys apart.
-    #[schema(example = "uck_Ab3dEf9h")]
-    pub prefix: String,
-    pub scopes: Vec<Scope>,
-    #[schema(format = DateTime)]
-    pub created_at: String,
-    #[schema(format = DateTime)]
-    pub revoked_at: Option<String>,
-    /// When the key was last used (recorded at most once a minute).
-    #[schema(format = DateTime)]
-    pub last_used_at: Option<String>,
-    /// When the key stops working; none: never.
-    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
 }
 
@@ -69,21 +46,6 @@ pub struct CreatedApiKey {
 pub struct ApiKeyFilters {
     /// Also list revoked keys (default false).
     pub include_revoked: Option<bool>,
-}
-
-impl From<&ApiKeyRow> for ApiKeyView {
-    fn from(r: &ApiKeyRow) -> Self {
-        ApiKeyView {
-            id: r.id.clone(),
-            name: r.name.clone(),
-            prefix: r.prefix.clone(),
-            scopes: service::scopes_of(r),
-            created_at: ids::rfc3339(r.created_at),
-            revoked_at: r.revoked_at.map(ids::rfc3339),
-            last_used_at: r.last_used_at.map(ids::rfc3339),
-            expires_at: r.expires_at.map(ids::rfc3339),
-        }
-    }
 }
 
 /// Create an API key.

@@ -2,58 +2,16 @@
 //! `/v1/admin/sync-runs` is the history.
 
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
-use serde::Serialize;
-use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::http::audit;
 use crate::http::auth::AdminCaller;
 use crate::http::extract::parse_list_query;
 use crate::http::responses::{AuthErrors, InvalidQuery, NotFound};
-use crate::ids;
 use crate::page::{NoFilters, Page, PageQuery};
-use crate::service::sync_runs::{self as service, HoldOutcome, RunFilters, SyncCounts};
+use crate::service::sync_runs::{self as service, HoldOutcome, RunFilters, SyncRunView};
 use crate::state::State;
-use crate::store::models::{RunStatus, SyncRunRow, Trigger};
 use unicontacts_adapters::canonical::CanonicalContact;
-
-#[derive(Serialize, ToSchema)]
-pub struct SyncRunView {
-    #[schema(example = "run_01jd2x9v8c0000000000000000")]
-    pub id: String,
-    pub connection_id: String,
-    pub trigger: Trigger,
-    pub status: RunStatus,
-    pub counts: SyncCounts,
-    pub pages: i64,
-    pub upstream_requests: i64,
-    pub throttled_429: i64,
-    pub limiter_wait_ms: i64,
-    pub error: Option<String>,
-    #[schema(format = DateTime)]
-    pub started_at: String,
-    #[schema(format = DateTime)]
-    pub finished_at: Option<String>,
-}
-
-impl From<&SyncRunRow> for SyncRunView {
-    fn from(r: &SyncRunRow) -> Self {
-        SyncRunView {
-            id: r.id.clone(),
-            connection_id: r.connection_id.clone(),
-            trigger: r.trigger_kind,
-            status: r.status,
-            counts: SyncCounts::of(r),
-            pages: r.pages,
-            upstream_requests: r.upstream_requests,
-            throttled_429: r.throttled_429,
-            limiter_wait_ms: r.limiter_wait_ms,
-            error: r.error.clone(),
-            started_at: ids::rfc3339(r.started_at),
-            finished_at: r.finished_at.map(ids::rfc3339),
-        }
-    }
-}
 
 /// Start a sync of the connection now.
 #[utoipa::path(post, path = "/v1/admin/connections/{id}/sync", tag = "sync",

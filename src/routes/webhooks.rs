@@ -18,26 +18,17 @@ use crate::service::webhooks::{
 };
 use crate::state::State;
 use crate::store::models::DeliveryStatus;
-use crate::store::webhooks::EndpointRow;
-
-fn view(state: &State, row: &EndpointRow) -> Result<WebhookView, ApiError> {
-    service::view(row, &*state.store.sealer()?)
-}
 
 /// `response` with the endpoint and its secret, never stored by a cache (nor
 /// kept for an `Idempotency-Key` replay).
 fn with_secret(
-    state: &State,
-    row: &EndpointRow,
+    webhook: WebhookView,
     secret: String,
     mut response: HttpResponseBuilder,
-) -> Result<HttpResponse, ApiError> {
-    Ok(response
+) -> HttpResponse {
+    response
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(WebhookWithSecret {
-            webhook: view(state, row)?,
-            secret,
-        }))
+        .json(WebhookWithSecret { webhook, secret })
 }
 
 /// Add a webhook endpoint. It receives the events that happen from now on,
@@ -61,7 +52,7 @@ pub async fn create_webhook(
     audit::note(&req, [row.id.clone()], None);
     let mut created = HttpResponse::Created();
     created.insert_header((header::LOCATION, format!("/v1/admin/webhooks/{}", row.id)));
-    with_secret(&state, &row, secret, created)
+    Ok(with_secret(service::view(&state, &row)?, secret, created))
 }
 
 /// The org's webhook endpoints, oldest first.
@@ -79,7 +70,7 @@ pub async fn list_webhooks(
 ) -> Result<HttpResponse, ApiError> {
     let (_, page) = parse_list_query::<NoFilters, 500>(req.query_string())?;
     let page = service::list(&state, &admin.0.org_id, page).await?;
-    Ok(HttpResponse::Ok().json(page.try_map(|r| view(&state, &r))?))
+    Ok(HttpResponse::Ok().json(page.try_map(|r| service::view(&state, &r))?))
 }
 
 /// One endpoint, with where its delivery stands.
@@ -96,7 +87,7 @@ pub async fn get_webhook(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let row = service::get(&state, &admin.0.org_id, &path).await?;
-    Ok(HttpResponse::Ok().json(view(&state, &row)?))
+    Ok(HttpResponse::Ok().json(service::view(&state, &row)?))
 }
 
 /// Change an endpoint. Enabling a disabled one resumes its delivery where it stopped.
@@ -118,7 +109,7 @@ pub async fn update_webhook(
     service::get(&state, &admin.0.org_id, &path).await?;
     let body: UpdateWebhook = read_json(&req, body).await?;
     let row = service::update(&state, &admin.0.org_id, &path, body).await?;
-    Ok(HttpResponse::Ok().json(view(&state, &row)?))
+    Ok(HttpResponse::Ok().json(service::view(&state, &row)?))
 }
 
 /// Delete an endpoint and its delivery log; nothing more is sent to it.
@@ -150,7 +141,11 @@ pub async fn rotate_secret(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let (row, secret) = service::rotate_secret(&state, &admin.0.org_id, &path).await?;
-    with_secret(&state, &row, secret, HttpResponse::Ok())
+    Ok(with_secret(
+        service::view(&state, &row)?,
+        secret,
+        HttpResponse::Ok(),
+    ))
 }
 
 /// The delivery log's filter.

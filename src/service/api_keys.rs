@@ -147,6 +147,43 @@ impl std::fmt::Debug for CreatedKey {
     }
 }
 
+/// A key as the API shows it (never the key itself).
+#[derive(Serialize, ToSchema)]
+pub struct ApiKeyView {
+    #[schema(example = "key_01jd2x9v8c0000000000000000")]
+    pub id: String,
+    pub name: String,
+    /// The key's first characters, to tell keys apart.
+    #[schema(example = "uck_Ab3dEf9h")]
+    pub prefix: String,
+    pub scopes: Vec<Scope>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub revoked_at: Option<String>,
+    /// When the key was last used (recorded at most once a minute).
+    #[schema(format = DateTime)]
+    pub last_used_at: Option<String>,
+    /// When the key stops working; none: never.
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+}
+
+impl From<&ApiKeyRow> for ApiKeyView {
+    fn from(r: &ApiKeyRow) -> Self {
+        ApiKeyView {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            prefix: r.prefix.clone(),
+            scopes: scopes_of(r),
+            created_at: ids::rfc3339(r.created_at),
+            revoked_at: r.revoked_at.map(ids::rfc3339),
+            last_used_at: r.last_used_at.map(ids::rfc3339),
+            expires_at: r.expires_at.map(ids::rfc3339),
+        }
+    }
+}
+
 /// The scopes a stored key holds.
 pub fn scopes_of(row: &ApiKeyRow) -> Vec<Scope> {
     row.scopes.split(',').filter_map(Scope::parse).collect()

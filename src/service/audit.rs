@@ -2,11 +2,12 @@
 //! sync triggers) with who made it, on what, and how it ended. Never a
 //! credential or a key: the key is named by its id and prefix only.
 
-use serde::Deserialize;
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use validator::Validate;
 
 use crate::error::{ApiError, FieldErrors};
+use crate::ids;
 use crate::page::{Page, PageRequest};
 use crate::state::State;
 use crate::store::audit::{self as queries, AuditEventRow};
@@ -97,6 +98,43 @@ pub struct AuditFilters {
     #[validate(length(min = 1, max = 64, message = "must be 1 to 64 characters"))]
     #[param(min_length = 1, max_length = 64)]
     pub target_id: Option<String>,
+}
+
+/// One write through the API.
+#[derive(Serialize, ToSchema)]
+pub struct AuditEventView {
+    #[schema(example = "aud_01jd2x9v8c0000000000000000")]
+    pub id: String,
+    #[schema(format = DateTime)]
+    pub at: String,
+    /// The key that made it (its id and its first characters; never the key).
+    pub api_key_id: Option<String>,
+    #[schema(example = "uck_3f9a")]
+    pub api_key_prefix: Option<String>,
+    #[schema(example = "contact.create")]
+    pub action: String,
+    /// The ids it named or made: connection, contact, API key, sync run.
+    pub target_ids: Vec<String>,
+    pub provider: Option<String>,
+    /// The HTTP status it was answered with.
+    pub status: u16,
+    pub request_id: String,
+}
+
+impl From<&AuditEventRow> for AuditEventView {
+    fn from(r: &AuditEventRow) -> Self {
+        AuditEventView {
+            id: r.id.clone(),
+            at: ids::rfc3339(r.at),
+            api_key_id: r.api_key_id.clone(),
+            api_key_prefix: r.api_key_prefix.clone(),
+            action: r.action.clone(),
+            target_ids: r.targets(),
+            provider: r.provider.clone(),
+            status: u16::try_from(r.status).unwrap_or(0),
+            request_id: r.request_id.clone(),
+        }
+    }
 }
 
 /// Records one event; a failure is logged, never the caller's (its write is done).

@@ -14,6 +14,7 @@ use crate::store::Store;
 use utoipa::ToSchema;
 use validator::{Validate, ValidationError};
 
+use crate::change::{self, Scope};
 use crate::error::{ApiError, FieldErrors};
 use crate::ids;
 use crate::notices::Notice;
@@ -22,7 +23,6 @@ use crate::state::State;
 pub use crate::store::connection_status::Health;
 use crate::store::connection_status::{self as status_queries, StatusRow};
 use crate::store::connections::{self as queries, Connection, ConnectionSettings, Credentials};
-use crate::store::contacts as contact_queries;
 use crate::store::deletion_holds::HoldRow;
 use crate::store::events;
 use crate::store::models::SyncRunRow;
@@ -480,15 +480,13 @@ pub async fn details(
                     .remove(&c.id)
                     .unwrap_or_else(|| StatusRow::new(&c.id));
                 let last_sync = crate::store::sync_runs::last_finished_run(conn, &c.id)?;
-                let next_sync_at =
-                    (scheduled && !status.sync_paused && status.credentials_verified_at.is_some())
-                        .then(|| {
-                            crate::sync::scheduler::next_due(
-                                &c,
-                                last_sync.as_ref().and_then(|r| r.finished_at),
-                            )
-                            .max(ids::now())
-                        });
+                let next_sync_at = (scheduled && status.schedulable()).then(|| {
+                    crate::sync::scheduler::next_due(
+                        &c,
+                        last_sync.as_ref().and_then(|r| r.finished_at),
+                    )
+                    .max(ids::now())
+                });
                 let hold = holds.remove(&c.id);
                 out.push(ConnectionDetails {
                     health: status_queries::health(&status, hold.is_some()),
@@ -654,30 +652,11 @@ pub async fn update(
 
 /// Deletes the org's connection with its contacts and runs.
 pub async fn delete(state: &State, org_id: &str, id: &str) -> Result<(), ApiError> {
-    let (org, cid) = (org_id.to_string(), id.to_string());
     let cause = events::Cause::api_write(crate::telemetry::request_id());
-    let found = state
-        .store
-        .write(move |conn| {
-            crate::store::in_transaction(conn, |conn| {
-                // Under the lock every writer of the org's contacts takes: no
-                // contact of the connection is stored after it is gone.
-                crate::store::people::lock_org(conn, &org)?;
-                if !queries::connection_exists(conn, &org, &cid)? {
-                    return Ok(false);
-                }
-                // Its contacts leave their people first, as contacts deleted
-                // upstream do, each with its event.
-                let gone = contact_queries::live_ids_of_connection(conn, &cid)?;
-                contact_queries::mark_connection_deleted(conn, &cid)?;
-                crate::sync::run::record_deleted(conn, &org, &gone, &cause)?;
-                queries::delete_connection(conn, &org, &cid)
-            })
-        })
-        .await?;
-    if !found {
-        return Err(ApiError::not_found("connection"));
-    }
+    // Under the lock every writer of the org's contacts takes: no contact of
+    // the connection is stored after it is gone (a missing one is 404).
+    let scope = Scope::new(org_id, cause).of_connection(id);
+    change::apply(&state.store, scope, |change| change.delete_connection()).await?;
     state.changed(Notice::Connection(id.to_string())).await;
     tracing::info!(connection_id = %id, "connection deleted");
     Ok(())

@@ -16,6 +16,7 @@ use unicontacts_adapters::{
 use utoipa::ToSchema;
 use validator::Validate;
 
+use crate::change::{self, Scope};
 use crate::error::{ApiError, ErrorCode, FieldErrors};
 use crate::ids;
 use crate::notices::Notice;
@@ -460,26 +461,10 @@ pub async fn delete(state: &State, org_id: &str, id: &str) -> Result<ProviderKin
 }
 
 async fn mark_deleted(state: &State, c: &Connection, row: &ContactRow) -> Result<(), ApiError> {
-    let (org, id) = (c.org_id.clone(), row.id.clone());
+    let id = row.id.clone();
     let cause = events::Cause::api_write(crate::telemetry::request_id());
-    state
-        .store
-        .write(move |conn| {
-            crate::store::in_transaction(conn, |conn| {
-                crate::store::people::lock_org(conn, &org)?;
-                queries::mark_deleted(conn, &id)?;
-                let linked =
-                    crate::sync::link::link_contacts(conn, &org, std::slice::from_ref(&id))?;
-                let row = queries::find_contact(conn, &org, &id)?.ok_or_else(|| {
-                    crate::store::StoreError::Corrupt(format!("contact {id} vanished"))
-                })?;
-                let mut new = vec![events::contact_event("contact.deleted", &row, None, &cause)];
-                new.extend(linked.changes.events(&cause));
-                events::append(conn, &org, crate::ids::now(), new)?;
-                Ok(())
-            })
-        })
-        .await?;
+    let scope = Scope::new(&c.org_id, cause).of_connection(&c.id);
+    change::apply(&state.store, scope, move |change| change.mark_deleted(&id)).await?;
     state
         .changed(Notice::Contact(c.id.clone(), row.remote_id.clone()))
         .await;

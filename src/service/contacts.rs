@@ -19,18 +19,18 @@ use validator::Validate;
 use crate::cache::{
     CacheKey, CachedContact, OncePer, RowVersion, StoredCopy, StoredKey, StoredPage,
 };
+use crate::change::{self, Scope};
 use crate::error::{ApiError, ErrorCode, FieldErrors};
 use crate::ids;
 use crate::page::{Page, PageRequest};
 use crate::providers::Breaker;
 use crate::service::connections;
 use crate::state::State;
-use crate::store::connections::{self as connection_queries, Connection};
+use crate::store::connections::Connection;
 use crate::store::contacts::{self as queries, ContactFilter, Origin};
 use crate::store::events;
 use crate::store::models::ContactRow;
-use crate::store::{self as store_fns, people, Store, StoreError};
-use crate::sync::link;
+use crate::store::{Store, StoreError};
 
 /// The filters of `GET /v1/contacts`.
 #[derive(Deserialize, Validate, IntoParams)]
@@ -499,42 +499,29 @@ pub(crate) async fn store_record(
     fetched_at: chrono::NaiveDateTime,
     cause: events::Cause,
 ) -> Result<crate::store::models::ContactRow, StoreError> {
-    let (org_id, connection_id, provider) = (c.org_id.clone(), c.id.clone(), c.provider);
-    store
-        .write(move |conn| {
-            let origin = Origin {
-                org_id: &org_id,
-                connection_id: &connection_id,
-                provider,
-            };
-            store_fns::in_transaction(conn, |conn| {
-                people::lock_org(conn, &org_id)?;
-                // Deleted meanwhile (it deletes its contacts under the same lock).
-                if !connection_queries::connection_exists(conn, &org_id, &connection_id)? {
-                    return Err(StoreError::ConnectionGone);
-                }
-                let (row, what) = queries::upsert_contact(conn, &origin, &record, fetched_at)?;
-                let Some(kind) = what.event_type() else {
-                    return Ok(row);
-                };
-                // A new or changed contact joins its person at once.
-                let linked = link::link_contacts(conn, &org_id, std::slice::from_ref(&row.id))?;
-                let row = queries::find_contact(conn, &org_id, &row.id)?
-                    .ok_or_else(|| StoreError::Corrupt(format!("contact {} vanished", row.id)))?;
-                let changed = match &what {
-                    queries::Upserted::Updated {
-                        changed,
-                        restored: false,
-                    } => Some(changed.as_slice()),
-                    _ => None,
-                };
-                let mut new = linked.changes.events(&cause);
-                new.push(events::contact_event(kind, &row, changed, &cause));
-                events::append(conn, &org_id, fetched_at, new)?;
-                Ok(row)
-            })
-        })
-        .await
+    let prepared = queries::prepare(record)?;
+    let (connection_id, provider) = (c.id.clone(), c.provider);
+    let scope = Scope::new(&c.org_id, cause)
+        .of_connection(&c.id)
+        .at(fetched_at);
+    change::apply(store, scope, move |change| {
+        let origin = Origin {
+            org_id: change.org_id(),
+            connection_id: &connection_id,
+            provider,
+        };
+        let (row, what) = change.upsert(&origin, &prepared, fetched_at)?;
+        if what.event_type().is_none() {
+            return Ok(row);
+        }
+        // A new or changed contact joins its person at once.
+        change.relink(std::slice::from_ref(&row.id))?;
+        let row = queries::find_contact(change.conn(), origin.org_id, &row.id)?
+            .ok_or_else(|| StoreError::Corrupt(format!("contact {} vanished", row.id)))?;
+        change.upserted_event(&row, &what);
+        Ok(row)
+    })
+    .await
 }
 
 /// The stored copy of a contact just read, with the provider's object.

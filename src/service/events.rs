@@ -10,21 +10,19 @@ use crate::error::{ApiError, FieldErrors};
 use crate::ids;
 use crate::page::{Page, PageRequest};
 use crate::state::State;
+use crate::store::event_type::EventType as EventKind;
 use crate::store::events::{self as queries, EventRow};
 
 /// Every event type, as the feed and webhooks name them.
-pub const TYPES: [&str; 10] = [
-    "contact.created",
-    "contact.updated",
-    "contact.deleted",
-    "contact.restored",
-    "person.created",
-    "person.merged",
-    "person.split",
-    "person.deleted",
-    "sync_run.finished",
-    "sync_run.held",
-];
+pub const TYPES: [&str; EventKind::ALL.len()] = {
+    let mut names = [""; EventKind::ALL.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = EventKind::ALL[i].as_str();
+        i += 1;
+    }
+    names
+};
 
 /// An event type, as the document lists them: one of `TYPES`.
 pub struct EventType;

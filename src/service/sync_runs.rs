@@ -8,7 +8,9 @@ use validator::Validate;
 
 use unicontacts_adapters::ProviderKind;
 
+use crate::change::{self, Scope};
 use crate::error::ApiError;
+use crate::ids;
 use crate::page::{Page, PageRequest};
 use crate::service::connections;
 use crate::state::State;
@@ -50,6 +52,45 @@ impl SyncCounts {
 pub struct RunFilters {
     pub connection_id: Option<String>,
     pub status: Option<RunStatus>,
+}
+
+/// A run as the API shows it.
+#[derive(Serialize, ToSchema)]
+pub struct SyncRunView {
+    #[schema(example = "run_01jd2x9v8c0000000000000000")]
+    pub id: String,
+    pub connection_id: String,
+    pub trigger: Trigger,
+    pub status: RunStatus,
+    pub counts: SyncCounts,
+    pub pages: i64,
+    pub upstream_requests: i64,
+    pub throttled_429: i64,
+    pub limiter_wait_ms: i64,
+    pub error: Option<String>,
+    #[schema(format = DateTime)]
+    pub started_at: String,
+    #[schema(format = DateTime)]
+    pub finished_at: Option<String>,
+}
+
+impl From<&SyncRunRow> for SyncRunView {
+    fn from(r: &SyncRunRow) -> Self {
+        SyncRunView {
+            id: r.id.clone(),
+            connection_id: r.connection_id.clone(),
+            trigger: r.trigger_kind,
+            status: r.status,
+            counts: SyncCounts::of(r),
+            pages: r.pages,
+            upstream_requests: r.upstream_requests,
+            throttled_429: r.throttled_429,
+            limiter_wait_ms: r.limiter_wait_ms,
+            error: r.error.clone(),
+            started_at: ids::rfc3339(r.started_at),
+            finished_at: r.finished_at.map(ids::rfc3339),
+        }
+    }
 }
 
 /// Starts a sync of the org's connection now, in the background; the run as it
@@ -285,36 +326,31 @@ pub async fn apply_held(
             cause.clone(),
         );
         let total = applied;
-        let step = state
-            .store
-            .write(move |conn| {
-                crate::store::in_transaction(conn, |conn| {
-                    crate::store::people::lock_org(conn, &org)?;
-                    let Some(current) = holds::find(conn, &org, &id)? else {
-                        return Ok(Step::Ended(None));
-                    };
-                    if current.state() != HoldState::Held {
-                        return Ok(Step::Ended(Some(current)));
-                    }
-                    let ids = holds::held_contact_ids(conn, &id, None, 500)?;
-                    if ids.is_empty() {
-                        holds::resolve(
-                            conn,
-                            &id,
-                            HoldState::Applied,
-                            Some(&key),
-                            Some(total),
-                            crate::ids::now(),
-                        )?;
-                        return Ok(Step::Done);
-                    }
-                    let marked = contact_queries::mark_live_deleted(conn, &org, &ids)?;
-                    holds::unhold(conn, &id, &ids)?;
-                    crate::sync::run::record_deleted(conn, &org, &marked, &cause)?;
-                    Ok(Step::Applied(marked.len() as i64))
-                })
-            })
-            .await?;
+        let scope = Scope::new(&org, cause);
+        let step = change::apply(&state.store, scope, move |change| {
+            let Some(current) = holds::find(change.conn(), &org, &id)? else {
+                return Ok(Step::Ended(None));
+            };
+            if current.state() != HoldState::Held {
+                return Ok(Step::Ended(Some(current)));
+            }
+            let ids = holds::held_contact_ids(change.conn(), &id, None, 500)?;
+            if ids.is_empty() {
+                holds::resolve(
+                    change.conn(),
+                    &id,
+                    HoldState::Applied,
+                    Some(&key),
+                    Some(total),
+                    crate::ids::now(),
+                )?;
+                return Ok(Step::Done);
+            }
+            let marked = change.mark_live_deleted(&ids)?;
+            holds::unhold(change.conn(), &id, &ids)?;
+            Ok(Step::Applied(marked.len() as i64))
+        })
+        .await?;
         match step {
             Step::Applied(n) => applied += n,
             Step::Done => break,

@@ -15,7 +15,6 @@ use crate::delivery::{self, sign, Secrets};
 use crate::error::{ApiError, FieldErrors};
 use crate::ids;
 use crate::page::{Page, PageRequest};
-use crate::secrets::Sealer;
 use crate::service::events::{EventType, TYPES};
 use crate::state::State;
 use crate::store::events as event_queries;
@@ -162,8 +161,8 @@ pub struct RecoverRequest {
 }
 
 /// The endpoint's view (its secrets opened only for the rotation time).
-pub fn view(row: &EndpointRow, sealer: &Sealer) -> Result<WebhookView, ApiError> {
-    let secrets = Secrets::open(sealer, row).map_err(ApiError::internal)?;
+pub fn view(state: &State, row: &EndpointRow) -> Result<WebhookView, ApiError> {
+    let secrets = Secrets::open(&*state.store.sealer()?, row).map_err(ApiError::internal)?;
     let types = row.types();
     Ok(WebhookView {
         id: row.id.clone(),

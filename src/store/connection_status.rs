@@ -92,6 +92,12 @@ impl StatusRow {
             last_success_at: None,
         }
     }
+
+    /// Whether the scheduler syncs it: not paused, and its credentials were
+    /// accepted by the provider (no sync with a placeholder key).
+    pub fn schedulable(&self) -> bool {
+        !self.sync_paused && self.credentials_verified_at.is_some()
+    }
 }
 
 /// Writes a new connection's status.

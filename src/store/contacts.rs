@@ -31,11 +31,12 @@ pub enum Upserted {
 
 impl Upserted {
     /// The contact event it makes, if any.
-    pub fn event_type(&self) -> Option<&'static str> {
+    pub fn event_type(&self) -> Option<super::event_type::EventType> {
+        use super::event_type::EventType;
         match self {
-            Self::Created => Some("contact.created"),
-            Self::Updated { restored: true, .. } => Some("contact.restored"),
-            Self::Updated { .. } => Some("contact.updated"),
+            Self::Created => Some(EventType::ContactCreated),
+            Self::Updated { restored: true, .. } => Some(EventType::ContactRestored),
+            Self::Updated { .. } => Some(EventType::ContactUpdated),
             Self::Unchanged => None,
         }
     }
@@ -208,7 +209,6 @@ impl NewContacts {
         if self.rows.is_empty() {
             return Ok(());
         }
-        super::note_contacts_changed();
         let keys = || {
             self.keys.iter().map(|(row, kind, value)| {
                 (
@@ -464,8 +464,6 @@ fn upsert_once(
     p: &Prepared,
     fetched_at: NaiveDateTime,
 ) -> Result<(ContactRow, Upserted), StoreError> {
-    // Also a rewrite that moves only `fetched_at`, which makes no event.
-    super::note_contacts_changed();
     let now = ids::now();
     let stored = find_contact_by_remote(conn, origin.connection_id, &p.remote_id)?;
     let merged;
@@ -745,7 +743,6 @@ pub fn find_by_key(
 
 /// Marks the contact gone upstream (a delete the provider confirmed).
 pub fn mark_deleted(conn: &mut DbConnection, id: &str) -> Result<(), StoreError> {
-    super::note_contacts_changed();
     diesel::update(contacts::table.filter(contacts::id.eq(id)))
         .set((
             contacts::remote_was_deleted.eq(true),
@@ -778,9 +775,6 @@ pub fn mark_live_deleted(
             .execute(conn)?;
         marked.extend(live);
     }
-    if !marked.is_empty() {
-        super::note_contacts_changed();
-    }
     Ok(marked)
 }
 
@@ -802,7 +796,6 @@ pub fn mark_connection_deleted(
     conn: &mut DbConnection,
     connection_id: &str,
 ) -> Result<usize, StoreError> {
-    super::note_contacts_changed();
     Ok(diesel::update(
         contacts::table
             .filter(contacts::connection_id.eq(connection_id))
@@ -820,7 +813,6 @@ pub fn delete_of_connection(
     conn: &mut DbConnection,
     connection_id: &str,
 ) -> Result<(), StoreError> {
-    super::note_contacts_changed();
     let of_connection = contacts::table
         .filter(contacts::connection_id.eq(connection_id))
         .select(contacts::id);

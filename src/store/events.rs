@@ -8,6 +8,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::event_type::EventType;
 use super::schema::{event_counters as counters, events};
 use super::{DbConnection, StoreError};
 
@@ -17,7 +18,7 @@ const INSERT_CHUNK: usize = 1000;
 /// An event to append: its type, the connection it concerns, its data.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
-    pub event_type: &'static str,
+    pub event_type: EventType,
     pub connection_id: Option<String>,
     /// JSON.
     pub data: String,
@@ -92,7 +93,7 @@ struct ContactData<'a> {
 
 /// A contact's event: its ids, the changed fields (for `contact.updated`), the cause.
 pub fn contact_event(
-    event_type: &'static str,
+    event_type: EventType,
     row: &super::models::ContactRow,
     changed: Option<&[String]>,
     cause: &Cause,
@@ -133,7 +134,7 @@ struct PersonData<'a> {
 /// An event about a person (`person.created`, `merged` with the people it
 /// absorbed, `split` with the people its contacts went to, `deleted`).
 pub fn person_event(
-    event_type: &'static str,
+    event_type: EventType,
     person_id: &str,
     merged: Option<&[String]>,
     into: Option<&[String]>,
@@ -179,7 +180,6 @@ pub fn append(
     if new.is_empty() {
         return Ok(());
     }
-    super::note_contacts_changed();
     super::people::lock_org(conn, org_id)?;
     let last: Option<i64> = counters::table
         .filter(counters::org_id.eq(org_id))
@@ -206,7 +206,7 @@ pub fn append(
         .map(|(e, seq)| EventRow {
             org_id: org_id.to_string(),
             seq,
-            event_type: e.event_type.to_string(),
+            event_type: e.event_type.as_str().to_string(),
             occurred_at,
             connection_id: e.connection_id,
             data: e.data,

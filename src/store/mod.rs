@@ -9,6 +9,7 @@ pub mod connection_status;
 pub mod connections;
 pub mod contacts;
 pub mod deletion_holds;
+pub mod event_type;
 pub mod events;
 pub mod idempotency;
 pub mod models;
@@ -245,39 +246,8 @@ pub struct Store {
     _checkpointer: Option<std::sync::Arc<()>>,
     /// Seals and opens the connections' credentials (set by start-up).
     sealer: Option<std::sync::Arc<Sealer>>,
-    /// Transactions that changed contacts or people (see [`Store::contact_writes`]).
+    /// Committed changes to contacts or people (see [`Store::contact_writes`]).
     writes: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-thread_local! {
-    /// Whether the transaction running on this thread changed a contact or person.
-    static CONTACTS_CHANGED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Said by the queries that change what a contact or person is served as (every
-/// change appends its events; a refresh that only moves `fetched_at` does not).
-pub(crate) fn note_contacts_changed() {
-    CONTACTS_CHANGED.with(|c| c.set(true));
-}
-
-/// Counts a transaction that changed contacts or people as finished when
-/// dropped, on the thread that ran it (after its commit, or its rollback, or a
-/// panic).
-struct Written(std::sync::Arc<std::sync::atomic::AtomicU64>);
-
-impl Written {
-    fn start(counter: std::sync::Arc<std::sync::atomic::AtomicU64>) -> Self {
-        CONTACTS_CHANGED.with(|c| c.set(false));
-        Self(counter)
-    }
-}
-
-impl Drop for Written {
-    fn drop(&mut self) {
-        if CONTACTS_CHANGED.with(|c| c.replace(false)) {
-            self.0.fetch_add(1, std::sync::atomic::Ordering::Release);
-        }
-    }
 }
 
 /// SQLite's writer: one connection of its own, used by one transaction at a time
@@ -491,9 +461,7 @@ impl Store {
         T: Send + 'static,
     {
         let store = self.clone();
-        let counter = self.writes.clone();
         tokio::task::spawn_blocking(move || {
-            let _done = Written::start(counter);
             let mut conn = store.get()?;
             f(&mut conn)
         })
@@ -501,12 +469,19 @@ impl Store {
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
-    /// How many transactions that changed contacts or people this process has
-    /// finished, committed or not. A change this process makes is over before
-    /// this number moves: a copy of a query's answer stamped with the value read
-    /// before the query is as new as this process's writes while it stays.
+    /// How many changes to contacts or people this process has committed. A
+    /// change is committed before this number moves: a copy of a query's answer
+    /// stamped with the value read before the query is as new as this process's
+    /// writes while it stays.
     pub fn contact_writes(&self) -> u64 {
         self.writes.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Said once a transaction that changed contacts or people has committed:
+    /// by the unit of work every such writer goes through (`change::apply`).
+    pub fn contacts_changed(&self) {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 
     /// Like `run`, for transactions that write: one at a time on SQLite, and retried
@@ -517,10 +492,7 @@ impl Store {
         T: Send + 'static,
     {
         let store = self.clone();
-        let counter = self.writes.clone();
         tokio::task::spawn_blocking(move || {
-            // Counted when the transaction is over, on its thread.
-            let _done = Written::start(counter);
             match &store.sqlite_writer {
                 Some(writer) => writer.with(|conn| {
                     // Another process (or a pooled reader turned writer) may hold the lock.

@@ -1,5 +1,5 @@
 //! Queries on `people`, and the reads and writes of identity linking (the
-//! grouping itself is `sync::link`, free of SQL).
+//! grouping itself is `change::link`, free of SQL).
 
 use diesel::prelude::*;
 
@@ -87,7 +87,7 @@ pub fn contacts_of(
         .load(conn)?)
 }
 
-// ---- linking's reads and writes (the grouping itself is `sync::link`) ----
+// ---- linking's reads and writes (the grouping itself is `change::link`) ----
 
 /// Serialises the linking of one org across processes: on PostgreSQL a
 /// transaction-scoped advisory lock, taken before a transaction's first write so
@@ -152,7 +152,6 @@ pub fn set_people(conn: &mut DbConnection, moves: &[(String, String)]) -> Result
     if moves.is_empty() {
         return Ok(());
     }
-    super::note_contacts_changed();
     match conn {
         // A statement per contact: SQLite runs a cached statement in microseconds.
         DbConnection::Sqlite(_) => {
@@ -327,7 +326,6 @@ pub fn contacts_with_keys(
 
 /// Takes these contacts out of their people.
 pub fn unlink_contacts(conn: &mut DbConnection, ids: &[&str]) -> Result<(), StoreError> {
-    super::note_contacts_changed();
     for chunk in ids.chunks(500) {
         diesel::update(contacts::table.filter(contacts::id.eq_any(chunk)))
             .set(contacts::person_id.eq(None::<String>))
@@ -338,7 +336,6 @@ pub fn unlink_contacts(conn: &mut DbConnection, ids: &[&str]) -> Result<(), Stor
 
 /// Takes the org's deleted contacts out of their people.
 pub fn unlink_deleted(conn: &mut DbConnection, org_id: &str) -> Result<(), StoreError> {
-    super::note_contacts_changed();
     diesel::update(
         contacts::table
             .filter(contacts::org_id.eq(org_id))

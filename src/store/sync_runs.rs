@@ -268,7 +268,7 @@ pub fn finish_run(conn: &mut DbConnection, run: &SyncRunRow) -> Result<(), Store
             "error": run.error,
         });
         let mut events = vec![super::events::NewEvent {
-            event_type: "sync_run.finished",
+            event_type: super::event_type::EventType::SyncRunFinished,
             connection_id: Some(run.connection_id.clone()),
             data: data.to_string(),
         }];
@@ -285,7 +285,7 @@ pub fn finish_run(conn: &mut DbConnection, run: &SyncRunRow) -> Result<(), Store
                 "error": run.error,
             });
             events.push(super::events::NewEvent {
-                event_type: "sync_run.held",
+                event_type: super::event_type::EventType::SyncRunHeld,
                 connection_id: Some(run.connection_id.clone()),
                 data: data.to_string(),
             });

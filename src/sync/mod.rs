@@ -2,7 +2,6 @@
 //! connection (`run`), the scheduler that starts them (`scheduler`), and identity
 //! linking into people (`link`).
 
-pub mod link;
 pub mod run;
 pub mod runner;
 pub mod scheduler;

@@ -11,14 +11,16 @@ use sha2::{Digest, Sha256};
 use unicontacts_adapters::chats::{ChatIndex, ChatKind, ChatRecord, ListedGroup};
 use unicontacts_adapters::{Adapter, AdapterError, ContactPage, ContactRecord, PageToken};
 
-use super::link;
+use crate::change::{self, link, Scope};
 use crate::ids;
 use crate::store::chat_groups;
 use crate::store::connection_status;
 use crate::store::connections::Connection;
 use crate::store::contacts::{self, NewContacts, Origin, Prepared, Upserted};
 use crate::store::deletion_holds as holds;
+use crate::store::event_type::EventType;
 use crate::store::events;
+use crate::store::models::ContactRow;
 use crate::store::models::{RunStatus, SyncRunRow};
 use crate::store::sync_runs::{self, Lease};
 use crate::store::{self as store_fns, DbConnection, Store, StoreError};
@@ -73,16 +75,16 @@ struct PageOutcome {
     seen_added: i64,
     /// An operator asked the run to stop (after this page).
     cancelled: bool,
-    /// Time spent linking, inserting the new contacts, and appending the events.
+    /// Time spent linking, and inserting the new contacts.
     link: Duration,
     insert: Duration,
-    events: Duration,
 }
 
 #[allow(clippy::too_many_arguments)]
-/// Writes one page in one transaction: its contacts, their people, the seen set,
-/// the lease and the run's counts (`progress`: the run before this page's).
+/// Writes one page in one unit of work: its contacts, their people, the seen
+/// set, the lease and the run's counts (`progress`: the run before this page's).
 fn write_page(
+    store: &Store,
     conn: &mut DbConnection,
     c: &Connection,
     progress: &SyncRunRow,
@@ -92,36 +94,35 @@ fn write_page(
     unchanged: i64,
     ttl: chrono::Duration,
 ) -> Result<PageOutcome, StoreError> {
+    let fetched_at = ids::now();
+    // A page lost to a database crash is a run that did not finish: the next
+    // one writes it again, so its commit need not wait for the disk.
+    let scope = Scope::new(&c.org_id, events::Cause::sync(&progress.id))
+        .of_connection(&c.id)
+        .at(fetched_at)
+        .relaxed();
     let origin = Origin {
         org_id: &c.org_id,
         connection_id: &c.id,
         provider: c.provider,
     };
-    let fetched_at = ids::now();
     let attempt = |conn: &mut DbConnection, batch_new: bool| {
-        store_fns::in_transaction(conn, |conn| {
-            // A page lost to a database crash is a run that did not finish: the
-            // next one writes it again, so its commit need not wait for the disk.
-            store_fns::relax_commit(conn)?;
-            // Before the first write, so writers of one org never wait on each other's rows.
-            link::lock_org(conn, &c.org_id)?;
+        change::apply_on(store, conn, &scope, |change| {
             let mut out = PageOutcome {
                 unchanged,
                 ..PageOutcome::default()
             };
             // Contacts whose keys may have changed: linked before the page commits.
             let mut relink: Vec<String> = Vec::new();
-            let cause = events::Cause::sync(&progress.id);
             let mut upserted: Vec<(String, Upserted)> = Vec::new();
-            let mut page_events: Vec<events::NewEvent> = Vec::new();
             let mut one_by_one: Vec<&(Prepared, Option<String>)> = changed.iter().collect();
             if !batch_new {
                 one_by_one.extend(fresh.iter());
             }
             for (prepared, list_hash) in one_by_one {
-                let (row, what) = contacts::upsert_prepared(conn, &origin, prepared, fetched_at)?;
+                let (row, what) = change.upsert(&origin, prepared, fetched_at)?;
                 if let Some(h) = list_hash {
-                    contacts::set_list_hash(conn, &row.id, h)?;
+                    contacts::set_list_hash(change.conn(), &row.id, h)?;
                 }
                 match what {
                     Upserted::Created => out.created += 1,
@@ -133,6 +134,7 @@ fn write_page(
                     upserted.push((row.id, what));
                 }
             }
+            let mut created: Vec<ContactRow> = Vec::new();
             if batch_new {
                 // New contacts are linked first and inserted with their people.
                 let mut new = NewContacts::new(&origin, fresh, fetched_at);
@@ -148,62 +150,42 @@ fn write_page(
                     incoming[*row].keys.push((kind, value));
                 }
                 let t = std::time::Instant::now();
-                let (linked, people) = link::link_incoming(conn, &c.org_id, &relink, &incoming)?;
+                let (_, people) = change.relink_incoming(&relink, &incoming)?;
                 out.link = t.elapsed();
-                page_events.extend(linked.changes.events(&cause));
                 drop(incoming);
                 for row in &mut new.rows {
                     row.person_id = people.get(&row.id).cloned();
                 }
                 let t = std::time::Instant::now();
-                new.insert(conn)?;
+                change.insert_new(&new)?;
                 out.insert = t.elapsed();
                 out.created += new.rows.len() as i64;
-                page_events.extend(
-                    new.rows
-                        .iter()
-                        .map(|row| events::contact_event("contact.created", row, None, &cause)),
-                );
+                created = new.rows;
             } else {
-                let linked = link::link_contacts(conn, &c.org_id, &relink)?;
-                page_events.extend(linked.changes.events(&cause));
+                change.relink(&relink)?;
+            }
+            for row in &created {
+                change.contact_event(EventType::ContactCreated, row, None);
             }
             // The upserted contacts as linked (their people are in the events).
-            for (row, what) in contacts::find_contacts(conn, &c.org_id, &upserted)? {
-                if let Some(kind) = what.event_type() {
-                    let changed = match &what {
-                        Upserted::Updated {
-                            changed,
-                            restored: false,
-                        } => Some(changed.as_slice()),
-                        _ => None,
-                    };
-                    page_events.push(events::contact_event(kind, &row, changed, &cause));
-                }
+            for (row, what) in contacts::find_contacts(change.conn(), &c.org_id, &upserted)? {
+                change.upserted_event(&row, &what);
             }
-            let t = std::time::Instant::now();
-            events::append(
-                conn,
-                &c.org_id,
-                fetched_at,
-                std::mem::take(&mut page_events),
-            )?;
-            out.events = t.elapsed();
             // A run that stalled past its lease's expiry has been taken over: it
             // must not write beside its successor (nor, later, take the contacts its
             // dropped seen set lacks for deleted).
-            match sync_runs::renew_lease(conn, &progress.id, ttl)? {
+            match sync_runs::renew_lease(change.conn(), &progress.id, ttl)? {
                 Lease::Held => {}
                 // This page still commits; the run stops after it.
                 Lease::Cancelled => out.cancelled = true,
                 Lease::Lost => return Err(StoreError::LeaseLost),
             }
-            out.seen_added = sync_runs::mark_seen(conn, &progress.id, seen)? as i64;
+            out.seen_added = sync_runs::mark_seen(change.conn(), &progress.id, seen)? as i64;
             let mut saved = progress.clone();
             saved.created += out.created;
             saved.updated += out.updated;
             saved.unchanged += out.unchanged;
-            sync_runs::save_progress(conn, &saved)?;
+            sync_runs::save_progress(change.conn(), &saved)?;
             Ok(out)
         })
     };
@@ -541,10 +523,11 @@ async fn page_through(
         if first_skip.is_none() {
             first_skip = first_skip_here;
         }
-        let (connection, progress) = (c.clone(), run.clone());
+        let (connection, progress, handle) = (c.clone(), run.clone(), store.clone());
         let write = store.write(move |conn| {
             let t = Instant::now();
             write_page(
+                &handle,
                 conn,
                 &connection,
                 &progress,
@@ -587,7 +570,6 @@ async fn page_through(
             write_ms = took.as_millis() as u64,
             link_ms = outcome.link.as_millis() as u64,
             insert_ms = outcome.insert.as_millis() as u64,
-            events_ms = outcome.events.as_millis() as u64,
             joined_ms = queued.elapsed().as_millis() as u64,
             "page written"
         );
@@ -934,27 +916,6 @@ async fn list_chats(
     }
 }
 
-/// After contacts of the org were marked deleted (in the caller's transaction,
-/// under the org's lock): their people relinked, and their `contact.deleted`
-/// events with the people's appended.
-pub fn record_deleted(
-    conn: &mut DbConnection,
-    org_id: &str,
-    ids: &[String],
-    cause: &events::Cause,
-) -> Result<(), StoreError> {
-    let linked = link::link_contacts(conn, org_id, ids)?;
-    let mut new = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(1000) {
-        let marked: Vec<(String, ())> = chunk.iter().map(|id| (id.clone(), ())).collect();
-        for (row, ()) in contacts::find_contacts(conn, org_id, &marked)? {
-            new.push(events::contact_event("contact.deleted", &row, None, cause));
-        }
-    }
-    new.extend(linked.changes.events(cause));
-    events::append(conn, org_id, ids::now(), new)
-}
-
 /// How many of the connection's contacts are live (two index counts).
 async fn count_live(store: &Store, c: &Connection) -> Result<i64, StoreError> {
     let connection_id = c.id.clone();
@@ -976,33 +937,17 @@ async fn mark_unseen_deleted(
     let mut after: Option<String> = None;
     loop {
         let (connection, run_id, from) = (c.clone(), run_id.to_string(), after.clone());
-        let gone = store
-            .write(move |conn| {
-                store_fns::in_transaction(conn, |conn| {
-                    link::lock_org(conn, &connection.org_id)?;
-                    // The listing was complete: a cancel asked now lets the
-                    // deletions finish, so the store matches the provider.
-                    if sync_runs::renew_lease(conn, &run_id, ttl)? == Lease::Lost {
-                        return Err(StoreError::LeaseLost);
-                    }
-                    let gone = sync_runs::mark_unseen_deleted(
-                        conn,
-                        &connection.id,
-                        &run_id,
-                        from.as_deref(),
-                        1000,
-                    )?;
-                    let ids: Vec<String> = gone.iter().map(|(_, id)| id.clone()).collect();
-                    record_deleted(
-                        conn,
-                        &connection.org_id,
-                        &ids,
-                        &events::Cause::sync(&run_id),
-                    )?;
-                    Ok(gone)
-                })
-            })
-            .await?;
+        let scope = Scope::new(&connection.org_id, events::Cause::sync(&run_id))
+            .of_connection(&connection.id);
+        let gone = change::apply(store, scope, move |change| {
+            // The listing was complete: a cancel asked now lets the deletions
+            // finish, so the store matches the provider.
+            if sync_runs::renew_lease(change.conn(), &run_id, ttl)? == Lease::Lost {
+                return Err(StoreError::LeaseLost);
+            }
+            change.mark_unseen_deleted(&run_id, from.as_deref(), 1000)
+        })
+        .await?;
         let Some((last, _)) = gone.last() else {
             return Ok(deleted);
         };

@@ -14,7 +14,7 @@ use chrono::NaiveDateTime;
 
 use super::runner::{BeginError, Runner};
 use crate::ids;
-use crate::store::connection_status;
+use crate::store::connection_status::{self, StatusRow};
 use crate::store::connections::{self, Connection};
 use crate::store::models::Trigger;
 use crate::store::sync_runs;
@@ -54,15 +54,19 @@ fn jitter_secs(connection_id: &str, interval: u64) -> i64 {
     (h % (interval / 10).max(1)) as i64
 }
 
+/// How long after a run ends the connection's next scheduled run is due: its
+/// interval plus its own jitter. The one place the formula is written.
+pub fn gap(c: &Connection) -> chrono::Duration {
+    let interval = c.settings.sync_interval_seconds;
+    chrono::Duration::seconds(interval as i64 + jitter_secs(&c.id, interval))
+}
+
 /// When the connection's next scheduled run is due, after a run that finished
 /// at `last` (`None`: never ran, due at once).
 pub fn next_due(c: &Connection, last: Option<NaiveDateTime>) -> NaiveDateTime {
     match last {
         None => NaiveDateTime::MIN,
-        Some(finished) => {
-            let interval = c.settings.sync_interval_seconds;
-            finished + chrono::Duration::seconds(interval as i64 + jitter_secs(&c.id, interval))
-        }
+        Some(finished) => finished + gap(c),
     }
 }
 
@@ -74,14 +78,7 @@ pub fn due(
 ) -> Vec<Connection> {
     conns
         .into_iter()
-        .filter(|c| match last.get(&c.id).copied().flatten() {
-            None => true,
-            Some(finished) => {
-                let interval = c.settings.sync_interval_seconds;
-                now >= finished
-                    + chrono::Duration::seconds(interval as i64 + jitter_secs(&c.id, interval))
-            }
-        })
+        .filter(|c| now >= next_due(c, last.get(&c.id).copied().flatten()))
         .collect()
 }
 
@@ -178,11 +175,7 @@ pub async fn run_scheduler(runner: Runner, schedule: Schedule) {
                 let status = connection_status::find(conn, &ids)?;
                 let conns = conns
                     .into_iter()
-                    .filter(|c| {
-                        status
-                            .get(&c.id)
-                            .is_some_and(|s| !s.sync_paused && s.credentials_verified_at.is_some())
-                    })
+                    .filter(|c| status.get(&c.id).is_some_and(StatusRow::schedulable))
                     .collect::<Vec<_>>();
                 let last: HashMap<_, _> = sync_runs::last_finished(conn)?.into_iter().collect();
                 Ok((conns, last))
@@ -201,9 +194,7 @@ pub async fn run_scheduler(runner: Runner, schedule: Schedule) {
             let Ok(permit) = permits.clone().try_acquire_owned() else {
                 break;
             };
-            let interval = c.settings.sync_interval_seconds;
-            let gap = chrono::Duration::seconds(interval as i64 + jitter_secs(&c.id, interval));
-            match runner.begin(&c, Trigger::Schedule, Some(gap)).await {
+            match runner.begin(&c, Trigger::Schedule, Some(gap(&c))).await {
                 Ok(begun) => runner.spawn(begun, permit),
                 // Running already (here or elsewhere), or just finished: nothing to do.
                 // A connection that cannot be used has its failed run recorded.
@@ -213,5 +204,49 @@ pub async fn run_scheduler(runner: Runner, schedule: Schedule) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection(id: &str, interval: u64) -> Connection {
+        let settings = crate::store::connections::ConnectionSettings {
+            sync_interval_seconds: interval,
+            ..Default::default()
+        };
+        Connection {
+            id: id.to_string(),
+            org_id: "org".into(),
+            provider: unicontacts_adapters::ProviderKind::Wacr,
+            name: "W".into(),
+            base_url: String::new(),
+            credentials: Default::default(),
+            settings,
+            created_at: ids::now(),
+            updated_at: ids::now(),
+        }
+    }
+
+    #[test]
+    fn a_connection_is_due_its_interval_and_jitter_after_its_last_run() {
+        let now = ids::now();
+        let c = connection("con_01jd2x9v8c0000000000000000", 900);
+        // The jitter: at most a tenth of the interval, the same every time.
+        let g = gap(&c);
+        assert!(g >= chrono::Duration::seconds(900) && g < chrono::Duration::seconds(990));
+        assert_eq!(g, gap(&c));
+        // Never ran: due at once.
+        assert_eq!(next_due(&c, None), NaiveDateTime::MIN);
+        let last = HashMap::from([(c.id.clone(), Some(now - g))]);
+        assert_eq!(
+            due(vec![c.clone()], &last, now).len(),
+            1,
+            "due exactly then"
+        );
+        let early = now - chrono::Duration::seconds(1);
+        assert!(due(vec![c.clone()], &last, early).is_empty(), "not before");
+        assert_eq!(due(vec![c], &HashMap::new(), early).len(), 1, "never ran");
     }
 }

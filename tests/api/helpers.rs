@@ -329,7 +329,7 @@ pub async fn assert_relink_changes_nothing(app: &TestApp, when: &str) {
     let org = app.org_id.clone();
     let counts = app
         .store
-        .write(move |conn| unicontacts::sync::link::link_org(conn, &org))
+        .write(move |conn| unicontacts::change::link::link_org(conn, &org))
         .await
         .expect("relink");
     assert_eq!(

@@ -19,6 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["error"],
     &["state"],
     &["sync", "delivery"],
+    &["change"],
     &["notices", "providers", "tasks"],
     &["cache", "limits", "metrics", "redis"],
     &["store"],
@@ -334,6 +335,68 @@ fn only_the_store_speaks_sql_and_routes_stay_apart() {
             "main.rs only parses the command line; it names `{forbidden}`"
         );
     }
+}
+
+/// Every change to contacts and people goes through `change::ContactChange`
+/// (which takes the org's lock, relinks, records the events and moves the
+/// store's change counter the read caches trust): outside `change` and the
+/// store, no code calls the store's writes of contacts and people, and none
+/// takes the org's lock to write them by hand.
+#[test]
+fn contacts_and_people_change_only_through_the_unit_of_work() {
+    const WRITES: [&str; 12] = [
+        "::upsert_prepared",
+        "::upsert_contact",
+        "::mark_deleted",
+        "::mark_live_deleted",
+        "::mark_connection_deleted",
+        "::mark_unseen_deleted",
+        "::delete_connection",
+        "::link_contacts",
+        "::link_incoming",
+        "::set_people",
+        "::insert_people",
+        "events::append",
+    ];
+    let mut found = Vec::new();
+    for (module, text) in modules() {
+        let top = module.split("::").next().unwrap_or(&module);
+        // (Routes never reach the store: `only_the_store_speaks_sql_and_routes_stay_apart`.)
+        if top == "store" || top == "change" || top == "routes" {
+            continue;
+        }
+        let code = code(&text);
+        for write in WRITES {
+            if code.contains(write) {
+                found.push(format!("{module} calls `{write}`"));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "write contacts and people through change::ContactChange: {found:?}"
+    );
+}
+
+/// Routes shape what services give them: a store row (`ApiKeyRow`,
+/// `SyncRunRow`, …) becomes a view in its service, never in a route.
+#[test]
+fn routes_never_map_store_rows() {
+    let mut found = Vec::new();
+    for (module, text) in modules() {
+        if !module.starts_with("routes") {
+            continue;
+        }
+        for line in code(&text).lines() {
+            let named_row = line
+                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .any(|word| word.len() > 3 && word.ends_with("Row"));
+            if line.contains("store") && named_row {
+                found.push(format!("{module}: {}", line.trim()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "routes naming store rows: {found:?}");
 }
 
 #[test]

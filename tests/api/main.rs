@@ -28,5 +28,6 @@ mod replicas;
 mod schema;
 mod secrets;
 mod sync;
+mod unit_of_work;
 mod webhooks;
 mod writes;

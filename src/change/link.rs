@@ -4,7 +4,6 @@
 //! first, so when a person splits the larger part keeps the id); a group with none
 //! gets a new one, and people left without contacts are removed. Deleted contacts
 //! belong to no person.
-
 //!
 //! The grouping (union-find, which group keeps which person) is pure; every read
 //! and write goes through `store::people`, inside the caller's transaction.
@@ -13,6 +12,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::ids;
+use crate::store::event_type::EventType;
 use crate::store::events::{person_event, Cause, NewEvent};
 use crate::store::people as queries;
 use crate::store::{DbConnection, StoreError};
@@ -111,12 +111,18 @@ impl PersonChanges {
         let ids = |ps: &[u128]| ps.iter().map(id).collect::<Vec<_>>();
         let mut out = Vec::new();
         for p in &self.created {
-            out.push(person_event("person.created", &id(p), None, None, cause));
+            out.push(person_event(
+                EventType::PersonCreated,
+                &id(p),
+                None,
+                None,
+                cause,
+            ));
         }
         for (kept, absorbed) in &self.merged {
             let absorbed = ids(absorbed);
             out.push(person_event(
-                "person.merged",
+                EventType::PersonMerged,
                 &id(kept),
                 Some(&absorbed),
                 None,
@@ -126,7 +132,7 @@ impl PersonChanges {
         for (person, into) in &self.split {
             let into = ids(into);
             out.push(person_event(
-                "person.split",
+                EventType::PersonSplit,
                 &id(person),
                 None,
                 Some(&into),
@@ -134,7 +140,7 @@ impl PersonChanges {
             ));
         }
         for p in &self.removed {
-            out.push(person_event("person.deleted", p, None, None, cause));
+            out.push(person_event(EventType::PersonDeleted, p, None, None, cause));
         }
         out
     }
