@@ -322,6 +322,13 @@ pub struct Settings {
     #[default(300)]
     #[validate(range(min = 2, max = 86_400))]
     pub sync_lease_seconds: u64,
+    /// An identifier (phone, WhatsApp LID) held by more live contacts of an
+    /// org than this links none of them into one person: a company's
+    /// switchboard number would otherwise glue strangers together. Such
+    /// identifiers are listed on `GET /v1/admin/identity/overshared`.
+    #[default(50)]
+    #[validate(range(min = 2, max = 1_000_000))]
+    pub max_contacts_per_identifier: u32,
     /// Scheduled runs this process has going at once.
     #[default(4)]
     #[validate(range(min = 1, max = 1_000))]

@@ -142,8 +142,10 @@ pub async fn open_store_migrated(settings: &Settings) -> Result<(Store, Vec<Stri
     let pool_size = settings.database_pool_size;
     let timeout = Duration::from_secs(settings.database_timeout_seconds);
     let key = settings.secret_key.clone();
+    let max_per_identifier = settings.max_contacts_per_identifier as usize;
     tokio::task::spawn_blocking(move || {
-        let store = Store::connect(&url, pool_size, timeout)?;
+        let store =
+            Store::connect(&url, pool_size, timeout)?.with_max_per_identifier(max_per_identifier);
         let applied = store.migrate()?;
         if !applied.is_empty() {
             tracing::info!(?applied, backend = url.backend_name(), "migrations applied");

@@ -1,5 +1,7 @@
 //! Identity linking: contacts that share an E.164 phone (valid or not, compared
-//! exactly) or a WhatsApp LID are one person, transitively. Person ids stay stable:
+//! exactly) or a WhatsApp LID are one person, transitively, unless more live
+//! contacts of the org share that identifier than `LinkRules::max_per_identifier`
+//! (then it links none of them: a switchboard number). Person ids stay stable:
 //! each group keeps the id most of its contacts already had (bigger groups choose
 //! first, so when a person splits the larger part keeps the id); a group with none
 //! gets a new one, and people left without contacts are removed. Deleted contacts
@@ -336,7 +338,11 @@ fn settle_and_write(
 /// recomputation (repairs, and the reference the incremental linking is tested
 /// against). Memory is kept small per contact (ids as 128-bit ULIDs, indexes as
 /// u32), and rows are read and written in chunks.
-pub fn link_org(conn: &mut DbConnection, org_id: &str) -> Result<LinkCounts, StoreError> {
+pub fn link_org(
+    conn: &mut DbConnection,
+    org_id: &str,
+    rules: LinkRules,
+) -> Result<LinkCounts, StoreError> {
     crate::store::in_transaction(conn, |conn| {
         lock_org(conn, org_id)?;
         // Live contacts in id order: an index is a position, found by binary search.
@@ -356,10 +362,20 @@ pub fn link_org(conn: &mut DbConnection, org_id: &str) -> Result<LinkCounts, Sto
         }
         let mut uf = UnionFind::new(ids_of.len());
         // Keys read per kind in value order: equal keys are adjacent, so no map of
-        // keys is held; pages by keyset on (value, contact).
+        // keys is held; pages by keyset on (value, contact). A key's holders are
+        // unioned once all are read, if the rules let it link them.
+        let mut holders: Vec<usize> = Vec::new();
+        let union_all = |uf: &mut UnionFind, holders: &mut Vec<usize>| {
+            if rules.links(holders.len()) {
+                for pair in holders.windows(2) {
+                    uf.union(pair[0], pair[1]);
+                }
+            }
+            holders.clear();
+        };
         for kind in LINK_KINDS {
             let mut last: Option<(String, String)> = None;
-            let mut previous: Option<(String, usize)> = None;
+            let mut current: Option<String> = None;
             loop {
                 let rows = queries::live_keys_page(conn, org_id, kind, last.as_ref(), 20_000)?;
                 let Some(end) = rows.last().cloned() else {
@@ -369,16 +385,15 @@ pub fn link_org(conn: &mut DbConnection, org_id: &str) -> Result<LinkCounts, Sto
                     let Ok(i) = ids_of.binary_search(&ulid_of(&contact_id)?) else {
                         continue;
                     };
-                    if let Some((pv, pi)) = &previous {
-                        if *pv == value {
-                            uf.union(i, *pi);
-                            continue;
-                        }
+                    if current.as_ref() != Some(&value) {
+                        union_all(&mut uf, &mut holders);
+                        current = Some(value);
                     }
-                    previous = Some((value, i));
+                    holders.push(i);
                 }
                 last = Some(end);
             }
+            union_all(&mut uf, &mut holders);
         }
         let roots: Vec<u32> = (0..ids_of.len()).map(|i| uf.find(i) as u32).collect();
         drop(uf);
@@ -394,28 +409,53 @@ pub fn link_org(conn: &mut DbConnection, org_id: &str) -> Result<LinkCounts, Sto
 /// The phone and LID keys of a region's live contacts, as they are read.
 #[derive(Default)]
 struct RegionKeys {
-    /// The first contact (node index) seen with each key.
-    first: HashMap<(String, String), usize>,
-    /// Contacts sharing a key: to be unioned.
-    edges: Vec<(usize, usize)>,
+    /// The contacts (node indexes) seen holding each key.
+    holders: HashMap<(String, String), Vec<usize>>,
     /// Keys seen for the first time since the last lookup of other contacts holding them.
     new: Vec<(String, String)>,
 }
 
 impl RegionKeys {
     fn note(&mut self, node: usize, kind: String, value: String) {
-        match self.first.entry((kind, value)) {
-            Entry::Occupied(e) => self.edges.push((node, *e.get())),
+        match self.holders.entry((kind, value)) {
+            Entry::Occupied(mut e) => {
+                if !e.get().contains(&node) {
+                    e.get_mut().push(node);
+                }
+            }
             Entry::Vacant(e) => {
                 self.new.push(e.key().clone());
-                e.insert(node);
+                e.insert(vec![node]);
             }
         }
     }
 }
 
+/// How identifiers link contacts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkRules {
+    /// An identifier that more live contacts than this hold links none of them
+    /// (a company's switchboard number, shared by strangers).
+    pub max_per_identifier: usize,
+}
+
+impl Default for LinkRules {
+    fn default() -> Self {
+        Self {
+            max_per_identifier: 50,
+        }
+    }
+}
+
+impl LinkRules {
+    /// Whether a key held by `holders` live contacts links them.
+    fn links(&self, holders: usize) -> bool {
+        holders >= 2 && holders <= self.max_per_identifier
+    }
+}
+
 /// The key kinds that link contacts into one person.
-const LINK_KINDS: [&str; 2] = ["lid", "phone"];
+pub const LINK_KINDS: [&str; 2] = ["lid", "phone"];
 
 /// Relinks after a change to `changed` contacts (created, edited, deleted or
 /// revived), inside the caller's transaction. Only the part of the org the change
@@ -428,8 +468,9 @@ pub fn link_contacts(
     conn: &mut DbConnection,
     org_id: &str,
     changed: &[String],
+    rules: LinkRules,
 ) -> Result<LinkCounts, StoreError> {
-    link_incoming(conn, org_id, changed, &[]).map(|(counts, _)| counts)
+    link_incoming(conn, org_id, changed, &[], &[], rules).map(|(counts, _)| counts)
 }
 
 /// A contact about to be inserted: its id and its phone and LID keys.
@@ -446,8 +487,10 @@ pub fn link_incoming(
     org_id: &str,
     changed: &[String],
     incoming: &[Incoming<'_>],
+    touched: &[(String, String)],
+    rules: LinkRules,
 ) -> Result<(LinkCounts, HashMap<String, String>), StoreError> {
-    if changed.is_empty() && incoming.is_empty() {
+    if changed.is_empty() && incoming.is_empty() && touched.is_empty() {
         return Ok((LinkCounts::default(), HashMap::new()));
     }
     lock_org(conn, org_id)?;
@@ -480,6 +523,15 @@ pub fn link_incoming(
         }
     }
     let first_stored = nodes.len();
+    // Keys the changed contacts held before (`touched`) or held when deleted:
+    // their holders are read too, since one holder fewer may bring a key back
+    // under `max_per_identifier`, which links the rest.
+    keys.new.extend(
+        touched
+            .iter()
+            .filter(|(kind, _)| LINK_KINDS.contains(&kind.as_str()))
+            .cloned(),
+    );
     while !frontier.is_empty() || !sharing.is_empty() || !keys.new.is_empty() {
         let mut reached: Vec<usize> = Vec::new();
         for (list, live_only) in [(&frontier, false), (&sharing, true)] {
@@ -523,6 +575,17 @@ pub fn link_incoming(
                 keys.note(node, kind, value);
             }
         }
+        let dead: Vec<&str> = reached
+            .iter()
+            .filter(|&&i| !nodes[i].live)
+            .map(|&i| nodes[i].id.as_str())
+            .collect();
+        for (_, kind, value) in queries::keys_of_contacts(conn, &dead, &LINK_KINDS)? {
+            let key = (kind, value);
+            if !keys.holders.contains_key(&key) && !keys.new.contains(&key) {
+                keys.new.push(key);
+            }
+        }
         for kind in LINK_KINDS {
             let values: Vec<&str> = keys
                 .new
@@ -555,8 +618,14 @@ pub fn link_incoming(
         .map(|p| p.map(|p| p.unwrap_or(0)))
         .collect::<Result<_, _>>()?;
     let mut uf = UnionFind::new(live.len());
-    for (a, b) in keys.edges {
-        uf.union(position[a], position[b]);
+    // Every live holder of each key is in the region (each new key's holders
+    // were read), so a key's count here is the org's, as `link_org` counts it.
+    for holders in keys.holders.values() {
+        if rules.links(holders.len()) {
+            for pair in holders.windows(2) {
+                uf.union(position[pair[0]], position[pair[1]]);
+            }
+        }
     }
     let roots: Vec<u32> = (0..live.len()).map(|i| uf.find(i) as u32).collect();
     let is_incoming: Vec<bool> = live.iter().map(|&(_, i)| i < first_stored).collect();

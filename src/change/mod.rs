@@ -23,6 +23,7 @@ use crate::store::contacts::{self, NewContacts, Origin, Prepared, Upserted};
 use crate::store::event_type::EventType;
 use crate::store::events::{self, Cause, NewEvent};
 use crate::store::models::ContactRow;
+use crate::store::people;
 use crate::store::{self as store_fns, DbConnection, Store, StoreError};
 
 /// What a unit of work is about.
@@ -74,6 +75,9 @@ impl Scope {
 pub struct ContactChange<'t> {
     conn: &'t mut DbConnection,
     scope: &'t Scope,
+    rules: link::LinkRules,
+    /// Keys the unit's upserts took from contacts: their other holders relink.
+    touched: Vec<(String, String)>,
     events: Vec<NewEvent>,
     /// A contact or person was written.
     wrote: bool,
@@ -103,6 +107,15 @@ impl<'t> ContactChange<'t> {
         fetched_at: NaiveDateTime,
     ) -> Result<(ContactRow, Upserted), StoreError> {
         self.wrote = true;
+        // The keys it held before: if it gives one up, that key's other holders
+        // may link again (see `LinkRules`), so the next relink reads them.
+        if let Some(stored) =
+            contacts::find_contact_by_remote(self.conn, origin.connection_id, &prepared.remote_id)?
+        {
+            let held = people::keys_of_contacts(self.conn, &[&stored.id], &link::LINK_KINDS)?;
+            self.touched
+                .extend(held.into_iter().map(|(_, kind, value)| (kind, value)));
+        }
         contacts::upsert_prepared(self.conn, origin, prepared, fetched_at)
     }
 
@@ -128,7 +141,9 @@ impl<'t> ContactChange<'t> {
         incoming: &[link::Incoming<'_>],
     ) -> Result<(link::LinkCounts, HashMap<String, String>), StoreError> {
         let org_id = self.org_id();
-        let (counts, people) = link::link_incoming(self.conn, org_id, changed, incoming)?;
+        let touched = std::mem::take(&mut self.touched);
+        let (counts, people) =
+            link::link_incoming(self.conn, org_id, changed, incoming, &touched, self.rules)?;
         // Linking may move contacts between people, which their copies show.
         if !changed.is_empty() || !incoming.is_empty() {
             self.wrote = true;
@@ -166,7 +181,7 @@ impl<'t> ContactChange<'t> {
         }
         self.wrote = true;
         let org_id = self.org_id();
-        let linked = link::link_contacts(self.conn, org_id, ids)?;
+        let linked = link::link_contacts(self.conn, org_id, ids, self.rules)?;
         for chunk in ids.chunks(1000) {
             let marked: Vec<(String, ())> = chunk.iter().map(|id| (id.clone(), ())).collect();
             for (row, ()) in contacts::find_contacts(self.conn, org_id, &marked)? {
@@ -266,6 +281,10 @@ pub fn apply_on<T>(
         let mut change = ContactChange {
             conn,
             scope,
+            rules: link::LinkRules {
+                max_per_identifier: store.max_per_identifier(),
+            },
+            touched: Vec::new(),
             events: Vec::new(),
             wrote: false,
         };

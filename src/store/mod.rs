@@ -233,6 +233,9 @@ pub enum Backend {
     Postgres,
 }
 
+/// The `max_contacts_per_identifier` setting's default.
+pub const DEFAULT_MAX_PER_IDENTIFIER: usize = 50;
+
 /// The shared handle to the database: cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -248,6 +251,8 @@ pub struct Store {
     sealer: Option<std::sync::Arc<Sealer>>,
     /// Committed changes to contacts or people (see [`Store::contact_writes`]).
     writes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The `max_contacts_per_identifier` setting, for linking (set by start-up).
+    max_per_identifier: usize,
 }
 
 /// SQLite's writer: one connection of its own, used by one transaction at a time
@@ -378,6 +383,7 @@ impl Store {
         Ok(Self {
             sealer: None,
             writes: Default::default(),
+            max_per_identifier: DEFAULT_MAX_PER_IDENTIFIER,
             _checkpointer: checkpointer,
             sqlite_writer,
             pool,
@@ -387,6 +393,16 @@ impl Store {
     }
 
     /// The store, sealing credentials with `sealer`.
+    /// Identifiers more live contacts than `max` share link none of them.
+    pub fn with_max_per_identifier(mut self, max: usize) -> Self {
+        self.max_per_identifier = max;
+        self
+    }
+
+    pub fn max_per_identifier(&self) -> usize {
+        self.max_per_identifier
+    }
+
     pub fn with_sealer(mut self, sealer: Sealer) -> Self {
         self.sealer = Some(std::sync::Arc::new(sealer));
         self

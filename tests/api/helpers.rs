@@ -327,9 +327,12 @@ pub fn providers_of(person: &Value) -> std::collections::BTreeSet<String> {
 /// every page, deletion and live read left exactly the people it would compute.
 pub async fn assert_relink_changes_nothing(app: &TestApp, when: &str) {
     let org = app.org_id.clone();
+    let rules = unicontacts::change::link::LinkRules {
+        max_per_identifier: app.store.max_per_identifier(),
+    };
     let counts = app
         .store
-        .write(move |conn| unicontacts::change::link::link_org(conn, &org))
+        .write(move |conn| unicontacts::change::link::link_org(conn, &org, rules))
         .await
         .expect("relink");
     assert_eq!(

@@ -203,6 +203,68 @@ async fn a_person_splits_when_a_phone_changes_and_keeps_its_id(backend: Backend)
     );
 }
 
+/// A switchboard number: an identifier more live contacts share than
+/// `max_contacts_per_identifier` links none of them; back under the limit, it
+/// links them again. The incremental linking of each sync page agrees with a
+/// whole-org relink every time.
+async fn an_overshared_number_links_nobody(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.max_contacts_per_identifier = 3).await;
+    let sims = app.connect_sims(64, 40, json!({})).await;
+    sync_all(&app, &sims).await;
+    let reader = app.reader_key().await;
+    let switchboard = "+442079460000";
+    // Four WA.cr contacts now give the company's number.
+    let changed: Vec<(i64, Value)> = sims.set.wacr.api().with_store(|s| {
+        let mut ids: Vec<i64> = s.all().filter_map(|c| c["id"].as_i64()).collect();
+        ids.sort_unstable();
+        ids.truncate(4);
+        ids.iter()
+            .map(|id| {
+                let c = s.get_mut(*id).expect("contact");
+                let old = c["phone"].clone();
+                c["phone"] = json!("+44 20 7946 0000");
+                (*id, old)
+            })
+            .collect()
+    });
+    app.sync_now(&sims.wacr).await;
+    assert_relink_changes_nothing(&app, "four share the number").await;
+    let people = people_by_phone(&app, &reader, switchboard).await;
+    assert_eq!(
+        people.len(),
+        4,
+        "four strangers, not one person: {people:?}"
+    );
+    for p in &people {
+        assert_eq!(p["contacts"].as_array().expect("contacts").len(), 1, "{p}");
+    }
+
+    // One gives their own number back: three share it, which links them.
+    sims.set.wacr.api().with_store(|s| {
+        let (id, old) = &changed[0];
+        s.get_mut(*id).expect("contact")["phone"] = old.clone();
+    });
+    app.sync_now(&sims.wacr).await;
+    assert_relink_changes_nothing(&app, "three share the number").await;
+    let people = people_by_phone(&app, &reader, switchboard).await;
+    assert_eq!(people.len(), 1, "{people:?}");
+    assert_eq!(people[0]["contacts"].as_array().expect("contacts").len(), 3);
+
+    // Four again; then one of them is deleted upstream: the three left link.
+    sims.set.wacr.api().with_store(|s| {
+        s.get_mut(changed[0].0).expect("contact")["phone"] = json!("+44 20 7946 0000");
+    });
+    app.sync_now(&sims.wacr).await;
+    assert_eq!(people_by_phone(&app, &reader, switchboard).await.len(), 4);
+    sims.set.wacr.api().with_store(|s| s.remove(changed[1].0));
+    let run = app.sync_now(&sims.wacr).await;
+    assert_eq!(run["counts"]["deleted"], 1, "{run}");
+    assert_relink_changes_nothing(&app, "one of four deleted").await;
+    let people = people_by_phone(&app, &reader, switchboard).await;
+    assert_eq!(people.len(), 1, "{people:?}");
+    assert_eq!(people[0]["contacts"].as_array().expect("contacts").len(), 3);
+}
+
 async fn people_are_per_org_and_bad_filters_are_422(backend: Backend) {
     let app = spawn_app(backend).await;
     let sims = app.connect_sims(64, 40, json!({})).await;
@@ -333,4 +395,5 @@ crate::db_tests!(
     a_person_splits_when_a_phone_changes_and_keeps_its_id,
     people_are_per_org_and_bad_filters_are_422,
     incremental_linking_matches_a_whole_org_relink,
+    an_overshared_number_links_nobody,
 );
