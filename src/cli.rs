@@ -313,6 +313,30 @@ pub async fn revoke_key(settings: Settings, id: &str) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `relink [--org NAME]`: every live contact of each org (or of one) relinked
+/// by the rules in force; prints what moved.
+pub async fn relink(settings: Settings, org: Option<&str>) -> Result<(), CliError> {
+    let store = open_store(&settings).await.map_err(CliError::of)?;
+    let done = crate::service::people::relink(&store, org)
+        .await
+        .map_err(describe)?;
+    if done.is_empty() {
+        println!("no orgs");
+    }
+    for (org, counts) in done {
+        println!(
+            "{} ({}): {} people; {} contacts moved, {} people made, {} removed",
+            org.name,
+            org.id,
+            counts.people,
+            counts.contacts_moved,
+            counts.people_created,
+            counts.people_removed
+        );
+    }
+    Ok(())
+}
+
 /// `connections list`: every org's connections with their health.
 pub async fn list_connections(settings: Settings) -> Result<(), CliError> {
     let store = open_store(&settings).await.map_err(CliError::of)?;

@@ -39,6 +39,13 @@ enum Command {
         #[arg(long)]
         connection: Option<String>,
     },
+    /// Relink every live contact of each org (or of one) into people by the
+    /// rules in force: after `max_contacts_per_identifier` changed, or as a repair.
+    Relink {
+        /// Only the org of this name.
+        #[arg(long)]
+        org: Option<String>,
+    },
     /// Manage API keys.
     Keys {
         #[command(subcommand)]
@@ -277,6 +284,7 @@ fn main() -> ExitCode {
             #[cfg(not(feature = "demo"))]
             Command::Serve(_) => cli::serve(settings, false).await,
             Command::Migrate => cli::migrate(settings).await,
+            Command::Relink { org } => cli::relink(settings, org.as_deref()).await,
             Command::Sync { connection } => cli::sync(settings, connection).await,
             Command::Keys {
                 command:

@@ -249,6 +249,17 @@ impl<'t> ContactChange<'t> {
         Ok(())
     }
 
+    /// Relinks every live contact of the org at once (`link::link_org`): after
+    /// `max_contacts_per_identifier` changed, or as a repair.
+    pub fn relink_org(&mut self) -> Result<link::LinkCounts, StoreError> {
+        let counts = link::link_org(self.conn, self.org_id(), self.rules)?;
+        if counts.contacts_moved + counts.people_created + counts.people_removed > 0 {
+            self.wrote = true;
+        }
+        self.events.extend(counts.changes.events(self.cause()));
+        Ok(counts)
+    }
+
     /// Appends the events; whether contacts or people changed.
     fn finish(self) -> Result<bool, StoreError> {
         let changed = self.wrote || !self.events.is_empty();

@@ -9,11 +9,14 @@ use unicontacts_adapters::ProviderKind;
 use utoipa::{IntoParams, ToSchema};
 use validator::Validate;
 
+use crate::change::{self, link::LinkCounts, Scope};
 use crate::error::ApiError;
 use crate::page::{Page, PageRequest};
 use crate::service::contacts::phone_param;
 use crate::state::State;
-use crate::store::{contacts, people as queries};
+use crate::store::events::Cause;
+use crate::store::models::Org;
+use crate::store::{contacts, orgs, people as queries, Store};
 
 /// A merged value and the connections it came from.
 #[derive(Debug, Serialize, ToSchema)]
@@ -308,4 +311,29 @@ pub async fn list(
         data: views(state, org_id.to_string(), page.data).await?,
         next_cursor: page.next_cursor,
     })
+}
+
+/// Relinks every live contact of each org (all when `org` is `None`, else the
+/// org of that name) by the rules in force: `max_contacts_per_identifier`
+/// changed, or a repair. The people's events say what moved.
+pub async fn relink(store: &Store, org: Option<&str>) -> Result<Vec<(Org, LinkCounts)>, ApiError> {
+    let wanted = org.map(str::to_string);
+    let orgs = store
+        .run(move |conn| match &wanted {
+            Some(name) => Ok(orgs::find_org_by_name(conn, name)?.into_iter().collect()),
+            None => orgs::all_orgs(conn),
+        })
+        .await?;
+    if let (Some(name), true) = (org, orgs.is_empty()) {
+        return Err(ApiError::not_found("org").with_details(serde_json::json!({"org": name})));
+    }
+    let mut out = Vec::with_capacity(orgs.len());
+    for o in orgs {
+        let counts = change::apply(store, Scope::new(&o.id, Cause::relink()), |c| {
+            c.relink_org()
+        })
+        .await?;
+        out.push((o, counts));
+    }
+    Ok(out)
 }

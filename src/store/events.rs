@@ -64,6 +64,15 @@ impl Cause {
         }
     }
 
+    /// A whole-org relink an operator asked for.
+    pub fn relink() -> Self {
+        Self {
+            kind: "relink",
+            run_id: None,
+            request_id: None,
+        }
+    }
+
     pub fn api_write(request_id: Option<String>) -> Self {
         Self {
             kind: "api_write",

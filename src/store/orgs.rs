@@ -42,3 +42,11 @@ pub fn find_org(conn: &mut DbConnection, id: &str) -> Result<Option<Org>, StoreE
         .first(conn)
         .optional()?)
 }
+
+/// Every org, oldest first.
+pub fn all_orgs(conn: &mut DbConnection) -> Result<Vec<Org>, StoreError> {
+    Ok(orgs::table
+        .order(orgs::created_at.asc())
+        .select(Org::as_select())
+        .load(conn)?)
+}

@@ -59,6 +59,7 @@ fn every_command_has_help() {
         vec!["--help"],
         vec!["serve", "--help"],
         vec!["migrate", "--help"],
+        vec!["relink", "--help"],
         vec!["keys", "--help"],
         vec!["keys", "create", "--help"],
         vec!["keys", "list", "--help"],

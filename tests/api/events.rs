@@ -33,7 +33,7 @@ pub fn of_type<'a>(events: &'a [Value], t: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["type"] == t).collect()
 }
 
-async fn last_id(app: &TestApp, key: &str) -> String {
+pub async fn last_id(app: &TestApp, key: &str) -> String {
     feed(app, key, "", 500)
         .await
         .last()

@@ -265,6 +265,65 @@ async fn an_overshared_number_links_nobody(backend: Backend) {
     assert_eq!(people[0]["contacts"].as_array().expect("contacts").len(), 3);
 }
 
+/// A lower `max_contacts_per_identifier` takes effect on the people a later
+/// change touches; a relink (what `unicontacts relink` runs) applies it to the
+/// whole org at once, with the people's events.
+async fn a_relink_applies_a_lowered_limit_to_the_whole_org(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sims = app.connect_sims(65, 40, json!({})).await;
+    let switchboard = "+442079460000";
+    sims.set.wacr.api().with_store(|s| {
+        let mut ids: Vec<i64> = s.all().filter_map(|c| c["id"].as_i64()).collect();
+        ids.sort_unstable();
+        for id in ids.into_iter().take(4) {
+            s.get_mut(id).expect("contact")["phone"] = json!("+44 20 7946 0000");
+        }
+    });
+    sync_all(&app, &sims).await;
+    let reader = app.reader_key().await;
+    let people = people_by_phone(&app, &reader, switchboard).await;
+    assert_eq!(people.len(), 1, "under the default limit: one person");
+    let before = crate::events::last_id(&app, &reader).await;
+
+    // The same database under a limit of 3, as after a restart with the setting.
+    let lowered = app.store.clone().with_max_per_identifier(3);
+    let done = unicontacts::service::people::relink(&lowered, Some("test-org"))
+        .await
+        .expect("relink");
+    assert_eq!(done.len(), 1);
+    let counts = &done[0].1;
+    assert_eq!(
+        (counts.contacts_moved, counts.people_created),
+        (3, 3),
+        "{counts:?}"
+    );
+    let people = people_by_phone(&app, &reader, switchboard).await;
+    assert_eq!(people.len(), 4, "{people:?}");
+    let after = crate::events::feed(&app, &reader, &format!("after={before}"), 500).await;
+    let types: Vec<&str> = after.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(
+        types.iter().filter(|t| **t == "person.created").count(),
+        3,
+        "{types:?}"
+    );
+    assert_eq!(
+        types.iter().filter(|t| **t == "person.split").count(),
+        1,
+        "{types:?}"
+    );
+    assert_eq!(after[0]["data"]["cause"], "relink");
+    // Again: nothing left to do.
+    let again = unicontacts::service::people::relink(&lowered, None)
+        .await
+        .expect("relink");
+    assert_eq!(again[0].1.contacts_moved, 0);
+    // An org that does not exist is named.
+    let err = unicontacts::service::people::relink(&lowered, Some("nobody"))
+        .await
+        .expect_err("no such org");
+    assert_eq!(err.details["org"], "nobody");
+}
+
 async fn people_are_per_org_and_bad_filters_are_422(backend: Backend) {
     let app = spawn_app(backend).await;
     let sims = app.connect_sims(64, 40, json!({})).await;
@@ -396,4 +455,5 @@ crate::db_tests!(
     people_are_per_org_and_bad_filters_are_422,
     incremental_linking_matches_a_whole_org_relink,
     an_overshared_number_links_nobody,
+    a_relink_applies_a_lowered_limit_to_the_whole_org,
 );
