@@ -10,6 +10,7 @@ pub mod contacts;
 mod contract;
 pub mod events;
 pub mod health;
+pub mod identity;
 pub mod people;
 pub mod providers;
 pub mod sync_runs;
@@ -44,6 +45,7 @@ use contract::Contract;
         api_keys::list_api_keys,
         api_keys::delete_api_key,
         audit::list_audit_events,
+        identity::list_overshared,
         contacts::list_contacts,
         contacts::get_contact,
         contact_writes::create_contact,
@@ -205,6 +207,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, openapi: serde_json::Value) {
                         .route(get().to(api_keys::list_api_keys)),
                 )
                 .service(web::resource("/audit-events").route(get().to(audit::list_audit_events)))
+                .service(
+                    web::resource("/identity/overshared")
+                        .route(get().to(identity::list_overshared)),
+                )
                 .service(
                     web::resource("/api-keys/{id}")
                         .route(web::delete().to(api_keys::delete_api_key)),

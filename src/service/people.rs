@@ -337,3 +337,63 @@ pub async fn relink(store: &Store, org: Option<&str>) -> Result<Vec<(Org, LinkCo
     }
     Ok(out)
 }
+
+/// An identifier too many live contacts share to link them (see
+/// `max_contacts_per_identifier`).
+#[derive(Serialize, ToSchema)]
+pub struct OversharedIdentifier {
+    /// The kind and the value's letters and digits: its place in the list.
+    #[schema(example = "phone_442079460000")]
+    pub id: String,
+    /// `phone` (E.164) or `lid` (WhatsApp LID).
+    #[schema(example = "phone")]
+    pub kind: String,
+    #[schema(example = "+442079460000")]
+    pub value: String,
+    /// How many of the org's live contacts hold it.
+    #[schema(example = 62)]
+    pub count: i64,
+}
+
+/// The org's identifiers shared by more live contacts than the limit, which
+/// link none of them; in `id` order.
+pub async fn overshared(
+    state: &State,
+    org_id: &str,
+    page: PageRequest,
+) -> Result<Page<OversharedIdentifier>, ApiError> {
+    let (org, max) = (
+        org_id.to_string(),
+        i64::from(state.settings.max_contacts_per_identifier),
+    );
+    let rows = state
+        .store
+        .run(move |conn| queries::overshared(conn, &org, max))
+        .await?;
+    let mut all: Vec<OversharedIdentifier> = rows
+        .into_iter()
+        .map(|(kind, value, count)| OversharedIdentifier {
+            id: format!(
+                "{kind}_{}",
+                value
+                    .chars()
+                    .filter(char::is_ascii_alphanumeric)
+                    .collect::<String>()
+            ),
+            kind,
+            value,
+            count,
+        })
+        .collect();
+    all.sort_by(|a, b| a.id.cmp(&b.id));
+    let rows: Vec<OversharedIdentifier> = all
+        .into_iter()
+        .filter(|o| {
+            page.after
+                .as_ref()
+                .is_none_or(|after| o.id.as_str() > after.as_str())
+        })
+        .take(page.limit + 1)
+        .collect();
+    Ok(Page::from_rows(rows, page.limit, |o| &o.id))
+}

@@ -388,3 +388,25 @@ pub fn delete_empty_people(
     }
     Ok(gone)
 }
+
+/// The org's linking identifiers (phone, LID) that more than `max` of its live
+/// contacts hold: `(kind, value, holders)`.
+pub fn overshared(
+    conn: &mut DbConnection,
+    org_id: &str,
+    max: i64,
+) -> Result<Vec<(String, String, i64)>, StoreError> {
+    Ok(contact_keys::table
+        .inner_join(contacts::table)
+        .filter(contacts::org_id.eq(org_id))
+        .filter(contacts::remote_was_deleted.eq(false))
+        .filter(contact_keys::kind.eq_any(["lid", "phone"]))
+        .group_by((contact_keys::kind, contact_keys::value))
+        .having(diesel::dsl::count_star().gt(max))
+        .select((
+            contact_keys::kind,
+            contact_keys::value,
+            diesel::dsl::count_star(),
+        ))
+        .load(conn)?)
+}

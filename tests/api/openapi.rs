@@ -3,7 +3,7 @@ use serde_json::Value;
 use crate::helpers::{send, spawn_app, Backend};
 
 /// Every route the app serves (besides the docs themselves).
-const ROUTES: [(&str, &str); 42] = [
+const ROUTES: [(&str, &str); 43] = [
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -16,6 +16,7 @@ const ROUTES: [(&str, &str); 42] = [
     ("get", "/v1/admin/api-keys"),
     ("delete", "/v1/admin/api-keys/{id}"),
     ("get", "/v1/admin/audit-events"),
+    ("get", "/v1/admin/identity/overshared"),
     ("post", "/v1/admin/connections/{id}/sync"),
     ("get", "/v1/admin/sync-runs"),
     ("get", "/v1/admin/sync-runs/{id}"),

@@ -238,6 +238,25 @@ async fn an_overshared_number_links_nobody(backend: Backend) {
     for p in &people {
         assert_eq!(p["contacts"].as_array().expect("contacts").len(), 1, "{p}");
     }
+    // Reported to an admin, and to no one else.
+    let overshared = |key: String| {
+        let app = &app;
+        async move {
+            let res = send(app.get("/v1/admin/identity/overshared", &key)).await;
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().await.expect("json"))
+        }
+    };
+    let (status, page) = overshared(app.admin_key.clone()).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        page,
+        json!({"data": [{"id": "phone_442079460000", "kind": "phone",
+                         "value": switchboard, "count": 4}], "next_cursor": null})
+    );
+    assert_eq!(overshared(reader.clone()).await.0, 403);
+    let (_, stranger) = app.create_key("other-org", &[Scope::Admin]).await;
+    assert_eq!(overshared(stranger).await.1["data"], json!([]));
 
     // One gives their own number back: three share it, which links them.
     sims.set.wacr.api().with_store(|s| {
@@ -248,6 +267,7 @@ async fn an_overshared_number_links_nobody(backend: Backend) {
     assert_relink_changes_nothing(&app, "three share the number").await;
     let people = people_by_phone(&app, &reader, switchboard).await;
     assert_eq!(people.len(), 1, "{people:?}");
+    assert_eq!(overshared(app.admin_key.clone()).await.1["data"], json!([]));
     assert_eq!(people[0]["contacts"].as_array().expect("contacts").len(), 3);
 
     // Four again; then one of them is deleted upstream: the three left link.
