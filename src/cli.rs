@@ -6,10 +6,9 @@ use std::io::IsTerminal;
 use crate::config::Settings;
 use crate::error::{ApiError, ErrorCode};
 use crate::service::api_keys::{self, OrgRef, Scope};
-use crate::service::sync_runs;
+use crate::service::sync_runs::{self, RunStatus, SyncRunView, Trigger};
 use crate::startup::{open_store, open_store_migrated, Application};
 use crate::state::State;
-use crate::store::models::{RunStatus, SyncRunRow, Trigger};
 use crate::sync::BeginError;
 use crate::tasks::CancellationToken;
 
@@ -808,17 +807,15 @@ pub async fn sync(settings: Settings, only: Option<String>) -> Result<(), CliErr
                 }
             })
         });
-        let progress = |r: &SyncRunRow| {
-            let line = format!(
-                "page {}: {} created, {} updated, {} unchanged",
-                r.pages, r.created, r.updated, r.unchanged
-            );
-            match &bar {
-                Some(b) => b.set_message(line),
-                None => println!("  {line}"),
-            }
+        let show = |line: String| match &bar {
+            Some(b) => b.set_message(line),
+            None => println!("  {line}"),
         };
-        let done = state.runner.run(begun, stop.clone(), progress).await;
+        let run = state
+            .runner
+            .run(begun, stop.clone(), |r| show(sync_runs::progress_line(r)))
+            .await;
+        let done = SyncRunView::from(&run);
         if let Some(t) = ticker {
             t.abort();
         }
@@ -829,10 +826,10 @@ pub async fn sync(settings: Settings, only: Option<String>) -> Result<(), CliErr
         println!(
             "  {}: {} created, {} updated, {} unchanged, {} deleted, {} pages, {} upstream requests, {} x 429{}",
             done.status,
-            done.created,
-            done.updated,
-            done.unchanged,
-            done.deleted,
+            done.counts.created,
+            done.counts.updated,
+            done.counts.unchanged,
+            done.counts.deleted,
             done.pages,
             done.upstream_requests,
             done.throttled_429,

@@ -10,10 +10,9 @@ use crate::service::api_keys::{self, OrgRef, Scope};
 use crate::service::connections::{
     self, CreateConnectionRequest, CredentialsInput, SettingsInput, UpdateConnectionRequest,
 };
-use crate::service::sync_runs;
+use crate::service::sync_runs::{self, RunStatus, SyncCounts, Trigger};
 use crate::state::State;
 use crate::store::connections::Connection;
-use crate::store::models::{RunStatus, SyncRunRow, Trigger};
 
 /// The simulators' own API key: they are fakes, this is no secret.
 pub const SIM_KEY: &str = "demo-provider-key-0123456789";
@@ -22,7 +21,7 @@ const SIM_PHONE: &str = "918527184400";
 
 pub struct DemoInfo {
     pub admin_key: String,
-    pub connections: Vec<(Connection, SyncRunRow)>,
+    pub connections: Vec<(Connection, SyncCounts)>,
 }
 
 fn credentials(provider: ProviderKind) -> CredentialsInput {
@@ -104,7 +103,7 @@ pub async fn setup(state: &State, sims: &SimSet) -> Result<DemoInfo, String> {
                 done.error.unwrap_or_default()
             ));
         }
-        loaded.push((c, done));
+        loaded.push((c, SyncCounts::of(&done)));
     }
     tracing::info!(org_id = %org_id, "demo ready");
     Ok(DemoInfo {

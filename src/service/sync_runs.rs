@@ -18,7 +18,9 @@ use crate::store::connection_status as status;
 use crate::store::connections::Connection;
 use crate::store::contacts as contact_queries;
 use crate::store::deletion_holds::{self as holds, HoldRow, HoldState};
-use crate::store::models::{RunStatus, SyncRunRow, Trigger};
+use crate::store::models::SyncRunRow;
+/// A run's status and what started it, as callers of the service name them.
+pub use crate::store::models::{RunStatus, Trigger};
 use crate::store::sync_runs as queries;
 use unicontacts_adapters::canonical::CanonicalContact;
 
@@ -433,4 +435,12 @@ pub async fn org_of_run(state: &State, run_id: &str) -> Result<String, ApiError>
         .run(move |conn| queries::org_of_run(conn, &id))
         .await?
         .ok_or_else(|| ApiError::not_found("sync run"))
+}
+
+/// A run as it stands after a page, in one line (`unicontacts sync`'s progress).
+pub fn progress_line(r: &SyncRunRow) -> String {
+    format!(
+        "page {}: {} created, {} updated, {} unchanged",
+        r.pages, r.created, r.updated, r.unchanged
+    )
 }
