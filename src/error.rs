@@ -295,6 +295,15 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Conflict(msg) => Self::conflict(msg),
             StoreError::ConnectionGone => Self::not_found("connection"),
+            StoreError::Refused {
+                status,
+                message,
+                details,
+            } => Self::new(
+                ErrorCode::for_status(StatusCode::from_u16(status).unwrap_or(StatusCode::CONFLICT)),
+                message,
+            )
+            .with_details(details),
             other => Self::internal(other),
         }
     }

@@ -9,6 +9,8 @@ pub const SYNC_RUN: &str = "run";
 pub const PERSON: &str = "per";
 pub const WEBHOOK: &str = "whk";
 pub const DELIVERY: &str = "dlv";
+pub const IDENTITY_OPERATION: &str = "idop";
+pub const BLOCKED_VALUE: &str = "blk";
 
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", ulid::Ulid::new().to_string().to_lowercase())

@@ -16,17 +16,23 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use crate::ids;
 use crate::store::event_type::EventType;
 use crate::store::events::{person_event, Cause, NewEvent};
+use crate::store::identity;
 use crate::store::people as queries;
 use crate::store::{DbConnection, StoreError};
 
+/// Union-find over contacts, with the apart rules of manual splits: each root
+/// carries the `(operation, part)` tags of the parts its contacts belong to,
+/// and two roots tagged with different parts of one operation never join.
 struct UnionFind {
     parent: Vec<usize>,
+    apart: HashMap<usize, Vec<(u32, i32)>>,
 }
 
 impl UnionFind {
     fn new(n: usize) -> Self {
         Self {
             parent: (0..n).collect(),
+            apart: HashMap::new(),
         }
     }
 
@@ -38,11 +44,83 @@ impl UnionFind {
         x
     }
 
-    fn union(&mut self, a: usize, b: usize) {
+    /// Joins the groups of `a` and `b` unless a split keeps them apart.
+    fn union(&mut self, a: usize, b: usize) -> bool {
         let (ra, rb) = (self.find(a), self.find(b));
-        if ra != rb {
-            self.parent[ra.max(rb)] = ra.min(rb);
+        if ra == rb {
+            return true;
         }
+        if !self.apart.is_empty() {
+            if let (Some(ta), Some(tb)) = (self.apart.get(&ra), self.apart.get(&rb)) {
+                if ta
+                    .iter()
+                    .any(|(op, part)| tb.iter().any(|(o, p)| o == op && p != part))
+                {
+                    return false;
+                }
+            }
+        }
+        let (root, child) = (ra.min(rb), ra.max(rb));
+        self.parent[child] = root;
+        if let Some(tags) = self.apart.remove(&child) {
+            self.apart.entry(root).or_default().extend(tags);
+        }
+        true
+    }
+
+    /// Applies the bonds of the operations in force, newest first (a later
+    /// operation wins over an earlier one it contradicts): each part's contacts
+    /// join, and the parts of one operation are tagged to stay apart, unless a
+    /// later operation joined them already. `bonds`: `(operation, node, part)`.
+    fn bond(&mut self, mut bonds: Vec<(String, usize, i32)>) {
+        bonds.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.2.cmp(&b.2)).then(a.1.cmp(&b.1)));
+        for (n, op) in bonds.chunk_by(|a, b| a.0 == b.0).enumerate() {
+            for part in op.chunk_by(|a, b| a.2 == b.2) {
+                for pair in part.windows(2) {
+                    self.union(pair[0].1, pair[1].1);
+                }
+            }
+            let mut roots: HashMap<usize, i32> = HashMap::new();
+            let mut overridden = false;
+            for &(_, node, part) in op {
+                let root = self.find(node);
+                if *roots.entry(root).or_insert(part) != part {
+                    overridden = true;
+                }
+            }
+            let parts: BTreeSet<i32> = roots.values().copied().collect();
+            if overridden || parts.len() < 2 {
+                continue;
+            }
+            for (root, part) in roots {
+                self.apart.entry(root).or_default().push((n as u32, part));
+            }
+        }
+    }
+}
+
+/// What identity control adds to the identifiers when linking an org: the
+/// blocked values (which link nobody), and whether any bond is in force.
+struct Manual {
+    blocked: HashSet<(String, String)>,
+    has_bonds: bool,
+}
+
+impl Manual {
+    fn of_org(conn: &mut DbConnection, org_id: &str) -> Result<Self, StoreError> {
+        Ok(Self {
+            blocked: identity::blocked_values(conn, org_id)?
+                .into_iter()
+                .collect(),
+            has_bonds: identity::org_has_bonds(conn, org_id)?,
+        })
+    }
+
+    fn blocks(&self, kind: &str, value: &str) -> bool {
+        !self.blocked.is_empty()
+            && self
+                .blocked
+                .contains(&(kind.to_string(), value.to_string()))
     }
 }
 
@@ -149,7 +227,7 @@ impl PersonChanges {
 }
 
 /// `ctc_…`/`per_…` ids are a prefix and a ULID: 16 bytes instead of a string.
-fn ulid_of(id: &str) -> Result<u128, StoreError> {
+pub(crate) fn ulid_of(id: &str) -> Result<u128, StoreError> {
     let (_, body) = id
         .split_once('_')
         .ok_or_else(|| StoreError::Corrupt(format!("id `{id}` has no prefix")))?;
@@ -361,12 +439,23 @@ pub fn link_org(
             after = Some(last);
         }
         let mut uf = UnionFind::new(ids_of.len());
+        // Manual bonds first: they win over what identifiers say.
+        let manual = Manual::of_org(conn, org_id)?;
+        if manual.has_bonds {
+            let mut bonds = Vec::new();
+            for (op, contact, part) in identity::bonds_of_org(conn, org_id)? {
+                if let Ok(i) = ids_of.binary_search(&ulid_of(&contact)?) {
+                    bonds.push((op, i, part));
+                }
+            }
+            uf.bond(bonds);
+        }
         // Keys read per kind in value order: equal keys are adjacent, so no map of
         // keys is held; pages by keyset on (value, contact). A key's holders are
         // unioned once all are read, if the rules let it link them.
         let mut holders: Vec<usize> = Vec::new();
-        let union_all = |uf: &mut UnionFind, holders: &mut Vec<usize>| {
-            if rules.links(holders.len()) {
+        let union_all = |uf: &mut UnionFind, holders: &mut Vec<usize>, blocked: bool| {
+            if !blocked && rules.links(holders.len()) {
                 for pair in holders.windows(2) {
                     uf.union(pair[0], pair[1]);
                 }
@@ -386,14 +475,16 @@ pub fn link_org(
                         continue;
                     };
                     if current.as_ref() != Some(&value) {
-                        union_all(&mut uf, &mut holders);
+                        let blocked = current.as_ref().is_some_and(|v| manual.blocks(kind, v));
+                        union_all(&mut uf, &mut holders, blocked);
                         current = Some(value);
                     }
                     holders.push(i);
                 }
                 last = Some(end);
             }
-            union_all(&mut uf, &mut holders);
+            let blocked = current.as_ref().is_some_and(|v| manual.blocks(kind, v));
+            union_all(&mut uf, &mut holders, blocked);
         }
         let roots: Vec<u32> = (0..ids_of.len()).map(|i| uf.find(i) as u32).collect();
         drop(uf);
@@ -523,6 +614,10 @@ pub fn link_incoming(
         }
     }
     let first_stored = nodes.len();
+    let manual = Manual::of_org(conn, org_id)?;
+    // The operations in force holding a contact of the region, and their bonds.
+    let mut operations_seen: HashSet<String> = HashSet::new();
+    let mut bonds: Vec<(String, String, i32)> = Vec::new();
     // Keys the changed contacts held before (`touched`) or held when deleted:
     // their holders are read too, since one holder fewer may bring a key back
     // under `max_per_identifier`, which links the rest.
@@ -586,6 +681,19 @@ pub fn link_incoming(
                 keys.new.push(key);
             }
         }
+        if manual.has_bonds {
+            let ids: Vec<&str> = reached.iter().map(|&i| nodes[i].id.as_str()).collect();
+            let operations: Vec<String> = identity::operations_bonding(conn, &ids)?
+                .into_iter()
+                .filter(|op| operations_seen.insert(op.clone()))
+                .collect();
+            for bond in identity::bonds_of(conn, &operations)? {
+                if !index.contains_key(&bond.1) {
+                    sharing.push(bond.1.clone());
+                }
+                bonds.push(bond);
+            }
+        }
         for kind in LINK_KINDS {
             let values: Vec<&str> = keys
                 .new
@@ -618,13 +726,35 @@ pub fn link_incoming(
         .map(|p| p.map(|p| p.unwrap_or(0)))
         .collect::<Result<_, _>>()?;
     let mut uf = UnionFind::new(live.len());
+    uf.bond(
+        bonds
+            .into_iter()
+            .filter_map(|(op, contact, part)| {
+                let node = *index.get(&contact)?;
+                nodes[node].live.then(|| (op, position[node], part))
+            })
+            .collect(),
+    );
     // Every live holder of each key is in the region (each new key's holders
     // were read), so a key's count here is the org's, as `link_org` counts it.
-    for holders in keys.holders.values() {
-        if rules.links(holders.len()) {
-            for pair in holders.windows(2) {
-                uf.union(position[pair[0]], position[pair[1]]);
-            }
+    // Keys in (kind, value) order and holders in id order, as `link_org` unions
+    // them: with a split's apart rule, the order decides which join is refused.
+    let mut held: Vec<(&(String, String), Vec<usize>)> = keys
+        .holders
+        .iter()
+        .filter(|((kind, value), holders)| {
+            rules.links(holders.len()) && !manual.blocks(kind, value)
+        })
+        .map(|(key, holders)| {
+            let mut at: Vec<usize> = holders.iter().map(|&h| position[h]).collect();
+            at.sort_unstable();
+            (key, at)
+        })
+        .collect();
+    held.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    for (_, holders) in held {
+        for pair in holders.windows(2) {
+            uf.union(pair[0], pair[1]);
         }
     }
     let roots: Vec<u32> = (0..live.len()).map(|i| uf.find(i) as u32).collect();

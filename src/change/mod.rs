@@ -13,6 +13,7 @@
 //! ([`Store::contact_writes`]). The counter moves only after the commit, so a
 //! copy made from a read that began before it is never taken for current.
 
+pub mod identity;
 pub mod link;
 
 use std::collections::HashMap;
@@ -39,6 +40,9 @@ pub struct Scope {
     /// Its commit need not wait for the disk: for writes that are made again
     /// after a database crash (a sync's page: the next run writes it again).
     pub relaxed: bool,
+    /// Everything is done and then rolled back: the unit's answer is what it
+    /// would be, and nothing is written.
+    pub dry_run: bool,
 }
 
 impl Scope {
@@ -49,6 +53,7 @@ impl Scope {
             cause,
             at: crate::ids::now(),
             relaxed: false,
+            dry_run: false,
         }
     }
 
@@ -60,6 +65,11 @@ impl Scope {
 
     pub fn at(mut self, at: NaiveDateTime) -> Self {
         self.at = at;
+        self
+    }
+
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
         self
     }
 
@@ -277,7 +287,9 @@ pub fn apply_on<T>(
     scope: &Scope,
     f: impl FnOnce(&mut ContactChange<'_>) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    let (out, changed) = store_fns::in_transaction(conn, |conn| {
+    // A dry run's answer, kept while its transaction rolls back.
+    let mut dry: Option<T> = None;
+    let done = store_fns::in_transaction(conn, |conn| {
         if scope.relaxed {
             store_fns::relax_commit(conn)?;
         }
@@ -300,8 +312,16 @@ pub fn apply_on<T>(
             wrote: false,
         };
         let out = f(&mut change)?;
+        if scope.dry_run {
+            dry = Some(out);
+            return Err(StoreError::DryRun);
+        }
         Ok((out, change.finish()?))
-    })?;
+    });
+    let (out, changed) = match (done, dry) {
+        (Err(StoreError::DryRun), Some(out)) => return Ok(out),
+        (done, _) => done?,
+    };
     if changed {
         store.contacts_changed();
     }

@@ -46,6 +46,14 @@ use contract::Contract;
         api_keys::delete_api_key,
         audit::list_audit_events,
         identity::list_overshared,
+        identity::list_blocked_values,
+        identity::block_value,
+        identity::unblock_value,
+        identity::get_operation,
+        identity::undo_operation,
+        identity::merge_person,
+        identity::split_person,
+        identity::person_history,
         contacts::list_contacts,
         contacts::get_contact,
         contact_writes::create_contact,
@@ -138,7 +146,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, openapi: serde_json::Value) {
         .service(
             web::scope("/v1/people")
                 .service(web::resource("").route(get().to(people::list_people)))
-                .service(web::resource("/{id}").route(get().to(people::get_person))),
+                .service(web::resource("/{id}").route(get().to(people::get_person)))
+                .service(web::resource("/{id}/merge").route(web::post().to(identity::merge_person)))
+                .service(web::resource("/{id}/split").route(web::post().to(identity::split_person)))
+                .service(web::resource("/{id}/history").route(get().to(identity::person_history))),
         )
         .service(web::resource("/v1/events").route(get().to(events::list_events)))
         .service(web::resource("/v1/providers").route(get().to(providers::list_providers)))
@@ -210,6 +221,23 @@ pub fn configure(cfg: &mut web::ServiceConfig, openapi: serde_json::Value) {
                 .service(
                     web::resource("/identity/overshared")
                         .route(get().to(identity::list_overshared)),
+                )
+                .service(
+                    web::resource("/identity/blocked-values")
+                        .route(web::post().to(identity::block_value))
+                        .route(get().to(identity::list_blocked_values)),
+                )
+                .service(
+                    web::resource("/identity/blocked-values/{id}")
+                        .route(web::delete().to(identity::unblock_value)),
+                )
+                .service(
+                    web::resource("/identity-operations/{id}")
+                        .route(get().to(identity::get_operation)),
+                )
+                .service(
+                    web::resource("/identity-operations/{id}/undo")
+                        .route(web::post().to(identity::undo_operation)),
                 )
                 .service(
                     web::resource("/api-keys/{id}")

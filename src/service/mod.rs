@@ -12,6 +12,7 @@ pub mod contact_writes;
 pub mod contacts;
 pub mod events;
 pub mod health;
+pub mod identity;
 pub mod people;
 pub mod sync_runs;
 pub mod webhooks;

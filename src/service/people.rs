@@ -77,6 +77,10 @@ pub struct PersonView {
     pub custom_properties: Vec<Sourced<PersonProperty>>,
     pub chat_labels: Vec<Sourced<String>>,
     pub contacts: Vec<CanonicalContact>,
+    /// On the answer of a merge or a split: the operation's id (`idop_…`),
+    /// which undoes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation_id: Option<String>,
 }
 
 /// The filters of `GET /v1/people`.
@@ -226,7 +230,24 @@ pub fn merge(
         custom_properties: properties,
         chat_labels,
         contacts,
+        operation_id: None,
     }
+}
+
+/// One person's view, read on `conn` (inside a unit of work: a dry run's
+/// answer is read before its transaction rolls back).
+pub fn view_on(
+    conn: &mut crate::store::DbConnection,
+    org_id: &str,
+    id: &str,
+    precedence: &[ProviderKind],
+) -> Result<PersonView, crate::store::StoreError> {
+    let rows = queries::contacts_of(conn, org_id, &[id.to_string()])?;
+    let contacts = rows
+        .iter()
+        .map(|row| contacts::to_canonical(row, false))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(merge(id.to_string(), contacts, precedence))
 }
 
 /// The views of these people, in the order given.
@@ -261,12 +282,23 @@ async fn views(
 /// One of the org's people: the merged view and its contacts.
 pub async fn get(state: &State, org_id: &str, id: &str) -> Result<PersonView, ApiError> {
     let (o, i) = (org_id.to_string(), id.to_string());
-    if !state
+    let merged_into = state
         .store
-        .run(move |conn| queries::person_exists(conn, &o, &i))
-        .await?
-    {
-        return Err(ApiError::not_found("person"));
+        .run(move |conn| match queries::person_exists(conn, &o, &i)? {
+            true => Ok(None),
+            false => Ok(Some(crate::store::identity::merged_into(conn, &o, &i)?)),
+        })
+        .await?;
+    match merged_into {
+        None => {}
+        Some(None) => return Err(ApiError::not_found("person")),
+        Some(Some(into)) => {
+            return Err(ApiError::new(
+                crate::error::ErrorCode::NotFound,
+                format!("person {id} was merged into {into}"),
+            )
+            .with_details(serde_json::json!({ "merged_into": into })))
+        }
     }
     views(state, org_id.to_string(), vec![id.to_string()])
         .await?

@@ -318,6 +318,7 @@ pub async fn apply_held(
         kind: "api_write",
         run_id: Some(run_id.to_string()),
         request_id: crate::telemetry::request_id(),
+        operation_id: None,
     };
     let mut applied = 0_i64;
     loop {

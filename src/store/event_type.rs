@@ -12,13 +12,14 @@ pub enum EventType {
     PersonMerged,
     PersonSplit,
     PersonDeleted,
+    IdentityOperationUndone,
     SyncRunFinished,
     SyncRunHeld,
 }
 
 impl EventType {
     /// Every type, in the order the document lists them.
-    pub const ALL: [EventType; 10] = [
+    pub const ALL: [EventType; 11] = [
         Self::ContactCreated,
         Self::ContactUpdated,
         Self::ContactDeleted,
@@ -27,6 +28,7 @@ impl EventType {
         Self::PersonMerged,
         Self::PersonSplit,
         Self::PersonDeleted,
+        Self::IdentityOperationUndone,
         Self::SyncRunFinished,
         Self::SyncRunHeld,
     ];
@@ -42,6 +44,7 @@ impl EventType {
             Self::PersonMerged => "person.merged",
             Self::PersonSplit => "person.split",
             Self::PersonDeleted => "person.deleted",
+            Self::IdentityOperationUndone => "identity_operation.undone",
             Self::SyncRunFinished => "sync_run.finished",
             Self::SyncRunHeld => "sync_run.held",
         }

@@ -45,6 +45,8 @@ pub struct Cause {
     pub kind: &'static str,
     pub run_id: Option<String>,
     pub request_id: Option<String>,
+    /// A manual identity operation's id (`idop_…`).
+    pub operation_id: Option<String>,
 }
 
 impl Cause {
@@ -53,6 +55,7 @@ impl Cause {
             kind: "sync",
             run_id: Some(run_id.to_string()),
             request_id: None,
+            operation_id: None,
         }
     }
 
@@ -61,6 +64,7 @@ impl Cause {
             kind: "live_read",
             run_id: None,
             request_id,
+            operation_id: None,
         }
     }
 
@@ -70,6 +74,17 @@ impl Cause {
             kind: "relink",
             run_id: None,
             request_id: None,
+            operation_id: None,
+        }
+    }
+
+    /// A manual identity operation (a merge, a split, a block, an undo).
+    pub fn manual(operation_id: &str, request_id: Option<String>) -> Self {
+        Self {
+            kind: "manual",
+            run_id: None,
+            request_id,
+            operation_id: Some(operation_id.to_string()),
         }
     }
 
@@ -78,6 +93,7 @@ impl Cause {
             kind: "api_write",
             run_id: None,
             request_id,
+            operation_id: None,
         }
     }
 }
@@ -98,6 +114,8 @@ struct ContactData<'a> {
     run_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    operation_id: Option<&'a str>,
 }
 
 /// A contact's event: its ids, the changed fields (for `contact.updated`), the cause.
@@ -117,6 +135,7 @@ pub fn contact_event(
         cause: cause.kind,
         run_id: cause.run_id.as_deref(),
         request_id: cause.request_id.as_deref(),
+        operation_id: cause.operation_id.as_deref(),
     };
     NewEvent {
         event_type,
@@ -138,6 +157,8 @@ struct PersonData<'a> {
     run_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    operation_id: Option<&'a str>,
 }
 
 /// An event about a person (`person.created`, `merged` with the people it
@@ -156,6 +177,7 @@ pub fn person_event(
         cause: cause.kind,
         run_id: cause.run_id.as_deref(),
         request_id: cause.request_id.as_deref(),
+        operation_id: cause.operation_id.as_deref(),
     };
     NewEvent {
         event_type,

@@ -12,6 +12,7 @@ pub mod deletion_holds;
 pub mod event_type;
 pub mod events;
 pub mod idempotency;
+pub mod identity;
 pub mod models;
 pub mod orgs;
 pub mod people;
@@ -86,6 +87,28 @@ pub enum StoreError {
     /// A sync run's lease expired and another run took it over.
     #[error("the run lost its lease to another run (it stalled past the lease's expiry)")]
     LeaseLost,
+    /// A change refused for a reason the client can act on: the HTTP status,
+    /// a message meant for clients, and what names the reason.
+    #[error("{message}")]
+    Refused {
+        status: u16,
+        message: String,
+        details: serde_json::Value,
+    },
+    /// A dry run's transaction, rolled back on purpose.
+    #[error("a dry run, rolled back")]
+    DryRun,
+}
+
+impl StoreError {
+    /// A [`StoreError::Refused`] with no details.
+    pub fn refused(status: u16, message: impl Into<String>) -> Self {
+        Self::Refused {
+            status,
+            message: message.into(),
+            details: serde_json::json!({}),
+        }
+    }
 }
 
 impl StoreError {

@@ -410,3 +410,21 @@ pub fn overshared(
         ))
         .load(conn)?)
 }
+
+/// The live contacts of these people: `(contact id, person id)`, by contact id.
+pub fn members(
+    conn: &mut DbConnection,
+    person_ids: &[String],
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for chunk in person_ids.chunks(500) {
+        let rows: Vec<(String, Option<String>)> = contacts::table
+            .filter(contacts::person_id.eq_any(chunk.iter().map(|p| Some(p.clone()))))
+            .filter(contacts::remote_was_deleted.eq(false))
+            .select((contacts::id, contacts::person_id))
+            .load(conn)?;
+        out.extend(rows.into_iter().filter_map(|(c, p)| Some((c, p?))));
+    }
+    out.sort();
+    Ok(out)
+}

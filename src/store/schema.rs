@@ -197,6 +197,7 @@ diesel::table! {
 diesel::joinable!(contacts -> connections (connection_id));
 diesel::joinable!(sync_runs -> connections (connection_id));
 diesel::joinable!(contact_keys -> contacts (contact_id));
+diesel::joinable!(identity_operation_contacts -> identity_operations (operation_id));
 diesel::table! {
     events (org_id, seq) {
         org_id -> Text,
@@ -254,6 +255,59 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    identity_operations (id) {
+        id -> Text,
+        org_id -> Text,
+        kind -> Text,
+        subject_id -> Text,
+        other_id -> Nullable<Text>,
+        reason -> Text,
+        api_key_id -> Nullable<Text>,
+        request_id -> Nullable<Text>,
+        created_at -> Timestamp,
+        undone_by -> Nullable<Text>,
+        before -> Text,
+    }
+}
+
+diesel::table! {
+    identity_bonds (operation_id, contact_id) {
+        operation_id -> Text,
+        org_id -> Text,
+        contact_id -> Text,
+        part -> Integer,
+    }
+}
+
+diesel::table! {
+    identity_operation_contacts (contact_id, operation_id) {
+        operation_id -> Text,
+        contact_id -> Text,
+    }
+}
+
+diesel::table! {
+    merged_people (id) {
+        id -> Text,
+        org_id -> Text,
+        into_id -> Text,
+        operation_id -> Text,
+    }
+}
+
+diesel::table! {
+    blocked_identifiers (id) {
+        id -> Text,
+        org_id -> Text,
+        kind -> Text,
+        value -> Text,
+        reason -> Text,
+        operation_id -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     orgs,
     api_keys,
@@ -273,5 +327,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     connection_status,
     chat_groups,
     deletion_holds,
-    held_deletions
+    held_deletions,
+    identity_operations,
+    identity_bonds,
+    identity_operation_contacts,
+    merged_people,
+    blocked_identifiers
 );

@@ -14,6 +14,7 @@ mod deletion_guard;
 mod errors;
 mod events;
 mod health;
+mod identity;
 mod layers;
 mod live;
 mod metrics;

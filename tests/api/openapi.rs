@@ -3,7 +3,7 @@ use serde_json::Value;
 use crate::helpers::{send, spawn_app, Backend};
 
 /// Every route the app serves (besides the docs themselves).
-const ROUTES: [(&str, &str); 43] = [
+const ROUTES: [(&str, &str); 51] = [
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -17,6 +17,14 @@ const ROUTES: [(&str, &str); 43] = [
     ("delete", "/v1/admin/api-keys/{id}"),
     ("get", "/v1/admin/audit-events"),
     ("get", "/v1/admin/identity/overshared"),
+    ("get", "/v1/admin/identity/blocked-values"),
+    ("post", "/v1/admin/identity/blocked-values"),
+    ("delete", "/v1/admin/identity/blocked-values/{id}"),
+    ("get", "/v1/admin/identity-operations/{id}"),
+    ("post", "/v1/admin/identity-operations/{id}/undo"),
+    ("post", "/v1/people/{id}/merge"),
+    ("post", "/v1/people/{id}/split"),
+    ("get", "/v1/people/{id}/history"),
     ("post", "/v1/admin/connections/{id}/sync"),
     ("get", "/v1/admin/sync-runs"),
     ("get", "/v1/admin/sync-runs/{id}"),

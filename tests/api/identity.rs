@@ -1,0 +1,510 @@
+//! Identity control against the simulators: merge, split and undo that
+//! survive syncs, live reads and relinks; dry runs that write nothing; blocked
+//! identifier values.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Value};
+use unicontacts::service::api_keys::Scope;
+
+use crate::events::{feed, of_type};
+use crate::helpers::{
+    assert_error, assert_relink_changes_nothing, send, spawn_app_with, Backend, Sims, TestApp,
+};
+
+/// Every person of the org and its contacts' ids.
+async fn grouping(app: &TestApp) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out = BTreeMap::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = "/v1/people?limit=200".to_string();
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page: Value = send(app.get(&path, &app.admin_key))
+            .await
+            .json()
+            .await
+            .expect("json");
+        for p in page["data"].as_array().expect("data") {
+            out.insert(p["id"].as_str().expect("id").to_string(), contact_ids(p));
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return out,
+        }
+    }
+}
+
+fn contact_ids(person: &Value) -> BTreeSet<String> {
+    person["contacts"]
+        .as_array()
+        .expect("contacts")
+        .iter()
+        .map(|c| c["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
+/// Rows of each table identity control reads or writes.
+async fn row_counts(app: &TestApp) -> Vec<(&'static str, i64)> {
+    app.store
+        .run(|conn| {
+            use diesel::prelude::*;
+            #[derive(QueryableByName)]
+            struct N {
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                n: i64,
+            }
+            let mut out = Vec::new();
+            for table in [
+                "people",
+                "contacts",
+                "events",
+                "identity_operations",
+                "identity_operation_contacts",
+                "identity_bonds",
+                "merged_people",
+                "blocked_identifiers",
+            ] {
+                let n: N = diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
+                    .get_result(conn)?;
+                out.push((table, n.n));
+            }
+            Ok(out)
+        })
+        .await
+        .expect("counts")
+}
+
+async fn sync_all(app: &TestApp, sims: &Sims) {
+    for c in [&sims.periskope, &sims.wacr, &sims.gateway] {
+        let run = app.sync_now(c).await;
+        assert_eq!(run["status"], "succeeded", "{run}");
+    }
+}
+
+async fn app_with_people(backend: Backend, seed: u64) -> (TestApp, Sims) {
+    let app = spawn_app_with(backend, |s| {
+        s.rate_limit_per_second = 10_000;
+        s.rate_limit_burst = 10_000;
+    })
+    .await;
+    let mut app = app;
+    // One key for the admin routes and the reads (`contacts:read`) alike.
+    app.admin_key = app
+        .create_key("test-org", &[Scope::Admin, Scope::ContactsRead])
+        .await
+        .1;
+    let sims = app.connect_sims(seed, 30, json!({})).await;
+    sync_all(&app, &sims).await;
+    (app, sims)
+}
+
+async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
+    let res = send(app.post(path, &app.admin_key, &body)).await;
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// Two people with one contact each, of different connections.
+fn two_singles(g: &BTreeMap<String, BTreeSet<String>>) -> (String, String) {
+    let singles: Vec<&String> = g
+        .iter()
+        .filter(|(_, c)| c.len() == 1)
+        .map(|(p, _)| p)
+        .collect();
+    (singles[0].clone(), singles[1].clone())
+}
+
+/// A live read of one of the person's contacts, through its connection.
+async fn live_read(app: &TestApp, person: &str) {
+    let view: Value = send(app.get(&format!("/v1/people/{person}"), &app.admin_key))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let c = &view["contacts"][0];
+    let remote: String =
+        url::form_urlencoded::byte_serialize(c["remote_id"].as_str().expect("remote").as_bytes())
+            .collect();
+    let path = format!(
+        "/v1/connections/{}/contacts/{}?fresh=true",
+        c["connection_id"].as_str().expect("connection"),
+        remote.replace('+', "%20")
+    );
+    let res = send(app.get(&path, &app.admin_key)).await;
+    assert_eq!(
+        res.status(),
+        200,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+}
+
+async fn a_merge_survives_syncs_and_live_reads_and_its_undo_restores_the_ids(backend: Backend) {
+    let (app, sims) = app_with_people(backend, 71).await;
+    let before = grouping(&app).await;
+    let (a, b) = two_singles(&before);
+    let both: BTreeSet<String> = before[&a].union(&before[&b]).cloned().collect();
+
+    // A dry run answers the merged person and writes nothing.
+    let counts = row_counts(&app).await;
+    let (status, view) = post(
+        &app,
+        &format!("/v1/people/{a}/merge"),
+        json!({"person_id": b, "reason": "same customer", "dry_run": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["id"], a.as_str());
+    assert_eq!(contact_ids(&view), both);
+    assert!(view.get("operation_id").is_none(), "{view}");
+    assert_eq!(row_counts(&app).await, counts, "a dry run wrote");
+    assert_eq!(grouping(&app).await, before);
+
+    let (status, view) = post(
+        &app,
+        &format!("/v1/people/{a}/merge"),
+        json!({"person_id": b, "reason": "same customer"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(contact_ids(&view), both);
+    let op = view["operation_id"]
+        .as_str()
+        .expect("operation id")
+        .to_string();
+    assert!(op.starts_with("idop_"), "{op}");
+    let gone = assert_error(
+        send(app.get(&format!("/v1/people/{b}"), &app.admin_key)).await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_eq!(gone["error"]["details"]["merged_into"], a.as_str());
+    let events = feed(&app, &app.admin_key, "types=person.merged", 500).await;
+    let merged = of_type(&events, "person.merged");
+    let last = merged.last().expect("a person.merged");
+    assert_eq!(last["data"]["person_id"], a.as_str(), "{last}");
+    assert_eq!(last["data"]["merged_person_ids"], json!([b]));
+    assert_eq!(last["data"]["cause"], "manual");
+    assert_eq!(last["data"]["operation_id"], op.as_str());
+
+    // Two syncs, a live read of each side and a whole-org relink change nothing.
+    sync_all(&app, &sims).await;
+    sync_all(&app, &sims).await;
+    live_read(&app, &a).await;
+    assert_relink_changes_nothing(&app, "after a merge").await;
+    let mut expected = before.clone();
+    expected.remove(&b);
+    expected.insert(a.clone(), both.clone());
+    assert_eq!(grouping(&app).await, expected, "the merge held");
+
+    // The history names it, with who and why.
+    let history: Value = send(app.get(&format!("/v1/people/{a}/history"), &app.admin_key))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let entry = history["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .find(|e| e["id"] == op.as_str())
+        .expect("the merge in the history")
+        .clone();
+    assert_eq!(entry["kind"], "merge");
+    assert_eq!(entry["operation"]["reason"], "same customer");
+    assert!(
+        entry["operation"]["api_key_id"].as_str().is_some(),
+        "{entry}"
+    );
+    assert!(
+        entry["operation"]["request_id"].as_str().is_some(),
+        "{entry}"
+    );
+
+    // Undone: both people as they were, ids included.
+    let (status, undo) = post(
+        &app,
+        &format!("/v1/admin/identity-operations/{op}/undo"),
+        json!({"reason": "not the same after all"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{undo}");
+    assert_eq!(undo["kind"], "undo");
+    assert_eq!(undo["subject_id"], op.as_str());
+    assert_eq!(grouping(&app).await, before, "the undo restored the people");
+    assert_relink_changes_nothing(&app, "after the undo").await;
+    sync_all(&app, &sims).await;
+    assert_eq!(grouping(&app).await, before, "and a sync keeps them");
+    let undone = feed(&app, &app.admin_key, "types=identity_operation.undone", 500).await;
+    assert_eq!(undone.len(), 1, "{undone:?}");
+    assert_eq!(undone[0]["data"]["undone_operation_id"], op.as_str());
+    let again = assert_error(
+        send(app.post(
+            &format!("/v1/admin/identity-operations/{op}/undo"),
+            &app.admin_key,
+            &json!({}),
+        ))
+        .await,
+        409,
+        "conflict",
+    )
+    .await;
+    assert_eq!(again["error"]["details"]["undone_by"], undo["id"]);
+}
+
+async fn a_split_survives_syncs_and_its_undo_restores_the_person(backend: Backend) {
+    let (app, sims) = app_with_people(backend, 72).await;
+    let before = grouping(&app).await;
+    let (person, contacts) = before
+        .iter()
+        .find(|(_, c)| c.len() >= 2)
+        .map(|(p, c)| (p.clone(), c.clone()))
+        .expect("a person linked across providers");
+    let moved = contacts.iter().next().expect("one").clone();
+
+    let counts = row_counts(&app).await;
+    let (status, view) = post(
+        &app,
+        &format!("/v1/people/{person}/split"),
+        json!({"contact_ids": [moved], "reason": "a colleague's phone", "dry_run": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(contact_ids(&view), BTreeSet::from([moved.clone()]));
+    assert_eq!(row_counts(&app).await, counts, "a dry run wrote");
+
+    let (status, view) = post(
+        &app,
+        &format!("/v1/people/{person}/split"),
+        json!({"contact_ids": [moved], "reason": "a colleague's phone"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{view}");
+    let new_person = view["id"].as_str().expect("id").to_string();
+    assert_ne!(new_person, person);
+    assert_eq!(contact_ids(&view), BTreeSet::from([moved.clone()]));
+    let op = view["operation_id"]
+        .as_str()
+        .expect("operation")
+        .to_string();
+    let mut expected = before.clone();
+    expected.get_mut(&person).expect("person").remove(&moved);
+    expected.insert(new_person.clone(), BTreeSet::from([moved.clone()]));
+    assert_eq!(grouping(&app).await, expected);
+
+    // The identifiers they share do not join them again.
+    sync_all(&app, &sims).await;
+    live_read(&app, &new_person).await;
+    live_read(&app, &person).await;
+    sync_all(&app, &sims).await;
+    assert_relink_changes_nothing(&app, "after a split").await;
+    assert_eq!(grouping(&app).await, expected, "the split held");
+
+    // Bad requests: every problem named.
+    let (status, err) = post(
+        &app,
+        &format!("/v1/people/{person}/split"),
+        json!({"contact_ids": contacts.iter().collect::<Vec<_>>(), "reason": "x"}),
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (422, Some("validation_failed")),
+        "{err}"
+    );
+    let (status, err) = post(
+        &app,
+        &format!("/v1/people/{person}/split"),
+        json!({"contact_ids": [], "reason": ""}),
+    )
+    .await;
+    assert_eq!(status, 422, "{err}");
+    let fields = &err["error"]["details"]["fields"];
+    assert!(
+        fields["contact_ids"].is_array() && fields["reason"].is_array(),
+        "{err}"
+    );
+
+    let (status, _) = post(
+        &app,
+        &format!("/v1/admin/identity-operations/{op}/undo"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(grouping(&app).await, before, "the undo restored the person");
+    assert_relink_changes_nothing(&app, "after the split's undo").await;
+}
+
+async fn an_undo_that_later_operations_build_on_is_refused_naming_them(backend: Backend) {
+    let (app, _sims) = app_with_people(backend, 73).await;
+    let before = grouping(&app).await;
+    let (a, b) = two_singles(&before);
+    let (_, merged) = post(
+        &app,
+        &format!("/v1/people/{a}/merge"),
+        json!({"person_id": b, "reason": "one"}),
+    )
+    .await;
+    let merge = merged["operation_id"].as_str().expect("merge").to_string();
+    let moved = before[&b].iter().next().expect("b's contact").clone();
+    let (status, split) = post(
+        &app,
+        &format!("/v1/people/{a}/split"),
+        json!({"contact_ids": [moved], "reason": "two after all"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{split}");
+    let split_op = split["operation_id"].as_str().expect("split").to_string();
+    let refused = assert_error(
+        send(app.post(
+            &format!("/v1/admin/identity-operations/{merge}/undo"),
+            &app.admin_key,
+            &json!({}),
+        ))
+        .await,
+        409,
+        "conflict",
+    )
+    .await;
+    assert_eq!(refused["error"]["details"]["operations"], json!([split_op]));
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains(&split_op),
+        "{refused}"
+    );
+    // In reverse order, both undo, and everything is as before.
+    for op in [&split_op, &merge] {
+        let (status, body) = post(
+            &app,
+            &format!("/v1/admin/identity-operations/{op}/undo"),
+            json!({}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(grouping(&app).await, before);
+    // Another org's operation is not found.
+    let (_, stranger) = app.create_key("other-org", &[Scope::Admin]).await;
+    let res = send(app.post(
+        &format!("/v1/admin/identity-operations/{merge}/undo"),
+        &stranger,
+        &json!({}),
+    ))
+    .await;
+    assert_error(res, 404, "not_found").await;
+    let res = send(app.post(
+        &format!("/v1/people/{a}/merge"),
+        &stranger,
+        &json!({"person_id": b, "reason": "x"}),
+    ))
+    .await;
+    assert_error(res, 404, "not_found").await;
+}
+
+async fn by_phone(app: &TestApp, e164: &str) -> Vec<Value> {
+    let phone: String = url::form_urlencoded::byte_serialize(e164.as_bytes()).collect();
+    let page: Value = send(app.get(&format!("/v1/people?phone={phone}"), &app.admin_key))
+        .await
+        .json()
+        .await
+        .expect("json");
+    page["data"].as_array().expect("data").clone()
+}
+
+async fn a_blocked_switchboard_number_unlinks_its_strangers_at_once(backend: Backend) {
+    let (app, sims) = app_with_people(backend, 74).await;
+    // Three WA.cr contacts give the company's number: one person.
+    sims.set.wacr.api().with_store(|s| {
+        let mut ids: Vec<i64> = s.all().filter_map(|c| c["id"].as_i64()).collect();
+        ids.sort_unstable();
+        for id in ids.into_iter().take(3) {
+            s.get_mut(id).expect("contact")["phone"] = json!("+44 20 7946 0000");
+        }
+    });
+    app.sync_now(&sims.wacr).await;
+    let linked = by_phone(&app, "+442079460000").await;
+    assert_eq!(linked.len(), 1, "{linked:?}");
+    let glued = contact_ids(&linked[0]);
+    assert!(glued.len() >= 3, "{glued:?}");
+    let before = grouping(&app).await;
+
+    let (status, blocked) = post(
+        &app,
+        "/v1/admin/identity/blocked-values",
+        json!({"kind": "phone", "value": "442079460000@c.us", "reason": "switchboard"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{blocked}");
+    assert_eq!(blocked["value"], "+442079460000");
+    let people = by_phone(&app, "+442079460000").await;
+    assert_eq!(people.len(), glued.len(), "each stranger alone: {people:?}");
+    assert_relink_changes_nothing(&app, "after a block").await;
+    app.sync_now(&sims.wacr).await;
+    assert_eq!(
+        by_phone(&app, "+442079460000").await.len(),
+        glued.len(),
+        "a sync keeps them apart"
+    );
+    let splits = feed(&app, &app.admin_key, "types=person.split", 500).await;
+    assert!(
+        splits.iter().any(|e| e["data"]["cause"] == "manual"),
+        "{splits:?}"
+    );
+    // Blocked twice: 409; listed; lifted: linked again at once.
+    let (status, _) = post(
+        &app,
+        "/v1/admin/identity/blocked-values",
+        json!({"kind": "phone", "value": "+44 20 7946 0000", "reason": "again"}),
+    )
+    .await;
+    assert_eq!(status, 409);
+    let list: Value = send(app.get("/v1/admin/identity/blocked-values", &app.admin_key))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list["data"].as_array().expect("data").len(), 1, "{list}");
+    let id = blocked["id"].as_str().expect("id");
+    let res = send(app.delete(
+        &format!("/v1/admin/identity/blocked-values/{id}"),
+        &app.admin_key,
+    ))
+    .await;
+    assert_eq!(res.status(), 204);
+    assert_eq!(
+        by_phone(&app, "+442079460000").await.len(),
+        1,
+        "linked again"
+    );
+    assert_eq!(
+        grouping(&app).await,
+        before,
+        "as before the block, ids included"
+    );
+    assert_relink_changes_nothing(&app, "after the block was lifted").await;
+    // A value that is no phone.
+    let (status, err) = post(
+        &app,
+        "/v1/admin/identity/blocked-values",
+        json!({"kind": "phone", "value": "not a number", "reason": "x"}),
+    )
+    .await;
+    assert_eq!(status, 422, "{err}");
+    assert!(
+        err["error"]["details"]["fields"]["value"].is_array(),
+        "{err}"
+    );
+}
+
+crate::db_tests!(
+    a_merge_survives_syncs_and_live_reads_and_its_undo_restores_the_ids,
+    a_split_survives_syncs_and_its_undo_restores_the_person,
+    an_undo_that_later_operations_build_on_is_refused_naming_them,
+    a_blocked_switchboard_number_unlinks_its_strangers_at_once,
+);
