@@ -36,6 +36,8 @@ pub enum ErrorCode {
     UpstreamTimeout,
     IdempotencyKeyReused,
     IdempotencyInProgress,
+    /// The contact holds an identifier of an erased person.
+    Suppressed,
 }
 
 impl ErrorCode {
@@ -60,6 +62,7 @@ impl ErrorCode {
             Self::UpstreamTimeout => "upstream_timeout",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::IdempotencyInProgress => "idempotency_in_progress",
+            Self::Suppressed => "suppressed",
         }
     }
 
@@ -70,7 +73,7 @@ impl ErrorCode {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict | Self::IdempotencyInProgress => StatusCode::CONFLICT,
+            Self::Conflict | Self::IdempotencyInProgress | Self::Suppressed => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::ValidationFailed | Self::UnsupportedByProvider | Self::IdempotencyKeyReused => {
@@ -295,6 +298,10 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Conflict(msg) => Self::conflict(msg),
             StoreError::ConnectionGone => Self::not_found("connection"),
+            StoreError::Suppressed => Self::new(
+                ErrorCode::Suppressed,
+                "the contact holds an identifier of a person who was erased; it is not stored (lift the suppression with DELETE /v1/admin/suppressions/{id} to allow it)",
+            ),
             StoreError::Refused {
                 status,
                 message,

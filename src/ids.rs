@@ -11,6 +11,7 @@ pub const WEBHOOK: &str = "whk";
 pub const DELIVERY: &str = "dlv";
 pub const IDENTITY_OPERATION: &str = "idop";
 pub const BLOCKED_VALUE: &str = "blk";
+pub const SUPPRESSION: &str = "sup";
 
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", ulid::Ulid::new().to_string().to_lowercase())

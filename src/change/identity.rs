@@ -487,3 +487,161 @@ fn undone_event(undo: &OperationRow, undone: &OperationRow, cause: &Cause) -> Ne
         .to_string(),
     }
 }
+
+/// A contact an erasure removed.
+#[derive(Debug, Clone)]
+pub struct ErasedContact {
+    pub id: String,
+    pub connection_id: String,
+    pub provider: String,
+    pub remote_id: String,
+}
+
+/// What an erasure did: its suppression, and the contacts it removed.
+#[derive(Debug, Clone)]
+pub struct Erased {
+    pub suppression_id: String,
+    pub kinds: Vec<String>,
+    pub contacts: Vec<ErasedContact>,
+}
+
+impl ContactChange<'_> {
+    /// Erases a person: its contacts (and `also`, contacts of it a delete at
+    /// the provider just took out of it), the deleted contacts of the org
+    /// holding one of its phones or LIDs, and every row holding their data
+    /// go; what is left is a suppression of each identifier it had, as keyed
+    /// hashes, and events that carry ids only.
+    pub fn erase(
+        &mut self,
+        person: &str,
+        also: &[String],
+        actor: &Actor,
+    ) -> Result<Erased, StoreError> {
+        use crate::store::{contacts, suppressions};
+        let org = self.org_id();
+        if also.is_empty() {
+            self.existing_person(person)?;
+        }
+        let mut ids: Vec<String> = people::members(self.conn(), &[person.to_string()])?
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
+        ids.extend(also.iter().cloned());
+        ids.sort();
+        ids.dedup();
+        // Its identifiers: phone and LID keys, and the records' emails.
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let mut identifiers: BTreeSet<(String, String)> =
+            people::keys_of_contacts(self.conn(), &refs, &link::LINK_KINDS)?
+                .into_iter()
+                .map(|(_, kind, value)| (kind, value))
+                .collect();
+        // Deleted contacts holding one of them are its old records: they go too.
+        for kind in link::LINK_KINDS {
+            let values: Vec<&str> = identifiers
+                .iter()
+                .filter(|(k, _)| k == kind)
+                .map(|(_, v)| v.as_str())
+                .collect();
+            let holders = people::contacts_with_keys(self.conn(), kind, &values)?;
+            let holders: Vec<&String> = holders.iter().collect();
+            for (id, _, deleted) in people::find_link_state(self.conn(), org, &holders)? {
+                if deleted && !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+        }
+        let marked: Vec<(String, ())> = ids.iter().map(|id| (id.clone(), ())).collect();
+        let rows: Vec<_> = contacts::find_contacts(self.conn(), org, &marked)?
+            .into_iter()
+            .map(|(row, ())| row)
+            .collect();
+        for row in &rows {
+            let canonical = contacts::to_canonical(row, false)?;
+            for email in &canonical.record.emails {
+                identifiers.insert(("email".into(), email.address.to_lowercase()));
+            }
+        }
+        let sealer = self
+            .sealer
+            .clone()
+            .ok_or(StoreError::Secret(crate::secrets::SecretError::BadKey))?;
+        let key = suppressions::identifier_key(self.conn(), &sealer, org, true)?
+            .ok_or_else(|| StoreError::Corrupt("an identifier key just made".into()))?;
+        let hashes: Vec<(String, String)> = identifiers
+            .iter()
+            .map(|(kind, value)| {
+                (
+                    kind.clone(),
+                    suppressions::identifier_hash(&key, kind, value),
+                )
+            })
+            .collect();
+        let kinds: Vec<String> = identifiers
+            .iter()
+            .map(|(k, _)| k.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let suppression = suppressions::SuppressionRow {
+            id: ids::new_id(ids::SUPPRESSION),
+            org_id: org.to_string(),
+            kinds: kinds.join(","),
+            reason: actor.reason.clone(),
+            api_key_id: actor.api_key_id.clone(),
+            request_id: actor.request_id.clone(),
+            created_at: ids::now(),
+        };
+        suppressions::insert(self.conn(), &suppression, &hashes)?;
+        let erased: Vec<ErasedContact> = rows
+            .iter()
+            .map(|row| ErasedContact {
+                id: row.id.clone(),
+                connection_id: row.connection_id.clone(),
+                provider: row.provider.clone(),
+                remote_id: row.remote_id.clone(),
+            })
+            .collect();
+        let cause = self.cause().clone();
+        for c in &erased {
+            self.events.push(NewEvent {
+                event_type: EventType::ContactErased,
+                connection_id: Some(c.connection_id.clone()),
+                data: serde_json::json!({
+                    "contact_id": c.id,
+                    "person_id": person,
+                    "connection_id": c.connection_id,
+                    "provider": c.provider,
+                    "suppression_id": suppression.id,
+                    "cause": cause.kind,
+                    "request_id": cause.request_id,
+                })
+                .to_string(),
+            });
+        }
+        self.events.push(NewEvent {
+            event_type: EventType::PersonErased,
+            connection_id: None,
+            data: serde_json::json!({
+                "person_id": person,
+                "contact_ids": erased.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+                "suppression_id": suppression.id,
+                "cause": cause.kind,
+                "request_id": cause.request_id,
+            })
+            .to_string(),
+        });
+        let triples: Vec<(String, String, String)> = erased
+            .iter()
+            .map(|c| (c.id.clone(), c.connection_id.clone(), c.remote_id.clone()))
+            .collect();
+        suppressions::erase_contacts(self.conn(), org, &triples)?;
+        people::delete_empty_people(self.conn(), org, Some(&[person.to_string()]))?;
+        self.wrote = true;
+        Ok(Erased {
+            suppression_id: suppression.id,
+            kinds,
+            contacts: erased,
+        })
+    }
+}

@@ -91,6 +91,8 @@ pub struct ContactChange<'t> {
     events: Vec<NewEvent>,
     /// A contact or person was written.
     wrote: bool,
+    /// Opens the org's key of identifier hashes (suppressions).
+    sealer: Option<std::sync::Arc<crate::secrets::Sealer>>,
 }
 
 impl<'t> ContactChange<'t> {
@@ -127,6 +129,31 @@ impl<'t> ContactChange<'t> {
                 .extend(held.into_iter().map(|(_, kind, value)| (kind, value)));
         }
         contacts::upsert_prepared(self.conn, origin, prepared, fetched_at)
+    }
+
+    /// Which of `records` (by index) hold an identifier the org suppresses:
+    /// they are not to be stored.
+    pub fn suppressed(&mut self, records: &[&Prepared]) -> Result<Vec<usize>, StoreError> {
+        let identifiers: Vec<(usize, (&'static str, String))> = records
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| r.identifiers().into_iter().map(move |id| (i, id)))
+            .collect();
+        let refs: Vec<(&str, &str)> = identifiers
+            .iter()
+            .map(|(_, (kind, value))| (*kind, value.as_str()))
+            .collect();
+        let org = self.org_id();
+        let hits = crate::store::suppressions::suppressed_identifiers(
+            self.conn,
+            self.sealer.as_deref(),
+            org,
+            &refs,
+        )?;
+        let mut out: Vec<usize> = hits.into_iter().map(|h| identifiers[h].0).collect();
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
     }
 
     /// Inserts contacts no one has stored yet, with the people linking gave them.
@@ -310,6 +337,7 @@ pub fn apply_on<T>(
             touched: Vec::new(),
             events: Vec::new(),
             wrote: false,
+            sealer: store.sealer().ok(),
         };
         let out = f(&mut change)?;
         if scope.dry_run {

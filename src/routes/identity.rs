@@ -12,8 +12,8 @@ use crate::http::extract::{parse_list_query, read_json_checked};
 use crate::http::responses::{AuthErrors, BodyErrors, InvalidQuery, NotFound};
 use crate::page::{NoFilters, Page, PageQuery};
 use crate::service::identity::{
-    self as service, BlockRequest, BlockedValueView, HistoryEntry, IdentityOperationView,
-    MergeRequest, SplitRequest, UndoRequest,
+    self as service, BlockRequest, BlockedValueView, EraseRequest, ErasureView, HistoryEntry,
+    IdentityOperationView, MergeRequest, SplitRequest, SuppressionView, UndoRequest,
 };
 use crate::service::people::{self as people, OversharedIdentifier, PersonView};
 use crate::state::State;
@@ -246,5 +246,77 @@ pub async fn unblock_value(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     service::unblock(&state, &admin.0.org_id, &admin.0.key_id, &path).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Erase a person: its contacts, their raw payloads, search text and keys go
+/// from the store (the rows, not a tombstone), with the deleted contacts of the
+/// org holding one of its phones or LIDs; the events about them keep ids
+/// only. Each identifier it had is suppressed (kept as a keyed hash only): no
+/// sync, live read or write-through create stores it again until the
+/// suppression is lifted. `at_providers` also deletes the contacts at the
+/// providers that can, each contact's outcome reported.
+#[utoipa::path(post, path = "/v1/people/{id}/erase", tag = "admin",
+    params(("id" = String, Path, description = "Person id (`per_…`)")),
+    request_body = EraseRequest,
+    responses(
+        (status = 200, description = "Erased: the suppression, and each contact removed with what happened at its provider", body = ErasureView),
+        (status = 404, description = "The person is not the org's; `details.merged_into` when it was merged away", body = ErrorBody),
+        AuthErrors, BodyErrors,
+    ),
+    security(("bearer" = [])))]
+pub async fn erase_person(
+    state: web::Data<State>,
+    admin: AdminCaller,
+    path: web::Path<String>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body: EraseRequest = read_json_checked(&req, body).await?;
+    let erased = service::erase(&state, &admin.0.org_id, &admin.0.key_id, &path, body).await?;
+    audit::note(
+        &req,
+        [erased.suppression_id.clone()]
+            .into_iter()
+            .chain(erased.contacts.iter().map(|c| c.contact_id.clone())),
+        None,
+    );
+    Ok(HttpResponse::Ok().json(erased))
+}
+
+/// The org's suppressions (what erasures left: the kinds of identifier, never
+/// the values), in id order.
+#[utoipa::path(get, path = "/v1/admin/suppressions", tag = "admin",
+    params(PageQuery<500>),
+    responses(
+        (status = 200, description = "A page of suppressions", body = Page<SuppressionView>),
+        AuthErrors, InvalidQuery,
+    ),
+    security(("bearer" = [])))]
+pub async fn list_suppressions(
+    state: web::Data<State>,
+    admin: AdminCaller,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let (_, page) = parse_list_query::<NoFilters, 500>(req.query_string())?;
+    let page = service::suppressions(&state, &admin.0.org_id, page).await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// Lift a suppression: the next sync brings the erased person's contacts back,
+/// as new contacts.
+#[utoipa::path(delete, path = "/v1/admin/suppressions/{id}", tag = "admin",
+    params(("id" = String, Path, description = "Suppression id (`sup_…`)")),
+    responses(
+        (status = 204, description = "Lifted"),
+        AuthErrors, NotFound,
+    ),
+    security(("bearer" = [])))]
+pub async fn lift_suppression(
+    state: web::Data<State>,
+    admin: AdminCaller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    service::lift_suppression(&state, &admin.0.org_id, &path).await?;
     Ok(HttpResponse::NoContent().finish())
 }

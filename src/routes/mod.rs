@@ -54,6 +54,9 @@ use contract::Contract;
         identity::merge_person,
         identity::split_person,
         identity::person_history,
+        identity::erase_person,
+        identity::list_suppressions,
+        identity::lift_suppression,
         contacts::list_contacts,
         contacts::get_contact,
         contact_writes::create_contact,
@@ -149,7 +152,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, openapi: serde_json::Value) {
                 .service(web::resource("/{id}").route(get().to(people::get_person)))
                 .service(web::resource("/{id}/merge").route(web::post().to(identity::merge_person)))
                 .service(web::resource("/{id}/split").route(web::post().to(identity::split_person)))
-                .service(web::resource("/{id}/history").route(get().to(identity::person_history))),
+                .service(web::resource("/{id}/history").route(get().to(identity::person_history)))
+                .service(
+                    web::resource("/{id}/erase").route(web::post().to(identity::erase_person)),
+                ),
         )
         .service(web::resource("/v1/events").route(get().to(events::list_events)))
         .service(web::resource("/v1/providers").route(get().to(providers::list_providers)))
@@ -230,6 +236,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, openapi: serde_json::Value) {
                 .service(
                     web::resource("/identity/blocked-values/{id}")
                         .route(web::delete().to(identity::unblock_value)),
+                )
+                .service(
+                    web::resource("/suppressions").route(get().to(identity::list_suppressions)),
+                )
+                .service(
+                    web::resource("/suppressions/{id}")
+                        .route(web::delete().to(identity::lift_suppression)),
                 )
                 .service(
                     web::resource("/identity-operations/{id}")

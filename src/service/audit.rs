@@ -15,7 +15,7 @@ use crate::store::audit::{self as queries, AuditEventRow};
 /// The actions recorded: each write route (method, pattern) and the action it
 /// names. The one list: the audit middleware names writes by it, the filter
 /// and the document take their values from it.
-pub const ROUTE_ACTIONS: [(&str, &str, &str); 27] = [
+pub const ROUTE_ACTIONS: [(&str, &str, &str); 29] = [
     ("POST", "/v1/admin/connections", "connection.create"),
     ("PATCH", "/v1/admin/connections/{id}", "connection.update"),
     ("DELETE", "/v1/admin/connections/{id}", "connection.delete"),
@@ -59,6 +59,12 @@ pub const ROUTE_ACTIONS: [(&str, &str, &str); 27] = [
     ("POST", "/v1/admin/webhooks/{id}/recover", "webhook.recover"),
     ("POST", "/v1/people/{id}/merge", "person.merge"),
     ("POST", "/v1/people/{id}/split", "person.split"),
+    ("POST", "/v1/people/{id}/erase", "person.erase"),
+    (
+        "DELETE",
+        "/v1/admin/suppressions/{id}",
+        "suppression.delete",
+    ),
     (
         "POST",
         "/v1/admin/identity-operations/{id}/undo",
@@ -94,8 +100,8 @@ pub const ROUTE_ACTIONS: [(&str, &str, &str); 27] = [
 ];
 
 /// Every action, in the order of [`ROUTE_ACTIONS`].
-pub const ACTIONS: [&str; 27] = {
-    let mut out = [""; 27];
+pub const ACTIONS: [&str; 29] = {
+    let mut out = [""; 29];
     let mut i = 0;
     while i < ROUTE_ACTIONS.len() {
         out[i] = ROUTE_ACTIONS[i].2;

@@ -325,6 +325,39 @@ async fn write_error(
     }
 }
 
+/// 409 `suppressed` before anything is sent when the input's phone or email
+/// is an erased person's.
+async fn refuse_suppressed(
+    state: &State,
+    c: &Connection,
+    input: &ContactInput,
+) -> Result<(), ApiError> {
+    let mut identifiers: Vec<(&'static str, String)> = Vec::new();
+    if let Some(phone) = &input.phone {
+        identifiers.push(("phone", phone.clone()));
+    }
+    if let Some(email) = &input.email {
+        identifiers.push(("email", email.to_lowercase()));
+    }
+    if identifiers.is_empty() {
+        return Ok(());
+    }
+    let (org, sealer) = (c.org_id.clone(), state.store.sealer().ok());
+    let hits = state
+        .store
+        .run(move |conn| {
+            let refs: Vec<(&str, &str)> =
+                identifiers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            crate::store::suppressions::suppressed_identifiers(conn, sealer.as_deref(), &org, &refs)
+        })
+        .await?;
+    if hits.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::store::StoreError::Suppressed.into())
+    }
+}
+
 /// The connection's stored contact with the input's phone (or email).
 async fn existing_contact(
     state: &State,
@@ -399,6 +432,7 @@ async fn create_checked(
     input: &ContactInput,
     options: WriteOptions,
 ) -> Result<CanonicalContact, ApiError> {
+    refuse_suppressed(state, c, input).await?;
     let (adapter, _) = state.providers.interactive(c)?;
     if options.look_first && c.provider == ProviderKind::Periskope {
         // The id is the phone: an earlier attempt that did write it is found.

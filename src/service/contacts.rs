@@ -480,6 +480,11 @@ async fn on_failure(
         LoadError::Store(StoreError::Unavailable(m)) => {
             ApiError::from(StoreError::Unavailable(m.clone()))
         }
+        LoadError::Store(StoreError::Suppressed) => ApiError::new(
+            ErrorCode::NotFound,
+            "this contact belongs to a person who was erased: it is neither stored nor served",
+        )
+        .with_details(serde_json::json!({ "suppressed": true })),
         LoadError::Store(other) => ApiError::internal(std::io::Error::other(format!("{other:?}"))),
         LoadError::CircuitOpen(left) => ApiError::new(
             ErrorCode::UpstreamUnavailable,
@@ -510,6 +515,9 @@ pub(crate) async fn store_record(
             connection_id: &connection_id,
             provider,
         };
+        if !change.suppressed(&[&prepared])?.is_empty() {
+            return Err(StoreError::Suppressed);
+        }
         let (row, what) = change.upsert(&origin, &prepared, fetched_at)?;
         if what.event_type().is_none() {
             return Ok(row);

@@ -466,3 +466,175 @@ pub async fn operation(
         .ok_or_else(|| ApiError::not_found("identity operation"))?;
     operation_view(row)
 }
+
+/// Erase a person.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EraseRequest {
+    /// Why (a data subject's request, say): kept with the suppression.
+    #[schema(min_length = 1, max_length = 500)]
+    #[validate(length(min = 1, max = 500, message = "must be 1 to 500 characters"))]
+    pub reason: String,
+    /// Also delete the contacts at the providers that can (default false).
+    #[serde(default)]
+    pub at_providers: bool,
+}
+
+/// What an erasure did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErasureView {
+    pub person_id: String,
+    /// What is left of the person: keyed hashes of its identifiers, which keep
+    /// it from coming back (`DELETE /v1/admin/suppressions/{id}` lifts it).
+    pub suppression_id: String,
+    pub contacts: Vec<ErasedContactView>,
+}
+
+/// A contact an erasure removed from the store, and what happened at its provider.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErasedContactView {
+    pub contact_id: String,
+    pub connection_id: String,
+    pub provider: String,
+    /// `not_asked` (`at_providers` was false), `deleted`, `already_gone`,
+    /// `unsupported` (the provider cannot delete contacts) or `failed` (see `error`).
+    pub at_provider: String,
+    pub error: Option<String>,
+}
+
+/// Erases a person from the store (and, with `at_providers`, at the providers
+/// that can delete): its contacts, raw payloads, search text and keys go,
+/// its identifiers are suppressed.
+pub async fn erase(
+    state: &State,
+    org_id: &str,
+    key_id: &str,
+    person: &str,
+    body: EraseRequest,
+) -> Result<ErasureView, ApiError> {
+    use crate::error::ErrorCode;
+    FieldErrors::of(&body).into_result()?;
+    let (org, id) = (org_id.to_string(), person.to_string());
+    let contacts: Vec<String> = state
+        .store
+        .run(move |conn| {
+            if !people_queries::person_exists(conn, &org, &id)? {
+                return match queries::merged_into(conn, &org, &id)? {
+                    Some(into) => Err(crate::store::StoreError::Refused {
+                        status: 404,
+                        message: format!("person {id} was merged into {into}"),
+                        details: serde_json::json!({ "merged_into": into }),
+                    }),
+                    None => Err(crate::store::StoreError::refused(404, "person not found")),
+                };
+            }
+            Ok(people_queries::members(conn, std::slice::from_ref(&id))?
+                .into_iter()
+                .map(|(c, _)| c)
+                .collect())
+        })
+        .await?;
+    let mut outcomes: std::collections::HashMap<String, (&'static str, Option<String>)> =
+        Default::default();
+    if body.at_providers {
+        for contact in &contacts {
+            let outcome = match crate::service::contact_writes::delete(state, org_id, contact).await
+            {
+                Ok(_) => ("deleted", None),
+                Err(e) if e.code == ErrorCode::UnsupportedByProvider => ("unsupported", None),
+                Err(e) if e.code == ErrorCode::NotFound => ("already_gone", None),
+                Err(e) => ("failed", Some(e.message.clone())),
+            };
+            outcomes.insert(contact.clone(), outcome);
+        }
+    }
+    let who = actor(&body.reason, key_id);
+    let (id, also) = (person.to_string(), contacts);
+    let erased = change::apply(&state.store, scope(org_id, false), move |c| {
+        c.erase(&id, &also, &who)
+    })
+    .await?;
+    for c in &erased.contacts {
+        state
+            .changed(crate::notices::Notice::Contact(
+                c.connection_id.clone(),
+                c.remote_id.clone(),
+            ))
+            .await;
+    }
+    Ok(ErasureView {
+        person_id: person.to_string(),
+        suppression_id: erased.suppression_id,
+        contacts: erased
+            .contacts
+            .into_iter()
+            .map(|c| {
+                let (at_provider, error) = outcomes.remove(&c.id).unwrap_or(("not_asked", None));
+                ErasedContactView {
+                    contact_id: c.id,
+                    connection_id: c.connection_id,
+                    provider: c.provider,
+                    at_provider: at_provider.to_string(),
+                    error,
+                }
+            })
+            .collect(),
+    })
+}
+
+/// A suppression: what an erasure left of a person. The values are never shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SuppressionView {
+    #[schema(example = "sup_01jd2x9v8c0000000000000000")]
+    pub id: String,
+    /// The kinds of identifier it holds (`phone`, `lid`, `email`).
+    pub kinds: Vec<String>,
+    pub reason: String,
+    pub created_at: String,
+}
+
+/// The org's suppressions, in id order.
+pub async fn suppressions(
+    state: &State,
+    org_id: &str,
+    page: PageRequest,
+) -> Result<Page<SuppressionView>, ApiError> {
+    let (org, after, fetch) = (org_id.to_string(), page.after.clone(), page.fetch());
+    let rows = state
+        .store
+        .run(move |conn| crate::store::suppressions::list(conn, &org, after.as_deref(), fetch))
+        .await?;
+    Ok(
+        Page::from_rows(rows, page.limit, |r| &r.id).map(|r| SuppressionView {
+            id: r.id,
+            kinds: r
+                .kinds
+                .split(',')
+                .filter(|k| !k.is_empty())
+                .map(str::to_string)
+                .collect(),
+            reason: r.reason,
+            created_at: crate::ids::rfc3339(r.created_at),
+        }),
+    )
+}
+
+/// Lifts a suppression: the next sync brings the person's contacts back, as new.
+pub async fn lift_suppression(state: &State, org_id: &str, id: &str) -> Result<(), ApiError> {
+    let (org, id) = (org_id.to_string(), id.to_string());
+    state
+        .store
+        .write(move |conn| {
+            crate::store::in_transaction(conn, |conn| {
+                if crate::store::suppressions::find(conn, &org, &id)?.is_none() {
+                    return Err(crate::store::StoreError::refused(
+                        404,
+                        "suppression not found",
+                    ));
+                }
+                crate::store::suppressions::delete(conn, &id)
+            })
+        })
+        .await?;
+    Ok(())
+}

@@ -33,6 +33,8 @@ pub struct SyncCounts {
     pub deleted: i64,
     /// Deletions the connection's deletion guard held for review (status `held`).
     pub deletions_held: i64,
+    /// Records not stored because they hold an identifier an erasure suppressed.
+    pub suppressed: i64,
 }
 
 impl SyncCounts {
@@ -43,6 +45,7 @@ impl SyncCounts {
             unchanged: r.unchanged,
             deleted: r.deleted,
             deletions_held: r.deletions_held,
+            suppressed: r.suppressed,
         }
     }
 }

@@ -421,6 +421,10 @@ pub fn seal_plain_rows(conn: &mut DbConnection, sealer: &Sealer) -> Result<usize
         for (id, stored) in super::webhooks::stored_secrets(conn)? {
             sealer.open(&id, &stored)?;
         }
+        // And the orgs' keys of identifier hashes.
+        for (org, stored) in super::suppressions::stored_keys(conn)? {
+            sealer.open(&org, &stored)?;
+        }
         Ok(sealed)
     })
 }
@@ -446,6 +450,10 @@ pub fn reseal_all(
         for (id, stored) in &secrets {
             let plain = old.open(id, stored)?;
             super::webhooks::set_secrets(conn, id, &new.seal(id, &plain))?;
+        }
+        for (org, stored) in super::suppressions::stored_keys(conn)? {
+            let plain = old.open(&org, &stored)?;
+            super::suppressions::set_key(conn, &org, &new.seal(&org, &plain))?;
         }
         Ok(rows.len())
     })

@@ -63,9 +63,24 @@ pub struct Prepared {
     unknown: Vec<RecordField>,
     search_text: String,
     keys: Vec<(&'static str, String)>,
+    /// Lowercased: with the phone and LID keys, what a suppression matches.
+    emails: Vec<String>,
 }
 
 impl Prepared {
+    /// The identifiers an erasure suppresses: `(kind, value)` of its phones
+    /// (E.164), its LID and its emails (lowercased).
+    pub fn identifiers(&self) -> Vec<(&'static str, String)> {
+        let mut out: Vec<(&'static str, String)> = self
+            .keys
+            .iter()
+            .filter(|(kind, _)| matches!(*kind, "phone" | "lid"))
+            .cloned()
+            .collect();
+        out.extend(self.emails.iter().map(|e| ("email", e.clone())));
+        out
+    }
+
     /// The content hash the record is stored under (what a sync compares).
     pub fn hash(&self) -> &str {
         &self.hash
@@ -172,6 +187,11 @@ pub fn prepare(mut record: ContactRecord) -> Result<Prepared, StoreError> {
         unknown,
         search_text: search.join("\n"),
         keys,
+        emails: record
+            .emails
+            .iter()
+            .map(|e| e.address.to_lowercase())
+            .collect(),
     })
 }
 

@@ -12,6 +12,8 @@ pub enum EventType {
     PersonMerged,
     PersonSplit,
     PersonDeleted,
+    PersonErased,
+    ContactErased,
     IdentityOperationUndone,
     SyncRunFinished,
     SyncRunHeld,
@@ -19,7 +21,7 @@ pub enum EventType {
 
 impl EventType {
     /// Every type, in the order the document lists them.
-    pub const ALL: [EventType; 11] = [
+    pub const ALL: [EventType; 13] = [
         Self::ContactCreated,
         Self::ContactUpdated,
         Self::ContactDeleted,
@@ -28,6 +30,8 @@ impl EventType {
         Self::PersonMerged,
         Self::PersonSplit,
         Self::PersonDeleted,
+        Self::PersonErased,
+        Self::ContactErased,
         Self::IdentityOperationUndone,
         Self::SyncRunFinished,
         Self::SyncRunHeld,
@@ -44,6 +48,8 @@ impl EventType {
             Self::PersonMerged => "person.merged",
             Self::PersonSplit => "person.split",
             Self::PersonDeleted => "person.deleted",
+            Self::PersonErased => "person.erased",
+            Self::ContactErased => "contact.erased",
             Self::IdentityOperationUndone => "identity_operation.undone",
             Self::SyncRunFinished => "sync_run.finished",
             Self::SyncRunHeld => "sync_run.held",

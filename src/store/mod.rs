@@ -17,6 +17,7 @@ pub mod models;
 pub mod orgs;
 pub mod people;
 pub mod schema;
+pub mod suppressions;
 pub mod sync_runs;
 pub mod webhooks;
 
@@ -95,6 +96,9 @@ pub enum StoreError {
         message: String,
         details: serde_json::Value,
     },
+    /// The record holds an identifier an erasure suppressed: it is not stored.
+    #[error("the contact holds an identifier of an erased person (suppressed)")]
+    Suppressed,
     /// A dry run's transaction, rolled back on purpose.
     #[error("a dry run, rolled back")]
     DryRun,

@@ -229,4 +229,6 @@ pub struct SyncRunRow {
     pub finished_at: Option<NaiveDateTime>,
     /// Deletions the run's guard held for an operator (status `held`).
     pub deletions_held: i64,
+    /// Records skipped because they hold an identifier an erasure suppressed.
+    pub suppressed: i64,
 }

@@ -88,6 +88,7 @@ diesel::table! {
         started_at -> Timestamp,
         finished_at -> Nullable<Timestamp>,
         deletions_held -> BigInt,
+        suppressed -> BigInt,
     }
 }
 
@@ -308,6 +309,34 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    org_secrets (org_id) {
+        org_id -> Text,
+        identifier_key -> Text,
+    }
+}
+
+diesel::table! {
+    suppressions (id) {
+        id -> Text,
+        org_id -> Text,
+        kinds -> Text,
+        reason -> Text,
+        api_key_id -> Nullable<Text>,
+        request_id -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    suppressed_identifiers (org_id, kind, hash, suppression_id) {
+        org_id -> Text,
+        kind -> Text,
+        hash -> Text,
+        suppression_id -> Text,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     orgs,
     api_keys,
@@ -332,5 +361,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     identity_bonds,
     identity_operation_contacts,
     merged_people,
-    blocked_identifiers
+    blocked_identifiers,
+    org_secrets,
+    suppressions,
+    suppressed_identifiers
 );

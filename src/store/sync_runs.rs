@@ -54,6 +54,7 @@ pub fn start_run(
         started_at: now,
         finished_at: None,
         deletions_held: 0,
+        suppressed: 0,
     };
     let result = conn.transaction(|conn| {
         if let Some(gap) = min_gap {
@@ -218,6 +219,7 @@ pub fn save_progress(conn: &mut DbConnection, run: &SyncRunRow) -> Result<(), St
             sync_runs::throttled_429.eq(run.throttled_429),
             sync_runs::limiter_wait_ms.eq(run.limiter_wait_ms),
             sync_runs::deletions_held.eq(run.deletions_held),
+            sync_runs::suppressed.eq(run.suppressed),
         ))
         .execute(conn)?;
     Ok(())
@@ -264,6 +266,7 @@ pub fn finish_run(conn: &mut DbConnection, run: &SyncRunRow) -> Result<(), Store
                 "unchanged": run.unchanged,
                 "deleted": run.deleted,
                 "deletions_held": run.deletions_held,
+                "suppressed": run.suppressed,
             },
             "error": run.error,
         });

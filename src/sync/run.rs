@@ -5,6 +5,7 @@
 //! renewed every page; a run that cannot finish is recorded as failed and leaves
 //! the stored contacts as they were.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -71,6 +72,8 @@ struct PageOutcome {
     created: i64,
     updated: i64,
     unchanged: i64,
+    /// Records not stored: they hold an identifier an erasure suppressed.
+    suppressed: i64,
     /// Remote ids the run's seen set did not hold yet.
     seen_added: i64,
     /// An operator asked the run to stop (after this page).
@@ -111,6 +114,38 @@ fn write_page(
             let mut out = PageOutcome {
                 unchanged,
                 ..PageOutcome::default()
+            };
+            // Records of an erased person are not stored (counted as suppressed).
+            let all: Vec<&Prepared> = fresh.iter().chain(changed).map(|(p, _)| p).collect();
+            let skip = change.suppressed(&all)?;
+            let kept = |list: &[(Prepared, Option<String>)], offset: usize| {
+                list.iter()
+                    .enumerate()
+                    .filter(|(i, _)| skip.binary_search(&(i + offset)).is_err())
+                    .map(|(_, r)| r.clone())
+                    .collect::<Vec<_>>()
+            };
+            let (fresh, changed) = if skip.is_empty() {
+                (Cow::Borrowed(fresh), Cow::Borrowed(changed))
+            } else {
+                out.suppressed = skip.len() as i64;
+                (
+                    Cow::Owned(kept(fresh, 0)),
+                    Cow::Owned(kept(changed, fresh.len())),
+                )
+            };
+            let (fresh, changed) = (fresh.as_ref(), changed.as_ref());
+            // Nor are their remote ids kept in the run's seen set.
+            let skipped: Vec<&str> = skip.iter().map(|&i| all[i].remote_id.as_str()).collect();
+            let seen: Cow<'_, [String]> = if skipped.is_empty() {
+                Cow::Borrowed(seen)
+            } else {
+                Cow::Owned(
+                    seen.iter()
+                        .filter(|r| !skipped.contains(&r.as_str()))
+                        .cloned()
+                        .collect(),
+                )
             };
             // Contacts whose keys may have changed: linked before the page commits.
             let mut relink: Vec<String> = Vec::new();
@@ -180,11 +215,12 @@ fn write_page(
                 Lease::Cancelled => out.cancelled = true,
                 Lease::Lost => return Err(StoreError::LeaseLost),
             }
-            out.seen_added = sync_runs::mark_seen(change.conn(), &progress.id, seen)? as i64;
+            out.seen_added = sync_runs::mark_seen(change.conn(), &progress.id, &seen)? as i64;
             let mut saved = progress.clone();
             saved.created += out.created;
             saved.updated += out.updated;
             saved.unchanged += out.unchanged;
+            saved.suppressed += out.suppressed;
             sync_runs::save_progress(change.conn(), &saved)?;
             Ok(out)
         })
@@ -577,6 +613,7 @@ async fn page_through(
         run.created += outcome.created;
         run.updated += outcome.updated;
         run.unchanged += outcome.unchanged;
+        run.suppressed += outcome.suppressed;
         seen_total += outcome.seen_added;
         if run.created >= (analyzed_at * 10).max(5_000) {
             // In the background: nothing waits for it, and it blocks no write.

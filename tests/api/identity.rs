@@ -92,7 +92,10 @@ async fn app_with_people(backend: Backend, seed: u64) -> (TestApp, Sims) {
     let mut app = app;
     // One key for the admin routes and the reads (`contacts:read`) alike.
     app.admin_key = app
-        .create_key("test-org", &[Scope::Admin, Scope::ContactsRead])
+        .create_key(
+            "test-org",
+            &[Scope::Admin, Scope::ContactsRead, Scope::ContactsWrite],
+        )
         .await
         .1;
     let sims = app.connect_sims(seed, 30, json!({})).await;
@@ -502,9 +505,297 @@ async fn a_blocked_switchboard_number_unlinks_its_strangers_at_once(backend: Bac
     );
 }
 
+async fn an_erasure_at_the_providers_reports_each_contact(backend: Backend) {
+    let (app, sims) = app_with_people(backend, 76).await;
+    let people = all_people(&app).await;
+    let providers = |p: &Value| -> BTreeSet<String> {
+        p["contacts"]
+            .as_array()
+            .expect("contacts")
+            .iter()
+            .map(|c| c["provider"].as_str().expect("provider").to_string())
+            .collect()
+    };
+    // A person at WA.cr (which deletes) and at Periskope (which cannot).
+    let person = people
+        .iter()
+        .find(|p| {
+            let at = providers(p);
+            at.contains("wacr") && at.contains("periskope")
+        })
+        .expect("a person at WA.cr and Periskope")
+        .clone();
+    let wacr_remote: i64 = person["contacts"]
+        .as_array()
+        .expect("contacts")
+        .iter()
+        .find(|c| c["provider"] == "wacr")
+        .and_then(|c| c["remote_id"].as_str())
+        .expect("wacr id")
+        .parse()
+        .expect("integer id");
+    let id = person["id"].as_str().expect("id");
+    let (status, erased) = post(
+        &app,
+        &format!("/v1/people/{id}/erase"),
+        json!({"reason": "forget me", "at_providers": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{erased}");
+    for c in erased["contacts"].as_array().expect("contacts") {
+        let expected = match c["provider"].as_str() {
+            Some("wacr") => "deleted",
+            _ => "unsupported",
+        };
+        assert_eq!(c["at_provider"], expected, "{c}");
+    }
+    let gone = sims
+        .set
+        .wacr
+        .api()
+        .with_store(|s| s.all().all(|c| c["id"].as_i64() != Some(wacr_remote)));
+    assert!(gone, "WA.cr no longer holds the contact");
+}
+
 crate::db_tests!(
     a_merge_survives_syncs_and_live_reads_and_its_undo_restores_the_ids,
     a_split_survives_syncs_and_its_undo_restores_the_person,
     an_undo_that_later_operations_build_on_is_refused_naming_them,
     a_blocked_switchboard_number_unlinks_its_strangers_at_once,
+    an_erased_person_leaves_no_row_and_does_not_come_back,
+    an_erasure_at_the_providers_reports_each_contact,
 );
+
+/// Every person's view.
+async fn all_people(app: &TestApp) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = "/v1/people?limit=200".to_string();
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page: Value = send(app.get(&path, &app.admin_key))
+            .await
+            .json()
+            .await
+            .expect("json");
+        out.extend(page["data"].as_array().expect("data").iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return out,
+        }
+    }
+}
+
+/// Each `(table, column)` of the database holding `needle` anywhere in its text.
+async fn rows_holding(app: &TestApp, needle: &str) -> Vec<(String, String)> {
+    let needle = needle.to_string();
+    app.store
+        .run(move |conn| {
+            use diesel::prelude::*;
+            use unicontacts::store::DbConnection;
+            #[derive(QueryableByName)]
+            struct Name {
+                #[diesel(sql_type = diesel::sql_types::Text)]
+                name: String,
+            }
+            #[derive(QueryableByName)]
+            struct N {
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                n: i64,
+            }
+            let postgres = matches!(conn, DbConnection::Postgresql(_));
+            let tables: Vec<Name> = diesel::sql_query(if postgres {
+                "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
+            } else {
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+            })
+            .load(conn)?;
+            let mut out = Vec::new();
+            for table in tables {
+                let columns: Vec<Name> = diesel::sql_query(if postgres {
+                    format!("SELECT column_name AS name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = '{}'", table.name)
+                } else {
+                    format!("SELECT name FROM pragma_table_info('{}')", table.name)
+                })
+                .load(conn)?;
+                for column in columns {
+                    let n: N = diesel::sql_query(format!(
+                        "SELECT COUNT(*) AS n FROM \"{}\" WHERE CAST(\"{}\" AS TEXT) LIKE $1",
+                        table.name, column.name
+                    ))
+                    .bind::<diesel::sql_types::Text, _>(format!("%{needle}%"))
+                    .get_result(conn)?;
+                    if n.n > 0 {
+                        out.push((table.name.clone(), column.name));
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .expect("scan")
+}
+
+/// What identifies a person in text: its name, its phones as each provider
+/// wrote them and in E.164 digits, its LIDs.
+fn needles_of(person: &Value) -> Vec<String> {
+    let mut out: BTreeSet<String> = BTreeSet::new();
+    if let Some(name) = person["display_name"]["value"].as_str() {
+        out.insert(name.to_string());
+    }
+    for p in person["phones"].as_array().expect("phones") {
+        if let Some(e164) = p["value"]["e164"].as_str() {
+            out.insert(e164.trim_start_matches('+').to_string());
+        }
+    }
+    for c in person["contacts"].as_array().expect("contacts") {
+        for p in c["phones"].as_array().into_iter().flatten() {
+            if let Some(raw) = p["raw"].as_str() {
+                out.insert(raw.to_string());
+            }
+        }
+    }
+    for l in person["wa_lids"].as_array().expect("lids") {
+        let lid = l["value"].as_str().expect("lid");
+        out.insert(lid.trim_end_matches("@lid").to_string());
+    }
+    out.into_iter().collect()
+}
+
+async fn an_erased_person_leaves_no_row_and_does_not_come_back(backend: Backend) {
+    let (app, sims) = app_with_people(backend, 75).await;
+    let people = all_people(&app).await;
+    let name_count = |name: &str| {
+        people
+            .iter()
+            .filter(|p| p["display_name"]["value"].as_str() == Some(name))
+            .count()
+    };
+    // A person of two providers or more, with a phone, a name no one else has.
+    let person = people
+        .iter()
+        .find(|p| {
+            p["contacts"].as_array().expect("contacts").len() >= 2
+                && !p["phones"].as_array().expect("phones").is_empty()
+                && p["display_name"]["value"]
+                    .as_str()
+                    .is_some_and(|n| name_count(n) == 1)
+        })
+        .expect("a linked person")
+        .clone();
+    let id = person["id"].as_str().expect("id").to_string();
+    let e164 = person["phones"][0]["value"]["e164"]
+        .as_str()
+        .expect("e164")
+        .to_string();
+    let needles = needles_of(&person);
+    for needle in &needles {
+        assert!(
+            !rows_holding(&app, needle).await.is_empty(),
+            "the scan finds {needle} before the erasure"
+        );
+    }
+
+    let (status, erased) = post(
+        &app,
+        &format!("/v1/people/{id}/erase"),
+        json!({"reason": "the customer asked to be forgotten"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{erased}");
+    let suppression = erased["suppression_id"]
+        .as_str()
+        .expect("suppression")
+        .to_string();
+    let erased_ids: BTreeSet<String> = erased["contacts"]
+        .as_array()
+        .expect("contacts")
+        .iter()
+        .map(|c| c["contact_id"].as_str().expect("id").to_string())
+        .collect();
+    assert!(contact_ids(&person).is_subset(&erased_ids), "{erased}");
+    assert!(erased["contacts"]
+        .as_array()
+        .expect("contacts")
+        .iter()
+        .all(|c| c["at_provider"] == "not_asked"));
+    for needle in &needles {
+        assert_eq!(
+            rows_holding(&app, needle).await,
+            Vec::<(String, String)>::new(),
+            "no row holds {needle} after the erasure"
+        );
+    }
+    assert_error(
+        send(app.get(&format!("/v1/people/{id}"), &app.admin_key)).await,
+        404,
+        "not_found",
+    )
+    .await;
+    let events = feed(
+        &app,
+        &app.admin_key,
+        "types=person.erased,contact.erased",
+        500,
+    )
+    .await;
+    assert_eq!(of_type(&events, "person.erased").len(), 1, "{events:?}");
+    assert_eq!(of_type(&events, "contact.erased").len(), erased_ids.len());
+
+    // Syncs find the person at every provider and store nothing of it.
+    let mut suppressed = 0;
+    for c in [&sims.periskope, &sims.wacr, &sims.gateway] {
+        let run = app.sync_now(c).await;
+        assert_eq!(run["status"], "succeeded", "{run}");
+        suppressed += run["counts"]["suppressed"].as_i64().expect("suppressed");
+    }
+    assert!(
+        suppressed >= 2,
+        "the runs skipped its contacts: {suppressed}"
+    );
+    for needle in &needles {
+        assert_eq!(
+            rows_holding(&app, needle).await,
+            Vec::<(String, String)>::new(),
+            "a sync stored {needle} again"
+        );
+    }
+    assert!(by_phone(&app, &e164).await.is_empty());
+    // A create through the API is refused before it reaches the provider.
+    let created = send(app.post(
+        &format!("/v1/connections/{}/contacts", Sims::id(&sims.periskope)),
+        &app.admin_key,
+        &json!({"display_name": "Someone", "phone": e164}),
+    ))
+    .await;
+    assert_error(created, 409, "suppressed").await;
+
+    // Listed without its values; lifted, the next sync brings it back as new.
+    let list: Value = send(app.get("/v1/admin/suppressions", &app.admin_key))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list["data"][0]["id"], suppression.as_str(), "{list}");
+    assert!(list["data"][0]["kinds"]
+        .as_array()
+        .expect("kinds")
+        .contains(&json!("phone")));
+    let text = list.to_string();
+    assert!(needles.iter().all(|n| !text.contains(n.as_str())), "{text}");
+    let res = send(app.delete(
+        &format!("/v1/admin/suppressions/{suppression}"),
+        &app.admin_key,
+    ))
+    .await;
+    assert_eq!(res.status(), 204);
+    sync_all(&app, &sims).await;
+    let back = by_phone(&app, &e164).await;
+    assert_eq!(back.len(), 1, "{back:?}");
+    assert!(
+        contact_ids(&back[0]).is_disjoint(&erased_ids),
+        "new contacts"
+    );
+}

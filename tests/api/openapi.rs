@@ -3,7 +3,7 @@ use serde_json::Value;
 use crate::helpers::{send, spawn_app, Backend};
 
 /// Every route the app serves (besides the docs themselves).
-const ROUTES: [(&str, &str); 51] = [
+const ROUTES: [(&str, &str); 54] = [
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -25,6 +25,9 @@ const ROUTES: [(&str, &str); 51] = [
     ("post", "/v1/people/{id}/merge"),
     ("post", "/v1/people/{id}/split"),
     ("get", "/v1/people/{id}/history"),
+    ("post", "/v1/people/{id}/erase"),
+    ("get", "/v1/admin/suppressions"),
+    ("delete", "/v1/admin/suppressions/{id}"),
     ("post", "/v1/admin/connections/{id}/sync"),
     ("get", "/v1/admin/sync-runs"),
     ("get", "/v1/admin/sync-runs/{id}"),

@@ -809,6 +809,7 @@ async fn a_long_run_history_is_pruned_over_several_ticks(backend: Backend) {
                         started_at: at,
                         finished_at: Some(at),
                         deletions_held: 0,
+                        suppressed: 0,
                     };
                     diesel::insert_into(sync_runs::table)
                         .values(run)
