@@ -24,7 +24,11 @@ use crate::store::people as people_queries;
 pub struct MergeRequest {
     /// The person merged into the one of the path (its id then answers 404
     /// with `details.merged_into`).
-    #[schema(example = "per_01jd2x9v8c0000000000000000")]
+    #[schema(
+        example = "per_01jd2x9v8c0000000000000000",
+        min_length = 1,
+        max_length = 64
+    )]
     #[validate(length(min = 1, max = 64, message = "must be a person id (`per_…`)"))]
     pub person_id: String,
     /// Why: kept with the operation, shown in the person's history.

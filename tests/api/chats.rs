@@ -482,7 +482,7 @@ async fn a_chat_listing_that_fails_writes_nothing_and_deletes_nothing(backend: B
     );
     assert_eq!(
         run["counts"],
-        json!({"created": 0, "updated": 0, "unchanged": 0, "deleted": 0, "deletions_held": 0})
+        json!({"created": 0, "updated": 0, "unchanged": 0, "deleted": 0, "deletions_held": 0, "suppressed": 0})
     );
     let stored = app.stored_contacts(&sims.periskope).await;
     let kept = stored
@@ -511,7 +511,7 @@ async fn a_chat_page_that_is_not_json_fails_the_run_and_says_why(backend: Backen
     );
     assert_eq!(
         run["counts"],
-        json!({"created": 0, "updated": 0, "unchanged": 0, "deleted": 0, "deletions_held": 0})
+        json!({"created": 0, "updated": 0, "unchanged": 0, "deleted": 0, "deletions_held": 0, "suppressed": 0})
     );
     assert!(app.stored_contacts(&sims.periskope).await.is_empty());
     // The next run reads it whole.
