@@ -198,9 +198,9 @@ impl ContactChange<'_> {
     ) -> Result<OperationRow, StoreError> {
         if survivor == absorbed {
             return Err(StoreError::Refused {
-                status: 422,
+                status: 409,
                 message: "a person cannot be merged with itself".into(),
-                details: serde_json::json!({"fields": {"person_id": ["is the person merged into"]}}),
+                details: serde_json::json!({ "person_id": absorbed }),
             });
         }
         self.existing_person(survivor)?;
@@ -239,8 +239,9 @@ impl ContactChange<'_> {
         let own: HashSet<&str> = before.contacts.iter().map(|(c, _)| c.as_str()).collect();
         let named: BTreeSet<&str> = contacts.iter().map(String::as_str).collect();
         let strangers: Vec<&str> = named.iter().copied().filter(|c| !own.contains(c)).collect();
+        // What the person holds now decides: a conflict with its state (409).
         let refuse = |message: String, details: serde_json::Value| StoreError::Refused {
-            status: 422,
+            status: 409,
             message,
             details,
         };
@@ -250,13 +251,13 @@ impl ContactChange<'_> {
                     "not live contacts of person {person}: {}",
                     strangers.join(", ")
                 ),
-                serde_json::json!({"fields": {"contact_ids": [format!("not live contacts of this person: {}", strangers.join(", "))]}}),
+                serde_json::json!({ "contact_ids": strangers }),
             ));
         }
         if named.len() == own.len() {
             return Err(refuse(
                 "a split must leave at least one contact with the person".into(),
-                serde_json::json!({"fields": {"contact_ids": ["names every contact of the person; leave at least one"]}}),
+                serde_json::json!({ "contact_ids": named.iter().collect::<Vec<_>>() }),
             ));
         }
         let new_person = ids::new_id(ids::PERSON);

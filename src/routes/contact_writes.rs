@@ -38,7 +38,7 @@ pub struct BatchDeleteRequest {
     request_body = ContactWrite,
     responses(
         (status = 201, description = "Created at the provider and stored; `Location` is the stored contact", body = CanonicalContact),
-        (status = 409, description = "The provider holds this contact already (`details.existing_contact_id` when known)", body = ErrorBody),
+        (status = 409, description = "The provider holds this contact already (`details.existing_contact_id` when known); or `suppressed`: its phone or email is an erased person's (nothing sent)", body = ErrorBody),
         (status = 502, description = "The provider failed or refused the credentials; nothing stored", body = ErrorBody),
         (status = 503, description = "The provider's quota is spent", body = ErrorBody),
         (status = 504, description = "No answer in time: `details.outcome` is `unknown`", body = ErrorBody),
@@ -67,7 +67,7 @@ pub async fn create_contact(
     request_body = ContactWrite,
     responses(
         (status = 200, description = "The contact after the write", body = CanonicalContact),
-        (status = 409, description = "Another contact at the provider has this phone or email", body = ErrorBody),
+        (status = 409, description = "Another contact at the provider has this phone or email; or `suppressed`: it is an erased person's (nothing sent)", body = ErrorBody),
         (status = 502, description = "The provider failed or refused the credentials", body = ErrorBody),
         (status = 503, description = "The provider's quota is spent", body = ErrorBody),
         (status = 504, description = "No answer in time", body = ErrorBody),

@@ -49,6 +49,7 @@ pub async fn list_overshared(
     responses(
         (status = 200, description = "The surviving person; `operation_id` undoes the merge (absent from a dry run's answer)", body = PersonView),
         (status = 404, description = "Either person is not the org's; `details.merged_into` when it was merged away", body = ErrorBody),
+        (status = 409, description = "`person_id` is the person of the path", body = ErrorBody),
         AuthErrors, BodyErrors,
     ),
     security(("bearer" = [])))]
@@ -80,6 +81,7 @@ pub async fn merge_person(
     responses(
         (status = 201, description = "The new person; `Location` is it; `operation_id` undoes the split", body = PersonView),
         (status = 200, description = "A dry run: the new person as it would be (its id is not kept; no `operation_id`)", body = PersonView),
+        (status = 409, description = "A named contact is not (or no longer) a live contact of the person, or every contact is named: `details.contact_ids`", body = ErrorBody),
         (status = 404, description = "The person is not the org's; `details.merged_into` when it was merged away", body = ErrorBody),
         AuthErrors, BodyErrors,
     ),
@@ -154,7 +156,7 @@ pub async fn get_operation(
 /// undone in its turn (422): make the operation again.
 #[utoipa::path(post, path = "/v1/admin/identity-operations/{id}/undo", tag = "admin",
     params(("id" = String, Path, description = "Operation id (`idop_…`)")),
-    request_body(content = Option<UndoRequest>),
+    request_body(content = UndoRequest, description = "Optional: an empty body keeps no reason"),
     responses(
         (status = 200, description = "The undo, an operation of its own", body = IdentityOperationView),
         (status = 409, description = "Undone already (`details.undone_by`), or later operations build on it (`details.operations`: undo them first)", body = ErrorBody),

@@ -326,7 +326,7 @@ async fn write_error(
 }
 
 /// 409 `suppressed` before anything is sent when the input's phone or email
-/// is an erased person's.
+/// is an erased person's (a create, or an update that would give a contact one).
 async fn refuse_suppressed(
     state: &State,
     c: &Connection,
@@ -462,6 +462,7 @@ pub async fn update(
         return Err(unsupported_operation(c.provider, Operation::Update));
     }
     let input = input_of(&c, Operation::Update, body)?;
+    refuse_suppressed(state, &c, &input).await?;
     let (adapter, _) = state.providers.interactive(&c)?;
     match adapter.update_contact(&row.remote_id, &input).await {
         Ok(record) => confirmed(state, &c, record).await,

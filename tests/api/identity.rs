@@ -315,7 +315,7 @@ async fn a_split_survives_syncs_and_its_undo_restores_the_person(backend: Backen
     .await;
     assert_eq!(
         (status, err["error"]["code"].as_str()),
-        (422, Some("validation_failed")),
+        (409, Some("conflict")),
         "{err}"
     );
     let (status, err) = post(
@@ -771,6 +771,26 @@ async fn an_erased_person_leaves_no_row_and_does_not_come_back(backend: Backend)
     ))
     .await;
     assert_error(created, 409, "suppressed").await;
+    // Nor may an update give another contact the phone.
+    let other = all_people(&app)
+        .await
+        .into_iter()
+        .flat_map(|p| p["contacts"].as_array().cloned().unwrap_or_default())
+        .find(|c| c["provider"] == "wacr")
+        .expect("a WA.cr contact");
+    let before_update = sims.set.wacr.requests().len();
+    let updated = send(app.patch(
+        &format!("/v1/contacts/{}", other["id"].as_str().expect("id")),
+        &app.admin_key,
+        &json!({"phone": e164}),
+    ))
+    .await;
+    assert_error(updated, 409, "suppressed").await;
+    assert_eq!(
+        sims.set.wacr.requests().len(),
+        before_update,
+        "nothing reached the provider"
+    );
 
     // Listed without its values; lifted, the next sync brings it back as new.
     let list: Value = send(app.get("/v1/admin/suppressions", &app.admin_key))
