@@ -68,17 +68,7 @@ impl ContactChange<'_> {
     /// 404 with `details.merged_into`, the person it lives on in.
     pub fn existing_person(&mut self, id: &str) -> Result<(), StoreError> {
         let org = self.org_id();
-        if people::person_exists(self.conn(), org, id)? {
-            return Ok(());
-        }
-        match queries::merged_into(self.conn(), org, id)? {
-            Some(into) => Err(StoreError::Refused {
-                status: 404,
-                message: format!("person {id} was merged into {into}"),
-                details: serde_json::json!({ "merged_into": into }),
-            }),
-            None => Err(not_found("person")),
-        }
+        queries::require_person(self.conn(), org, id)
     }
 
     /// The live contacts of these people, and when the people were created.

@@ -522,16 +522,7 @@ pub async fn erase(
     let contacts: Vec<String> = state
         .store
         .run(move |conn| {
-            if !people_queries::person_exists(conn, &org, &id)? {
-                return match queries::merged_into(conn, &org, &id)? {
-                    Some(into) => Err(crate::store::StoreError::Refused {
-                        status: 404,
-                        message: format!("person {id} was merged into {into}"),
-                        details: serde_json::json!({ "merged_into": into }),
-                    }),
-                    None => Err(crate::store::StoreError::refused(404, "person not found")),
-                };
-            }
+            queries::require_person(conn, &org, &id)?;
             Ok(people_queries::members(conn, std::slice::from_ref(&id))?
                 .into_iter()
                 .map(|(c, _)| c)

@@ -282,24 +282,10 @@ async fn views(
 /// One of the org's people: the merged view and its contacts.
 pub async fn get(state: &State, org_id: &str, id: &str) -> Result<PersonView, ApiError> {
     let (o, i) = (org_id.to_string(), id.to_string());
-    let merged_into = state
+    state
         .store
-        .run(move |conn| match queries::person_exists(conn, &o, &i)? {
-            true => Ok(None),
-            false => Ok(Some(crate::store::identity::merged_into(conn, &o, &i)?)),
-        })
+        .run(move |conn| crate::store::identity::require_person(conn, &o, &i))
         .await?;
-    match merged_into {
-        None => {}
-        Some(None) => return Err(ApiError::not_found("person")),
-        Some(Some(into)) => {
-            return Err(ApiError::new(
-                crate::error::ErrorCode::NotFound,
-                format!("person {id} was merged into {into}"),
-            )
-            .with_details(serde_json::json!({ "merged_into": into })))
-        }
-    }
     views(state, org_id.to_string(), vec![id.to_string()])
         .await?
         .pop()

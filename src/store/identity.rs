@@ -301,6 +301,22 @@ pub fn merged_into(
     Ok(found)
 }
 
+/// Ok if the org has this person; else 404, naming in `details.merged_into`
+/// the person it lives on in when it was merged away by hand.
+pub fn require_person(conn: &mut DbConnection, org_id: &str, id: &str) -> Result<(), StoreError> {
+    if super::people::person_exists(conn, org_id, id)? {
+        return Ok(());
+    }
+    Err(match merged_into(conn, org_id, id)? {
+        Some(into) => StoreError::Refused {
+            status: 404,
+            message: format!("person {id} was merged into {into}"),
+            details: serde_json::json!({ "merged_into": into }),
+        },
+        None => StoreError::refused(404, "person not found"),
+    })
+}
+
 /// When each of these people was created.
 pub fn people_created(
     conn: &mut DbConnection,

@@ -14,26 +14,11 @@ use crate::helpers::{
 
 /// Every person of the org and its contacts' ids.
 async fn grouping(app: &TestApp) -> BTreeMap<String, BTreeSet<String>> {
-    let mut out = BTreeMap::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut path = "/v1/people?limit=200".to_string();
-        if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={c}"));
-        }
-        let page: Value = send(app.get(&path, &app.admin_key))
-            .await
-            .json()
-            .await
-            .expect("json");
-        for p in page["data"].as_array().expect("data") {
-            out.insert(p["id"].as_str().expect("id").to_string(), contact_ids(p));
-        }
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => return out,
-        }
-    }
+    all_people(app)
+        .await
+        .iter()
+        .map(|p| (p["id"].as_str().expect("id").to_string(), contact_ids(p)))
+        .collect()
 }
 
 fn contact_ids(person: &Value) -> BTreeSet<String> {
